@@ -1,0 +1,85 @@
+#include "gil.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+namespace counterpoint::bindings {
+
+namespace {
+
+std::atomic<bool> g_shutting_down{false};
+
+bool interpreter_finalizing() noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
+struct ThreadState {
+  PyThreadState* tstate = nullptr;
+  PyGILState_STATE outer{};
+};
+thread_local ThreadState t_state;
+
+std::mutex g_released_mutex;
+std::vector<PyObject*> g_released;
+std::atomic<bool> g_has_released{false};
+
+}  // namespace
+
+bool python_alive() noexcept {
+  return !g_shutting_down.load(std::memory_order_acquire) && Py_IsInitialized() &&
+         !interpreter_finalizing();
+}
+
+void mark_shutting_down() noexcept { g_shutting_down.store(true, std::memory_order_release); }
+
+ScopedGil::ScopedGil() : already_held_(PyGILState_Check() != 0) {
+  if (already_held_) return;
+  if (t_state.tstate == nullptr) {
+    t_state.outer = PyGILState_Ensure();  // creates the thread's state and takes the GIL
+    t_state.tstate = PyThreadState_Get();
+  } else {
+    PyEval_RestoreThread(t_state.tstate);
+  }
+}
+
+ScopedGil::~ScopedGil() {
+  if (!already_held_) PyEval_SaveThread();
+}
+
+void forget_thread_state() noexcept {
+  if (t_state.tstate == nullptr || !python_alive()) return;
+  PyEval_RestoreThread(t_state.tstate);
+  drain_released_objects();
+  t_state.tstate = nullptr;
+  PyGILState_Release(t_state.outer);  // deletes the thread state and drops the GIL
+}
+
+void release_object(PyObject* object) noexcept {
+  if (object == nullptr) return;
+  if (PyGILState_Check()) {
+    Py_DECREF(object);
+    return;
+  }
+  if (!Py_IsInitialized() || interpreter_finalizing()) return;  // the heap goes with the process
+  std::lock_guard<std::mutex> lock(g_released_mutex);
+  g_released.push_back(object);
+  g_has_released.store(true, std::memory_order_release);
+}
+
+void drain_released_objects() noexcept {
+  if (!g_has_released.load(std::memory_order_acquire)) return;
+  std::vector<PyObject*> batch;
+  {
+    std::lock_guard<std::mutex> lock(g_released_mutex);
+    batch.swap(g_released);
+    g_has_released.store(false, std::memory_order_release);
+  }
+  for (PyObject* object : batch) Py_DECREF(object);
+}
+
+}  // namespace counterpoint::bindings

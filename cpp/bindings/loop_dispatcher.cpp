@@ -1,0 +1,144 @@
+#include "loop_dispatcher.hpp"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "gil.hpp"
+#include "py_agents.hpp"
+#include "py_payload.hpp"
+#include "register.hpp"
+
+namespace counterpoint::bindings {
+
+namespace {
+
+// The Python face of one coroutine invocation's Completion.
+class AsyncCompletion {
+ public:
+  explicit AsyncCompletion(Completion completion) : completion_(std::move(completion)) {}
+
+  void succeed(py::object value) { resolve([&] { completion_.succeed(to_payload(value)); }); }
+  void fail(py::object error) {
+    std::string message = py::str(py::type::handle_of(error).attr("__name__"));
+    const std::string text = py::str(error);
+    if (!text.empty()) message += ": " + text;
+    resolve([&] { completion_.fail(Failure{std::move(message), to_payload(error)}); });
+  }
+  void cancelled() { resolve([&] { completion_.cancelled(); }); }
+  bool run_ended() const noexcept { return completion_.run_ended(); }
+
+ private:
+  template <typename F>
+  void resolve(F&& body) {
+    if (completion_.resolved()) {
+      throw std::runtime_error("this agent invocation was already completed");
+    }
+    body();
+  }
+  Completion completion_;
+};
+
+const char* status_name(RunStatus status) { return to_string(status); }
+
+}  // namespace
+
+LoopDispatcher::LoopDispatcher() {
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) {
+    throw std::runtime_error(std::string("eventfd failed: ") + std::strerror(errno));
+  }
+}
+
+LoopDispatcher::~LoopDispatcher() {
+  close();
+  ::close(event_fd_);
+}
+
+void LoopDispatcher::wake_locked() {
+  if (signalled_) return;
+  signalled_ = true;
+  const std::uint64_t one = 1;
+  // EAGAIN means the counter is already non-zero: the loop is awake either way.
+  [[maybe_unused]] ssize_t written = ::write(event_fd_, &one, sizeof(one));
+}
+
+void LoopDispatcher::submit(AsyncAgent* agent, Invocation invocation) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (closed_) {
+    lock.unlock();
+    invocation.completion.fail(
+        Failure{"the event loop running this run's coroutines was closed", {}});
+    return;
+  }
+  starts_.push_back(Start{agent, std::move(invocation)});
+  wake_locked();
+}
+
+void LoopDispatcher::on_run_finished(std::uint64_t run_id, RunStatus status) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return;
+  ends_.push_back(End{run_id, status});
+  wake_locked();
+}
+
+py::list LoopDispatcher::take() {
+  std::vector<Start> starts;
+  std::vector<End> ends;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::uint64_t counter = 0;
+    [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
+    signalled_ = false;
+    starts.swap(starts_);
+    ends.swap(ends_);
+  }
+  drain_released_objects();
+  py::list jobs;
+  static const py::str start_tag("start");
+  static const py::str end_tag("end");
+  for (Start& start : starts) {
+    py::object input = inputs_to_python(start.invocation.inputs);
+    start.invocation.inputs.items.clear();
+    jobs.append(py::make_tuple(start_tag, start.agent->callable(), std::move(input),
+                               AsyncCompletion(std::move(start.invocation.completion)),
+                               start.invocation.run_id));
+  }
+  for (const End& end : ends) {
+    jobs.append(py::make_tuple(end_tag, end.run_id, status_name(end.status)));
+  }
+  return jobs;
+}
+
+void LoopDispatcher::close() {
+  std::vector<Start> starts;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    starts.swap(starts_);
+    ends_.clear();
+  }
+  for (Start& start : starts) {
+    start.invocation.completion.fail(
+        Failure{"the event loop running this run's coroutines was closed", {}});
+  }
+}
+
+void register_loop_dispatcher(py::module_& m) {
+  py::class_<AsyncCompletion>(m, "AsyncCompletion")
+      .def("succeed", &AsyncCompletion::succeed, py::arg("value"))
+      .def("fail", &AsyncCompletion::fail, py::arg("error"))
+      .def("cancelled", &AsyncCompletion::cancelled)
+      .def_property_readonly("run_ended", &AsyncCompletion::run_ended);
+  py::class_<LoopDispatcher, std::shared_ptr<LoopDispatcher>>(m, "LoopDispatcher")
+      .def(py::init<>())
+      .def("fileno", &LoopDispatcher::fileno)
+      .def("take", &LoopDispatcher::take)
+      .def("close", &LoopDispatcher::close, py::call_guard<py::gil_scoped_release>());
+}
+
+}  // namespace counterpoint::bindings

@@ -1,0 +1,59 @@
+#pragma once
+// Hands coroutine agents to an asyncio event loop without taking the GIL on oneTBB
+// workers: invocations go into a native queue and an eventfd wakes the loop, whose
+// reader callback (the Python side, see counterpoint/_loops.py) takes the whole batch.
+// The same queue tells the loop when a run ends, so it can cancel the run's leftover
+// tasks and wake an `ainvoke` awaiting it.
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <pybind11/pybind11.h>
+
+#include "counterpoint/agent.hpp"
+#include "counterpoint/run.hpp"
+
+namespace counterpoint::bindings {
+
+namespace py = pybind11;
+class AsyncAgent;
+
+class LoopDispatcher final : public RunObserver {
+ public:
+  LoopDispatcher();
+  ~LoopDispatcher() override;
+
+  void submit(AsyncAgent* agent, Invocation invocation);
+  void on_run_finished(std::uint64_t run_id, RunStatus status) override;
+
+  int fileno() const noexcept { return event_fd_; }
+  // With the GIL: everything queued since the last call, as tuples
+  //   ("start", coroutine_function, input, AsyncCompletion, run_id)
+  //   ("end", run_id, status)
+  py::list take();
+  // The loop is going away: fail what is queued and refuse what comes later.
+  void close();
+
+ private:
+  struct Start {
+    AsyncAgent* agent;
+    Invocation invocation;
+  };
+  struct End {
+    std::uint64_t run_id;
+    RunStatus status;
+  };
+  void wake_locked();
+
+  int event_fd_ = -1;
+  std::mutex mutex_;
+  std::vector<Start> starts_;
+  std::vector<End> ends_;
+  bool signalled_ = false;
+  bool closed_ = false;
+};
+
+
+
+}  // namespace counterpoint::bindings

@@ -1,0 +1,140 @@
+#include "py_agents.hpp"
+
+#include <chrono>
+
+#include "counterpoint/runtime.hpp"
+#include "gil.hpp"
+#include "loop_dispatcher.hpp"
+#include "py_payload.hpp"
+#include "register.hpp"
+
+namespace counterpoint::bindings {
+
+namespace {
+std::atomic<std::int64_t> g_inline_threshold_ns{20'000};
+// One call this many times over the threshold marks an agent as one that can block.
+constexpr std::int64_t kSlowFactor = 50;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+PyCallable::~PyCallable() { release_object(callable_); }
+
+SyncAgent::SyncAgent(py::object callable, Dispatch dispatch)
+    : callable_(std::move(callable)), dispatch_(dispatch) {}
+
+bool SyncAgent::runs_inline() const noexcept {
+  if (dispatch_ == Dispatch::Inline) return true;
+  if (dispatch_ == Dispatch::Thread || ever_slow_.load(std::memory_order_relaxed)) return false;
+  const std::int64_t mean = mean_ns_.load(std::memory_order_relaxed);
+  return mean >= 0 && mean < g_inline_threshold_ns.load(std::memory_order_relaxed);
+}
+
+double SyncAgent::mean_call_seconds() const noexcept {
+  const std::int64_t mean = mean_ns_.load(std::memory_order_relaxed);
+  return mean < 0 ? -1.0 : static_cast<double>(mean) * 1e-9;
+}
+
+void SyncAgent::set_inline_threshold(double seconds) noexcept {
+  g_inline_threshold_ns.store(static_cast<std::int64_t>(seconds * 1e9), std::memory_order_relaxed);
+}
+
+double SyncAgent::inline_threshold() noexcept {
+  return static_cast<double>(g_inline_threshold_ns.load(std::memory_order_relaxed)) * 1e-9;
+}
+
+void SyncAgent::record(std::int64_t nanoseconds) noexcept {
+  if (nanoseconds > kSlowFactor * g_inline_threshold_ns.load(std::memory_order_relaxed)) {
+    ever_slow_.store(true, std::memory_order_relaxed);
+  }
+  const std::int64_t mean = mean_ns_.load(std::memory_order_relaxed);
+  // A racy update loses a sample at worst; the average only steers dispatch.
+  mean_ns_.store(mean < 0 ? nanoseconds : (mean * 7 + nanoseconds) / 8, std::memory_order_relaxed);
+}
+
+void SyncAgent::invoke(Invocation invocation) {
+  if (runs_inline() && python_alive()) {
+    call(invocation);
+    return;
+  }
+  // std::function needs a copyable target; the invocation itself is move-only.
+  auto pending = std::make_shared<Invocation>(std::move(invocation));
+  Runtime::instance().pool().submit(
+      [self = shared_from_this(), pending] { self->call(*pending); });
+}
+
+void SyncAgent::call(Invocation& invocation) {
+  if (invocation.completion.run_ended()) {
+    invocation.completion.cancelled();
+    return;
+  }
+  if (!python_alive()) {
+    invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
+    return;
+  }
+  Payload output;
+  Failure failure;
+  bool succeeded = false;
+  {
+    ScopedGil gil;
+    const std::int64_t started = now_ns();
+    try {
+      py::object result = callable_.get()(inputs_to_python(invocation.inputs));
+      if (PyCoro_CheckExact(result.ptr())) {
+        result.attr("close")();
+        throw py::type_error(
+            "agent '" + std::string(invocation.agent_name) +
+            "' returned a coroutine from a plain function; define it with `async def` so "
+            "counterpoint awaits it on an event loop");
+      }
+      output = to_payload(std::move(result));
+      succeeded = true;
+    } catch (py::error_already_set& error) {
+      failure = failure_from(error);
+    } catch (const std::exception& error) {
+      failure = Failure{error.what(), {}};
+    }
+    record(now_ns() - started);
+    invocation.inputs.items.clear();  // drop the references while the GIL is held
+    drain_released_objects();
+  }
+  if (succeeded) {
+    invocation.completion.succeed(std::move(output));
+  } else {
+    invocation.completion.fail(std::move(failure));
+  }
+}
+
+void AsyncAgent::invoke(Invocation invocation) {
+  auto dispatcher = std::static_pointer_cast<LoopDispatcher>(invocation.run_context);
+  if (!dispatcher) {
+    invocation.completion.fail(Failure{
+        "async agent started without an event loop; this is a counterpoint bug", {}});
+    return;
+  }
+  dispatcher->submit(this, std::move(invocation));
+}
+
+void register_agents(py::module_& m) {
+  py::enum_<Dispatch>(m, "Dispatch")
+      .value("AUTO", Dispatch::Auto)
+      .value("INLINE", Dispatch::Inline)
+      .value("THREAD", Dispatch::Thread);
+
+  py::class_<Agent, std::shared_ptr<Agent>>(m, "Agent");
+  py::class_<SyncAgent, Agent, std::shared_ptr<SyncAgent>>(m, "SyncAgent")
+      .def(py::init<py::object, Dispatch>(), py::arg("callable"),
+           py::arg("dispatch") = Dispatch::Auto)
+      .def_property_readonly("runs_inline", &SyncAgent::runs_inline)
+      .def_property_readonly("mean_call_seconds", &SyncAgent::mean_call_seconds)
+      .def_static("set_inline_threshold", &SyncAgent::set_inline_threshold)
+      .def_static("inline_threshold", &SyncAgent::inline_threshold);
+  py::class_<AsyncAgent, Agent, std::shared_ptr<AsyncAgent>>(m, "AsyncAgent")
+      .def(py::init<py::object>(), py::arg("coroutine_function"));
+}
+
+}  // namespace counterpoint::bindings

@@ -1,0 +1,75 @@
+#pragma once
+// Python callables as engine agents.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <pybind11/pybind11.h>
+
+#include "counterpoint/agent.hpp"
+
+namespace counterpoint::bindings {
+
+namespace py = pybind11;
+
+// Holds a Python callable without ever touching its reference count off the GIL.
+class PyCallable {
+ public:
+  explicit PyCallable(py::object callable) : callable_(callable.release().ptr()) {}
+  ~PyCallable();
+  PyCallable(const PyCallable&) = delete;
+  PyCallable& operator=(const PyCallable&) = delete;
+  py::handle get() const noexcept { return callable_; }
+
+ private:
+  PyObject* callable_;
+};
+
+// How a sync agent is executed.
+enum class Dispatch : std::uint8_t {
+  Auto,    // inline on the oneTBB worker while measured fast, else on the thread pool
+  Inline,  // always inline (the caller promises it never blocks)
+  Thread,  // always on the thread pool
+};
+
+// A plain callable (or an object's bound `invoke`). Runs on the elastic pool of plain
+// threads, holding the GIL only around the call; tiny ones run inline because a thread
+// hop costs more than they do. An agent is inlined only after it has been measured, and
+// never again once a single call was slow, so an agent that sometimes blocks cannot
+// starve oneTBB.
+class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAgent> {
+ public:
+  SyncAgent(py::object callable, Dispatch dispatch);
+  void invoke(Invocation invocation) override;
+
+  bool runs_inline() const noexcept;
+  double mean_call_seconds() const noexcept;
+  static void set_inline_threshold(double seconds) noexcept;
+  static double inline_threshold() noexcept;
+
+ private:
+  void call(Invocation& invocation);
+  void record(std::int64_t nanoseconds) noexcept;
+
+  PyCallable callable_;
+  const Dispatch dispatch_;
+  std::atomic<std::int64_t> mean_ns_{-1};  // exponential moving average; -1 = never ran
+  std::atomic<bool> ever_slow_{false};
+};
+
+// An `async def` callable (or an object's bound `ainvoke`): each call becomes a task on
+// the event loop the run was started with (see LoopDispatcher).
+class AsyncAgent final : public Agent {
+ public:
+  explicit AsyncAgent(py::object coroutine_function) : callable_(std::move(coroutine_function)) {}
+  void invoke(Invocation invocation) override;
+  py::handle callable() const noexcept { return callable_.get(); }
+
+ private:
+  PyCallable callable_;
+};
+
+
+
+}  // namespace counterpoint::bindings

@@ -1,0 +1,11 @@
+#pragma once
+#include <pybind11/pybind11.h>
+
+namespace counterpoint::bindings {
+namespace py = pybind11;
+
+void register_agents(py::module_& m);
+void register_loop_dispatcher(py::module_& m);
+void register_graph(py::module_& m);
+void register_runtime(py::module_& m);
+}  // namespace counterpoint::bindings

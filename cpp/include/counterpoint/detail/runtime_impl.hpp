@@ -1,0 +1,35 @@
+#pragma once
+#include <mutex>
+#include <unordered_map>
+#include <memory>
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include "counterpoint/runtime.hpp"
+
+namespace counterpoint {
+namespace detail {
+struct RunState;
+}
+
+class Runtime::Impl {
+ public:
+  Impl();
+  tbb::task_arena& arena() noexcept { return arena_; }
+
+  void register_run(const std::shared_ptr<detail::RunState>& run);
+  void unregister_run(std::uint64_t run_id);
+  std::vector<std::shared_ptr<detail::RunState>> live_runs() const;
+  std::size_t live_count() const;
+
+ private:
+  // The waiting Python thread never joins the arena (it must stay free to notice
+  // Ctrl-C), so reserve no slot for it and let workers fill every core.
+  tbb::global_control parallelism_;
+  tbb::task_arena arena_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<detail::RunState>> runs_;
+};
+
+}  // namespace counterpoint

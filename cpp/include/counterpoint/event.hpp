@@ -1,0 +1,26 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "counterpoint/payload.hpp"
+
+namespace counterpoint {
+
+enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel };
+
+const char* to_string(EventKind kind) noexcept;
+
+// Something that happened to one agent of one run, in the order it happened.
+struct Event {
+  EventKind kind = EventKind::Start;
+  std::uint64_t run_id = 0;
+  std::uint32_t node = 0;
+  std::string_view agent;  // points into the run's plan, which outlives the event
+  double seconds = 0.0;    // since the run started
+  int priority = 0;
+  Payload payload;         // Finish: the output; Error: the error object
+  std::string message;     // Error: the failure summary
+};
+
+}  // namespace counterpoint

@@ -1,0 +1,42 @@
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "counterpoint/graph_spec.hpp"
+
+namespace counterpoint {
+
+// A validated, immutable graph: nodes in topological order, edges as indices.
+// Shared read-only by every run of a compiled graph.
+struct PlanNode {
+  std::string name;
+  std::shared_ptr<Agent> agent;
+  std::vector<std::uint32_t> predecessors;  // in declaration order
+  std::vector<std::uint32_t> successors;
+  int priority = 0;
+};
+
+class Plan {
+ public:
+  // Throws GraphError naming the node and the problem: empty graph, empty or duplicate
+  // name, missing agent, unknown or repeated predecessor, cycle.
+  static std::shared_ptr<const Plan> build(const GraphSpec& spec);
+
+  const std::vector<PlanNode>& nodes() const noexcept { return nodes_; }
+  const std::vector<std::uint32_t>& entries() const noexcept { return entries_; }
+  const std::vector<std::uint32_t>& sinks() const noexcept { return sinks_; }
+  std::size_t size() const noexcept { return nodes_.size(); }
+  // Index of `name`, or -1.
+  std::int64_t find(const std::string& name) const;
+  // {"nodes": [{"name", "after", "priority"}...], "entries": [...], "sinks": [...]}
+  std::string to_json() const;
+
+ private:
+  std::vector<PlanNode> nodes_;
+  std::vector<std::uint32_t> entries_;
+  std::vector<std::uint32_t> sinks_;
+};
+
+}  // namespace counterpoint

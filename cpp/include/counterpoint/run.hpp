@@ -1,0 +1,90 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "counterpoint/agent.hpp"
+#include "counterpoint/event.hpp"
+
+namespace counterpoint {
+
+enum class RunStatus : std::uint8_t { Running, Succeeded, Failed, Cancelled };
+// Pending at the end of a run means the agent never started (its run ended first).
+// Cancelled means it was running when its run ended, and its late result was discarded.
+enum class NodeStatus : std::uint8_t { Pending, Running, Succeeded, Failed, Cancelled };
+
+const char* to_string(RunStatus status) noexcept;
+const char* to_string(NodeStatus status) noexcept;
+
+struct NodeOutcome {
+  std::string_view name;
+  NodeStatus status = NodeStatus::Pending;
+  Payload output;    // Succeeded
+  Failure failure;   // Failed
+  double started = -1.0;   // seconds since the run started; -1 if it never started
+  double finished = -1.0;
+};
+
+// Told when a run reaches its end, on whichever thread ended it. Must not block.
+class RunObserver {
+ public:
+  virtual ~RunObserver() = default;
+  virtual void on_run_finished(std::uint64_t run_id, RunStatus status) = 0;
+};
+
+struct RunOptions {
+  Payload input;
+  std::shared_ptr<void> context;            // handed to every Invocation of the run
+  std::shared_ptr<RunObserver> observer;    // may be null
+  bool record_events = false;               // keep an event queue for next_events()
+};
+
+// A run in flight or finished. Cheap to copy; every copy refers to the same run.
+class RunHandle {
+ public:
+  RunHandle() = default;
+  explicit RunHandle(std::shared_ptr<detail::RunState> state) : state_(std::move(state)) {}
+
+  std::uint64_t id() const noexcept;
+  RunStatus status() const noexcept;
+  bool done() const noexcept { return status() != RunStatus::Running; }
+
+  // Waits up to `timeout` for the run to end; spins for up to `spin` first, which is
+  // cheaper than sleeping when the run is about to end. True when the run has ended.
+  bool wait_for(std::chrono::nanoseconds timeout,
+                std::chrono::nanoseconds spin = std::chrono::nanoseconds(0)) const;
+  void wait() const;
+
+  // Ends the run: agents not yet started never start; results of agents still running
+  // are discarded when they arrive. No effect on a finished run. True if this call
+  // ended it.
+  bool cancel();
+
+  // Results, meaningful once done().
+  std::vector<std::pair<std::string_view, Payload>> sink_outputs() const;
+  std::vector<NodeOutcome> outcomes() const;
+  // The agent whose failure ended the run, if one did.
+  std::optional<std::uint32_t> failed_node() const;
+  std::optional<NodeOutcome> outcome(std::uint32_t node) const;
+  double elapsed() const;  // seconds from start to end (or to now while running)
+
+  // Moves the events recorded so far into `out`, waiting up to `timeout` when there
+  // are none yet. Returns false once the run has ended and every event was taken.
+  // Requires RunOptions::record_events.
+  bool next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout);
+
+  // {"run_id", "status", "elapsed", "failed", "agents": [{"name","status","started","finished","error"}]}
+  std::string trace_json() const;
+
+  explicit operator bool() const noexcept { return static_cast<bool>(state_); }
+
+ private:
+  std::shared_ptr<detail::RunState> state_;
+};
+
+}  // namespace counterpoint

@@ -1,0 +1,80 @@
+#include "counterpoint/runtime.hpp"
+
+#include <thread>
+
+#include <oneapi/tbb/version.h>
+
+#include "counterpoint/detail/run_state.hpp"
+#include "counterpoint/detail/runtime_impl.hpp"
+
+namespace counterpoint {
+
+namespace {
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 2 : static_cast<int>(n);
+}
+}  // namespace
+
+Runtime::Impl::Impl()
+    // oneTBB caps workers at cores - 1 by default, counting on the caller to join the
+    // arena. Our caller waits outside it, so allow one worker per core.
+    : parallelism_(tbb::global_control::max_allowed_parallelism, hardware_threads() + 1),
+      arena_(hardware_threads(), /*reserved_for_masters=*/0) {
+  arena_.initialize();
+}
+
+void Runtime::Impl::register_run(const std::shared_ptr<detail::RunState>& run) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  runs_.emplace(run->id, run);
+}
+
+void Runtime::Impl::unregister_run(std::uint64_t run_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  runs_.erase(run_id);
+}
+
+std::vector<std::shared_ptr<detail::RunState>> Runtime::Impl::live_runs() const {
+  std::vector<std::shared_ptr<detail::RunState>> runs;
+  std::lock_guard<std::mutex> lock(mutex_);
+  runs.reserve(runs_.size());
+  for (const auto& entry : runs_) {
+    if (auto run = entry.second.lock()) runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+std::size_t Runtime::Impl::live_count() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return runs_.size();
+}
+
+Runtime::Runtime()
+    : impl_(std::make_unique<Impl>()),
+      pool_(std::make_unique<ElasticThreadPool>(ElasticThreadPool::Options{})) {}
+
+Runtime& Runtime::instance() {
+  // Deliberately leaked: detached pool threads and late completions may still reach it
+  // while static destructors run at process exit.
+  static Runtime* runtime = new Runtime();
+  return *runtime;
+}
+
+bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
+  accepting_.store(false, std::memory_order_release);
+  for (const auto& run : impl_->live_runs()) run->end(RunStatus::Cancelled);
+  pool_->stop();
+  const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
+  while (inflight_invocations() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return inflight_invocations() == 0;
+}
+
+std::size_t Runtime::live_runs() const { return impl_->live_count(); }
+
+const char* Runtime::tbb_runtime_version() noexcept { return TBB_runtime_version(); }
+int Runtime::tbb_runtime_interface_version() noexcept { return TBB_runtime_interface_version(); }
+int Runtime::tbb_compiled_interface_version() noexcept { return TBB_INTERFACE_VERSION; }
+
+}  // namespace counterpoint

@@ -1,0 +1,73 @@
+// JSON views of plans and runs, and the names of enums.
+#include <nlohmann/json.hpp>
+
+#include "counterpoint/detail/run_state.hpp"
+#include "counterpoint/event.hpp"
+#include "counterpoint/plan.hpp"
+#include "counterpoint/run.hpp"
+
+namespace counterpoint {
+
+const char* to_string(EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::Start: return "start";
+    case EventKind::Finish: return "finish";
+    case EventKind::Error: return "error";
+    case EventKind::Cancel: return "cancel";
+  }
+  return "unknown";
+}
+
+const char* to_string(RunStatus status) noexcept {
+  switch (status) {
+    case RunStatus::Running: return "running";
+    case RunStatus::Succeeded: return "succeeded";
+    case RunStatus::Failed: return "failed";
+    case RunStatus::Cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+const char* to_string(NodeStatus status) noexcept {
+  switch (status) {
+    case NodeStatus::Pending: return "not_started";
+    case NodeStatus::Running: return "running";
+    case NodeStatus::Succeeded: return "succeeded";
+    case NodeStatus::Failed: return "failed";
+    case NodeStatus::Cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+std::string Plan::to_json() const {
+  using nlohmann::json;
+  json nodes = json::array();
+  for (const PlanNode& node : nodes_) {
+    json after = json::array();
+    for (std::uint32_t pred : node.predecessors) after.push_back(nodes_[pred].name);
+    nodes.push_back({{"name", node.name}, {"after", after}, {"priority", node.priority}});
+  }
+  json entries = json::array();
+  for (std::uint32_t i : entries_) entries.push_back(nodes_[i].name);
+  json sinks = json::array();
+  for (std::uint32_t i : sinks_) sinks.push_back(nodes_[i].name);
+  return json{{"nodes", nodes}, {"entries", entries}, {"sinks", sinks}}.dump();
+}
+
+std::string RunHandle::trace_json() const {
+  using nlohmann::json;
+  json agents = json::array();
+  for (const NodeOutcome& outcome : outcomes()) {
+    json entry{{"name", std::string(outcome.name)}, {"status", to_string(outcome.status)}};
+    if (outcome.started >= 0) entry["started"] = outcome.started;
+    if (outcome.finished >= 0) entry["finished"] = outcome.finished;
+    if (outcome.status == NodeStatus::Failed) entry["error"] = outcome.failure.message;
+    agents.push_back(std::move(entry));
+  }
+  json trace{{"run_id", id()}, {"status", to_string(status())}, {"elapsed", elapsed()},
+             {"agents", agents}};
+  if (auto failed = failed_node()) trace["failed"] = state_->plan.nodes()[*failed].name;
+  return trace.dump();
+}
+
+}  // namespace counterpoint

@@ -1,0 +1,39 @@
+"""Events a run reports while it executes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to one agent of one run.
+
+    Attributes:
+        kind: ``"start"``, ``"finish"``, ``"error"`` or ``"cancel"`` for an agent, and
+            ``"end"`` once, last, for a run that succeeded (``output`` holds its result).
+        agent: Name of the agent (``None`` for ``"end"``).
+        run_id: The run it belongs to.
+        time: Seconds since the run started.
+        output: The agent's output (``"finish"``) or the run's result (``"end"``).
+        error: The exception the agent raised (``"error"``).
+        message: Summary of the error (``"error"``).
+        priority: The agent's priority.
+    """
+
+    kind: str
+    agent: str | None
+    run_id: int
+    time: float
+    output: Any = None
+    error: BaseException | None = field(default=None, repr=False)
+    message: str = ""
+    priority: int = 0
+
+    @classmethod
+    def _from_native(cls, row: tuple) -> Event:
+        kind, agent, run_id, seconds, payload, message, priority = row
+        if kind == "error":
+            return cls(kind, agent, run_id, seconds, None, payload, message, priority)
+        return cls(kind, agent, run_id, seconds, payload, None, message, priority)

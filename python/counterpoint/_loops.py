@@ -1,0 +1,140 @@
+"""Runs coroutine agents on asyncio event loops.
+
+``invoke`` (a blocking call) runs coroutines on one engine-owned loop in a daemon
+thread; ``ainvoke`` runs them on the caller's own running loop (Jupyter's included).
+Either way the native engine queues invocations and wakes the loop through a file
+descriptor, so no engine thread needs the GIL to hand work over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+from ._native import _core
+
+
+async def _run_agent(function: Any, argument: Any, completion: Any) -> None:
+    try:
+        result = await function(argument)
+    except asyncio.CancelledError:
+        completion.cancelled()
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
+        completion.fail(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        completion.succeed(result)
+
+
+class LoopBridge:
+    """Connects one event loop to the engine: starts agent tasks, reports run ends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dispatcher = _core.LoopDispatcher()
+        self._tasks: dict[int, set[asyncio.Task]] = {}
+        self._waiters: dict[int, asyncio.Future] = {}
+        loop.add_reader(self.dispatcher.fileno(), self._drain)
+
+    def wait_for_run(self, run_id: int) -> asyncio.Future:
+        """A future resolved when the run ends. Call from the loop's own thread."""
+        future = self.loop.create_future()
+        self._waiters[run_id] = future
+        return future
+
+    def close(self) -> None:
+        try:
+            self.loop.remove_reader(self.dispatcher.fileno())
+        except (RuntimeError, ValueError, OSError):
+            pass  # the loop is already closed
+        self.dispatcher.close()
+
+    def _drain(self) -> None:
+        for job in self.dispatcher.take():
+            if job[0] == "start":
+                _, function, argument, completion, run_id = job
+                try:
+                    coroutine = _run_agent(function, argument, completion)
+                    task = self.loop.create_task(coroutine)
+                except BaseException as exc:  # noqa: BLE001
+                    completion.fail(exc)
+                    continue
+                tasks = self._tasks.setdefault(run_id, set())
+                tasks.add(task)
+                task.add_done_callback(self._forget(run_id))
+            else:
+                _, run_id, status = job
+                if status != "succeeded":
+                    for task in self._tasks.get(run_id, ()):
+                        task.cancel()
+                waiter = self._waiters.pop(run_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(status)
+
+    def _forget(self, run_id: int):
+        def forget(task: asyncio.Task) -> None:
+            tasks = self._tasks.get(run_id)
+            if tasks is not None:
+                tasks.discard(task)
+                if not tasks:
+                    del self._tasks[run_id]
+            if not task.cancelled():
+                task.exception()  # retrieved: failures are reported through the run
+
+        return forget
+
+
+_bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (
+    weakref.WeakKeyDictionary()
+)
+_bridges_lock = threading.Lock()
+
+
+def bridge_for_running_loop() -> LoopBridge:
+    """The bridge of the loop running in this thread, created on first use."""
+    loop = asyncio.get_running_loop()
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = LoopBridge(loop)
+        _bridges[loop] = bridge
+    return bridge
+
+
+class _EngineLoop:
+    """The event loop that runs coroutine agents for blocking ``invoke``/``batch`` calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.bridge = LoopBridge(self.loop)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="counterpoint-event-loop", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self.bridge.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+
+
+_engine_loop: _EngineLoop | None = None
+
+
+def engine_dispatcher() -> Any:
+    global _engine_loop
+    if _engine_loop is None:
+        with _bridges_lock:
+            if _engine_loop is None:
+                _engine_loop = _EngineLoop()
+    return _engine_loop.bridge.dispatcher
+
+
+def stop_engine_loop(timeout: float) -> None:
+    global _engine_loop
+    if _engine_loop is not None:
+        _engine_loop.stop(timeout)
+        _engine_loop = None

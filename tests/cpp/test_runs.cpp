@@ -1,0 +1,844 @@
+// Runs of compiled graphs: data flow, parallelism, failure, cancellation, concurrency
+// between runs, events, and the lifetime rules of the run/graph objects.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "counterpoint/counterpoint.hpp"
+#include "test_agents.hpp"
+#include "test_harness.hpp"
+
+using namespace counterpoint;
+using namespace cptest;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+// Long enough for a sanitizer build on a loaded 2-core machine; a healthy run takes
+// milliseconds.
+constexpr auto kRunTimeout = seconds(30);
+
+RunHandle start(const std::shared_ptr<CompiledGraph>& graph, Payload input = {},
+                bool record_events = false, std::shared_ptr<RunObserver> observer = {}) {
+  RunOptions options;
+  options.input = std::move(input);
+  options.record_events = record_events;
+  options.observer = std::move(observer);
+  return graph->start(std::move(options));
+}
+
+RunHandle run_to_end(const std::shared_ptr<CompiledGraph>& graph, Payload input = {}) {
+  RunHandle run = start(graph, std::move(input));
+  REQUIRE(run.wait_for(kRunTimeout));
+  return run;
+}
+
+std::uint32_t index_of(const std::shared_ptr<CompiledGraph>& graph, const std::string& name) {
+  const auto index = graph->plan().find(name);
+  REQUIRE(index >= 0);
+  return static_cast<std::uint32_t>(index);
+}
+
+NodeStatus node_status(const RunHandle& run, const std::shared_ptr<CompiledGraph>& graph,
+                       const std::string& name) {
+  return run.outcome(index_of(graph, name))->status;
+}
+
+Payload node_output(const RunHandle& run, const std::shared_ptr<CompiledGraph>& graph,
+                    const std::string& name) {
+  return run.outcome(index_of(graph, name))->output;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// Collects every event of a recording run, in order, until the run has ended and the
+// queue is drained.
+std::vector<Event> drain_events(RunHandle& run) {
+  std::vector<Event> events;
+  for (int rounds = 0; rounds < 10000; ++rounds) {
+    if (!run.next_events(events, milliseconds(100))) return events;
+  }
+  report_failure(__FILE__, __LINE__, "next_events never reported the end of the run");
+  return events;
+}
+
+}  // namespace
+
+// ---- single agents ------------------------------------------------------------------
+
+TEST(run_inline_agent_completes_synchronously) {
+  auto agent = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 1); });
+  GraphSpec spec;
+  spec.add("inc", agent);
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(41));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK(run.done());
+  CHECK(!run.failed_node());
+  auto outputs = run.sink_outputs();
+  REQUIRE_EQ(outputs.size(), std::size_t{1});
+  CHECK_EQ(std::string(outputs[0].first), std::string("inc"));
+  CHECK_EQ(as_int(outputs[0].second), 42);
+  auto outcome = run.outcome(0);
+  REQUIRE(outcome);
+  CHECK_EQ(outcome->status, NodeStatus::Succeeded);
+  CHECK(outcome->started >= 0.0);
+  CHECK(outcome->finished >= outcome->started);
+  CHECK(!run.outcome(1));
+  CHECK_EQ(agent->calls(), 1);
+  CHECK(run.elapsed() >= outcome->finished);
+}
+
+TEST(run_pooled_agent_completes_from_pool_thread) {
+  auto agent = pooled_agent(milliseconds(20),
+                            [](const Inputs& in) { return make(as_int(in.items[0].second) * 2); });
+  GraphSpec spec;
+  spec.add("double", agent);
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(21));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(node_output(run, graph, "double")), 42);
+  CHECK(run.elapsed() >= 0.015);
+  const double elapsed = run.elapsed();
+  std::this_thread::sleep_for(milliseconds(5));
+  CHECK_EQ(run.elapsed(), elapsed);  // frozen once the run ended
+}
+
+TEST(run_wait_for_times_out_then_succeeds) {
+  GraphSpec spec;
+  spec.add("slow", pooled_agent(milliseconds(200), [](const Inputs&) { return make(1); }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph);
+  CHECK(!run.wait_for(milliseconds(10)));
+  CHECK_EQ(run.status(), RunStatus::Running);
+  CHECK(run.wait_for(kRunTimeout, milliseconds(1)));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  RunHandle copy = run;
+  copy.wait();
+  CHECK_EQ(copy.id(), run.id());
+}
+
+// ---- data flow ----------------------------------------------------------------------
+
+TEST(run_chain_passes_data_along) {
+  auto a = inline_agent(append("a"));
+  auto b = pooled_agent(milliseconds(5), append("b"));
+  auto c = inline_agent(append("c"));
+  auto d = pooled_agent(milliseconds(1), append("d"));
+  GraphSpec spec;
+  spec.add("d", d, {"c"});
+  spec.add("c", c, {"b"});
+  spec.add("b", b, {"a"});
+  spec.add("a", a);
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(std::string("in")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  auto outputs = run.sink_outputs();
+  REQUIRE_EQ(outputs.size(), std::size_t{1});
+  CHECK_EQ(as_str(outputs[0].second), std::string("in:a:b:c:d"));
+  CHECK_EQ(as_str(node_output(run, graph, "b")), std::string("in:a:b"));
+
+  auto seen_a = a->seen();
+  REQUIRE_EQ(seen_a.size(), std::size_t{1});
+  CHECK_EQ(seen_a[0].kind, Inputs::Kind::RunInput);
+  CHECK_EQ(seen_a[0].names.at(0), std::string());
+  auto seen_c = c->seen();
+  REQUIRE_EQ(seen_c.size(), std::size_t{1});
+  CHECK_EQ(seen_c[0].kind, Inputs::Kind::Single);
+  REQUIRE_EQ(seen_c[0].names.size(), std::size_t{1});
+  CHECK_EQ(seen_c[0].names[0], std::string("b"));
+  CHECK_EQ(seen_c[0].run_id, run.id());
+}
+
+TEST(run_entries_get_the_run_input) {
+  auto first = inline_agent([](const Inputs&) { return make(1); });
+  auto second = pooled_agent(milliseconds(1), [](const Inputs&) { return make(2); });
+  GraphSpec spec;
+  spec.add("first", first);
+  spec.add("second", second);
+  auto graph = CompiledGraph::compile(spec);
+
+  Payload input = make(std::string("the input"));
+  auto context = std::make_shared<int>(99);
+  RunOptions options;
+  options.input = input;
+  options.context = context;
+  RunHandle run = graph->start(std::move(options));
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  for (const auto& agent : {std::static_pointer_cast<TestAgent>(first),
+                            std::static_pointer_cast<TestAgent>(second)}) {
+    auto seen = agent->seen();
+    REQUIRE_EQ(seen.size(), std::size_t{1});
+    CHECK_EQ(seen[0].kind, Inputs::Kind::RunInput);
+    REQUIRE_EQ(seen[0].values.size(), std::size_t{1});
+    CHECK(seen[0].values[0] == input);  // the same object, not a copy
+    CHECK(seen[0].context == context);
+  }
+  CHECK_EQ(run.sink_outputs().size(), std::size_t{2});
+}
+
+TEST(run_fan_out_and_join_in_declaration_order) {
+  auto src = inline_agent([](const Inputs& in) { return in.items[0].second; });
+  // Finish in the opposite order of `after` below, so an order taken from completion
+  // time would show.
+  auto x = pooled_agent(milliseconds(60), append("x"));
+  auto y = pooled_agent(milliseconds(30), append("y"));
+  auto z = pooled_agent(milliseconds(1), append("z"));
+  auto join = inline_agent([](const Inputs& in) {
+    std::string all;
+    for (const auto& item : in.items) all += std::string(item.first) + "=" + as_str(item.second) + ";";
+    return make(all);
+  });
+  GraphSpec spec;
+  spec.add("src", src);
+  spec.add("x", x, {"src"});
+  spec.add("y", y, {"src"});
+  spec.add("z", z, {"src"});
+  spec.add("join", join, {"x", "z", "y"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(std::string("s")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  auto seen = join->seen();
+  REQUIRE_EQ(seen.size(), std::size_t{1});
+  CHECK_EQ(seen[0].kind, Inputs::Kind::Joined);
+  REQUIRE_EQ(seen[0].names.size(), std::size_t{3});
+  CHECK_EQ(seen[0].names[0], std::string("x"));
+  CHECK_EQ(seen[0].names[1], std::string("z"));
+  CHECK_EQ(seen[0].names[2], std::string("y"));
+  CHECK_EQ(as_str(node_output(run, graph, "join")), std::string("x=s:x;z=s:z;y=s:y;"));
+  CHECK_EQ(x->calls() + y->calls() + z->calls(), 3);
+}
+
+TEST(run_wide_fan_in_counts_every_predecessor) {
+  constexpr int kWidth = 64;
+  GraphSpec spec;
+  std::vector<std::string> after;
+  for (int i = 0; i < kWidth; ++i) {
+    const std::string name = "in" + std::to_string(i);
+    if (i % 2) {
+      spec.add(name, inline_agent([i](const Inputs&) { return make(i); }));
+    } else {
+      spec.add(name, pooled_agent(milliseconds(i % 7), [i](const Inputs&) { return make(i); }));
+    }
+    after.push_back(name);
+  }
+  std::reverse(after.begin(), after.end());
+  auto join = inline_agent([](const Inputs& in) {
+    std::string order;
+    for (const auto& item : in.items) order += std::to_string(as_int(item.second)) + ",";
+    return make(order);
+  });
+  spec.add("join", join, after);
+  auto graph = CompiledGraph::compile(spec);
+
+  for (int repeat = 0; repeat < 5; ++repeat) {
+    RunHandle run = run_to_end(graph);
+    CHECK_EQ(run.status(), RunStatus::Succeeded);
+    std::string expected;
+    for (int i = kWidth - 1; i >= 0; --i) expected += std::to_string(i) + ",";
+    CHECK_EQ(as_str(node_output(run, graph, "join")), expected);
+  }
+  CHECK_EQ(join->calls(), 5);
+}
+
+TEST(run_long_inline_chain) {
+  constexpr int kLength = 300;
+  GraphSpec spec;
+  spec.add("n0", inline_agent([](const Inputs&) { return make(0); }));
+  for (int i = 1; i < kLength; ++i) {
+    spec.add("n" + std::to_string(i),
+             inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 1); }),
+             {"n" + std::to_string(i - 1)});
+  }
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(run.sink_outputs().at(0).second), kLength - 1);
+}
+
+TEST(run_with_priorities) {
+  GraphSpec spec;
+  spec.add("root", inline_agent([](const Inputs&) { return make(0); }));
+  spec.add("high", inline_agent([](const Inputs&) { return make(1); }), {"root"}, 10);
+  spec.add("low", inline_agent([](const Inputs&) { return make(2); }), {"root"}, -5);
+  spec.add("normal", pooled_agent(milliseconds(1), [](const Inputs&) { return make(3); }),
+           {"root"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(run.sink_outputs().size(), std::size_t{3});
+}
+
+// ---- parallelism --------------------------------------------------------------------
+
+TEST(run_fan_out_agents_run_in_parallel) {
+  constexpr int kAgents = 16;
+  constexpr auto kSleep = milliseconds(50);
+  GraphSpec spec;
+  spec.add("src", inline_agent([](const Inputs&) { return make(0); }));
+  std::vector<std::string> names;
+  for (int i = 0; i < kAgents; ++i) {
+    names.push_back("sleep" + std::to_string(i));
+    spec.add(names.back(), pooled_agent(kSleep, [i](const Inputs&) { return make(i); }), {"src"});
+  }
+  spec.add("sink", inline_agent([](const Inputs& in) { return make(static_cast<int>(in.items.size())); }),
+           names);
+  auto graph = CompiledGraph::compile(spec);
+
+  // Warm the pool once so thread start-up cost does not count against the bound.
+  (void)run_to_end(graph);
+  const auto begin = std::chrono::steady_clock::now();
+  RunHandle run = run_to_end(graph);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(node_output(run, graph, "sink")), kAgents);
+  // Serial would be 16 * 50ms = 800ms.
+  CHECK(wall < 0.4);
+  CHECK(run.elapsed() < 0.4);
+  if (wall >= 0.4) std::printf("    fan-out of %d took %.3fs\n", kAgents, wall);
+}
+
+// ---- failure ------------------------------------------------------------------------
+
+TEST(run_failure_stops_downstream_and_keeps_finished_outputs) {
+  auto a = inline_agent([](const Inputs&) { return make(std::string("A")); });
+  auto b = failing_agent(milliseconds(10), "boom");
+  auto c = inline_agent(append("c"));
+  auto d = pooled_agent(milliseconds(300), append("d"));
+  auto e = inline_agent(append("e"));
+  auto observer = std::make_shared<CountingObserver>();
+  GraphSpec spec;
+  spec.add("a", a);
+  spec.add("b", b, {"a"});
+  spec.add("c", c, {"b"});
+  spec.add("d", d, {"a"});
+  spec.add("e", e, {"d"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = start(graph, {}, false, observer);
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  REQUIRE(run.failed_node());
+  CHECK_EQ(*run.failed_node(), index_of(graph, "b"));
+  CHECK_EQ(node_status(run, graph, "a"), NodeStatus::Succeeded);
+  CHECK_EQ(as_str(node_output(run, graph, "a")), std::string("A"));
+  auto failed = run.outcome(index_of(graph, "b"));
+  CHECK_EQ(failed->status, NodeStatus::Failed);
+  CHECK_EQ(failed->failure.message, std::string("boom"));
+  CHECK_EQ(as_str(failed->failure.error), std::string("error object"));
+  CHECK(failed->finished >= failed->started);
+  CHECK_EQ(node_status(run, graph, "c"), NodeStatus::Pending);
+  CHECK_EQ(run.outcome(index_of(graph, "c"))->started, -1.0);
+
+  // d was still sleeping when b failed: its late result must be discarded, and e, which
+  // waits on it, must never start.
+  CHECK(eventually([&] { return node_status(run, graph, "d") == NodeStatus::Cancelled; }));
+  CHECK(d->saw_run_ended());
+  CHECK(!node_output(run, graph, "d"));
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK_EQ(node_status(run, graph, "e"), NodeStatus::Pending);
+  CHECK_EQ(c->calls(), 0);
+  CHECK_EQ(e->calls(), 0);
+  CHECK(run.sink_outputs().empty());
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK(eventually([&] { return observer->calls() >= 1; }));
+  CHECK_EQ(observer->calls(), 1);
+  CHECK_EQ(observer->last_status(), RunStatus::Failed);
+}
+
+TEST(run_inline_failure) {
+  auto bad = lambda_agent([](Invocation inv) { inv.completion.fail(Failure{"inline bad", {}}); });
+  auto after = inline_agent(append("after"));
+  GraphSpec spec;
+  spec.add("bad", bad);
+  spec.add("after", after, {"bad"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(run.outcome(0)->failure.message, std::string("inline bad"));
+  CHECK_EQ(node_status(run, graph, "after"), NodeStatus::Pending);
+  CHECK_EQ(after->calls(), 0);
+}
+
+TEST(run_dropped_completion_fails_the_node) {
+  // Inline: the Invocation dies at the end of invoke().
+  {
+    GraphSpec spec;
+    spec.add("forgetful", lambda_agent([](Invocation) {}));
+    auto graph = CompiledGraph::compile(spec);
+    RunHandle run = run_to_end(graph);
+    CHECK_EQ(run.status(), RunStatus::Failed);
+    CHECK_EQ(run.outcome(0)->status, NodeStatus::Failed);
+    CHECK(contains(run.outcome(0)->failure.message, "dropped"));
+    CHECK_EQ(run.failed_node().value_or(99), 0u);
+  }
+  // On the pool: the task holding it is destroyed without resolving.
+  {
+    GraphSpec spec;
+    spec.add("lost", lambda_agent([](Invocation inv) {
+               auto shared = std::make_shared<Invocation>(std::move(inv));
+               Runtime::instance().pool().submit([shared] {
+                 std::this_thread::sleep_for(milliseconds(5));
+               });
+             }));
+    auto graph = CompiledGraph::compile(spec);
+    RunHandle run = run_to_end(graph);
+    CHECK_EQ(run.status(), RunStatus::Failed);
+    CHECK(contains(run.outcome(0)->failure.message, "dropped"));
+  }
+}
+
+TEST(run_throwing_invoke_fails_the_node) {
+  auto thrower = lambda_agent([](Invocation) { throw std::runtime_error("kaboom"); });
+  auto after = inline_agent(append("after"));
+  GraphSpec spec;
+  spec.add("thrower", thrower);
+  spec.add("after", after, {"thrower"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(node_status(run, graph, "thrower"), NodeStatus::Failed);
+  CHECK_EQ(node_status(run, graph, "after"), NodeStatus::Pending);
+  CHECK_EQ(after->calls(), 0);
+  // The graph is still usable afterwards.
+  RunHandle again = run_to_end(graph);
+  CHECK_EQ(again.status(), RunStatus::Failed);
+  CHECK_EQ(thrower->calls(), 2);
+}
+
+TEST(run_throw_after_resolving_keeps_the_result) {
+  GraphSpec spec;
+  spec.add("ok_then_throw", lambda_agent([](Invocation inv) {
+             inv.completion.succeed(make(5));
+             throw std::runtime_error("late");
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(run.sink_outputs().at(0).second), 5);
+}
+
+TEST(run_completion_resolves_exactly_once) {
+  std::atomic<int> second_throws{0};
+  std::atomic<bool> resolved_flag{false};
+  GraphSpec spec;
+  spec.add("twice", lambda_agent([&](Invocation inv) {
+             inv.completion.succeed(make(1));
+             resolved_flag.store(inv.completion.resolved());
+             try {
+               inv.completion.succeed(make(2));
+             } catch (const EngineError&) {
+               second_throws.fetch_add(1);
+             }
+             try {
+               inv.completion.fail(Failure{"no", {}});
+             } catch (const EngineError&) {
+               second_throws.fetch_add(1);
+             }
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(run.sink_outputs().at(0).second), 1);
+  CHECK_EQ(second_throws.load(), 2);
+  CHECK(resolved_flag.load());
+}
+
+// ---- cancellation -------------------------------------------------------------------
+
+TEST(run_cancel_discards_late_results) {
+  auto slow = pooled_agent(milliseconds(300), append("slow"));
+  auto next = inline_agent(append("next"));
+  auto observer = std::make_shared<CountingObserver>();
+  GraphSpec spec;
+  spec.add("slow", slow);
+  spec.add("next", next, {"slow"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = start(graph, make(std::string("in")), false, observer);
+  REQUIRE(eventually([&] { return node_status(run, graph, "slow") == NodeStatus::Running; }));
+  CHECK(run.cancel());
+  CHECK_EQ(run.status(), RunStatus::Cancelled);
+  CHECK(!run.cancel());  // already ended
+  CHECK(run.done());
+  // The observer runs on the thread that ended the run: this one.
+  CHECK_EQ(observer->calls(), 1);
+  CHECK_EQ(observer->last_status(), RunStatus::Cancelled);
+  CHECK_EQ(observer->last_run(), run.id());
+  CHECK(run.elapsed() < 0.3);
+  CHECK_EQ(node_status(run, graph, "slow"), NodeStatus::Running);
+
+  CHECK(eventually([&] { return node_status(run, graph, "slow") == NodeStatus::Cancelled; }));
+  CHECK(slow->saw_run_ended());
+  auto outcome = run.outcome(index_of(graph, "slow"));
+  CHECK(!outcome->output);
+  CHECK(outcome->finished >= outcome->started);
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK_EQ(node_status(run, graph, "next"), NodeStatus::Pending);
+  CHECK_EQ(next->calls(), 0);
+  CHECK(run.sink_outputs().empty());
+  CHECK_EQ(run.status(), RunStatus::Cancelled);
+  CHECK_EQ(observer->calls(), 1);
+  CHECK(!run.failed_node());
+}
+
+TEST(run_cancel_after_success_is_a_no_op) {
+  GraphSpec spec;
+  spec.add("quick", inline_agent([](const Inputs&) { return make(1); }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK(!run.cancel());
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(run.sink_outputs().size(), std::size_t{1});
+}
+
+TEST(run_agent_reports_cancelled) {
+  auto observer = std::make_shared<CountingObserver>();
+  auto after = inline_agent(append("after"));
+  GraphSpec spec;
+  spec.add("quits", lambda_agent([](Invocation inv) { inv.completion.cancelled(); }));
+  spec.add("after", after, {"quits"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph, {}, true, observer);
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(run.status(), RunStatus::Cancelled);
+  CHECK_EQ(node_status(run, graph, "quits"), NodeStatus::Cancelled);
+  CHECK_EQ(node_status(run, graph, "after"), NodeStatus::Pending);
+  auto events = drain_events(run);
+  REQUIRE_EQ(events.size(), std::size_t{2});
+  CHECK_EQ(events[0].kind, EventKind::Start);
+  CHECK_EQ(events[1].kind, EventKind::Cancel);
+  CHECK(eventually([&] { return observer->calls() == 1; }));
+  CHECK_EQ(observer->last_status(), RunStatus::Cancelled);
+}
+
+TEST(run_cancel_many_in_flight) {
+  GraphSpec spec;
+  spec.add("a", pooled_agent(milliseconds(30), append("a")));
+  spec.add("b", pooled_agent(milliseconds(30), append("b")), {"a"});
+  spec.add("c", inline_agent(append("c")), {"b"});
+  auto graph = CompiledGraph::compile(spec);
+  std::vector<RunHandle> runs;
+  for (int i = 0; i < 40; ++i) runs.push_back(start(graph, make(std::to_string(i))));
+  // Cancel at staggered moments so some runs end before, during and after agents.
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    if (i % 4 == 0) std::this_thread::sleep_for(milliseconds(3));
+    runs[i].cancel();
+  }
+  for (auto& run : runs) {
+    REQUIRE(run.wait_for(kRunTimeout));
+    CHECK(run.status() == RunStatus::Cancelled || run.status() == RunStatus::Succeeded);
+  }
+  // Late results land after cancel; each node ends in a final state, none stays Running.
+  for (auto& run : runs) {
+    CHECK(eventually([&] {
+      for (const auto& outcome : run.outcomes()) {
+        if (outcome.status == NodeStatus::Running) return false;
+      }
+      return true;
+    }));
+  }
+}
+
+// ---- concurrent runs ----------------------------------------------------------------
+
+TEST(run_many_concurrent_runs_are_isolated) {
+  constexpr int kThreads = 4;
+  constexpr int kRunsPerThread = 50;
+  // Each agent checks that the run context it sees belongs to the same run as its data.
+  std::atomic<int> mismatches{0};
+  auto a = lambda_agent([&](Invocation inv) {
+    const int i = as_int(inv.inputs.items[0].second);
+    if (!inv.run_context || *static_cast<int*>(inv.run_context.get()) != i) mismatches++;
+    inv.completion.succeed(make(i * 10));
+  });
+  auto b = pooled_agent(milliseconds(1), [](const Inputs& in) { return make(as_int(in.items[0].second) + 1); });
+  auto c = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 2); });
+  auto d = inline_agent([](const Inputs& in) {
+    return make(std::to_string(as_int(in.items.at(0).second)) + "|" +
+                std::to_string(as_int(in.items.at(1).second)));
+  });
+  GraphSpec spec;
+  spec.add("a", a);
+  spec.add("b", b, {"a"});
+  spec.add("c", c, {"a"});
+  spec.add("d", d, {"b", "c"});
+  auto graph = CompiledGraph::compile(spec);
+
+  std::vector<std::vector<RunHandle>> runs(kThreads);
+  std::vector<std::thread> starters;
+  for (int t = 0; t < kThreads; ++t) {
+    starters.emplace_back([&, t] {
+      for (int k = 0; k < kRunsPerThread; ++k) {
+        const int i = t * kRunsPerThread + k;
+        RunOptions options;
+        options.input = make(i);
+        options.context = std::make_shared<int>(i);
+        runs[t].push_back(graph->start(std::move(options)));
+      }
+    });
+  }
+  for (auto& thread : starters) thread.join();
+
+  std::vector<std::uint64_t> ids;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int k = 0; k < kRunsPerThread; ++k) {
+      RunHandle& run = runs[t][k];
+      const int i = t * kRunsPerThread + k;
+      REQUIRE(run.wait_for(kRunTimeout));
+      CHECK_EQ(run.status(), RunStatus::Succeeded);
+      auto outputs = run.sink_outputs();
+      REQUIRE_EQ(outputs.size(), std::size_t{1});
+      CHECK_EQ(as_str(outputs[0].second),
+               std::to_string(i * 10 + 1) + "|" + std::to_string(i * 10 + 2));
+      ids.push_back(run.id());
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+  CHECK_EQ(mismatches.load(), 0);
+  CHECK_EQ(a->calls(), kThreads * kRunsPerThread);
+  CHECK_EQ(d->calls(), kThreads * kRunsPerThread);
+  for (const auto& seen : d->seen()) {
+    // Every join saw b's and c's outputs of its own run: both derive from the same i.
+    CHECK_EQ(as_int(seen.values.at(0)) + 1, as_int(seen.values.at(1)));
+  }
+}
+
+TEST(run_outcomes_readable_while_running) {
+  // Reads every slot while agents on other threads write them; meaningful under TSan.
+  GraphSpec spec;
+  spec.add("n0", pooled_agent(milliseconds(2), append("0")));
+  for (int i = 1; i < 6; ++i) {
+    auto body = append(std::to_string(i));
+    if (i % 2) {
+      spec.add("n" + std::to_string(i), inline_agent(body), {"n" + std::to_string(i - 1)});
+    } else {
+      spec.add("n" + std::to_string(i), pooled_agent(milliseconds(2), body),
+               {"n" + std::to_string(i - 1)});
+    }
+  }
+  auto graph = CompiledGraph::compile(spec);
+  for (int repeat = 0; repeat < 5; ++repeat) {
+    RunHandle run = start(graph, make(std::string("x")), true);
+    std::vector<Event> events;
+    int polls = 0;
+    while (!run.done()) {
+      const std::string trace = run.trace_json();
+      CHECK(json_valid(trace));
+      for (const auto& outcome : run.outcomes()) {
+        if (outcome.status == NodeStatus::Succeeded) CHECK(outcome.output != nullptr);
+      }
+      run.next_events(events, milliseconds(1));
+      (void)run.sink_outputs();
+      (void)run.elapsed();
+      ++polls;
+    }
+    REQUIRE(run.wait_for(kRunTimeout));
+    CHECK_EQ(run.status(), RunStatus::Succeeded);
+    CHECK_EQ(as_str(run.sink_outputs().at(0).second), std::string("x:0:1:2:3:4:5"));
+    CHECK(polls > 0);
+  }
+}
+
+// ---- events, observer, trace --------------------------------------------------------
+
+TEST(run_records_events_in_order) {
+  auto a = inline_agent(append("a"));
+  auto b = pooled_agent(milliseconds(5), append("b"));
+  auto c = pooled_agent(milliseconds(1), append("c"));
+  auto j = inline_agent([](const Inputs& in) { return make(static_cast<int>(in.items.size())); });
+  GraphSpec spec;
+  spec.add("a", a, {}, 2);
+  spec.add("b", b, {"a"});
+  spec.add("c", c, {"a"});
+  spec.add("j", j, {"b", "c"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = start(graph, make(std::string("in")), true);
+  auto events = drain_events(run);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  REQUIRE_EQ(events.size(), std::size_t{8});
+
+  double last = 0.0;
+  std::vector<int> start_at(4, -1), finish_at(4, -1);
+  for (std::size_t k = 0; k < events.size(); ++k) {
+    const Event& event = events[k];
+    CHECK_EQ(event.run_id, run.id());
+    CHECK(event.seconds >= last);
+    last = event.seconds;
+    CHECK_EQ(std::string(event.agent), graph->plan().nodes().at(event.node).name);
+    if (event.kind == EventKind::Start) {
+      CHECK_EQ(start_at[event.node], -1);
+      start_at[event.node] = static_cast<int>(k);
+      CHECK(!event.payload);
+    } else {
+      CHECK_EQ(event.kind, EventKind::Finish);
+      CHECK_EQ(finish_at[event.node], -1);
+      finish_at[event.node] = static_cast<int>(k);
+      CHECK(event.payload == run.outcome(event.node)->output);
+    }
+  }
+  const auto ia = index_of(graph, "a"), ib = index_of(graph, "b"), ic = index_of(graph, "c"),
+             ij = index_of(graph, "j");
+  for (std::uint32_t n : {ia, ib, ic, ij}) CHECK(start_at[n] >= 0 && start_at[n] < finish_at[n]);
+  CHECK_EQ(start_at[ia], 0);
+  CHECK(finish_at[ia] < start_at[ib] && finish_at[ia] < start_at[ic]);
+  CHECK(finish_at[ib] < start_at[ij] && finish_at[ic] < start_at[ij]);
+  CHECK_EQ(finish_at[ij], 7);
+  CHECK_EQ(events[0].priority, 2);
+
+  std::vector<Event> more;
+  CHECK(!run.next_events(more, milliseconds(1)));
+  CHECK(more.empty());
+}
+
+TEST(run_records_error_event) {
+  GraphSpec spec;
+  spec.add("ok", inline_agent([](const Inputs&) { return make(1); }));
+  spec.add("bad", failing_agent(milliseconds(1), "it broke"), {"ok"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph, {}, true);
+  auto events = drain_events(run);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  REQUIRE_EQ(events.size(), std::size_t{4});
+  CHECK_EQ(events[0].kind, EventKind::Start);
+  CHECK_EQ(events[1].kind, EventKind::Finish);
+  CHECK_EQ(events[2].kind, EventKind::Start);
+  CHECK_EQ(std::string(events[2].agent), std::string("bad"));
+  CHECK_EQ(events[3].kind, EventKind::Error);
+  CHECK_EQ(events[3].message, std::string("it broke"));
+  CHECK_EQ(as_str(events[3].payload), std::string("error object"));
+}
+
+TEST(run_next_events_requires_recording) {
+  GraphSpec spec;
+  spec.add("a", inline_agent([](const Inputs&) { return make(1); }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  std::vector<Event> events;
+  CHECK_THROWS(EngineError, run.next_events(events, milliseconds(1)));
+}
+
+TEST(run_observer_called_exactly_once) {
+  GraphSpec spec;
+  spec.add("a", inline_agent(append("a")));
+  spec.add("b", pooled_agent(milliseconds(2), append("b")), {"a"});
+  spec.add("c", pooled_agent(milliseconds(2), append("c")), {"a"});
+  auto graph = CompiledGraph::compile(spec);
+  std::vector<std::shared_ptr<CountingObserver>> observers;
+  std::vector<RunHandle> runs;
+  for (int i = 0; i < 20; ++i) {
+    observers.push_back(std::make_shared<CountingObserver>());
+    runs.push_back(start(graph, make(std::string("x")), false, observers.back()));
+  }
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    REQUIRE(runs[i].wait_for(kRunTimeout));
+    CHECK(eventually([&] { return observers[i]->calls() >= 1; }));
+    CHECK_EQ(observers[i]->last_status(), RunStatus::Succeeded);
+    CHECK_EQ(observers[i]->last_run(), runs[i].id());
+    runs[i].cancel();
+  }
+  std::this_thread::sleep_for(milliseconds(20));
+  for (const auto& observer : observers) CHECK_EQ(observer->calls(), 1);
+}
+
+TEST(run_trace_json) {
+  GraphSpec spec;
+  spec.add("fetch", inline_agent([](const Inputs&) { return make(std::string("page")); }));
+  spec.add("parse", failing_agent(milliseconds(1), "bad \"html\"\n"), {"fetch"});
+  spec.add("store", inline_agent(append("store")), {"parse"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  const std::string trace = run.trace_json();
+  CHECK(json_valid(trace));
+  CHECK(contains(trace, "\"run_id\":" + std::to_string(run.id())));
+  CHECK(contains(trace, R"("status":"failed")"));
+  CHECK(contains(trace, R"("failed":"parse")"));
+  CHECK(contains(trace, R"("name":"fetch")"));
+  CHECK(contains(trace, R"("status":"succeeded")"));
+  CHECK(contains(trace, R"("name":"store")"));
+  CHECK(contains(trace, R"("status":"not_started")"));
+  CHECK(contains(trace, R"("error":"bad \"html\"\n")"));
+  CHECK(contains(trace, "\"elapsed\":"));
+
+  GraphSpec ok_spec;
+  ok_spec.add("only", inline_agent([](const Inputs&) { return make(1); }));
+  auto ok_graph = CompiledGraph::compile(ok_spec);
+  RunHandle ok = run_to_end(ok_graph);
+  const std::string ok_trace = ok.trace_json();
+  CHECK(json_valid(ok_trace));
+  CHECK(!contains(ok_trace, "\"failed\""));
+  CHECK(contains(ok_trace, R"("status":"succeeded")"));
+}
+
+// ---- lifetimes ----------------------------------------------------------------------
+
+TEST(run_outlives_its_compiled_graph) {
+  auto slow = pooled_agent(milliseconds(100), append("slow"));
+  std::weak_ptr<Agent> watch = slow;
+  std::vector<RunHandle> runs;
+  {
+    GraphSpec spec;
+    spec.add("slow", slow);
+    spec.add("after", inline_agent(append("after")), {"slow"});
+    auto graph = CompiledGraph::compile(spec);
+    for (int i = 0; i < 10; ++i) runs.push_back(start(graph, make(std::to_string(i))));
+  }
+  slow.reset();
+  CHECK(!watch.expired());  // the runs keep the plan alive
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(runs[i].wait_for(kRunTimeout));
+    CHECK_EQ(runs[i].status(), RunStatus::Succeeded);
+    CHECK_EQ(as_str(runs[i].sink_outputs().at(0).second),
+             std::to_string(i) + ":slow:after");
+  }
+  runs.clear();
+  // Once the last run lets go, the flow graph and the plan (with its agents) are freed.
+  CHECK(eventually([&] { return watch.expired(); }));
+}
+
+TEST(run_graph_freed_from_inside_a_tbb_task) {
+  // With inline agents and no handle kept, the last reference to the run, and so to the
+  // graph, dies inside one of the graph's own tasks; its destruction must not deadlock.
+  auto observer = std::make_shared<CountingObserver>();
+  std::weak_ptr<Agent> watch;
+  constexpr int kRuns = 20;
+  {
+    auto first = inline_agent(append("1"));
+    watch = first;
+    GraphSpec spec;
+    spec.add("first", first);
+    spec.add("second", inline_agent(append("2")), {"first"});
+    spec.add("third", inline_agent(append("3")), {"first"});
+    auto graph = CompiledGraph::compile(spec);
+    for (int i = 0; i < kRuns; ++i) (void)start(graph, make(std::string("x")), false, observer);
+  }
+  CHECK(eventually([&] { return observer->calls() == kRuns; }));
+  CHECK_EQ(observer->last_status(), RunStatus::Succeeded);
+  CHECK(eventually([&] { return watch.expired(); }));
+}
+
+TEST(run_runtime_settles) {
+  Runtime& runtime = Runtime::instance();
+  CHECK(runtime.accepting());
+  CHECK(eventually([&] { return runtime.live_runs() == 0; }));
+  CHECK(eventually([&] { return runtime.inflight_invocations() == 0; }));
+  const std::string version = Runtime::tbb_runtime_version();
+  CHECK(version.rfind("20", 0) == 0);
+  CHECK(Runtime::tbb_runtime_interface_version() >= Runtime::tbb_compiled_interface_version());
+}
