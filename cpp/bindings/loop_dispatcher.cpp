@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include "gil.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
+#include "results.hpp"
 #include "register.hpp"
 
 namespace counterpoint::bindings {
@@ -22,7 +24,9 @@ class AsyncCompletion {
  public:
   explicit AsyncCompletion(Completion completion) : completion_(std::move(completion)) {}
 
-  void succeed(py::object value) { resolve([&] { completion_.succeed(to_payload(value)); }); }
+  void succeed(py::object value) {
+    resolve([&] { deliver(completion_, interpret_result(std::move(value))); });
+  }
   void fail(py::object error) {
     std::string message = py::str(py::type::handle_of(error).attr("__name__"));
     const std::string text = py::str(error);
@@ -79,10 +83,10 @@ void LoopDispatcher::submit(AsyncAgent* agent, Invocation invocation) {
   wake_locked();
 }
 
-void LoopDispatcher::on_run_finished(std::uint64_t run_id, RunStatus status) {
+void LoopDispatcher::on_run_finished(const RunHandle& run) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return;
-  ends_.push_back(End{run_id, status});
+  ends_.push_back(End{run.id(), run.status()});
   wake_locked();
 }
 
@@ -98,6 +102,10 @@ py::list LoopDispatcher::take() {
     ends.swap(ends_);
   }
   drain_released_objects();
+  // Of the coroutines ready together, higher-priority agents start first.
+  std::stable_sort(starts.begin(), starts.end(), [](const Start& a, const Start& b) {
+    return a.invocation.priority > b.invocation.priority;
+  });
   py::list jobs;
   static const py::str start_tag("start");
   static const py::str end_tag("end");

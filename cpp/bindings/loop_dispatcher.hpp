@@ -25,7 +25,7 @@ class LoopDispatcher final : public RunObserver {
   ~LoopDispatcher() override;
 
   void submit(AsyncAgent* agent, Invocation invocation);
-  void on_run_finished(std::uint64_t run_id, RunStatus status) override;
+  void on_run_finished(const RunHandle& run) override;
 
   int fileno() const noexcept { return event_fd_; }
   // With the GIL: everything queued since the last call, as tuples

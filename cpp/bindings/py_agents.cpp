@@ -6,6 +6,7 @@
 #include "gil.hpp"
 #include "loop_dispatcher.hpp"
 #include "py_payload.hpp"
+#include "results.hpp"
 #include "register.hpp"
 
 namespace counterpoint::bindings {
@@ -76,7 +77,7 @@ void SyncAgent::call(Invocation& invocation) {
     invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
     return;
   }
-  Payload output;
+  AgentResult output;
   Failure failure;
   bool succeeded = false;
   {
@@ -91,7 +92,7 @@ void SyncAgent::call(Invocation& invocation) {
             "' returned a coroutine from a plain function; define it with `async def` so "
             "counterpoint awaits it on an event loop");
       }
-      output = to_payload(std::move(result));
+      output = interpret_result(std::move(result));
       succeeded = true;
     } catch (py::error_already_set& error) {
       failure = failure_from(error);
@@ -103,7 +104,7 @@ void SyncAgent::call(Invocation& invocation) {
     drain_released_objects();
   }
   if (succeeded) {
-    invocation.completion.succeed(std::move(output));
+    deliver(invocation.completion, std::move(output));
   } else {
     invocation.completion.fail(std::move(failure));
   }
@@ -117,6 +118,22 @@ void AsyncAgent::invoke(Invocation invocation) {
     return;
   }
   dispatcher->submit(this, std::move(invocation));
+}
+
+void SubgraphAgent::invoke(Invocation invocation) {
+  Payload input;
+  if (invocation.inputs.kind == Inputs::Kind::Joined) {
+    if (!python_alive()) {
+      invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
+      return;
+    }
+    ScopedGil gil;
+    input = to_payload(inputs_to_python(invocation.inputs));
+    invocation.inputs.items.clear();
+  } else {
+    input = invocation.inputs.items.front().value;
+  }
+  invocation.completion.delegate(graph_, std::move(input));
 }
 
 void register_agents(py::module_& m) {
@@ -133,6 +150,8 @@ void register_agents(py::module_& m) {
       .def_property_readonly("mean_call_seconds", &SyncAgent::mean_call_seconds)
       .def_static("set_inline_threshold", &SyncAgent::set_inline_threshold)
       .def_static("inline_threshold", &SyncAgent::inline_threshold);
+  py::class_<SubgraphAgent, Agent, std::shared_ptr<SubgraphAgent>>(m, "SubgraphAgent")
+      .def(py::init<std::shared_ptr<CompiledGraph>>(), py::arg("graph"));
   py::class_<AsyncAgent, Agent, std::shared_ptr<AsyncAgent>>(m, "AsyncAgent")
       .def(py::init<py::object>(), py::arg("coroutine_function"));
 }

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include "counterpoint/agent.hpp"
+#include "counterpoint/compiled_graph.hpp"
 
 namespace counterpoint::bindings {
 
@@ -71,5 +72,14 @@ class AsyncAgent final : public Agent {
 };
 
 
+// A compiled graph used as one agent of another graph: each call is a child run.
+class SubgraphAgent final : public Agent {
+ public:
+  explicit SubgraphAgent(std::shared_ptr<CompiledGraph> graph) : graph_(std::move(graph)) {}
+  void invoke(Invocation invocation) override;
+
+ private:
+  std::shared_ptr<CompiledGraph> graph_;
+};
 
 }  // namespace counterpoint::bindings

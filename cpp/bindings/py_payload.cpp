@@ -1,6 +1,7 @@
 #include "py_payload.hpp"
 
 #include "gil.hpp"
+#include "results.hpp"
 
 namespace counterpoint::bindings {
 
@@ -14,11 +15,18 @@ py::object from_payload(const Payload& payload) {
   return py::reinterpret_borrow<py::object>(static_cast<PyObject*>(payload.get()));
 }
 
+namespace {
+py::object item_to_python(const InputItem& item) {
+  if (!item.failed) return from_payload(item.value);
+  return py::cast(FailedInput{from_payload(item.value)});
+}
+}  // namespace
+
 py::object inputs_to_python(const Inputs& inputs) {
-  if (inputs.kind != Inputs::Kind::Joined) return from_payload(inputs.items.front().second);
+  if (inputs.kind != Inputs::Kind::Joined) return item_to_python(inputs.items.front());
   py::dict joined;
-  for (const auto& [name, value] : inputs.items) {
-    joined[py::str(name.data(), name.size())] = from_payload(value);
+  for (const InputItem& item : inputs.items) {
+    joined[py::str(item.name.data(), item.name.size())] = item_to_python(item);
   }
   return std::move(joined);
 }

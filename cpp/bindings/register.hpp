@@ -5,6 +5,7 @@ namespace counterpoint::bindings {
 namespace py = pybind11;
 
 void register_agents(py::module_& m);
+void register_results(py::module_& m);
 void register_loop_dispatcher(py::module_& m);
 void register_graph(py::module_& m);
 void register_runtime(py::module_& m);

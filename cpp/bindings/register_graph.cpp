@@ -85,8 +85,14 @@ py::tuple run_result(const RunHandle& run) {
       return py::make_tuple(true, std::move(by_name));
     }
     case RunStatus::Failed: {
-      const std::uint32_t node = *run.failed_node();
-      const NodeOutcome failed = *run.outcome(node);
+      const auto node = run.failed_node();
+      if (!node) {
+        return py::make_tuple(
+            false, py::make_tuple("failed", py::none(), py::none(),
+                                  "the run produced no output: every sink was skipped",
+                                  succeeded_outputs(run), run.id()));
+      }
+      const NodeOutcome failed = *run.outcome(*node);
       return py::make_tuple(
           false, py::make_tuple("failed", py::str(failed.name.data(), failed.name.size()),
                                 from_payload(failed.failure.error), failed.failure.message,
@@ -107,18 +113,16 @@ RunOptions make_options(py::object input, const std::shared_ptr<LoopDispatcher>&
   options.input = to_payload(std::move(input));
   if (dispatcher) {
     options.context = dispatcher;
-    options.observer = dispatcher;
+    options.context_observer = dispatcher;
   }
   options.record_events = record_events;
   return options;
 }
 
-// Counts finished runs of a batch (and forwards to the event-loop dispatcher, if any).
+// Counts finished runs of a batch.
 class BatchObserver final : public RunObserver {
  public:
-  explicit BatchObserver(std::shared_ptr<RunObserver> next) : next_(std::move(next)) {}
-  void on_run_finished(std::uint64_t run_id, RunStatus status) override {
-    if (next_) next_->on_run_finished(run_id, status);
+  void on_run_finished(const RunHandle&) override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       ++finished_;
@@ -133,7 +137,6 @@ class BatchObserver final : public RunObserver {
   }
 
  private:
-  std::shared_ptr<RunObserver> next_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::size_t finished_ = 0;
@@ -149,7 +152,7 @@ py::list run_batch(CompiledGraph& graph, const py::list& inputs,
   }
   if (max_concurrency == 0 || max_concurrency > total) max_concurrency = total;
 
-  auto observer = std::make_shared<BatchObserver>(dispatcher);
+  auto observer = std::make_shared<BatchObserver>();
   std::vector<RunHandle> runs;
   runs.reserve(total);
   std::size_t finished = 0;
@@ -161,6 +164,7 @@ py::list run_batch(CompiledGraph& graph, const py::list& inputs,
             RunOptions options;
             options.input = std::move(payloads[runs.size()]);
             options.context = dispatcher;
+            options.context_observer = dispatcher;
             options.observer = observer;
             runs.push_back(graph.start(std::move(options)));
           }
@@ -176,8 +180,23 @@ py::list run_batch(CompiledGraph& graph, const py::list& inputs,
   return results;
 }
 
+JoinMode parse_join(const std::string& name) {
+  if (name == "all") return JoinMode::All;
+  if (name == "any") return JoinMode::Any;
+  if (name == "available") return JoinMode::Available;
+  if (name == "settled") return JoinMode::Settled;
+  throw py::value_error("join must be 'all', 'any', 'available' or 'settled', not '" + name + "'");
+}
+
+ErrorMode parse_error_mode(const std::string& name) {
+  if (name == "inherit") return ErrorMode::Inherit;
+  if (name == "fail") return ErrorMode::FailRun;
+  if (name == "continue") return ErrorMode::Continue;
+  throw py::value_error("on_error must be 'inherit', 'fail' or 'continue', not '" + name + "'");
+}
+
 py::tuple event_tuple(const Event& event) {
-  return py::make_tuple(to_string(event.kind), py::str(event.agent.data(), event.agent.size()),
+  return py::make_tuple(to_string(event.kind), event.agent,
                         event.run_id, event.seconds, from_payload(event.payload), event.message,
                         event.priority);
 }
@@ -213,7 +232,8 @@ void register_graph(py::module_& m) {
              for (const NodeOutcome& o : run.outcomes()) {
                rows.append(py::make_tuple(py::str(o.name.data(), o.name.size()),
                                           to_string(o.status), from_payload(o.output),
-                                          o.failure.message, o.started, o.finished));
+                                          o.failure.message, o.started, o.finished,
+                                          o.routes));
              }
              return rows;
            })
@@ -237,17 +257,22 @@ void register_graph(py::module_& m) {
       .def("trace_json", &RunHandle::trace_json);
 
   py::class_<CompiledGraph, std::shared_ptr<CompiledGraph>>(m, "CompiledGraph")
-      .def(py::init([](const py::list& nodes) {
+      .def(py::init([](const py::list& nodes, const std::string& on_error) {
              GraphSpec spec;
+             spec.on_error = parse_error_mode(on_error);
              for (py::handle item : nodes) {
-               auto [name, agent, after, priority] =
+               auto [name, agent, after, priority, join, node_on_error] =
                    item.cast<std::tuple<std::string, std::shared_ptr<Agent>,
-                                        std::vector<std::string>, int>>();
-               spec.add(std::move(name), std::move(agent), std::move(after), priority);
+                                        std::vector<std::string>, int, std::string,
+                                        std::string>>();
+               NodeSpec& node =
+                   spec.add(std::move(name), std::move(agent), std::move(after), priority);
+               node.join = parse_join(join);
+               node.on_error = parse_error_mode(node_on_error);
              }
              return CompiledGraph::compile(spec);
            }),
-           py::arg("nodes"))
+           py::arg("nodes"), py::arg("on_error") = "fail")
       .def_property_readonly("names",
                              [](const CompiledGraph& g) {
                                std::vector<std::string> names;

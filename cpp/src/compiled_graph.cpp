@@ -3,8 +3,11 @@
 #include <atomic>
 #include <thread>
 
+#include <oneapi/tbb/task.h>
+
 #include "counterpoint/detail/flow_graph.hpp"
 #include "counterpoint/detail/runtime_impl.hpp"
+#include "counterpoint/detail/tsan.hpp"
 #include "counterpoint/errors.hpp"
 
 namespace counterpoint {
@@ -12,7 +15,25 @@ namespace detail {
 
 namespace {
 bool inside_a_tbb_task() {
-  return tbb::this_task_arena::current_thread_index() != tbb::task_arena::not_initialized;
+  // Not current_thread_index(): oneTBB gives every thread that ever touched it a slot
+  // index (the caller of start(), a pool thread completing an agent, even a fresh thread
+  // asking), so that test sent every graph destruction to a detached thread. Only a
+  // thread executing a task has a current context.
+  return tbb::task::current_context() != nullptr;
+}
+
+// arena.execute() may hand `f` to a worker and wait for it inside oneTBB, out of
+// ThreadSanitizer's sight; restate that hand-off both ways (see tsan.hpp).
+template <class F>
+void execute_in_arena(F&& f) {
+  auto delegate = [&] {
+    tsan::handoff_acquire();
+    f();
+    tsan::handoff_release();
+  };
+  tsan::handoff_release();  // after `delegate` is written
+  Runtime::instance().impl().arena().execute(delegate);
+  tsan::handoff_acquire();
 }
 }  // namespace
 
@@ -35,13 +56,17 @@ std::shared_ptr<FlowGraph> FlowGraph::make(std::shared_ptr<const Plan> plan) {
 
 FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) {
   // A flow graph belongs to the arena it is built in.
-  Runtime::instance().impl().arena().execute([this] {
+  execute_in_arena([this] {
     graph_ = std::make_unique<tbb::flow::graph>();
     nodes_.reserve(plan_->size());
     for (std::uint32_t i = 0; i < plan_->size(); ++i) {
       const int priority = plan_->nodes()[i].priority;
-      auto body = [this, i](const RunRef& run, Node::gateway_type& gateway) {
-        on_message(i, run, gateway);
+      auto body = [this, i](const Message& message, Node::gateway_type&) {
+        // First, before touching the message or the captures: they were written by the
+        // thread that put the message (see tsan.hpp).
+        tsan::handoff_acquire();
+        on_message(i, message);
+        tsan::handoff_release();  // for ~FlowGraph, which frees what the body touched
       };
       nodes_.push_back(std::make_unique<Node>(
           *graph_, tbb::flow::unlimited, body,
@@ -57,38 +82,126 @@ FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) 
 }
 
 FlowGraph::~FlowGraph() {
-  Runtime::instance().impl().arena().execute([this] { graph_->wait_for_all(); });
+  execute_in_arena([this] { graph_->wait_for_all(); });
   nodes_.clear();
   graph_.reset();
 }
 
-void FlowGraph::start(const RunRef& run) {
-  for (std::uint32_t entry : plan_->entries()) nodes_[entry]->try_put(run);
+void FlowGraph::start(const std::shared_ptr<RunState>& run) {
+  for (std::uint32_t entry : plan_->entries()) nodes_[entry]->try_put(Message{run, kStartSignal});
 }
 
-void FlowGraph::on_message(std::uint32_t node, const RunRef& run, Node::gateway_type& gateway) {
-  NodeSlot& slot = run->slots[node];
-  if (slot.pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  if (!run->running()) return;  // the run ended: agents not yet started never start
+void FlowGraph::forward(const std::shared_ptr<RunState>& run, std::uint32_t node) {
+  if (!plan_->nodes()[node].successors.empty()) gateway(node).try_put(Message{run, node});
+}
 
+void FlowGraph::on_message(std::uint32_t node, const Message& message) {
+  const std::shared_ptr<RunState>& run = message.run;
+  NodeSlot& slot = run->slots[node];
+  const PlanNode& spec = plan_->nodes()[node];
+
+  if (message.from == kStartSignal) {
+    slot.pending.store(0, std::memory_order_relaxed);
+    if (!run->running()) return;  // the run ended: agents not yet started never start
+    Inputs inputs;
+    inputs.kind = Inputs::Kind::RunInput;
+    inputs.items.push_back(InputItem{{}, run->input, false});
+    dispatch(node, run, std::move(inputs));
+    return;
+  }
+
+  if (spec.join == JoinMode::Any) {
+    const bool last = slot.pending.fetch_sub(1, std::memory_order_acq_rel) == 1;
+    if (!run->running() || slot.fired.load(std::memory_order_acquire)) return;
+    std::uint32_t chosen = kStartSignal;
+    if (run->delivers(message.from, node)) {
+      chosen = message.from;
+    } else if (last) {
+      // Another predecessor may have delivered while its own message lost the race to
+      // fire; the last message must not skip the node in that case.
+      for (std::uint32_t pred : spec.predecessors) {
+        if (run->delivers(pred, node)) {
+          chosen = pred;
+          break;
+        }
+      }
+    } else {
+      return;
+    }
+    if (slot.fired.exchange(true, std::memory_order_acq_rel)) return;
+    if (chosen == kStartSignal) {
+      skip(node, run);
+      return;
+    }
+    // With several predecessors the winner arrives as {name: output}, so the agent
+    // knows which one it was.
+    Inputs inputs;
+    inputs.kind = spec.predecessors.size() == 1 ? Inputs::Kind::Single : Inputs::Kind::Joined;
+    inputs.items.push_back(
+        InputItem{plan_->nodes()[chosen].name, run->slots[chosen].output, false});
+    dispatch(node, run, std::move(inputs));
+    return;
+  }
+
+  if (slot.pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (!run->running()) return;
+
+  const auto& preds = spec.predecessors;
+  Inputs inputs;
+  inputs.kind = preds.size() == 1 ? Inputs::Kind::Single : Inputs::Kind::Joined;
+  inputs.items.reserve(preds.size());
+  std::size_t delivered = 0;
+  for (std::uint32_t pred : preds) {
+    const std::string_view name = plan_->nodes()[pred].name;
+    if (run->delivers(pred, node)) {
+      inputs.items.push_back(InputItem{name, run->slots[pred].output, false});
+      ++delivered;
+    } else if (spec.join == JoinMode::Settled &&
+               run->slots[pred].status.load(std::memory_order_acquire) == NodeStatus::Failed) {
+      inputs.items.push_back(InputItem{name, run->slots[pred].failure.error, true});
+    }
+  }
+  const bool satisfied = spec.join == JoinMode::All ? delivered == preds.size()
+                         : spec.join == JoinMode::Available ? delivered > 0
+                                                            : !inputs.items.empty();
+  if (satisfied) {
+    dispatch(node, run, std::move(inputs));
+  } else {
+    skip(node, run);
+  }
+}
+
+void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& run, Inputs inputs) {
+  NodeSlot& slot = run->slots[node];
+  const PlanNode& spec = plan_->nodes()[node];
   Invocation invocation;
-  invocation.agent_name = plan_->nodes()[node].name;
+  invocation.agent_name = spec.name;
   invocation.run_id = run->id;
-  invocation.inputs = run->gather_inputs(node);
+  invocation.priority = spec.priority;
+  invocation.inputs = std::move(inputs);
   invocation.run_context = run->context;
   slot.started_ns = run->now_ns();
   slot.status.store(NodeStatus::Running, std::memory_order_release);
   run->emit(EventKind::Start, node);
 
-  gateway.reserve_wait();
+  gateway(node).reserve_wait();
   Runtime::instance().invocation_started();
   invocation.completion = Completion(run, node);
   try {
-    plan_->nodes()[node].agent->invoke(std::move(invocation));
+    spec.agent->invoke(std::move(invocation));
   } catch (...) {
     // The agent's Completion was destroyed unresolved while unwinding, which already
     // failed the node; an exception must not escape into the flow graph.
   }
+}
+
+void FlowGraph::skip(std::uint32_t node, const std::shared_ptr<RunState>& run) {
+  NodeSlot& slot = run->slots[node];
+  slot.finished_ns = run->now_ns();
+  slot.status.store(NodeStatus::Skipped, std::memory_order_release);
+  run->emit(EventKind::Skip, node);
+  forward(run, node);
+  run->node_resolved(node);
 }
 
 }  // namespace detail
@@ -102,7 +215,11 @@ CompiledGraph::CompiledGraph(std::shared_ptr<const Plan> plan)
 
 CompiledGraph::~CompiledGraph() = default;
 
-RunHandle CompiledGraph::start(RunOptions options) {
+RunHandle CompiledGraph::start(RunOptions options) { return start_run(std::move(options), {}, 0); }
+
+RunHandle CompiledGraph::start_run(RunOptions options,
+                                   const std::shared_ptr<detail::RunState>& parent,
+                                   std::uint32_t parent_node) {
   Runtime& runtime = Runtime::instance();
   if (!runtime.accepting()) {
     throw EngineError("counterpoint is shutting down and accepts no new runs");
@@ -110,6 +227,11 @@ RunHandle CompiledGraph::start(RunOptions options) {
   static std::atomic<std::uint64_t> next_run_id{1};
   auto run = std::make_shared<detail::RunState>(
       next_run_id.fetch_add(1, std::memory_order_relaxed), flow_, std::move(options));
+  if (parent) {
+    run->event_root = parent->event_root ? parent->event_root : parent;
+    run->event_prefix = parent->event_prefix + parent->plan.nodes()[parent_node].name + "/";
+    parent->adopt_child(run);
+  }
   runtime.impl().register_run(run);
   flow_->start(run);
   return RunHandle(run);

@@ -74,6 +74,10 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     out.name = node.name;
     out.agent = node.agent;
     out.priority = node.priority;
+    out.join = node.join;
+    const ErrorMode graph_mode =
+        spec.on_error == ErrorMode::Inherit ? ErrorMode::FailRun : spec.on_error;
+    out.on_error = node.on_error == ErrorMode::Inherit ? graph_mode : node.on_error;
     for (const std::string& pred : node.after) {
       auto found = index.find(pred);
       if (found == index.end()) {

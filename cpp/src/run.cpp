@@ -1,5 +1,7 @@
+#include <algorithm>
 #include <thread>
 
+#include "counterpoint/compiled_graph.hpp"
 #include "counterpoint/detail/flow_graph.hpp"
 #include "counterpoint/detail/run_state.hpp"
 #include "counterpoint/detail/runtime_impl.hpp"
@@ -16,10 +18,11 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
       input(std::move(options.input)),
       context(std::move(options.context)),
       observer(std::move(options.observer)),
+      context_observer(std::move(options.context_observer)),
       record_events(options.record_events),
       started_at(Clock::now()),
       slots(new NodeSlot[plan.size()]),
-      unresolved(static_cast<std::uint32_t>(plan.size())) {
+      unresolved_sinks(static_cast<std::uint32_t>(plan.sinks().size())) {
   for (std::uint32_t i = 0; i < plan.size(); ++i) {
     const auto preds = plan.nodes()[i].predecessors.size();
     // An entry node waits for the single start message.
@@ -31,78 +34,186 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
 RunState::~RunState() = default;
 
 bool RunState::end(RunStatus final_status, std::int64_t failed) {
+  std::vector<std::weak_ptr<RunState>> orphans;
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (status.load(std::memory_order_relaxed) != RunStatus::Running) return false;
     failed_node = failed;
     ended_ns = now_ns();
     status.store(final_status, std::memory_order_release);
+    orphans.swap(children);
   }
   changed.notify_all();
+  if (event_root) event_root->changed.notify_all();
+  for (const auto& child : orphans) {
+    if (auto alive = child.lock()) alive->end(RunStatus::Cancelled);
+  }
   Runtime::instance().impl().unregister_run(id);
-  if (observer) observer->on_run_finished(id, final_status);
+  const RunHandle handle(shared_from_this());
+  if (context_observer) context_observer->on_run_finished(handle);
+  if (observer) observer->on_run_finished(handle);
   return true;
+}
+
+void RunState::end_naturally() {
+  for (std::uint32_t sink : plan.sinks()) {
+    if (slots[sink].status.load(std::memory_order_acquire) == NodeStatus::Succeeded) {
+      end(RunStatus::Succeeded);
+      return;
+    }
+  }
+  end(RunStatus::Failed, first_failure.load(std::memory_order_acquire));
+}
+
+void RunState::adopt_child(const std::shared_ptr<RunState>& child) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (status.load(std::memory_order_relaxed) == RunStatus::Running) {
+      children.erase(std::remove_if(children.begin(), children.end(),
+                                    [](const std::weak_ptr<RunState>& c) { return c.expired(); }),
+                     children.end());
+      children.push_back(child);
+      return;
+    }
+  }
+  child->end(RunStatus::Cancelled);
+}
+
+bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
+  const NodeSlot& slot = slots[pred];
+  if (slot.status.load(std::memory_order_acquire) != NodeStatus::Succeeded) return false;
+  return !slot.routed || std::find(slot.routes.begin(), slot.routes.end(), node) != slot.routes.end();
+}
+
+void RunState::push_event(Event event) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    events.push_back(std::move(event));
+  }
+  changed.notify_all();
 }
 
 void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::string message) {
   if (!record_events) return;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    const PlanNode& spec = plan.nodes()[node];
-    events.push_back(Event{kind, id, node, spec.name, static_cast<double>(now_ns()) * 1e-9,
-                           spec.priority, std::move(payload), std::move(message)});
-  }
-  changed.notify_all();
+  const PlanNode& spec = plan.nodes()[node];
+  RunState& target = event_root ? *event_root : *this;
+  target.push_event(Event{kind, target.id, node, event_prefix + spec.name,
+                          static_cast<double>(target.now_ns()) * 1e-9, spec.priority,
+                          std::move(payload), std::move(message)});
 }
 
-Inputs RunState::gather_inputs(std::uint32_t node) const {
-  Inputs inputs;
-  const auto& preds = plan.nodes()[node].predecessors;
-  if (preds.empty()) {
-    inputs.kind = Inputs::Kind::RunInput;
-    inputs.items.emplace_back(std::string_view{}, input);
-    return inputs;
-  }
-  inputs.kind = preds.size() == 1 ? Inputs::Kind::Single : Inputs::Kind::Joined;
-  inputs.items.reserve(preds.size());
-  for (std::uint32_t pred : preds) {
-    // Acquire pairs with the release in resolve_node: the output is fully written.
-    (void)slots[pred].status.load(std::memory_order_acquire);
-    inputs.items.emplace_back(plan.nodes()[pred].name, slots[pred].output);
-  }
-  return inputs;
-}
-
-void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, NodeStatus outcome,
-                  Payload output, Failure failure) {
+void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Resolution resolution) {
   NodeSlot& slot = run->slots[node];
-  auto& gateway = run->graph->gateway(node);
+  const PlanNode& spec = run->plan.nodes()[node];
+  FlowGraph& graph = *run->graph;
   slot.finished_ns = run->now_ns();
   if (!run->running()) {
     // The run ended while this agent was running: discard the late result.
     slot.status.store(NodeStatus::Cancelled, std::memory_order_release);
-  } else if (outcome == NodeStatus::Succeeded) {
-    slot.output = std::move(output);
+  } else if (resolution.outcome == NodeStatus::Succeeded) {
+    slot.output = std::move(resolution.output);
+    slot.routed = resolution.routed;
+    slot.routes = std::move(resolution.routes);
     slot.status.store(NodeStatus::Succeeded, std::memory_order_release);
-    run->emit(EventKind::Finish, node, slot.output);
-    if (run->graph->has_successors(node)) gateway.try_put(run);
-    if (run->unresolved.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      run->end(RunStatus::Succeeded);
-    }
-  } else if (outcome == NodeStatus::Failed) {
-    slot.failure = std::move(failure);
+    std::string routes;
+    for (std::uint32_t r : slot.routes) routes += (routes.empty() ? "" : ",") + run->plan.nodes()[r].name;
+    run->emit(EventKind::Finish, node, slot.output, std::move(routes));
+    graph.forward(run, node);
+    run->node_resolved(node);
+  } else if (resolution.outcome == NodeStatus::Failed) {
+    slot.failure = std::move(resolution.failure);
     slot.status.store(NodeStatus::Failed, std::memory_order_release);
     run->emit(EventKind::Error, node, slot.failure.error, slot.failure.message);
-    run->end(RunStatus::Failed, node);
+    if (spec.on_error == ErrorMode::Continue) {
+      std::int64_t none = -1;
+      run->first_failure.compare_exchange_strong(none, node, std::memory_order_acq_rel);
+      graph.forward(run, node);
+      run->node_resolved(node);
+    } else {
+      run->end(RunStatus::Failed, node);
+    }
   } else {
     slot.status.store(NodeStatus::Cancelled, std::memory_order_release);
     run->emit(EventKind::Cancel, node);
     run->end(RunStatus::Cancelled);
   }
-  gateway.release_wait();
+  graph.gateway(node).release_wait();
   Runtime::instance().invocation_finished();
 }
 
+namespace {
+
+// Resolves a delegating agent once the child run it delegated to has ended.
+class DelegationObserver final : public RunObserver {
+ public:
+  DelegationObserver(Completion completion, std::shared_ptr<Agent> then, std::string agent,
+                     std::uint64_t run_id, int priority, std::shared_ptr<void> context)
+      : completion_(std::move(completion)),
+        then_(std::move(then)),
+        agent_(std::move(agent)),
+        run_id_(run_id),
+        priority_(priority),
+        context_(std::move(context)) {}
+
+  void on_run_finished(const RunHandle& child) override {
+    Completion completion = std::move(completion_);
+    if (completion.resolved()) return;
+    switch (child.status()) {
+      case RunStatus::Succeeded: {
+        auto sinks = child.sink_outputs();
+        if (then_) {
+          Invocation invocation;
+          invocation.agent_name = agent_;
+          invocation.run_id = run_id_;
+          invocation.priority = priority_;
+          invocation.run_context = context_;
+          invocation.inputs.kind = sinks.size() == 1 ? Inputs::Kind::Single : Inputs::Kind::Joined;
+          for (auto& [name, value] : sinks) {
+            invocation.inputs.items.push_back(InputItem{name, std::move(value), false});
+          }
+          invocation.completion = std::move(completion);
+          // The child's names stay valid: `child` keeps its plan alive until we return,
+          // and `then` copies what it needs before handing the work on.
+          then_->invoke(std::move(invocation));
+        } else if (sinks.size() == 1) {
+          completion.succeed(std::move(sinks.front().second));
+        } else {
+          completion.fail(Failure{"the delegated graph ended with " + std::to_string(sinks.size()) +
+                                      " sink outputs; give it a single sink or pass a `then` "
+                                      "agent that combines them",
+                                  {}});
+        }
+        return;
+      }
+      case RunStatus::Failed: {
+        if (auto failed = child.failed_node()) {
+          NodeOutcome outcome = *child.outcome(*failed);
+          completion.fail(Failure{"'" + agent_ + "/" + std::string(outcome.name) +
+                                      "' failed: " + outcome.failure.message,
+                                  outcome.failure.error});
+        } else {
+          completion.fail(Failure{"the delegated graph produced no output: every sink was skipped",
+                                  {}});
+        }
+        return;
+      }
+      case RunStatus::Cancelled:
+      case RunStatus::Running:
+        completion.cancelled();
+        return;
+    }
+  }
+
+ private:
+  Completion completion_;
+  std::shared_ptr<Agent> then_;
+  std::string agent_;
+  std::uint64_t run_id_;
+  int priority_;
+  std::shared_ptr<void> context_;
+};
+
+}  // namespace
 }  // namespace detail
 
 // ---- Completion -------------------------------------------------------------------
@@ -122,10 +233,11 @@ Completion& Completion::operator=(Completion&& other) noexcept {
 Completion::~Completion() {
   if (!run_) return;
   try {
-    detail::resolve_node(run_, node_, NodeStatus::Failed, {},
-                         Failure{"the agent's executor dropped the invocation without reporting "
-                                 "a result",
-                                 {}});
+    detail::Resolution resolution;
+    resolution.outcome = NodeStatus::Failed;
+    resolution.failure.message =
+        "the agent's executor dropped the invocation without reporting a result";
+    detail::resolve_node(run_, node_, std::move(resolution));
   } catch (...) {
     // Nothing sensible is left to do in a destructor; the run still ends on cancel.
   }
@@ -140,17 +252,78 @@ std::shared_ptr<detail::RunState> take(std::shared_ptr<detail::RunState>& run) {
 
 void Completion::succeed(Payload output) {
   auto run = take(run_);
-  detail::resolve_node(run, node_, NodeStatus::Succeeded, std::move(output), {});
+  detail::Resolution resolution;
+  resolution.output = std::move(output);
+  detail::resolve_node(run, node_, std::move(resolution));
+}
+
+void Completion::succeed_routed(Payload output, const std::vector<std::string>& routes) {
+  auto run = take(run_);
+  const PlanNode& spec = run->plan.nodes()[node_];
+  detail::Resolution resolution;
+  resolution.output = std::move(output);
+  resolution.routed = true;
+  for (const std::string& route : routes) {
+    auto found = std::find_if(spec.successors.begin(), spec.successors.end(), [&](std::uint32_t s) {
+      return run->plan.nodes()[s].name == route;
+    });
+    if (found == spec.successors.end()) {
+      std::string known;
+      for (std::uint32_t s : spec.successors) known += (known.empty() ? "'" : ", '") + run->plan.nodes()[s].name + "'";
+      detail::Resolution failure;
+      failure.outcome = NodeStatus::Failed;
+      failure.failure.message = "routed to '" + route + "', which does not run after '" + spec.name +
+                                "'; its successors are " + (known.empty() ? "none" : known);
+      detail::resolve_node(run, node_, std::move(failure));
+      return;
+    }
+    if (std::find(resolution.routes.begin(), resolution.routes.end(), *found) == resolution.routes.end()) {
+      resolution.routes.push_back(*found);
+    }
+  }
+  detail::resolve_node(run, node_, std::move(resolution));
+}
+
+void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
+                          std::shared_ptr<Agent> then) {
+  auto run = take(run_);
+  const std::uint32_t node = node_;
+  if (!graph) {
+    detail::Resolution failure;
+    failure.outcome = NodeStatus::Failed;
+    failure.failure.message = "delegated to no graph";
+    detail::resolve_node(run, node, std::move(failure));
+    return;
+  }
+  const PlanNode& spec = run->plan.nodes()[node];
+  RunOptions options;
+  options.input = std::move(input);
+  options.context = run->context;
+  options.context_observer = run->context_observer;
+  options.record_events = run->record_events;
+  options.observer = std::make_shared<detail::DelegationObserver>(
+      Completion(run, node), std::move(then), spec.name, run->id, spec.priority, run->context);
+  try {
+    graph->start_run(std::move(options), run, node);
+  } catch (const std::exception&) {
+    // The observer (and the Completion it holds) died with the options: the node has
+    // been failed by the Completion's destructor.
+  }
 }
 
 void Completion::fail(Failure failure) {
   auto run = take(run_);
-  detail::resolve_node(run, node_, NodeStatus::Failed, {}, std::move(failure));
+  detail::Resolution resolution;
+  resolution.outcome = NodeStatus::Failed;
+  resolution.failure = std::move(failure);
+  detail::resolve_node(run, node_, std::move(resolution));
 }
 
 void Completion::cancelled() {
   auto run = take(run_);
-  detail::resolve_node(run, node_, NodeStatus::Cancelled, {}, {});
+  detail::Resolution resolution;
+  resolution.outcome = NodeStatus::Cancelled;
+  detail::resolve_node(run, node_, std::move(resolution));
 }
 
 bool Completion::run_ended() const noexcept { return !run_ || !run_->running(); }
@@ -204,11 +377,18 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
   NodeOutcome out;
   out.name = plan.nodes()[node].name;
   out.status = slot.status.load(std::memory_order_acquire);
-  if (out.status == NodeStatus::Succeeded) out.output = slot.output;
+  if (out.status == NodeStatus::Succeeded) {
+    out.output = slot.output;
+    if (slot.routed) {
+      for (std::uint32_t r : slot.routes) out.routes.push_back(plan.nodes()[r].name);
+    }
+  }
   if (out.status == NodeStatus::Failed) out.failure = slot.failure;
-  if (out.status != NodeStatus::Pending) out.started = slot.started_ns * 1e-9;
+  if (out.status != NodeStatus::Pending && out.status != NodeStatus::Skipped) {
+    out.started = static_cast<double>(slot.started_ns) * 1e-9;
+  }
   if (out.status != NodeStatus::Pending && out.status != NodeStatus::Running) {
-    out.finished = slot.finished_ns * 1e-9;
+    out.finished = static_cast<double>(slot.finished_ns) * 1e-9;
   }
   return out;
 }
@@ -242,8 +422,13 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
                              [&] { return !state_->events.empty() || !state_->running(); });
   }
   const bool took = !state_->events.empty();
+  const std::size_t first = out.size();
   for (auto& event : state_->events) out.push_back(std::move(event));
   state_->events.clear();
+  lock.unlock();
+  // Events that are ready together are delivered highest priority first.
+  std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
+                   [](const Event& a, const Event& b) { return a.priority > b.priority; });
   return took || state_->running();
 }
 

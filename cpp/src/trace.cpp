@@ -14,6 +14,7 @@ const char* to_string(EventKind kind) noexcept {
     case EventKind::Finish: return "finish";
     case EventKind::Error: return "error";
     case EventKind::Cancel: return "cancel";
+    case EventKind::Skip: return "skip";
   }
   return "unknown";
 }
@@ -35,6 +36,7 @@ const char* to_string(NodeStatus status) noexcept {
     case NodeStatus::Succeeded: return "succeeded";
     case NodeStatus::Failed: return "failed";
     case NodeStatus::Cancelled: return "cancelled";
+    case NodeStatus::Skipped: return "skipped";
   }
   return "unknown";
 }
@@ -45,7 +47,12 @@ std::string Plan::to_json() const {
   for (const PlanNode& node : nodes_) {
     json after = json::array();
     for (std::uint32_t pred : node.predecessors) after.push_back(nodes_[pred].name);
-    nodes.push_back({{"name", node.name}, {"after", after}, {"priority", node.priority}});
+    static const char* const joins[] = {"all", "any", "available", "settled"};
+    nodes.push_back({{"name", node.name},
+                     {"after", after},
+                     {"priority", node.priority},
+                     {"join", joins[static_cast<int>(node.join)]},
+                     {"on_error", node.on_error == ErrorMode::Continue ? "continue" : "fail_run"}});
   }
   json entries = json::array();
   for (std::uint32_t i : entries_) entries.push_back(nodes_[i].name);
@@ -62,6 +69,7 @@ std::string RunHandle::trace_json() const {
     if (outcome.started >= 0) entry["started"] = outcome.started;
     if (outcome.finished >= 0) entry["finished"] = outcome.finished;
     if (outcome.status == NodeStatus::Failed) entry["error"] = outcome.failure.message;
+    if (!outcome.routes.empty()) entry["routes"] = outcome.routes;
     agents.push_back(std::move(entry));
   }
   json trace{{"run_id", id()}, {"status", to_string(status())}, {"elapsed", elapsed()},

@@ -25,8 +25,9 @@ def _is_coroutine_function(obj: Any) -> bool:
 def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
     """Returns ``(native_agent, is_async)`` for a callable, coroutine function or runnable.
 
-    Objects with an ``invoke`` method (LangChain-style runnables) run ``invoke`` on the
-    thread pool; objects with only ``ainvoke`` run it as a coroutine.
+    A compiled graph runs as a native child run. Objects with an ``invoke`` method
+    (LangChain-style runnables) run ``invoke`` on the thread pool; objects with only
+    ``ainvoke`` run it as a coroutine.
     """
     if dispatch not in _DISPATCH:
         raise GraphError(
@@ -34,6 +35,9 @@ def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
             f"{', '.join(repr(d) for d in _DISPATCH)}",
             name,
         )
+    native_graph = getattr(agent, "_core", None)
+    if isinstance(native_graph, _core.CompiledGraph):
+        return _core.SubgraphAgent(native_graph), agent.uses_event_loop
     if not inspect.isclass(agent):
         invoke = getattr(agent, "invoke", None)
         if callable(invoke):
@@ -50,3 +54,19 @@ def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
         "`async def` function, or an object with an invoke() or ainvoke() method",
         name,
     )
+
+
+def uses_event_loop(agent: Any) -> bool:
+    """True if running ``agent`` needs an event loop (a coroutine at any depth)."""
+    if agent is None:
+        return False
+    native_graph = getattr(agent, "_core", None)
+    if isinstance(native_graph, _core.CompiledGraph):
+        return bool(agent.uses_event_loop)
+    if not inspect.isclass(agent):
+        if callable(getattr(agent, "invoke", None)):
+            return False
+        ainvoke = getattr(agent, "ainvoke", None)
+        if callable(ainvoke) and _is_coroutine_function(ainvoke):
+            return True
+    return _is_coroutine_function(agent)

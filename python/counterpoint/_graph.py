@@ -8,41 +8,17 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 from ._agents import native_agent
-from ._errors import AgentError, GraphError, RunCancelled
+from ._errors import GraphError
 from ._events import Event
 from ._loops import bridge_for_running_loop, engine_dispatcher
 from ._native import _core
+from ._run import Run, RunResult, as_exception, unwrap
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
-
-
-def _raise_failure(details: tuple) -> None:
-    if details[0] == "failed":
-        _, agent, error, message, outputs, run_id = details
-        exc = AgentError(agent, message, outputs, run_id)
-        if isinstance(error, BaseException):
-            raise exc from error
-        raise exc
-    _, run_id, outputs = details
-    raise RunCancelled(run_id, outputs)
-
-
-def _unwrap(result: tuple) -> Any:
-    ok, value = result
-    if ok:
-        return value
-    _raise_failure(value)
-
-
-def _as_exception(result: tuple) -> Any:
-    ok, value = result
-    if ok:
-        return value
-    try:
-        _raise_failure(value)
-    except (AgentError, RunCancelled) as exc:
-        return exc
+_JOINS = ("all", "any", "available", "settled")
+_GRAPH_ERROR_MODES = ("fail", "continue")
+_NODE_ERROR_MODES = ("inherit", "fail", "continue")
 
 
 class Graph:
@@ -60,8 +36,20 @@ class Graph:
         >>> app.invoke("my card was charged twice")
     """
 
-    def __init__(self) -> None:
-        self._nodes: list[tuple[str, Any, list[str], int, str]] = []
+    def __init__(self, *, on_error: str = "fail") -> None:
+        """Creates an empty graph.
+
+        Args:
+            on_error: What an agent's failure does by default: ``"fail"`` ends the run
+                at once (fail fast); ``"continue"`` lets siblings run on and skips only
+                the agents that needed the failed one.
+        """
+        if on_error not in _GRAPH_ERROR_MODES:
+            raise GraphError(
+                f"on_error={on_error!r} is not one of {', '.join(map(repr, _GRAPH_ERROR_MODES))}"
+            )
+        self._on_error = on_error
+        self._nodes: list[tuple[str, Any, list[str], int, str, str, str]] = []
 
     def add(
         self,
@@ -71,6 +59,8 @@ class Graph:
         after: str | Sequence[str] | None = None,
         priority: int = 0,
         dispatch: str = "auto",
+        join: str = "all",
+        on_error: str = "inherit",
     ) -> Graph:
         """Adds an agent. Problems are reported by :meth:`compile`, naming the agent.
 
@@ -86,6 +76,13 @@ class Graph:
                 thread while it measures fast and on the thread pool otherwise;
                 ``"thread"`` always uses the pool; ``"inline"`` always runs inline (only
                 for agents that never block).
+            join: When an agent with several predecessors runs: ``"all"`` (every one
+                succeeded, else it is skipped), ``"any"`` (the first to succeed, as
+                ``{name: output}``), ``"available"`` (once all ended, with those that
+                succeeded) or ``"settled"`` (once all ended, failures included as
+                :class:`Failed`).
+            on_error: ``"fail"`` or ``"continue"`` for this agent; ``"inherit"`` takes
+                the graph's.
 
         Returns:
             The graph, so calls can be chained.
@@ -96,7 +93,7 @@ class Graph:
             predecessors = [after]
         else:
             predecessors = list(after)
-        self._nodes.append((name, agent, predecessors, priority, dispatch))
+        self._nodes.append((name, agent, predecessors, priority, dispatch, join, on_error))
         return self
 
     def compile(self) -> CompiledGraph:
@@ -108,7 +105,7 @@ class Graph:
         """
         native_nodes = []
         has_async = False
-        for name, agent, predecessors, priority, dispatch in self._nodes:
+        for name, agent, predecessors, priority, dispatch, join, on_error in self._nodes:
             if not isinstance(name, str):
                 raise GraphError(
                     f"agent names must be strings, got {name!r} ({type(name).__name__})"
@@ -122,11 +119,22 @@ class Graph:
                     )
             if isinstance(priority, bool) or not isinstance(priority, int):
                 raise GraphError(f"agent '{name}': priority must be an int, got {priority!r}", name)
+            if join not in _JOINS:
+                raise GraphError(
+                    f"agent '{name}': join={join!r} is not one of {', '.join(map(repr, _JOINS))}",
+                    name,
+                )
+            if on_error not in _NODE_ERROR_MODES:
+                raise GraphError(
+                    f"agent '{name}': on_error={on_error!r} is not one of "
+                    f"{', '.join(map(repr, _NODE_ERROR_MODES))}",
+                    name,
+                )
             handle, is_async = native_agent(name, agent, dispatch)
             has_async = has_async or is_async
-            native_nodes.append((name, handle, predecessors, priority))
+            native_nodes.append((name, handle, predecessors, priority, join, on_error))
         try:
-            core = _core.CompiledGraph(native_nodes)
+            core = _core.CompiledGraph(native_nodes, self._on_error)
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
@@ -134,11 +142,21 @@ class Graph:
 
 
 class CompiledGraph:
-    """An immutable, validated graph. Thread-safe: any number of runs may share it."""
+    """An immutable, validated graph. Thread-safe: any number of runs may share it.
+
+    A compiled graph is also an agent: add it to another graph (or pass it to a pattern)
+    and each call becomes a child run, scheduled natively, cancelled with its parent,
+    its events streamed as ``"<agent>/<child agent>"``.
+    """
 
     def __init__(self, core: Any, has_async: bool) -> None:
         self._core = core
         self._has_async = has_async
+
+    @property
+    def uses_event_loop(self) -> bool:
+        """True if some agent (at any depth) is a coroutine."""
+        return self._has_async
 
     @property
     def agents(self) -> list[str]:
@@ -152,6 +170,15 @@ class CompiledGraph:
     def _dispatcher(self) -> Any:
         return engine_dispatcher() if self._has_async else None
 
+    def start(self, input: Any) -> Run:
+        """Starts a run and returns its handle at once (wait, cancel, result, record)."""
+        return Run(self._core.start(input, self._dispatcher()))
+
+    def run(self, input: Any) -> RunResult:
+        """Runs the graph and returns a :class:`RunResult` with every agent's outcome,
+        instead of raising when an agent fails."""
+        return self.start(input).record()
+
     def invoke(self, input: Any) -> Any:
         """Runs the graph on ``input`` and returns the sink's output.
 
@@ -161,7 +188,7 @@ class CompiledGraph:
         Raises:
             AgentError: an agent raised; its exception is ``__cause__``.
         """
-        return _unwrap(self._core.invoke(input, self._dispatcher()))
+        return unwrap(self._core.invoke(input, self._dispatcher()))
 
     async def ainvoke(self, input: Any) -> Any:
         """Like :meth:`invoke`, awaited; coroutine agents run on the caller's loop.
@@ -176,7 +203,7 @@ class CompiledGraph:
         except asyncio.CancelledError:
             run.cancel()
             raise
-        return _unwrap(run.result())
+        return unwrap(run.result())
 
     def stream(self, input: Any) -> Iterator[Event]:
         """Runs the graph, yielding an :class:`Event` for each agent start, finish and
@@ -195,7 +222,7 @@ class CompiledGraph:
                 for row in rows:
                     yield Event._from_native(row)
             run.wait()
-            result = _unwrap(run.result())
+            result = unwrap(run.result())
             yield Event("end", None, run.id, run.elapsed, result)
         finally:
             run.cancel()
@@ -214,7 +241,7 @@ class CompiledGraph:
                     break
                 if not rows:
                     await asyncio.wait([finished], timeout=0.005)
-            result = _unwrap(run.result())
+            result = unwrap(run.result())
             yield Event("end", None, run.id, run.elapsed, result)
         finally:
             run.cancel()
@@ -245,8 +272,8 @@ class CompiledGraph:
             )
         results = self._core.batch(list(inputs), self._dispatcher(), max_concurrency or 0)
         if return_exceptions:
-            return [_as_exception(result) for result in results]
-        return [_unwrap(result) for result in results]
+            return [as_exception(result) for result in results]
+        return [unwrap(result) for result in results]
 
     async def abatch(
         self,

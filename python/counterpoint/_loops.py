@@ -68,9 +68,10 @@ class LoopBridge:
                 task.add_done_callback(self._forget(run_id))
             else:
                 _, run_id, status = job
-                if status != "succeeded":
-                    for task in self._tasks.get(run_id, ()):
-                        task.cancel()
+                # Coroutines still running when their run ended (cancelled, failed, or
+                # the losers of a first-success merge) have nothing left to feed.
+                for task in self._tasks.get(run_id, ()):
+                    task.cancel()
                 waiter = self._waiters.pop(run_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(status)

@@ -50,6 +50,7 @@ struct Seen {
   Inputs::Kind kind = Inputs::Kind::RunInput;
   std::vector<std::string> names;
   std::vector<Payload> values;
+  std::vector<bool> failed;
   std::shared_ptr<void> context;
 };
 
@@ -70,8 +71,9 @@ class TestAgent : public Agent {
     seen.run_id = invocation.run_id;
     seen.kind = invocation.inputs.kind;
     for (const auto& item : invocation.inputs.items) {
-      seen.names.emplace_back(item.first);
-      seen.values.push_back(item.second);
+      seen.names.emplace_back(item.name);
+      seen.values.push_back(item.value);
+      seen.failed.push_back(item.failed);
     }
     seen.context = invocation.run_context;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -157,14 +159,14 @@ inline std::shared_ptr<LambdaAgent> lambda_agent(std::function<void(Invocation)>
 
 // Appends ":<tag>" to its single string input.
 inline Body append(std::string tag) {
-  return [tag](const Inputs& in) { return make(as_str(in.items.at(0).second) + ":" + tag); };
+  return [tag](const Inputs& in) { return make(as_str(in.items.at(0).value) + ":" + tag); };
 }
 
 class CountingObserver : public RunObserver {
  public:
-  void on_run_finished(std::uint64_t run_id, RunStatus status) override {
-    last_run_.store(run_id);
-    last_status_.store(status);
+  void on_run_finished(const RunHandle& run) override {
+    last_run_.store(run.id());
+    last_status_.store(run.status());
     calls_.fetch_add(1);
   }
   int calls() const { return calls_.load(); }

@@ -75,7 +75,7 @@ std::vector<Event> drain_events(RunHandle& run) {
 // ---- single agents ------------------------------------------------------------------
 
 TEST(run_inline_agent_completes_synchronously) {
-  auto agent = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 1); });
+  auto agent = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].value) + 1); });
   GraphSpec spec;
   spec.add("inc", agent);
   auto graph = CompiledGraph::compile(spec);
@@ -100,7 +100,7 @@ TEST(run_inline_agent_completes_synchronously) {
 
 TEST(run_pooled_agent_completes_from_pool_thread) {
   auto agent = pooled_agent(milliseconds(20),
-                            [](const Inputs& in) { return make(as_int(in.items[0].second) * 2); });
+                            [](const Inputs& in) { return make(as_int(in.items[0].value) * 2); });
   GraphSpec spec;
   spec.add("double", agent);
   auto graph = CompiledGraph::compile(spec);
@@ -190,7 +190,7 @@ TEST(run_entries_get_the_run_input) {
 }
 
 TEST(run_fan_out_and_join_in_declaration_order) {
-  auto src = inline_agent([](const Inputs& in) { return in.items[0].second; });
+  auto src = inline_agent([](const Inputs& in) { return in.items[0].value; });
   // Finish in the opposite order of `after` below, so an order taken from completion
   // time would show.
   auto x = pooled_agent(milliseconds(60), append("x"));
@@ -198,7 +198,7 @@ TEST(run_fan_out_and_join_in_declaration_order) {
   auto z = pooled_agent(milliseconds(1), append("z"));
   auto join = inline_agent([](const Inputs& in) {
     std::string all;
-    for (const auto& item : in.items) all += std::string(item.first) + "=" + as_str(item.second) + ";";
+    for (const auto& item : in.items) all += std::string(item.name) + "=" + as_str(item.value) + ";";
     return make(all);
   });
   GraphSpec spec;
@@ -238,7 +238,7 @@ TEST(run_wide_fan_in_counts_every_predecessor) {
   std::reverse(after.begin(), after.end());
   auto join = inline_agent([](const Inputs& in) {
     std::string order;
-    for (const auto& item : in.items) order += std::to_string(as_int(item.second)) + ",";
+    for (const auto& item : in.items) order += std::to_string(as_int(item.value)) + ",";
     return make(order);
   });
   spec.add("join", join, after);
@@ -260,7 +260,7 @@ TEST(run_long_inline_chain) {
   spec.add("n0", inline_agent([](const Inputs&) { return make(0); }));
   for (int i = 1; i < kLength; ++i) {
     spec.add("n" + std::to_string(i),
-             inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 1); }),
+             inline_agent([](const Inputs& in) { return make(as_int(in.items[0].value) + 1); }),
              {"n" + std::to_string(i - 1)});
   }
   auto graph = CompiledGraph::compile(spec);
@@ -453,7 +453,8 @@ TEST(run_completion_resolves_exactly_once) {
   RunHandle run = run_to_end(graph);
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(as_int(run.sink_outputs().at(0).second), 1);
-  CHECK_EQ(second_throws.load(), 2);
+  // The run ended inside the first succeed(); the agent is still busy with the rest.
+  CHECK(eventually([&] { return second_throws.load() == 2; }));
   CHECK(resolved_flag.load());
 }
 
@@ -562,15 +563,15 @@ TEST(run_many_concurrent_runs_are_isolated) {
   // Each agent checks that the run context it sees belongs to the same run as its data.
   std::atomic<int> mismatches{0};
   auto a = lambda_agent([&](Invocation inv) {
-    const int i = as_int(inv.inputs.items[0].second);
+    const int i = as_int(inv.inputs.items[0].value);
     if (!inv.run_context || *static_cast<int*>(inv.run_context.get()) != i) mismatches++;
     inv.completion.succeed(make(i * 10));
   });
-  auto b = pooled_agent(milliseconds(1), [](const Inputs& in) { return make(as_int(in.items[0].second) + 1); });
-  auto c = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].second) + 2); });
+  auto b = pooled_agent(milliseconds(1), [](const Inputs& in) { return make(as_int(in.items[0].value) + 1); });
+  auto c = inline_agent([](const Inputs& in) { return make(as_int(in.items[0].value) + 2); });
   auto d = inline_agent([](const Inputs& in) {
-    return make(std::to_string(as_int(in.items.at(0).second)) + "|" +
-                std::to_string(as_int(in.items.at(1).second)));
+    return make(std::to_string(as_int(in.items.at(0).value)) + "|" +
+                std::to_string(as_int(in.items.at(1).value)));
   });
   GraphSpec spec;
   spec.add("a", a);
@@ -681,7 +682,7 @@ TEST(run_records_events_in_order) {
     CHECK_EQ(event.run_id, run.id());
     CHECK(event.seconds >= last);
     last = event.seconds;
-    CHECK_EQ(std::string(event.agent), graph->plan().nodes().at(event.node).name);
+    CHECK_EQ(event.agent, graph->plan().nodes().at(event.node).name);
     if (event.kind == EventKind::Start) {
       CHECK_EQ(start_at[event.node], -1);
       start_at[event.node] = static_cast<int>(k);
@@ -719,7 +720,7 @@ TEST(run_records_error_event) {
   CHECK_EQ(events[0].kind, EventKind::Start);
   CHECK_EQ(events[1].kind, EventKind::Finish);
   CHECK_EQ(events[2].kind, EventKind::Start);
-  CHECK_EQ(std::string(events[2].agent), std::string("bad"));
+  CHECK_EQ(events[2].agent, std::string("bad"));
   CHECK_EQ(events[3].kind, EventKind::Error);
   CHECK_EQ(events[3].message, std::string("it broke"));
   CHECK_EQ(as_str(events[3].payload), std::string("error object"));

@@ -17,9 +17,18 @@
 
 namespace counterpoint {
 
+class CompiledGraph;
 namespace detail {
 struct RunState;
 }
+
+// One input of an agent. `failed` is set only for a Settled join, whose failed
+// predecessors arrive with their error object as `value`.
+struct InputItem {
+  std::string_view name;
+  Payload value;
+  bool failed = false;
+};
 
 // What an agent receives, following the data model: an entry agent gets the run input,
 // an agent with one predecessor gets that output, an agent with several gets all of
@@ -28,7 +37,7 @@ struct Inputs {
   enum class Kind { RunInput, Single, Joined };
   Kind kind = Kind::RunInput;
   // RunInput / Single: exactly one item (the name is empty for RunInput).
-  std::vector<std::pair<std::string_view, Payload>> items;
+  std::vector<InputItem> items;
 };
 
 // Why an agent failed. `error` carries the embedder's exception object, `message` a
@@ -49,6 +58,16 @@ class Completion {
   ~Completion();
 
   void succeed(Payload output);
+  // Succeeds and delivers the output only to the named successors; the others are
+  // skipped (unless another predecessor delivers to them). Fails the agent if a name is
+  // not one of its successors.
+  void succeed_routed(Payload output, const std::vector<std::string>& routes);
+  // The agent's result is the result of running `graph` on `input`, natively, as a
+  // child of this run: cancelled with it, its events forwarded under "<agent>/".
+  // With `then`, the child's sink output(s) go to `then`, whose result is the agent's;
+  // `then` may delegate again, which is how loops iterate without a Python loop.
+  void delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
+                std::shared_ptr<class Agent> then = nullptr);
   void fail(Failure failure);
   // The agent stopped because its run was cancelled (e.g. a coroutine was cancelled).
   void cancelled();
@@ -65,6 +84,7 @@ class Completion {
 struct Invocation {
   std::string_view agent_name;
   std::uint64_t run_id = 0;
+  int priority = 0;
   Inputs inputs;
   // Whatever the embedder attached to the run (the bindings: the event loop that runs
   // this run's coroutines). May be null.

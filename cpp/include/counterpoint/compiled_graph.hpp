@@ -28,6 +28,10 @@ class CompiledGraph {
   RunHandle start(RunOptions options);
 
  private:
+  friend class Completion;  // delegation starts child runs
+  RunHandle start_run(RunOptions options, const std::shared_ptr<detail::RunState>& parent,
+                      std::uint32_t parent_node);
+
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<detail::FlowGraph> flow_;
 };

@@ -7,7 +7,7 @@
 
 namespace counterpoint {
 
-enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel };
+enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip };
 
 const char* to_string(EventKind kind) noexcept;
 
@@ -16,11 +16,11 @@ struct Event {
   EventKind kind = EventKind::Start;
   std::uint64_t run_id = 0;
   std::uint32_t node = 0;
-  std::string_view agent;  // points into the run's plan, which outlives the event
+  std::string agent;       // "<delegating agent>/<agent>" for agents of child runs
   double seconds = 0.0;    // since the run started
   int priority = 0;
   Payload payload;         // Finish: the output; Error: the error object
-  std::string message;     // Error: the failure summary
+  std::string message;     // Error: the failure summary; Finish of a router: its routes
 };
 
 }  // namespace counterpoint

@@ -16,6 +16,8 @@ struct PlanNode {
   std::vector<std::uint32_t> predecessors;  // in declaration order
   std::vector<std::uint32_t> successors;
   int priority = 0;
+  JoinMode join = JoinMode::All;
+  ErrorMode on_error = ErrorMode::FailRun;  // resolved against the graph's mode
 };
 
 class Plan {

@@ -16,7 +16,9 @@ namespace counterpoint {
 enum class RunStatus : std::uint8_t { Running, Succeeded, Failed, Cancelled };
 // Pending at the end of a run means the agent never started (its run ended first).
 // Cancelled means it was running when its run ended, and its late result was discarded.
-enum class NodeStatus : std::uint8_t { Pending, Running, Succeeded, Failed, Cancelled };
+// Skipped means its join could not be satisfied (not routed to, or a needed
+// predecessor failed or was skipped).
+enum class NodeStatus : std::uint8_t { Pending, Running, Succeeded, Failed, Cancelled, Skipped };
 
 const char* to_string(RunStatus status) noexcept;
 const char* to_string(NodeStatus status) noexcept;
@@ -28,19 +30,24 @@ struct NodeOutcome {
   Failure failure;   // Failed
   double started = -1.0;   // seconds since the run started; -1 if it never started
   double finished = -1.0;
+  std::vector<std::string> routes;  // a router's chosen successors
 };
+
+class RunHandle;
 
 // Told when a run reaches its end, on whichever thread ended it. Must not block.
 class RunObserver {
  public:
   virtual ~RunObserver() = default;
-  virtual void on_run_finished(std::uint64_t run_id, RunStatus status) = 0;
+  virtual void on_run_finished(const RunHandle& run) = 0;
 };
 
 struct RunOptions {
   Payload input;
   std::shared_ptr<void> context;            // handed to every Invocation of the run
-  std::shared_ptr<RunObserver> observer;    // may be null
+  std::shared_ptr<RunObserver> observer;    // told when this run ends; may be null
+  // Travels with `context`: told when this run or any of its child runs ends.
+  std::shared_ptr<RunObserver> context_observer;
   bool record_events = false;               // keep an event queue for next_events()
 };
 
@@ -68,7 +75,8 @@ class RunHandle {
   // Results, meaningful once done().
   std::vector<std::pair<std::string_view, Payload>> sink_outputs() const;
   std::vector<NodeOutcome> outcomes() const;
-  // The agent whose failure ended the run, if one did.
+  // The agent whose failure ended the run (or, for a run that ended with no sink
+  // output, the first agent that failed), if any.
   std::optional<std::uint32_t> failed_node() const;
   std::optional<NodeOutcome> outcome(std::uint32_t node) const;
   double elapsed() const;  // seconds from start to end (or to now while running)

@@ -1,27 +1,56 @@
 #pragma once
 // oneTBB plumbing: one static flow graph per compiled graph, shared by all of its runs.
 //
-// Every agent is an async_node<RunRef, RunRef>. A message is a reference to one run's
-// state; fan-in is counted per run in that state, so a node dispatches once all of the
-// run's predecessors have delivered. The node body only hands the invocation to the
-// agent's executor and returns, so no TBB worker waits on agent work; completion comes
-// back through the node's gateway (try_put + release_wait) from whatever thread
-// finished the agent.
+// Every agent is an async_node<Message, Message>. A message names one run's state and
+// the node that sent it; joins are counted per run in that state, so a node dispatches
+// once its join is satisfied for that run. The node body only hands the invocation to
+// the agent's executor and returns, so no TBB worker waits on agent work; completion
+// comes back through the node's gateway (try_put + release_wait) from whatever thread
+// finished the agent. Static node priorities order ready work across all runs.
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include <oneapi/tbb/flow_graph.h>
 
 #include "counterpoint/detail/run_state.hpp"
+#include "counterpoint/detail/tsan.hpp"
 #include "counterpoint/plan.hpp"
 
 namespace counterpoint::detail {
 
+struct Message {
+  Message() = default;
+  Message(std::shared_ptr<RunState> run_, std::uint32_t from_) : run(std::move(run_)), from(from_) {
+    tsan::handoff_release();
+  }
+  // oneTBB copies the message into the task another thread will run; the copy is its
+  // last write before the hand-off, so announce the hand-off after it (see tsan.hpp).
+  Message(const Message& other) : run(other.run), from(other.from) { tsan::handoff_release(); }
+  Message(Message&& other) noexcept : run(std::move(other.run)), from(other.from) {
+    tsan::handoff_release();
+  }
+  Message& operator=(const Message& other) {
+    run = other.run;
+    from = other.from;
+    tsan::handoff_release();
+    return *this;
+  }
+  Message& operator=(Message&& other) noexcept {
+    run = std::move(other.run);
+    from = other.from;
+    tsan::handoff_release();
+    return *this;
+  }
+
+  std::shared_ptr<RunState> run;
+  std::uint32_t from = kStartSignal;
+};
+
 class FlowGraph {
  public:
-  using RunRef = std::shared_ptr<RunState>;
-  using Node = tbb::flow::async_node<RunRef, RunRef>;
+  using Node = tbb::flow::async_node<Message, Message>;
 
   // Builds the graph inside the runtime's arena. Destroy only through make(): the last
   // reference may be dropped inside one of this graph's own tasks.
@@ -29,15 +58,16 @@ class FlowGraph {
   ~FlowGraph();
 
   const Plan& plan() const noexcept { return *plan_; }
-  void start(const RunRef& run);
+  void start(const std::shared_ptr<RunState>& run);
+  // Tells the node's successors, for this run, that it has resolved.
+  void forward(const std::shared_ptr<RunState>& run, std::uint32_t node);
   Node::gateway_type& gateway(std::uint32_t node) { return nodes_[node]->gateway(); }
-  bool has_successors(std::uint32_t node) const noexcept {
-    return !plan_->nodes()[node].successors.empty();
-  }
 
  private:
   explicit FlowGraph(std::shared_ptr<const Plan> plan);
-  void on_message(std::uint32_t node, const RunRef& run, Node::gateway_type& gateway);
+  void on_message(std::uint32_t node, const Message& message);
+  void dispatch(std::uint32_t node, const std::shared_ptr<RunState>& run, Inputs inputs);
+  void skip(std::uint32_t node, const std::shared_ptr<RunState>& run);
 
   std::shared_ptr<const Plan> plan_;
   std::unique_ptr<tbb::flow::graph> graph_;

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "counterpoint/agent.hpp"
 #include "counterpoint/event.hpp"
@@ -21,18 +22,22 @@ namespace counterpoint::detail {
 
 class FlowGraph;
 using Clock = std::chrono::steady_clock;
+constexpr std::uint32_t kStartSignal = 0xFFFFFFFFu;
 
 struct NodeSlot {
   std::atomic<std::uint32_t> pending{0};  // predecessors (or the start signal) still due
   std::atomic<NodeStatus> status{NodeStatus::Pending};
+  std::atomic<bool> fired{false};         // JoinMode::Any: the node was dispatched or skipped
   // Written once by the thread that resolves the node, before `status` is released.
   Payload output;
   Failure failure;
+  bool routed = false;                    // the output goes only to `routes`
+  std::vector<std::uint32_t> routes;
   std::int64_t started_ns = -1;
   std::int64_t finished_ns = -1;
 };
 
-struct RunState {
+struct RunState : std::enable_shared_from_this<RunState> {
   RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> graph, RunOptions&& options);
   ~RunState();
 
@@ -40,14 +45,27 @@ struct RunState {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started_at)
         .count();
   }
-  // Moves the run to a final status once; true if this call did. Wakes waiters and
-  // tells the observer.
+  // Moves the run to a final status once; true if this call did. Wakes waiters, cancels
+  // child runs and tells the observer.
   bool end(RunStatus final_status, std::int64_t failed = -1);
+  // Every sink resolved: succeeded if some sink produced output, else failed.
+  void end_naturally();
+  // A node resolved. The run ends once every sink has: anything still running then
+  // (the losers of an "any" join) has nothing left to feed and is cancelled.
+  void node_resolved(std::uint32_t node) {
+    if (plan.nodes()[node].successors.empty() &&
+        unresolved_sinks.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      end_naturally();
+    }
+  }
   void emit(EventKind kind, std::uint32_t node, Payload payload = {}, std::string message = {});
-  Inputs gather_inputs(std::uint32_t node) const;
+  void push_event(Event event);
   bool running() const noexcept {
     return status.load(std::memory_order_acquire) == RunStatus::Running;
   }
+  // True when `pred` succeeded and its output is meant for `node`.
+  bool delivers(std::uint32_t pred, std::uint32_t node) const noexcept;
+  void adopt_child(const std::shared_ptr<RunState>& child);
 
   const std::uint64_t id;
   const std::shared_ptr<FlowGraph> graph;  // keeps the plan and the flow graph alive
@@ -55,11 +73,17 @@ struct RunState {
   const Payload input;
   const std::shared_ptr<void> context;
   const std::shared_ptr<RunObserver> observer;
+  const std::shared_ptr<RunObserver> context_observer;
   const bool record_events;
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
-  std::atomic<std::uint32_t> unresolved;
+  std::atomic<std::uint32_t> unresolved_sinks;
   std::atomic<RunStatus> status{RunStatus::Running};
+  std::atomic<std::int64_t> first_failure{-1};  // first agent that failed without ending the run
+
+  // A child run (delegation) streams into its root run's event queue.
+  std::shared_ptr<RunState> event_root;
+  std::string event_prefix;
 
   mutable std::mutex mutex;
   mutable std::condition_variable changed;  // run ended, or an event arrived
@@ -67,10 +91,18 @@ struct RunState {
   std::int64_t failed_node = -1;
   std::int64_t ended_ns = -1;
   std::deque<Event> events;
+  std::vector<std::weak_ptr<RunState>> children;
+};
+
+struct Resolution {
+  NodeStatus outcome = NodeStatus::Succeeded;
+  Payload output;
+  Failure failure;
+  bool routed = false;
+  std::vector<std::uint32_t> routes;
 };
 
 // Resolves a node of a run; called through Completion from any thread.
-void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, NodeStatus outcome,
-                  Payload output, Failure failure);
+void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Resolution resolution);
 
 }  // namespace counterpoint::detail

@@ -1,0 +1,142 @@
+"""Values agents return and patterns produce."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Result:
+    """An agent's output with what it knows about it.
+
+    Return ``Result(value, confidence=0.62)`` from an agent to let confidence-aware
+    patterns (``adaptive``, confidence-weighted merges) act on it. A dict with a
+    ``"confidence"`` key, or an object with a ``confidence`` attribute, works too.
+
+    Attributes:
+        value: The output itself.
+        confidence: How sure the agent is, from 0 to 1 (None: not reported).
+        usage: What producing it cost, e.g. ``{"tokens": 812, "cost": 0.004}``.
+    """
+
+    value: Any
+    confidence: float | None = None
+    usage: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.confidence is not None:
+            if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)):
+                raise TypeError(
+                    f"Result confidence must be a number from 0 to 1, got {self.confidence!r}"
+                )
+            if not 0.0 <= self.confidence <= 1.0 or math.isnan(self.confidence):
+                raise ValueError(
+                    f"Result confidence must be from 0 to 1, got {self.confidence}"
+                )
+
+
+def value_of(output: Any) -> Any:
+    """The plain value of an agent's output (unwraps :class:`Result`)."""
+    return output.value if isinstance(output, Result) else output
+
+
+def confidence_of(output: Any) -> float | None:
+    """The confidence an agent reported with its output, or None."""
+    if isinstance(output, Result):
+        return output.confidence
+    if isinstance(output, Mapping):
+        found = output.get("confidence")
+    else:
+        found = getattr(output, "confidence", None)
+    if isinstance(found, (int, float)) and not isinstance(found, bool):
+        return float(found)
+    return None
+
+
+@dataclass(frozen=True)
+class Merged:
+    """The outcome of merging parallel branches under a stated policy.
+
+    Attributes:
+        value: The merged value.
+        policy: ``"first"``, ``"majority"``, ``"quorum"``, ``"confidence"`` or ``"judge"``.
+        resolution: How the value was chosen, tie-breaks included.
+        outputs: Every branch's output that arrived (plain values), by branch name.
+        agreeing: Branches whose output equals ``value``.
+        disagreeing: Branches whose output differs from ``value``.
+        failed: Branches that failed, with their exceptions.
+        tally: Votes (or summed confidence) per distinct output, as ``repr`` strings.
+    """
+
+    value: Any
+    policy: str
+    resolution: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    agreeing: tuple[str, ...] = ()
+    disagreeing: tuple[str, ...] = ()
+    failed: dict[str, BaseException] = field(default_factory=dict)
+    tally: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def unanimous(self) -> bool:
+        """True when every branch produced the same output and none failed."""
+        return not self.disagreeing and not self.failed
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """The outcome of an evaluation loop.
+
+    Attributes:
+        value: The last draft.
+        iterations: How many times the worker ran.
+        stopped: ``"passed"`` (the evaluator accepted it) or ``"max_iterations"``.
+        history: ``(draft, verdict)`` for every iteration, in order.
+    """
+
+    value: Any
+    iterations: int
+    stopped: str
+    history: tuple[tuple[Any, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The outcome of a group chat.
+
+    Attributes:
+        transcript: ``(speaker, message)`` for every turn, in order.
+        turns: Number of turns taken.
+        stopped: ``"until"`` (the condition held), ``"manager"`` (it ended the chat) or
+            ``"max_turns"``.
+    """
+
+    transcript: tuple[tuple[str, Any], ...]
+    turns: int
+    stopped: str
+
+    @property
+    def last(self) -> Any:
+        return self.transcript[-1][1] if self.transcript else None
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """The outcome of adaptive orchestration: which path ran, and why.
+
+    Attributes:
+        value: The result of the path that ran.
+        path: ``"cheap"`` or ``"escalated"``.
+        reason: Why, e.g. ``"confidence 0.42 < 0.7"`` or ``"cheap path failed: ..."``.
+        confidence: The cheap path's confidence (None if it failed or reported none).
+        cheap_output: The cheap path's output, kept even when it was escalated.
+    """
+
+    value: Any
+    path: str
+    reason: str
+    confidence: float | None = None
+    cheap_output: Any = None

@@ -1,0 +1,72 @@
+"""Shared helpers of the pattern builders."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from .._errors import GraphError
+from .._graph import CompiledGraph
+
+
+def agent_name(agent: Any, fallback: str) -> str:
+    """A readable node name for an agent: its ``name``, its ``__name__``, or ``fallback``."""
+    if isinstance(agent, CompiledGraph):
+        return fallback
+    name = getattr(agent, "name", None)
+    if not isinstance(name, str) or not name:
+        name = getattr(agent, "__name__", None)
+    if not isinstance(name, str) or not name or name == "<lambda>":
+        return fallback
+    return name
+
+
+def unique_names(agents: Iterable[Any], prefix: str) -> list[str]:
+    names: list[str] = []
+    for index, agent in enumerate(agents):
+        base = agent_name(agent, f"{prefix}{index + 1}")
+        name, suffix = base, 2
+        while name in names:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        names.append(name)
+    return names
+
+
+def check_agent(pattern: str, role: str, agent: Any) -> None:
+    """Rejects non-agents when the pattern is built, naming the role to fix."""
+    if isinstance(agent, CompiledGraph) or callable(agent):
+        return
+    if not inspect.isclass(agent) and (
+        callable(getattr(agent, "invoke", None)) or callable(getattr(agent, "ainvoke", None))
+    ):
+        return
+    raise GraphError(
+        f"{pattern}: {role} must be a function, an `async def` function, a compiled graph "
+        f"or an object with invoke()/ainvoke(), got {type(agent).__name__}"
+    )
+
+
+def check_positive_int(pattern: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GraphError(f"{pattern}: {name} must be a positive int, got {value!r}")
+
+
+def check_priorities(pattern: str, priorities: Any, names: Iterable[str]) -> dict[str, int]:
+    if priorities is None:
+        return {}
+    if not isinstance(priorities, dict):
+        raise GraphError(f"{pattern}: priorities must be a dict of name -> int, got {priorities!r}")
+    known = set(names)
+    for key, value in priorities.items():
+        if key not in known:
+            raise GraphError(
+                f"{pattern}: priorities names {key!r}, which is not one of {sorted(known)}"
+            )
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GraphError(f"{pattern}: priority of {key!r} must be an int, got {value!r}")
+    return dict(priorities)
+
+
+def identity(value: Any) -> Any:
+    return value

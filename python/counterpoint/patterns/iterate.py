@@ -1,0 +1,186 @@
+"""Patterns that iterate: an evaluation loop and a managed group chat.
+
+Each iteration (or turn) is a native child run; between them a small controller
+decides whether to go on, so no pattern keeps a scheduling loop of its own in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .._agents import uses_event_loop
+from .._errors import GraphError
+from .._graph import CompiledGraph, Graph
+from .._native import _core
+from .._results import ChatResult, LoopResult, value_of
+from ._common import check_agent, check_positive_int, identity
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An evaluator's judgement of a draft.
+
+    Evaluators may also return a bool, or a dict with ``"passed"`` (or ``"pass"``) and
+    ``"feedback"``.
+    """
+
+    passed: bool
+    feedback: Any = None
+    score: float | None = None
+
+
+def _verdict(raw: Any) -> Verdict:
+    raw = value_of(raw)
+    if isinstance(raw, Verdict):
+        return raw
+    if isinstance(raw, bool):
+        return Verdict(raw)
+    if isinstance(raw, Mapping):
+        for key in ("passed", "pass", "approved", "ok"):
+            if key in raw:
+                return Verdict(bool(raw[key]), raw.get("feedback"), raw.get("score"))
+    raise TypeError(
+        "loop: the evaluator must return a bool, a cp.Verdict, or a dict with 'passed' and "
+        f"'feedback'; got {raw!r}"
+    )
+
+
+def _controller(decide: Callable[[Any], Any]) -> Any:
+    """A native agent, run inline, that continues or ends an iteration."""
+    return _core.SyncAgent(decide, _core.Dispatch.INLINE)
+
+
+def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGraph:
+    """Drafts, evaluates and revises until the evaluator passes the draft or
+    ``max_iterations`` is reached (always enforced).
+
+    The worker receives ``{"task", "draft", "feedback", "iteration"}`` (draft and
+    feedback are None on the first iteration); the evaluator receives ``{"task",
+    "draft", "iteration"}``. The result is a :class:`~counterpoint.LoopResult` saying why
+    the loop stopped.
+    """
+    check_agent("loop", "worker", worker)
+    check_agent("loop", "evaluator", evaluator)
+    check_positive_int("loop", "max_iterations", max_iterations)
+
+    g = Graph()
+    g.add("state", identity, dispatch="inline")
+    g.add("brief", lambda s: {k: s[k] for k in ("task", "draft", "feedback", "iteration")},
+          after="state", dispatch="inline")
+    g.add("worker", worker, after="brief")
+    g.add("review", lambda s: {"task": s["state"]["task"], "draft": s["worker"],
+                                "iteration": s["state"]["iteration"]},
+          after=["state", "worker"], dispatch="inline")
+    g.add("evaluator", evaluator, after="review")
+    g.add("outcome", identity, after=["state", "worker", "evaluator"], dispatch="inline")
+    iteration = g.compile()
+
+    def after_iteration(outcome: dict[str, Any]) -> Any:
+        state, draft = outcome["state"], outcome["worker"]
+        verdict = _verdict(outcome["evaluator"])
+        history = state["history"] + ((draft, verdict),)
+        if verdict.passed:
+            return LoopResult(draft, state["iteration"], "passed", history)
+        if state["iteration"] >= max_iterations:
+            return LoopResult(draft, state["iteration"], "max_iterations", history)
+        following = {"task": state["task"], "draft": draft, "feedback": verdict.feedback,
+                     "iteration": state["iteration"] + 1, "history": history}
+        return _core.Delegation(iteration._core, following, controller)
+
+    controller = _controller(after_iteration)
+
+    def start(task: Any) -> Any:
+        first = {"task": task, "draft": None, "feedback": None, "iteration": 1, "history": ()}
+        return _core.Delegation(iteration._core, first, controller)
+
+    outer = Graph()
+    outer.add("loop", start, dispatch="inline")
+    app = outer.compile()
+    app._has_async = uses_event_loop(worker) or uses_event_loop(evaluator)
+    return app
+
+
+END = "__end__"
+_CHAT_NODES = ("state", "manager", "pick", "end", "said")
+
+
+def group_chat(
+    participants: Mapping[str, Any],
+    *,
+    manager: Any,
+    until: Callable[[tuple[tuple[str, Any], ...]], bool] | None = None,
+    max_turns: int = 12,
+) -> CompiledGraph:
+    """A managed conversation: each turn the manager picks the next speaker.
+
+    The manager receives ``{"task", "transcript", "turn"}`` and returns a participant's
+    name, or ``None`` / ``cp.END`` to end the chat. The speaker receives the same dict and
+    returns its message. The chat stops when ``until(transcript)`` is true, when the
+    manager ends it, or after ``max_turns``. The result is a
+    :class:`~counterpoint.ChatResult`.
+    """
+    if not isinstance(participants, Mapping) or not participants:
+        raise GraphError("group_chat: participants must be a non-empty dict of name -> agent")
+    for name, agent in participants.items():
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"group_chat: participant names must be non-empty strings, got {name!r}")
+        if name in _CHAT_NODES:
+            raise GraphError(f"group_chat: participant name {name!r} is reserved; rename it")
+        check_agent("group_chat", f"participant {name!r}", agent)
+    check_agent("group_chat", "manager", manager)
+    if until is not None and not callable(until):
+        raise GraphError(f"group_chat: until= must be a callable or None, got {until!r}")
+    check_positive_int("group_chat", "max_turns", max_turns)
+    names = list(participants)
+
+    def view(state: dict[str, Any]) -> dict[str, Any]:
+        return {"task": state["task"], "transcript": state["transcript"], "turn": state["turn"]}
+
+    def pick(state: dict[str, Any]) -> Any:
+        choice = value_of(state["manager"])
+        if choice is None or choice == END:
+            return _core.Routed(None, ["end"])
+        if choice not in participants:
+            raise LookupError(
+                f"group_chat: the manager picked {choice!r}, who is not a participant; "
+                f"participants are {names}"
+            )
+        return _core.Routed(view(state["state"]), [choice])
+
+    g = Graph()
+    g.add("state", identity, dispatch="inline")
+    g.add("manager", manager, after="state")
+    g.add("pick", pick, after=["state", "manager"], dispatch="inline")
+    for name, agent in participants.items():
+        g.add(name, agent, after="pick")
+    g.add("end", identity, after="pick", dispatch="inline")
+    g.add("said", identity, after=["state", *names, "end"], join="available", dispatch="inline")
+    turn = g.compile()
+
+    def after_turn(said: dict[str, Any]) -> Any:
+        state = said.pop("state")
+        transcript = state["transcript"]
+        if "end" in said:
+            return ChatResult(transcript, len(transcript), "manager")
+        ((speaker, message),) = said.items()
+        transcript = transcript + ((speaker, message),)
+        if until is not None and until(transcript):
+            return ChatResult(transcript, len(transcript), "until")
+        if len(transcript) >= max_turns:
+            return ChatResult(transcript, len(transcript), "max_turns")
+        following = {"task": state["task"], "transcript": transcript, "turn": state["turn"] + 1}
+        return _core.Delegation(turn._core, following, controller)
+
+    controller = _controller(after_turn)
+
+    def start(task: Any) -> Any:
+        return _core.Delegation(turn._core, {"task": task, "transcript": (), "turn": 1},
+                                controller)
+
+    outer = Graph()
+    outer.add("chat", start, dispatch="inline")
+    app = outer.compile()
+    app._has_async = turn.uses_event_loop
+    return app

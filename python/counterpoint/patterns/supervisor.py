@@ -1,0 +1,181 @@
+"""Hierarchical manager-worker orchestration: planner -> dispatcher -> workers -> synthesizer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._agents import uses_event_loop
+from .._errors import GraphError
+from .._graph import CompiledGraph, Graph
+from .._native import _core
+from .._results import value_of
+from ._common import check_agent, identity
+
+
+class PlanError(GraphError):
+    """A planner's plan cannot run: unknown worker or dependency, duplicate id, cycle.
+
+    Attributes:
+        subtask: The id of the offending subtask (also in ``node``).
+    """
+
+    def __init__(self, message: str, subtask: str | None = None) -> None:
+        super().__init__(message, subtask)
+        self.subtask = subtask
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """One piece of a plan.
+
+    Attributes:
+        id: Unique name of the subtask.
+        task: What the worker is asked to do (any value).
+        worker: Name of the worker to run it (optional when there is only one).
+        depends_on: Ids of the subtasks whose outputs this one needs.
+    """
+
+    id: str
+    task: Any = None
+    worker: str | None = None
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _field(item: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(item, Mapping):
+            if name in item:
+                return item[name]
+        elif hasattr(item, name):
+            return getattr(item, name)
+    return None
+
+
+def parse_plan(plan: Any, workers: Mapping[str, Any]) -> list[Subtask]:
+    """Normalises a planner's output into subtasks and validates it."""
+    plan = value_of(plan)
+    if isinstance(plan, Mapping) and "subtasks" in plan:
+        plan = plan["subtasks"]
+    if isinstance(plan, (str, bytes, Mapping)) or not hasattr(plan, "__iter__"):
+        raise PlanError(
+            "the planner must return a list of subtasks (or {'subtasks': [...]}), got "
+            f"{type(plan).__name__}"
+        )
+    subtasks: list[Subtask] = []
+    for index, item in enumerate(plan):
+        if isinstance(item, Subtask):
+            subtasks.append(item)
+            continue
+        ident = _field(item, "id", "name")
+        ident = f"t{index + 1}" if ident is None else ident
+        if not isinstance(ident, str) or not ident or "/" in ident:
+            raise PlanError(f"subtask #{index + 1}: id must be a non-empty string without '/', "
+                            f"got {ident!r}")
+        depends = _field(item, "depends_on", "after") or ()
+        if isinstance(depends, str):
+            depends = (depends,)
+        subtasks.append(Subtask(ident, _field(item, "task", "input", "description"),
+                                _field(item, "worker", "agent"), tuple(depends)))
+    ids = [s.id for s in subtasks]
+    for subtask in subtasks:
+        if ids.count(subtask.id) > 1:
+            raise PlanError(f"subtask {subtask.id!r} appears more than once; ids must be unique",
+                            subtask.id)
+        if subtask.id in ("collect",) or subtask.id.endswith(":brief"):
+            raise PlanError(f"subtask id {subtask.id!r} is reserved; rename it", subtask.id)
+        worker = subtask.worker
+        if worker is None and len(workers) == 1:
+            continue
+        if worker not in workers:
+            raise PlanError(
+                f"subtask {subtask.id!r} asks for worker {worker!r}; workers are {sorted(workers)}",
+                subtask.id,
+            )
+        for dependency in subtask.depends_on:
+            if dependency not in ids:
+                raise PlanError(
+                    f"subtask {subtask.id!r} depends on {dependency!r}, which is not in the plan",
+                    subtask.id,
+                )
+    return subtasks
+
+
+class _Dispatch:
+    """Turns a validated plan into a child graph with one worker node per subtask."""
+
+    def __init__(self, workers: Mapping[str, Any]) -> None:
+        self.workers = dict(workers)
+        self.only_worker = next(iter(self.workers)) if len(self.workers) == 1 else None
+
+    def __call__(self, planned: dict[str, Any]) -> Any:
+        subtasks = parse_plan(planned["planner"], self.workers)
+        g = Graph()
+        for subtask in subtasks:
+            deps = list(subtask.depends_on)
+            g.add(f"{subtask.id}:brief", _brief(subtask), after=deps or None, dispatch="inline")
+            g.add(subtask.id, self.workers[subtask.worker or self.only_worker],
+                  after=f"{subtask.id}:brief")
+        ids = [s.id for s in subtasks]
+        if ids:
+            g.add("collect", lambda outs: {ids[0]: outs} if len(ids) == 1 else dict(outs),
+                  after=ids, dispatch="inline")
+        else:
+            g.add("collect", lambda _: {}, dispatch="inline")
+        try:
+            child = g.compile()
+        except GraphError as exc:
+            raise PlanError(f"the plan cannot run: {exc}", exc.node) from None
+        return _core.Delegation(child._core, None)
+
+
+def _brief(subtask: Subtask):
+    """What a worker sees: its own subtask and the outputs it depends on, nothing else."""
+    def brief(dependency_outputs: Any) -> dict[str, Any]:
+        deps = list(subtask.depends_on)
+        if not deps:
+            outputs = {}
+        elif len(deps) == 1:
+            outputs = {deps[0]: dependency_outputs}
+        else:
+            outputs = dict(dependency_outputs)
+        return {"id": subtask.id, "task": subtask.task, "deps": outputs}
+
+    return brief
+
+
+def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) -> CompiledGraph:
+    """A planner splits the task into subtasks with dependencies; workers run them as a
+    DAG with maximal parallelism; a synthesizer merges the results.
+
+    The planner returns a list of subtasks (dicts or :class:`Subtask`): ``id``,
+    ``worker``, ``task`` and ``depends_on``. An invalid plan fails the run with a
+    :class:`PlanError` naming the subtask. Each worker receives only
+    ``{"id", "task", "deps": {dependency_id: output}}``; the synthesizer receives
+    ``{"task": input, "plan": [Subtask...], "results": {id: output}}``. Workers may be
+    supervisors themselves (tiers of coordinators).
+    """
+    check_agent("supervisor", "planner", planner)
+    check_agent("supervisor", "synthesizer", synthesizer)
+    if not isinstance(workers, Mapping) or not workers:
+        raise GraphError("supervisor: workers must be a non-empty dict of name -> agent")
+    for name, worker in workers.items():
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"supervisor: worker names must be non-empty strings, got {name!r}")
+        check_agent("supervisor", f"worker {name!r}", worker)
+    dispatch = _Dispatch(workers)
+
+    def brief(state: dict[str, Any]) -> dict[str, Any]:
+        return {"task": state["input"], "plan": parse_plan(state["planner"], workers),
+                "results": state["dispatch"]}
+
+    g = Graph()
+    g.add("input", identity, dispatch="inline")
+    g.add("planner", planner)
+    g.add("dispatch", dispatch, after=["input", "planner"], dispatch="inline")
+    g.add("brief", brief, after=["input", "planner", "dispatch"], dispatch="inline")
+    g.add("synthesizer", synthesizer, after="brief")
+    app = g.compile()
+    app._has_async = app.uses_event_loop or any(uses_event_loop(w) for w in workers.values())
+    return app

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Builds and runs the native engine tests (tests/cpp, no Python involved) in up to three
+# configurations, each in its own build tree under build/native-<mode>:
+#
+#   plain  optimised, with asserts on
+#   tsan   ThreadSanitizer: the engine is all cross-thread hand-offs
+#   asan   AddressSanitizer + UBSan (+ LeakSanitizer): lifetimes of runs and graphs
+#
+# Usage: scripts/run_native_tests.sh [plain|tsan|asan ...] [-- test-name-filter ...]
+#   PYTHON=/path/to/python   interpreter whose tbb-devel / nlohmann-json wheels are used
+#                            (default python3; installed for it when missing)
+#   JOBS=N                   build parallelism (default: ninja's)
+# Exits nonzero if any selected mode fails to build or has a failing test or a
+# sanitizer report.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+ALL_MODES=(plain tsan asan)
+
+modes=()
+filters=()
+while (($#)); do
+  case "$1" in
+    plain | tsan | asan) modes+=("$1") ;;
+    all) modes+=("${ALL_MODES[@]}") ;;
+    --) shift; filters=("$@"); break ;;
+    -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "unknown mode '$1' (expected: plain, tsan, asan, all)" >&2; exit 2 ;;
+  esac
+  shift
+done
+((${#modes[@]})) || modes=("${ALL_MODES[@]}")
+
+log() { printf '\n=== %s\n' "$*"; }
+
+# ---- tools and wheels ----------------------------------------------------------------
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  echo "PYTHON=$PYTHON not found" >&2
+  exit 2
+fi
+
+# CMake reads TBBConfig.cmake and json.hpp out of these wheels (cmake/FindFromWheels.cmake),
+# so they must belong to the very interpreter passed as Python_EXECUTABLE.
+if ! "$PYTHON" - <<'EOF' >/dev/null 2>&1
+import importlib.metadata as md
+md.version("tbb-devel")
+md.version("nlohmann-json")
+EOF
+then
+  log "installing tbb-devel and nlohmann-json for $PYTHON"
+  "$PYTHON" -m pip install -q "tbb-devel==2023.2.0" nlohmann-json
+fi
+
+# The build needs CMake >= 3.21 and Ninja; take them from PyPI when the machine lacks them.
+need_pip_tools=()
+if ! command -v cmake >/dev/null 2>&1 ||
+  ! cmake -P /dev/stdin <<<'if(CMAKE_VERSION VERSION_LESS 3.21)
+message(FATAL_ERROR old)
+endif()' >/dev/null 2>&1; then
+  need_pip_tools+=(cmake)
+fi
+command -v ninja >/dev/null 2>&1 || need_pip_tools+=(ninja)
+if ((${#need_pip_tools[@]})); then
+  log "installing ${need_pip_tools[*]} from PyPI"
+  "$PYTHON" -m pip install -q "${need_pip_tools[@]}"
+  # pip puts console scripts next to the interpreter, which may not be on PATH.
+  PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
+fi
+
+# libtbb.so.12 comes from the `tbb` wheel (a dependency of tbb-devel), in <prefix>/lib.
+# The build tree's RPATH already points there; LD_LIBRARY_PATH is a fallback for
+# relocated build trees.
+TBB_LIB_DIR="$("$PYTHON" - <<'EOF'
+import importlib.metadata as md, pathlib
+for dist in ("tbb", "tbb-devel"):
+    try:
+        files = md.files(dist) or []
+    except md.PackageNotFoundError:
+        continue
+    for f in files:
+        if f.name == "libtbb.so.12":
+            print(pathlib.Path(f.locate()).resolve().parent)
+            raise SystemExit
+EOF
+)"
+if [[ -z "$TBB_LIB_DIR" ]]; then
+  echo "libtbb.so.12 not found in the tbb wheel of $PYTHON" >&2
+  exit 2
+fi
+export LD_LIBRARY_PATH="$TBB_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+# ---- one mode ------------------------------------------------------------------------
+
+run_mode() {
+  local mode="$1"
+  local dir="$ROOT/build/native-$mode"
+  local cxx_flags linker_flags release_flags
+  # CMAKE_CXX_FLAGS_RELEASE normally adds "-O3 -DNDEBUG"; it is overridden so that
+  # asserts stay on and the sanitizer builds keep their -O1.
+  case "$mode" in
+    plain)
+      cxx_flags="-g"
+      linker_flags=""
+      release_flags="-O2"
+      ;;
+    tsan)
+      cxx_flags="-fsanitize=thread -g -O1"
+      linker_flags="-fsanitize=thread"
+      release_flags=""
+      ;;
+    asan)
+      cxx_flags="-fsanitize=address,undefined -fno-omit-frame-pointer -g -O1"
+      linker_flags="-fsanitize=address,undefined"
+      release_flags=""
+      ;;
+  esac
+
+  log "[$mode] configure ($dir)"
+  mkdir -p "$dir"
+  cmake -S "$ROOT" -B "$dir" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCOUNTERPOINT_BUILD_PYTHON=OFF \
+    -DCOUNTERPOINT_BUILD_TESTS=ON \
+    -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
+    -DCMAKE_CXX_FLAGS="$cxx_flags" \
+    -DCMAKE_CXX_FLAGS_RELEASE="$release_flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" \
+    >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log"; return 1; }
+
+  log "[$mode] build"
+  cmake --build "$dir" --target engine_tests ${JOBS:+--parallel "$JOBS"}
+
+  log "[$mode] run"
+  local -a env_vars=()
+  case "$mode" in
+    tsan)
+      local tsan="second_deadlock_stack=1 history_size=4"
+      # oneTBB is not built with TSan; see the file for what it hides and why.
+      [[ -f "$ROOT/scripts/tsan.supp" ]] && tsan+=" suppressions=$ROOT/scripts/tsan.supp"
+      env_vars+=("TSAN_OPTIONS=$tsan ${TSAN_OPTIONS:-}")
+      ;;
+    asan)
+      env_vars+=("ASAN_OPTIONS=detect_leaks=1 detect_stack_use_after_return=1 strict_string_checks=1 check_initialization_order=1 ${ASAN_OPTIONS:-}")
+      local lsan="print_suppressions=0"
+      [[ -f "$ROOT/scripts/lsan.supp" ]] && lsan+=" suppressions=$ROOT/scripts/lsan.supp"
+      env_vars+=("LSAN_OPTIONS=$lsan ${LSAN_OPTIONS:-}")
+      # Without it UBSan only prints and the run still passes.
+      env_vars+=("UBSAN_OPTIONS=halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}")
+      ;;
+  esac
+  env "${env_vars[@]}" "$dir/engine_tests" "${filters[@]}"
+}
+
+# ---- all selected modes --------------------------------------------------------------
+
+declare -A result seconds_taken
+status=0
+for mode in "${modes[@]}"; do
+  started=$(date +%s.%N)
+  if run_mode "$mode"; then
+    result[$mode]=passed
+  else
+    result[$mode]="FAILED"
+    status=1
+  fi
+  seconds_taken[$mode]=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+done
+
+log "summary"
+for mode in "${modes[@]}"; do
+  printf '  %-6s %-7s %6ss\n' "$mode" "${result[$mode]}" "${seconds_taken[$mode]}"
+done
+exit "$status"
