@@ -90,9 +90,20 @@ void LoopDispatcher::on_run_finished(const RunHandle& run) {
   wake_locked();
 }
 
+void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (closed_) return;
+  // One wake-up per run per batch is enough: the reader takes all of its events.
+  if (std::find(event_runs_.begin(), event_runs_.end(), run_id) == event_runs_.end()) {
+    event_runs_.push_back(run_id);
+  }
+  wake_locked();
+}
+
 py::list LoopDispatcher::take() {
   std::vector<Start> starts;
   std::vector<End> ends;
+  std::vector<std::uint64_t> event_runs;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     std::uint64_t counter = 0;
@@ -100,6 +111,7 @@ py::list LoopDispatcher::take() {
     signalled_ = false;
     starts.swap(starts_);
     ends.swap(ends_);
+    event_runs.swap(event_runs_);
   }
   drain_released_objects();
   // Of the coroutines ready together, higher-priority agents start first.
@@ -107,8 +119,10 @@ py::list LoopDispatcher::take() {
     return a.invocation.priority > b.invocation.priority;
   });
   py::list jobs;
-  static const py::str start_tag("start");
-  static const py::str end_tag("end");
+  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
+  static const py::handle start_tag = py::str("start").release();
+  static const py::handle end_tag = py::str("end").release();
+  static const py::handle events_tag = py::str("events").release();
   for (Start& start : starts) {
     py::object input = inputs_to_python(start.invocation.inputs);
     start.invocation.inputs.items.clear();
@@ -116,6 +130,7 @@ py::list LoopDispatcher::take() {
                                AsyncCompletion(std::move(start.invocation.completion)),
                                start.invocation.run_id));
   }
+  for (std::uint64_t run_id : event_runs) jobs.append(py::make_tuple(events_tag, run_id));
   for (const End& end : ends) {
     jobs.append(py::make_tuple(end_tag, end.run_id, status_name(end.status)));
   }
@@ -129,6 +144,7 @@ void LoopDispatcher::close() {
     closed_ = true;
     starts.swap(starts_);
     ends_.clear();
+    event_runs_.clear();
   }
   for (Start& start : starts) {
     start.invocation.completion.fail(

@@ -26,11 +26,13 @@ class LoopDispatcher final : public RunObserver {
 
   void submit(AsyncAgent* agent, Invocation invocation);
   void on_run_finished(const RunHandle& run) override;
+  void on_event_recorded(std::uint64_t run_id) override;
 
   int fileno() const noexcept { return event_fd_; }
   // With the GIL: everything queued since the last call, as tuples
   //   ("start", coroutine_function, input, AsyncCompletion, run_id)
   //   ("end", run_id, status)
+  //   ("events", run_id)           -- the run has new events to stream
   py::list take();
   // The loop is going away: fail what is queued and refuse what comes later.
   void close();
@@ -50,6 +52,7 @@ class LoopDispatcher final : public RunObserver {
   std::mutex mutex_;
   std::vector<Start> starts_;
   std::vector<End> ends_;
+  std::vector<std::uint64_t> event_runs_;
   bool signalled_ = false;
   bool closed_ = false;
 };

@@ -1,5 +1,6 @@
 #include "counterpoint/compiled_graph.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -59,8 +60,12 @@ FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) 
   execute_in_arena([this] {
     graph_ = std::make_unique<tbb::flow::graph>();
     nodes_.reserve(plan_->size());
+    // oneTBB priorities are unsigned with "none" lowest, so shift ours (which may be
+    // negative) to keep their order: the lowest one present maps to "none".
+    int lowest = 0;
+    for (const PlanNode& node : plan_->nodes()) lowest = std::min(lowest, node.priority);
     for (std::uint32_t i = 0; i < plan_->size(); ++i) {
-      const int priority = plan_->nodes()[i].priority;
+      const int priority = plan_->nodes()[i].priority - lowest;
       auto body = [this, i](const Message& message, Node::gateway_type&) {
         // First, before touching the message or the captures: they were written by the
         // thread that put the message (see tsan.hpp).

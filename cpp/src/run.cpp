@@ -91,6 +91,7 @@ void RunState::push_event(Event event) {
     events.push_back(std::move(event));
   }
   changed.notify_all();
+  if (context_observer) context_observer->on_event_recorded(id);
 }
 
 void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::string message) {

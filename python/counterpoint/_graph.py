@@ -21,6 +21,14 @@ _GRAPH_ERROR_MODES = ("fail", "continue")
 _NODE_ERROR_MODES = ("inherit", "fail", "continue")
 
 
+def _check_max_concurrency(max_concurrency: Any) -> None:
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ValueError(f"max_concurrency must be a positive int or None, got {max_concurrency!r}")
+
+
 class Graph:
     """A mutable description of agents and the order they depend on each other.
 
@@ -197,12 +205,14 @@ class CompiledGraph:
         """
         bridge = bridge_for_running_loop()
         run = self._core.start(input, bridge.dispatcher)
-        finished = bridge.wait_for_run(run.id)
+        finished = bridge.run_finished(run.id)
         try:
             await finished
         except asyncio.CancelledError:
             run.cancel()
             raise
+        finally:
+            bridge.forget(run.id)
         return unwrap(run.result())
 
     def stream(self, input: Any) -> Iterator[Event]:
@@ -231,20 +241,21 @@ class CompiledGraph:
         """Like :meth:`stream`, for ``async for``; coroutine agents run on the caller's loop."""
         bridge = bridge_for_running_loop()
         run = self._core.start(input, bridge.dispatcher, True)
-        finished = bridge.wait_for_run(run.id)
+        ready = bridge.events_ready(run.id)
         try:
             while True:
+                ready.clear()
                 rows, more = run.next_events(0.0)
                 for row in rows:
                     yield Event._from_native(row)
                 if not more:
                     break
                 if not rows:
-                    await asyncio.wait([finished], timeout=0.005)
-            result = unwrap(run.result())
-            yield Event("end", None, run.id, run.elapsed, result)
+                    await ready.wait()
+            yield Event("end", None, run.id, run.elapsed, unwrap(run.result()))
         finally:
             run.cancel()
+            bridge.forget(run.id)
 
     def batch(
         self,
@@ -263,13 +274,7 @@ class CompiledGraph:
             return_exceptions: Put each failed run's AgentError in its place instead of
                 raising the first one (in input order) after every run has finished.
         """
-        if max_concurrency is not None and (
-            isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
-            or max_concurrency < 1
-        ):
-            raise ValueError(
-                f"max_concurrency must be a positive int or None, got {max_concurrency!r}"
-            )
+        _check_max_concurrency(max_concurrency)
         results = self._core.batch(list(inputs), self._dispatcher(), max_concurrency or 0)
         if return_exceptions:
             return [as_exception(result) for result in results]
@@ -279,12 +284,21 @@ class CompiledGraph:
         self,
         inputs: Iterable[Any],
         *,
+        max_concurrency: int | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
         """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop."""
-        return await asyncio.gather(
-            *(self.ainvoke(item) for item in inputs), return_exceptions=return_exceptions
-        )
+        _check_max_concurrency(max_concurrency)
+        limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+
+        async def one(item: Any) -> Any:
+            if limit is None:
+                return await self.ainvoke(item)
+            async with limit:
+                return await self.ainvoke(item)
+
+        return await asyncio.gather(*(one(item) for item in inputs),
+                                    return_exceptions=return_exceptions)
 
     def __repr__(self) -> str:
         return f"CompiledGraph(agents={self.agents})"

@@ -31,52 +31,68 @@ async def _run_agent(function: Any, argument: Any, completion: Any) -> None:
 
 
 class LoopBridge:
-    """Connects one event loop to the engine: starts agent tasks, reports run ends."""
+    """Connects one event loop to the engine: starts agent tasks, reports run ends and
+    new events. Holds its loop weakly, so a finished ``asyncio.run`` frees both."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.dispatcher = _core.LoopDispatcher()
         self._tasks: dict[int, set[asyncio.Task]] = {}
-        self._waiters: dict[int, asyncio.Future] = {}
+        self._finished: dict[int, asyncio.Future] = {}
+        self._events: dict[int, asyncio.Event] = {}
         loop.add_reader(self.dispatcher.fileno(), self._drain)
 
-    def wait_for_run(self, run_id: int) -> asyncio.Future:
-        """A future resolved when the run ends. Call from the loop's own thread."""
-        future = self.loop.create_future()
-        self._waiters[run_id] = future
+    def run_finished(self, run_id: int) -> asyncio.Future:
+        """A future resolved with the run's status when it ends (loop thread only)."""
+        future = asyncio.get_running_loop().create_future()
+        self._finished[run_id] = future
         return future
 
+    def events_ready(self, run_id: int) -> asyncio.Event:
+        """An event set whenever the run records events (loop thread only)."""
+        return self._events.setdefault(run_id, asyncio.Event())
+
+    def forget(self, run_id: int) -> None:
+        self._finished.pop(run_id, None)
+        self._events.pop(run_id, None)
+
     def close(self) -> None:
-        try:
-            self.loop.remove_reader(self.dispatcher.fileno())
-        except (RuntimeError, ValueError, OSError):
-            pass  # the loop is already closed
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self.dispatcher.fileno())
         self.dispatcher.close()
 
     def _drain(self) -> None:
+        loop = self._loop()
         for job in self.dispatcher.take():
-            if job[0] == "start":
+            kind = job[0]
+            if kind == "start":
                 _, function, argument, completion, run_id = job
                 try:
-                    coroutine = _run_agent(function, argument, completion)
-                    task = self.loop.create_task(coroutine)
+                    task = loop.create_task(_run_agent(function, argument, completion))
                 except BaseException as exc:  # noqa: BLE001
                     completion.fail(exc)
                     continue
-                tasks = self._tasks.setdefault(run_id, set())
-                tasks.add(task)
-                task.add_done_callback(self._forget(run_id))
+                self._tasks.setdefault(run_id, set()).add(task)
+                task.add_done_callback(self._forget_task(run_id))
+            elif kind == "events":
+                ready = self._events.get(job[1])
+                if ready is not None:
+                    ready.set()
             else:
                 _, run_id, status = job
                 # Coroutines still running when their run ended (cancelled, failed, or
                 # the losers of a first-success merge) have nothing left to feed.
                 for task in self._tasks.get(run_id, ()):
                     task.cancel()
-                waiter = self._waiters.pop(run_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(status)
+                finished = self._finished.pop(run_id, None)
+                if finished is not None and not finished.done():
+                    finished.set_result(status)
+                ready = self._events.get(run_id)
+                if ready is not None:
+                    ready.set()
 
-    def _forget(self, run_id: int):
+    def _forget_task(self, run_id: int):
         def forget(task: asyncio.Task) -> None:
             tasks = self._tasks.get(run_id)
             if tasks is not None:
@@ -117,7 +133,7 @@ class _EngineLoop:
         self.thread.start()
 
     def stop(self, timeout: float) -> None:
-        self.bridge.close()
+        self.loop.call_soon_threadsafe(self.bridge.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout)
 

@@ -40,6 +40,8 @@ class RunObserver {
  public:
   virtual ~RunObserver() = default;
   virtual void on_run_finished(const RunHandle& run) = 0;
+  // An event was recorded for run `run_id` (runs started with record_events).
+  virtual void on_event_recorded(std::uint64_t /*run_id*/) {}
 };
 
 struct RunOptions {
