@@ -79,8 +79,22 @@ void LoopDispatcher::submit(AsyncAgent* agent, Invocation invocation) {
         Failure{"the event loop running this run's coroutines was closed", {}});
     return;
   }
-  starts_.push_back(Start{agent, std::move(invocation)});
+  std::uint64_t id = 0;
+  std::shared_ptr<CancelToken> token = invocation.cancellation;
+  if (token) id = next_id_++;
+  starts_.push_back(Start{agent, std::move(invocation), id});
   wake_locked();
+  lock.unlock();
+  if (token) {
+    token->on_cancel([weak = weak_from_this(), id] {
+      if (auto self = weak.lock()) {
+        std::lock_guard<std::mutex> guard(self->mutex_);
+        if (self->closed_) return;
+        self->cancels_.push_back(id);
+        self->wake_locked();
+      }
+    });
+  }
 }
 
 void LoopDispatcher::on_run_finished(const RunHandle& run) {
@@ -104,6 +118,7 @@ py::list LoopDispatcher::take() {
   std::vector<Start> starts;
   std::vector<End> ends;
   std::vector<std::uint64_t> event_runs;
+  std::vector<std::uint64_t> cancels;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     std::uint64_t counter = 0;
@@ -112,6 +127,7 @@ py::list LoopDispatcher::take() {
     starts.swap(starts_);
     ends.swap(ends_);
     event_runs.swap(event_runs_);
+    cancels.swap(cancels_);
   }
   drain_released_objects();
   // Of the coroutines ready together, higher-priority agents start first.
@@ -123,14 +139,16 @@ py::list LoopDispatcher::take() {
   static const py::handle start_tag = py::str("start").release();
   static const py::handle end_tag = py::str("end").release();
   static const py::handle events_tag = py::str("events").release();
+  static const py::handle cancel_tag = py::str("cancel").release();
   for (Start& start : starts) {
     py::object input = inputs_to_python(start.invocation.inputs);
     start.invocation.inputs.items.clear();
     jobs.append(py::make_tuple(start_tag, start.agent->callable(), std::move(input),
                                AsyncCompletion(std::move(start.invocation.completion)),
-                               start.invocation.run_id));
+                               start.invocation.run_id, start.id));
   }
   for (std::uint64_t run_id : event_runs) jobs.append(py::make_tuple(events_tag, run_id));
+  for (std::uint64_t id : cancels) jobs.append(py::make_tuple(cancel_tag, id));
   for (const End& end : ends) {
     jobs.append(py::make_tuple(end_tag, end.run_id, status_name(end.status)));
   }
@@ -145,6 +163,7 @@ void LoopDispatcher::close() {
     starts.swap(starts_);
     ends_.clear();
     event_runs_.clear();
+    cancels_.clear();
   }
   for (Start& start : starts) {
     start.invocation.completion.fail(

@@ -19,7 +19,8 @@ namespace counterpoint::bindings {
 namespace py = pybind11;
 class AsyncAgent;
 
-class LoopDispatcher final : public RunObserver {
+class LoopDispatcher final : public RunObserver,
+                             public std::enable_shared_from_this<LoopDispatcher> {
  public:
   LoopDispatcher();
   ~LoopDispatcher() override;
@@ -30,7 +31,8 @@ class LoopDispatcher final : public RunObserver {
 
   int fileno() const noexcept { return event_fd_; }
   // With the GIL: everything queued since the last call, as tuples
-  //   ("start", coroutine_function, input, AsyncCompletion, run_id)
+  //   ("start", coroutine_function, input, AsyncCompletion, run_id, invocation_id)
+  //   ("cancel", invocation_id)    -- abandon that coroutine (its timeout passed)
   //   ("end", run_id, status)
   //   ("events", run_id)           -- the run has new events to stream
   py::list take();
@@ -41,6 +43,7 @@ class LoopDispatcher final : public RunObserver {
   struct Start {
     AsyncAgent* agent;
     Invocation invocation;
+    std::uint64_t id;  // 0 unless the invocation can be cancelled on its own
   };
   struct End {
     std::uint64_t run_id;
@@ -53,6 +56,8 @@ class LoopDispatcher final : public RunObserver {
   std::vector<Start> starts_;
   std::vector<End> ends_;
   std::vector<std::uint64_t> event_runs_;
+  std::vector<std::uint64_t> cancels_;
+  std::uint64_t next_id_ = 1;
   bool signalled_ = false;
   bool closed_ = false;
 };

@@ -9,4 +9,6 @@ void register_results(py::module_& m);
 void register_loop_dispatcher(py::module_& m);
 void register_graph(py::module_& m);
 void register_runtime(py::module_& m);
+void register_policies(py::module_& m);
+void register_checkpoints(py::module_& m);
 }  // namespace counterpoint::bindings

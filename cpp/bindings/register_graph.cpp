@@ -16,6 +16,7 @@
 #include "py_agents.hpp"
 #include "py_payload.hpp"
 #include "register.hpp"
+#include "results.hpp"
 
 namespace counterpoint::bindings {
 
@@ -70,52 +71,124 @@ py::dict succeeded_outputs(const RunHandle& run) {
   return outputs;
 }
 
-// (True, value) for a succeeded run; otherwise (False, details) where details is
-//   ("failed", agent, error_or_None, message, outputs_so_far, run_id)
-//   ("cancelled", run_id, outputs_so_far)
-py::tuple run_result(const RunHandle& run) {
-  switch (run.status()) {
-    case RunStatus::Succeeded: {
-      auto sinks = run.sink_outputs();
-      if (sinks.size() == 1) return py::make_tuple(true, from_payload(sinks.front().second));
-      py::dict by_name;
-      for (const auto& [name, value] : sinks) {
-        by_name[py::str(name.data(), name.size())] = from_payload(value);
-      }
-      return py::make_tuple(true, std::move(by_name));
-    }
-    case RunStatus::Failed: {
-      const auto node = run.failed_node();
-      if (!node) {
-        return py::make_tuple(
-            false, py::make_tuple("failed", py::none(), py::none(),
-                                  "the run produced no output: every sink was skipped",
-                                  succeeded_outputs(run), run.id()));
-      }
-      const NodeOutcome failed = *run.outcome(*node);
-      return py::make_tuple(
-          false, py::make_tuple("failed", py::str(failed.name.data(), failed.name.size()),
-                                from_payload(failed.failure.error), failed.failure.message,
-                                succeeded_outputs(run), run.id()));
-    }
-    case RunStatus::Cancelled:
-      return py::make_tuple(false,
-                            py::make_tuple("cancelled", run.id(), succeeded_outputs(run)));
-    case RunStatus::Running:
-      break;
-  }
-  throw std::logic_error("run_result called on a run still running");
+py::dict usage_dict(const Usage& usage) {
+  py::dict out;
+  for (const auto& [name, amount] : usage) out[py::str(name)] = amount;
+  return out;
 }
 
-RunOptions make_options(py::object input, const std::shared_ptr<LoopDispatcher>& dispatcher,
-                        bool record_events) {
-  RunOptions options;
-  options.input = to_payload(std::move(input));
-  if (dispatcher) {
-    options.context = dispatcher;
-    options.context_observer = dispatcher;
+// (True, value) for a succeeded run; otherwise (False, details), a dict with "status",
+// "run_id", "outputs" (of the agents that succeeded), "usage", "budget_exhausted" and,
+// by status: failed -> "agent", "error", "message", "kind" (agent may be None when no
+// sink produced output); needs_review -> "pending": [(agent, output, reason, confidence)].
+py::tuple run_result(const RunHandle& run) {
+  const RunStatus status = run.status();
+  if (status == RunStatus::Running) {
+    throw std::logic_error("run_result called on a run still running");
   }
-  options.record_events = record_events;
+  if (status == RunStatus::Succeeded) {
+    auto sinks = run.sink_outputs();
+    if (sinks.size() == 1) return py::make_tuple(true, from_payload(sinks.front().second));
+    py::dict by_name;
+    for (const auto& [name, value] : sinks) {
+      by_name[py::str(name.data(), name.size())] = from_payload(value);
+    }
+    return py::make_tuple(true, std::move(by_name));
+  }
+  py::dict details;
+  details["status"] = to_string(status);
+  details["run_id"] = run.id();
+  details["usage"] = usage_dict(run.usage());
+  details["budget_exhausted"] = run.budget_exhausted();
+  py::dict outputs;
+  py::list pending;
+  for (const NodeOutcome& outcome : run.outcomes()) {
+    py::str name(outcome.name.data(), outcome.name.size());
+    if (outcome.status == NodeStatus::Succeeded) outputs[name] = from_payload(outcome.output);
+    if (outcome.status == NodeStatus::NeedsReview) {
+      pending.append(py::make_tuple(name, from_payload(outcome.output), outcome.failure.message,
+                                    outcome.confidence < 0 ? py::object(py::none())
+                                                           : py::object(py::float_(outcome.confidence))));
+    }
+  }
+  details["outputs"] = outputs;
+  details["pending"] = pending;
+  details["agent"] = py::none();
+  if (status == RunStatus::Failed) {
+    if (const auto node = run.failed_node()) {
+      const NodeOutcome failed = *run.outcome(*node);
+      details["agent"] = py::str(failed.name.data(), failed.name.size());
+      details["error"] = from_payload(failed.failure.error);
+      details["message"] = failed.failure.message;
+      details["kind"] = to_string(failed.failure.kind);
+    } else {
+      details["error"] = py::none();
+      details["message"] = run.budget_exhausted()
+                               ? "the run's budget was spent before any result was produced"
+                               : "the run produced no output: every sink was skipped";
+      details["kind"] = run.budget_exhausted() ? "budget" : "no_output";
+    }
+  }
+  return py::make_tuple(false, std::move(details));
+}
+
+Usage usage_from(const py::object& mapping) {
+  Usage usage;
+  if (mapping.is_none()) return usage;
+  for (auto item : py::reinterpret_borrow<py::dict>(mapping)) {
+    usage.emplace_back(py::str(item.first), item.second.cast<double>());
+  }
+  return usage;
+}
+
+// Python's description of a run: see CompiledGraph.start below.
+struct RunRequest {
+  py::object input;
+  std::shared_ptr<LoopDispatcher> dispatcher;
+  bool record_events = false;
+  py::object budget = py::none();
+  double deadline = 0.0;
+  py::object restored = py::none();  // [(agent, kind, value, routes)]
+  std::shared_ptr<NodeHook> hook;
+  std::string key;
+};
+
+RunOptions make_options(const CompiledGraph& graph, RunRequest request) {
+  RunOptions options;
+  options.input = to_payload(std::move(request.input));
+  if (request.dispatcher) {
+    options.context = request.dispatcher;
+    options.context_observer = request.dispatcher;
+  }
+  options.record_events = request.record_events;
+  options.budget = usage_from(request.budget);
+  options.deadline_seconds = request.deadline;
+  options.node_hook = std::move(request.hook);
+  options.key = std::move(request.key);
+  if (!request.restored.is_none()) {
+    for (py::handle item : request.restored) {
+      auto row = py::reinterpret_borrow<py::tuple>(item);
+      const std::string name = row[0].cast<std::string>();
+      const std::int64_t node = graph.plan().find(name);
+      if (node < 0) throw py::value_error("cannot restore unknown agent '" + name + "'");
+      const std::string kind = row[1].cast<std::string>();
+      Restored known;
+      known.node = static_cast<std::uint32_t>(node);
+      if (kind == "succeeded") {
+        known.outcome = Outcome::success(to_payload(py::reinterpret_borrow<py::object>(row[2])));
+        if (!row[3].is_none()) {
+          known.outcome.routed = true;
+          known.outcome.routes = row[3].cast<std::vector<std::string>>();
+        }
+      } else if (kind == "rejected") {
+        known.outcome = Outcome::failed(
+            Failure{row[2].cast<std::string>(), {}, FailureKind::Rejected});
+      } else {
+        throw py::value_error("cannot restore agent '" + name + "' as '" + kind + "'");
+      }
+      options.restored.push_back(std::move(known));
+    }
+  }
   return options;
 }
 
@@ -143,7 +216,9 @@ class BatchObserver final : public RunObserver {
 };
 
 py::list run_batch(CompiledGraph& graph, const py::list& inputs,
-                   const std::shared_ptr<LoopDispatcher>& dispatcher, std::size_t max_concurrency) {
+                   const std::shared_ptr<LoopDispatcher>& dispatcher, std::size_t max_concurrency,
+                   const py::object& budget_limits, double deadline) {
+  const Usage budget = usage_from(budget_limits);
   const std::size_t total = inputs.size();
   std::vector<Payload> payloads;
   payloads.reserve(total);
@@ -166,6 +241,8 @@ py::list run_batch(CompiledGraph& graph, const py::list& inputs,
             options.context = dispatcher;
             options.context_observer = dispatcher;
             options.observer = observer;
+            options.budget = budget;
+            options.deadline_seconds = deadline;
             runs.push_back(graph.start(std::move(options)));
           }
           if (finished == total) return true;
@@ -219,6 +296,7 @@ void register_graph(py::module_& m) {
 
   py::class_<RunHandle>(m, "RunHandle")
       .def_property_readonly("id", &RunHandle::id)
+      .def_property_readonly("key", &RunHandle::key)
       .def_property_readonly("status", [](const RunHandle& run) { return to_string(run.status()); })
       .def_property_readonly("done", &RunHandle::done)
       .def_property_readonly("elapsed", &RunHandle::elapsed)
@@ -230,10 +308,20 @@ void register_graph(py::module_& m) {
            [](const RunHandle& run) {
              py::list rows;
              for (const NodeOutcome& o : run.outcomes()) {
-               rows.append(py::make_tuple(py::str(o.name.data(), o.name.size()),
-                                          to_string(o.status), from_payload(o.output),
-                                          o.failure.message, o.started, o.finished,
-                                          o.routes));
+               py::dict row;
+               row["name"] = py::str(o.name.data(), o.name.size());
+               row["status"] = to_string(o.status);
+               row["output"] = from_payload(o.output);
+               row["error"] = o.failure.message;
+               row["error_kind"] = to_string(o.failure.kind);
+               row["started"] = o.started;
+               row["finished"] = o.finished;
+               row["routes"] = o.routes;
+               row["usage"] = usage_dict(o.usage);
+               row["skip_reason"] = o.skip_reason;
+               row["confidence"] = o.confidence;
+               row["restored"] = o.restored;
+               rows.append(std::move(row));
              }
              return rows;
            })
@@ -254,7 +342,9 @@ void register_graph(py::module_& m) {
              return py::make_tuple(std::move(out), more);
            },
            py::arg("timeout"))
-      .def("trace_json", &RunHandle::trace_json);
+      .def("trace_json", &RunHandle::trace_json)
+      .def("usage", [](const RunHandle& run) { return usage_dict(run.usage()); })
+      .def_property_readonly("budget_exhausted", &RunHandle::budget_exhausted);
 
   py::class_<CompiledGraph, std::shared_ptr<CompiledGraph>>(m, "CompiledGraph")
       .def(py::init([](const py::list& nodes, const std::string& on_error) {
@@ -283,8 +373,11 @@ void register_graph(py::module_& m) {
       .def(
           "invoke",
           [](CompiledGraph& graph, py::object input,
-             const std::shared_ptr<LoopDispatcher>& dispatcher) {
-            RunOptions options = make_options(std::move(input), dispatcher, false);
+             const std::shared_ptr<LoopDispatcher>& dispatcher, py::object budget,
+             double deadline, py::object restored, std::shared_ptr<NodeHook> hook) {
+            RunOptions options = make_options(
+                graph, RunRequest{std::move(input), dispatcher, false, std::move(budget),
+                                  deadline, std::move(restored), std::move(hook), {}});
             RunHandle run;
             {
               py::gil_scoped_release nogil;
@@ -293,18 +386,27 @@ void register_graph(py::module_& m) {
             wait_run(run, -1.0);
             return run_result(run);
           },
-          py::arg("input"), py::arg("dispatcher") = nullptr)
+          py::arg("input"), py::arg("dispatcher") = nullptr, py::arg("budget") = py::none(),
+          py::arg("deadline") = 0.0, py::arg("restored") = py::none(),
+          py::arg("hook") = nullptr)
       .def(
           "start",
           [](CompiledGraph& graph, py::object input,
-             const std::shared_ptr<LoopDispatcher>& dispatcher, bool record_events) {
-            RunOptions options = make_options(std::move(input), dispatcher, record_events);
+             const std::shared_ptr<LoopDispatcher>& dispatcher, bool record_events,
+             py::object budget, double deadline, py::object restored,
+             std::shared_ptr<NodeHook> hook, std::string key) {
+            RunOptions options = make_options(
+                graph, RunRequest{std::move(input), dispatcher, record_events, std::move(budget),
+                                  deadline, std::move(restored), std::move(hook), std::move(key)});
             py::gil_scoped_release nogil;
             return graph.start(std::move(options));
           },
-          py::arg("input"), py::arg("dispatcher") = nullptr, py::arg("record_events") = false)
+          py::arg("input"), py::arg("dispatcher") = nullptr, py::arg("record_events") = false,
+          py::arg("budget") = py::none(), py::arg("deadline") = 0.0,
+          py::arg("restored") = py::none(), py::arg("hook") = nullptr, py::arg("key") = "")
       .def("batch", &run_batch, py::arg("inputs"), py::arg("dispatcher") = nullptr,
-           py::arg("max_concurrency") = 0);
+           py::arg("max_concurrency") = 0, py::arg("budget") = py::none(),
+           py::arg("deadline") = 0.0);
 }
 
 }  // namespace counterpoint::bindings

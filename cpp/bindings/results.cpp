@@ -7,8 +7,38 @@
 
 namespace counterpoint::bindings {
 
+namespace {
+// counterpoint.Result, registered by the Python package at import.
+py::handle g_result_type;
+
+Usage usage_of(py::handle result) {
+  Usage usage;
+  py::object reported = result.attr("usage");
+  if (reported.is_none()) return usage;
+  for (auto item : py::reinterpret_borrow<py::dict>(reported)) {
+    usage.emplace_back(py::str(item.first), item.second.cast<double>());
+  }
+  return usage;
+}
+}  // namespace
+
+const char* to_string(FailureKind kind) noexcept {
+  switch (kind) {
+    case FailureKind::Error: return "error";
+    case FailureKind::Timeout: return "timeout";
+    case FailureKind::CircuitOpen: return "circuit_open";
+    case FailureKind::Rejected: return "rejected";
+  }
+  return "error";
+}
+
+py::tuple failure_tuple(const Failure& failure) {
+  return py::make_tuple(failure.message, from_payload(failure.error), to_string(failure.kind));
+}
+
 AgentResult interpret_result(py::object result) {
   AgentResult out;
+  if (g_result_type && py::isinstance(result, g_result_type)) out.usage = usage_of(result);
   if (py::isinstance<Routed>(result)) {
     auto& routed = result.cast<Routed&>();
     out.kind = AgentResult::Kind::Routed;
@@ -28,12 +58,20 @@ AgentResult interpret_result(py::object result) {
 
 void deliver(Completion& completion, AgentResult result) {
   switch (result.kind) {
-    case AgentResult::Kind::Value:
-      completion.succeed(std::move(result.value));
+    case AgentResult::Kind::Value: {
+      Outcome outcome = Outcome::success(std::move(result.value));
+      outcome.usage = std::move(result.usage);
+      completion.resolve(std::move(outcome));
       return;
-    case AgentResult::Kind::Routed:
-      completion.succeed_routed(std::move(result.value), result.routes);
+    }
+    case AgentResult::Kind::Routed: {
+      Outcome outcome = Outcome::success(std::move(result.value));
+      outcome.routed = true;
+      outcome.routes = std::move(result.routes);
+      outcome.usage = std::move(result.usage);
+      completion.resolve(std::move(outcome));
       return;
+    }
     case AgentResult::Kind::Delegated:
       completion.delegate(std::move(result.graph), std::move(result.value), std::move(result.then));
       return;
@@ -41,6 +79,8 @@ void deliver(Completion& completion, AgentResult result) {
 }
 
 void register_results(py::module_& m) {
+  m.def("set_result_type", [](py::object type) { g_result_type = type.release(); },
+        "Tells the engine which class carries usage (counterpoint.Result).");
   py::class_<FailedInput>(m, "Failed",
                           "Stands in for the output of a predecessor that failed (settled joins).")
       .def(py::init<py::object>(), py::arg("error"))

@@ -39,10 +39,16 @@ struct AgentResult {
   std::vector<std::string> routes;
   std::shared_ptr<CompiledGraph> graph;
   std::shared_ptr<Agent> then;
+  Usage usage;  // from counterpoint.Result(usage=...)
 };
 
 AgentResult interpret_result(py::object result);  // requires the GIL
 void deliver(Completion& completion, AgentResult result);
+
+// Requires the GIL. The Failure (kind included) as the tuple the Python layer reads:
+// (message, error_or_None, kind).
+py::tuple failure_tuple(const Failure& failure);
+const char* to_string(FailureKind kind) noexcept;
 
 void register_results(py::module_& m);
 

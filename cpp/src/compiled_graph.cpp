@@ -10,11 +10,51 @@
 #include "counterpoint/detail/runtime_impl.hpp"
 #include "counterpoint/detail/tsan.hpp"
 #include "counterpoint/errors.hpp"
+#include "counterpoint/timer_queue.hpp"
 
 namespace counterpoint {
 namespace detail {
 
 namespace {
+
+bool failed(const RunState& run, std::uint32_t node) {
+  const NodeStatus status = run.slots[node].status.load(std::memory_order_acquire);
+  return status == NodeStatus::Failed || status == NodeStatus::TimedOut;
+}
+
+// Why a node's join was not satisfied, for the record.
+const char* skip_reason(std::uint32_t node, const RunState& run) {
+  bool any_failed = false;
+  for (std::uint32_t pred : run.plan.nodes()[node].predecessors) {
+    const NodeStatus status = run.slots[pred].status.load(std::memory_order_acquire);
+    if (status == NodeStatus::NeedsReview) return "a predecessor awaits review";
+    any_failed = any_failed || failed(run, pred);
+  }
+  return any_failed ? "a predecessor failed" : "not routed to";
+}
+
+// Shows an agent's outcome to the run's NodeHook before the run sees it.
+class HookResolver final : public Resolver, public std::enable_shared_from_this<HookResolver> {
+ public:
+  HookResolver(std::shared_ptr<RunState> run, std::uint32_t node)
+      : run_(std::move(run)), node_(node) {}
+  // Keeps the agent's real completion and returns the one the agent reports to.
+  Completion intercept(Completion deliver) {
+    Completion inner = deliver.redirect(shared_from_this());
+    deliver_ = std::move(deliver);
+    return inner;
+  }
+  void resolve(Outcome outcome) override {
+    auto hook = run_->node_hook;
+    hook->on_outcome(RunHandle(std::move(run_)), node_, std::move(outcome), std::move(deliver_));
+  }
+
+ private:
+  std::shared_ptr<RunState> run_;
+  std::uint32_t node_;
+  Completion deliver_;
+};
+
 bool inside_a_tbb_task() {
   // Not current_thread_index(): oneTBB gives every thread that ever touched it a slot
   // index (the caller of start(), a pool thread completing an agent, even a fresh thread
@@ -135,7 +175,7 @@ void FlowGraph::on_message(std::uint32_t node, const Message& message) {
     }
     if (slot.fired.exchange(true, std::memory_order_acq_rel)) return;
     if (chosen == kStartSignal) {
-      skip(node, run);
+      skip(node, run, skip_reason(node, *run));
       return;
     }
     // With several predecessors the winner arrives as {name: output}, so the agent
@@ -161,8 +201,7 @@ void FlowGraph::on_message(std::uint32_t node, const Message& message) {
     if (run->delivers(pred, node)) {
       inputs.items.push_back(InputItem{name, run->slots[pred].output, false});
       ++delivered;
-    } else if (spec.join == JoinMode::Settled &&
-               run->slots[pred].status.load(std::memory_order_acquire) == NodeStatus::Failed) {
+    } else if (spec.join == JoinMode::Settled && failed(*run, pred)) {
       inputs.items.push_back(InputItem{name, run->slots[pred].failure.error, true});
     }
   }
@@ -172,13 +211,24 @@ void FlowGraph::on_message(std::uint32_t node, const Message& message) {
   if (satisfied) {
     dispatch(node, run, std::move(inputs));
   } else {
-    skip(node, run);
+    skip(node, run, skip_reason(node, *run));
   }
 }
 
 void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& run, Inputs inputs) {
   NodeSlot& slot = run->slots[node];
   const PlanNode& spec = plan_->nodes()[node];
+  if (slot.restored) {
+    // Known from a checkpoint or a review decision: resolve without running it again.
+    slot.started_ns = run->now_ns();
+    slot.status.store(NodeStatus::Running, std::memory_order_release);
+    resolve_node(run, node, *slot.restored, /*invoked=*/false);
+    return;
+  }
+  if (run->budget_exhausted.load(std::memory_order_acquire)) {
+    skip(node, run, "the run's budget was spent");
+    return;
+  }
   Invocation invocation;
   invocation.agent_name = spec.name;
   invocation.run_id = run->id;
@@ -192,6 +242,10 @@ void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& ru
   gateway(node).reserve_wait();
   Runtime::instance().invocation_started();
   invocation.completion = Completion(run, node);
+  if (run->node_hook) {
+    invocation.completion = std::make_shared<HookResolver>(run, node)->intercept(
+        std::move(invocation.completion));
+  }
   try {
     spec.agent->invoke(std::move(invocation));
   } catch (...) {
@@ -200,11 +254,13 @@ void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& ru
   }
 }
 
-void FlowGraph::skip(std::uint32_t node, const std::shared_ptr<RunState>& run) {
+void FlowGraph::skip(std::uint32_t node, const std::shared_ptr<RunState>& run,
+                     const char* reason) {
   NodeSlot& slot = run->slots[node];
   slot.finished_ns = run->now_ns();
+  slot.skip_reason = reason;
   slot.status.store(NodeStatus::Skipped, std::memory_order_release);
-  run->emit(EventKind::Skip, node);
+  run->emit(EventKind::Skip, node, {}, reason);
   forward(run, node);
   run->node_resolved(node);
 }
@@ -230,6 +286,7 @@ RunHandle CompiledGraph::start_run(RunOptions options,
     throw EngineError("counterpoint is shutting down and accepts no new runs");
   }
   static std::atomic<std::uint64_t> next_run_id{1};
+  const double deadline = options.deadline_seconds;
   auto run = std::make_shared<detail::RunState>(
       next_run_id.fetch_add(1, std::memory_order_relaxed), flow_, std::move(options));
   if (parent) {
@@ -238,6 +295,14 @@ RunHandle CompiledGraph::start_run(RunOptions options,
     parent->adopt_child(run);
   }
   runtime.impl().register_run(run);
+  if (deadline > 0) {
+    std::weak_ptr<detail::RunState> weak = run;
+    const auto timer = TimerQueue::instance().schedule_after(deadline, [weak] {
+      if (auto alive = weak.lock()) alive->end(RunStatus::TimedOut);
+    });
+    std::lock_guard<std::mutex> lock(run->mutex);
+    run->deadline_timer = timer;
+  }
   flow_->start(run);
   return RunHandle(run);
 }

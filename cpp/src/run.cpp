@@ -7,18 +7,46 @@
 #include "counterpoint/detail/runtime_impl.hpp"
 #include "counterpoint/errors.hpp"
 #include "counterpoint/run.hpp"
+#include "counterpoint/timer_queue.hpp"
 
 namespace counterpoint {
+
+// ---- CancelToken ------------------------------------------------------------------
+
+void CancelToken::cancel() {
+  std::vector<std::function<void()>> callbacks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
+    callbacks.swap(callbacks_);
+  }
+  for (auto& callback : callbacks) callback();
+}
+
+void CancelToken::on_cancel(std::function<void()> callback) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!cancelled_.load(std::memory_order_acquire)) {
+      callbacks_.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
+}
+
 namespace detail {
 
 RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOptions&& options)
     : id(run_id),
+      key(std::move(options.key)),
       graph(std::move(flow)),
       plan(graph->plan()),
       input(std::move(options.input)),
       context(std::move(options.context)),
       observer(std::move(options.observer)),
       context_observer(std::move(options.context_observer)),
+      node_hook(std::move(options.node_hook)),
+      budget(std::move(options.budget)),
       record_events(options.record_events),
       started_at(Clock::now()),
       slots(new NodeSlot[plan.size()]),
@@ -29,12 +57,18 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
     slots[i].pending.store(preds == 0 ? 1 : static_cast<std::uint32_t>(preds),
                            std::memory_order_relaxed);
   }
+  for (Restored& known : options.restored) {
+    if (known.node < plan.size()) {
+      slots[known.node].restored = std::make_unique<Outcome>(std::move(known.outcome));
+    }
+  }
 }
 
 RunState::~RunState() = default;
 
 bool RunState::end(RunStatus final_status, std::int64_t failed) {
   std::vector<std::weak_ptr<RunState>> orphans;
+  std::uint64_t timer;
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (status.load(std::memory_order_relaxed) != RunStatus::Running) return false;
@@ -42,9 +76,11 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
     ended_ns = now_ns();
     status.store(final_status, std::memory_order_release);
     orphans.swap(children);
+    timer = deadline_timer;
   }
   changed.notify_all();
   if (event_root) event_root->changed.notify_all();
+  if (timer != 0) TimerQueue::instance().cancel(timer);
   for (const auto& child : orphans) {
     if (auto alive = child.lock()) alive->end(RunStatus::Cancelled);
   }
@@ -56,6 +92,10 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
 }
 
 void RunState::end_naturally() {
+  if (awaiting_review.load(std::memory_order_acquire) > 0) {
+    end(RunStatus::NeedsReview);
+    return;
+  }
   for (std::uint32_t sink : plan.sinks()) {
     if (slots[sink].status.load(std::memory_order_acquire) == NodeStatus::Succeeded) {
       end(RunStatus::Succeeded);
@@ -77,6 +117,27 @@ void RunState::adopt_child(const std::shared_ptr<RunState>& child) {
     }
   }
   child->end(RunStatus::Cancelled);
+}
+
+void RunState::add_usage(const Usage& usage) {
+  if (usage.empty()) return;
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& [name, amount] : usage) {
+    auto found = std::find_if(usage_total.begin(), usage_total.end(),
+                              [&](const auto& entry) { return entry.first == name; });
+    if (found == usage_total.end()) {
+      usage_total.emplace_back(name, amount);
+    } else {
+      found->second += amount;
+    }
+  }
+  for (const auto& [name, limit] : budget) {
+    for (const auto& [spent_name, spent] : usage_total) {
+      if (spent_name == name && spent >= limit) {
+        budget_exhausted.store(true, std::memory_order_release);
+      }
+    }
+  }
 }
 
 bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
@@ -103,27 +164,78 @@ void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::st
                           std::move(payload), std::move(message)});
 }
 
-void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Resolution resolution) {
+namespace {
+
+// Maps a router's successor names to indices; an unknown name becomes a failure.
+bool resolve_routes(const RunState& run, std::uint32_t node, Outcome& outcome,
+                    std::vector<std::uint32_t>& routes) {
+  const PlanNode& spec = run.plan.nodes()[node];
+  for (const std::string& route : outcome.routes) {
+    auto found = std::find_if(spec.successors.begin(), spec.successors.end(),
+                              [&](std::uint32_t s) { return run.plan.nodes()[s].name == route; });
+    if (found == spec.successors.end()) {
+      std::string known;
+      for (std::uint32_t s : spec.successors) {
+        known += (known.empty() ? "'" : ", '") + run.plan.nodes()[s].name + "'";
+      }
+      outcome = Outcome::failed(Failure{"routed to '" + route + "', which does not run after '" +
+                                            spec.name + "'; its successors are " +
+                                            (known.empty() ? "none" : known),
+                                        {}});
+      return false;
+    }
+    if (std::find(routes.begin(), routes.end(), *found) == routes.end()) routes.push_back(*found);
+  }
+  return true;
+}
+
+}  // namespace
+
+void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outcome outcome,
+                  bool invoked) {
   NodeSlot& slot = run->slots[node];
   const PlanNode& spec = run->plan.nodes()[node];
   FlowGraph& graph = *run->graph;
   slot.finished_ns = run->now_ns();
+  std::vector<std::uint32_t> routes;
+  if (outcome.kind == Outcome::Kind::Succeeded && outcome.routed) {
+    resolve_routes(*run, node, outcome, routes);
+  }
   if (!run->running()) {
     // The run ended while this agent was running: discard the late result.
     slot.status.store(NodeStatus::Cancelled, std::memory_order_release);
-  } else if (resolution.outcome == NodeStatus::Succeeded) {
-    slot.output = std::move(resolution.output);
-    slot.routed = resolution.routed;
-    slot.routes = std::move(resolution.routes);
+  } else if (outcome.kind == Outcome::Kind::Succeeded) {
+    slot.output = std::move(outcome.output);
+    slot.routed = outcome.routed;
+    slot.routes = std::move(routes);
+    slot.usage = std::move(outcome.usage);
+    run->add_usage(slot.usage);
     slot.status.store(NodeStatus::Succeeded, std::memory_order_release);
-    std::string routes;
-    for (std::uint32_t r : slot.routes) routes += (routes.empty() ? "" : ",") + run->plan.nodes()[r].name;
-    run->emit(EventKind::Finish, node, slot.output, std::move(routes));
+    std::string routed_to;
+    for (std::uint32_t r : slot.routes) {
+      routed_to += (routed_to.empty() ? "" : ",") + run->plan.nodes()[r].name;
+    }
+    run->emit(EventKind::Finish, node, slot.output, std::move(routed_to));
     graph.forward(run, node);
     run->node_resolved(node);
-  } else if (resolution.outcome == NodeStatus::Failed) {
-    slot.failure = std::move(resolution.failure);
-    slot.status.store(NodeStatus::Failed, std::memory_order_release);
+  } else if (outcome.kind == Outcome::Kind::NeedsReview) {
+    slot.output = std::move(outcome.output);
+    slot.failure = std::move(outcome.failure);
+    slot.confidence = outcome.confidence;
+    slot.usage = std::move(outcome.usage);
+    run->add_usage(slot.usage);
+    run->awaiting_review.fetch_add(1, std::memory_order_acq_rel);
+    slot.status.store(NodeStatus::NeedsReview, std::memory_order_release);
+    run->emit(EventKind::Review, node, slot.output, slot.failure.message);
+    graph.forward(run, node);
+    run->node_resolved(node);
+  } else if (outcome.kind == Outcome::Kind::Failed) {
+    const bool timed_out = outcome.failure.kind == FailureKind::Timeout;
+    slot.failure = std::move(outcome.failure);
+    slot.usage = std::move(outcome.usage);
+    run->add_usage(slot.usage);
+    slot.status.store(timed_out ? NodeStatus::TimedOut : NodeStatus::Failed,
+                      std::memory_order_release);
     run->emit(EventKind::Error, node, slot.failure.error, slot.failure.message);
     if (spec.on_error == ErrorMode::Continue) {
       std::int64_t none = -1;
@@ -138,8 +250,10 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Reso
     run->emit(EventKind::Cancel, node);
     run->end(RunStatus::Cancelled);
   }
-  graph.gateway(node).release_wait();
-  Runtime::instance().invocation_finished();
+  if (invoked) {
+    graph.gateway(node).release_wait();
+    Runtime::instance().invocation_finished();
+  }
 }
 
 namespace {
@@ -164,7 +278,7 @@ class DelegationObserver final : public RunObserver {
         auto sinks = child.sink_outputs();
         if (then_) {
           Invocation invocation;
-          invocation.agent_name = agent_;
+          invocation.agent_name = completion.agent_name();
           invocation.run_id = run_id_;
           invocation.priority = priority_;
           invocation.run_context = context_;
@@ -189,15 +303,24 @@ class DelegationObserver final : public RunObserver {
       case RunStatus::Failed: {
         if (auto failed = child.failed_node()) {
           NodeOutcome outcome = *child.outcome(*failed);
-          completion.fail(Failure{"'" + agent_ + "/" + std::string(outcome.name) +
-                                      "' failed: " + outcome.failure.message,
-                                  outcome.failure.error});
+          Failure failure = outcome.failure;
+          failure.message = "'" + agent_ + "/" + std::string(outcome.name) + "' failed: " +
+                            failure.message;
+          completion.fail(std::move(failure));
         } else {
           completion.fail(Failure{"the delegated graph produced no output: every sink was skipped",
                                   {}});
         }
         return;
       }
+      case RunStatus::TimedOut:
+        completion.fail(Failure{"the delegated graph timed out", {}, FailureKind::Timeout});
+        return;
+      case RunStatus::NeedsReview:
+        completion.fail(Failure{"the delegated graph stopped for human review, which only a "
+                                "top-level run can pause for",
+                                {}});
+        return;
       case RunStatus::Cancelled:
       case RunStatus::Running:
         completion.cancelled();
@@ -227,6 +350,7 @@ Completion& Completion::operator=(Completion&& other) noexcept {
     Completion dropped(std::move(*this));  // resolves the one we held, if any
     run_ = std::move(other.run_);
     node_ = other.node_;
+    target_ = std::move(other.target_);
   }
   return *this;
 }
@@ -234,68 +358,46 @@ Completion& Completion::operator=(Completion&& other) noexcept {
 Completion::~Completion() {
   if (!run_) return;
   try {
-    detail::Resolution resolution;
-    resolution.outcome = NodeStatus::Failed;
-    resolution.failure.message =
-        "the agent's executor dropped the invocation without reporting a result";
-    detail::resolve_node(run_, node_, std::move(resolution));
+    resolve(Outcome::failed(Failure{
+        "the agent's executor dropped the invocation without reporting a result", {}}));
   } catch (...) {
     // Nothing sensible is left to do in a destructor; the run still ends on cancel.
   }
 }
 
-namespace {
-std::shared_ptr<detail::RunState> take(std::shared_ptr<detail::RunState>& run) {
-  if (!run) throw EngineError("this invocation was already completed; complete it exactly once");
-  return std::move(run);
-}
-}  // namespace
-
-void Completion::succeed(Payload output) {
-  auto run = take(run_);
-  detail::Resolution resolution;
-  resolution.output = std::move(output);
-  detail::resolve_node(run, node_, std::move(resolution));
+Completion Completion::redirect(std::shared_ptr<Resolver> target) const {
+  Completion redirected(run_, node_);
+  redirected.target_ = std::move(target);
+  return redirected;
 }
 
-void Completion::succeed_routed(Payload output, const std::vector<std::string>& routes) {
-  auto run = take(run_);
-  const PlanNode& spec = run->plan.nodes()[node_];
-  detail::Resolution resolution;
-  resolution.output = std::move(output);
-  resolution.routed = true;
-  for (const std::string& route : routes) {
-    auto found = std::find_if(spec.successors.begin(), spec.successors.end(), [&](std::uint32_t s) {
-      return run->plan.nodes()[s].name == route;
-    });
-    if (found == spec.successors.end()) {
-      std::string known;
-      for (std::uint32_t s : spec.successors) known += (known.empty() ? "'" : ", '") + run->plan.nodes()[s].name + "'";
-      detail::Resolution failure;
-      failure.outcome = NodeStatus::Failed;
-      failure.failure.message = "routed to '" + route + "', which does not run after '" + spec.name +
-                                "'; its successors are " + (known.empty() ? "none" : known);
-      detail::resolve_node(run, node_, std::move(failure));
-      return;
-    }
-    if (std::find(resolution.routes.begin(), resolution.routes.end(), *found) == resolution.routes.end()) {
-      resolution.routes.push_back(*found);
-    }
+void Completion::resolve(Outcome outcome) {
+  if (!run_) throw EngineError("this invocation was already completed; complete it exactly once");
+  auto run = std::move(run_);
+  auto target = std::move(target_);
+  if (target) {
+    target->resolve(std::move(outcome));
+  } else {
+    detail::resolve_node(run, node_, std::move(outcome));
   }
-  detail::resolve_node(run, node_, std::move(resolution));
+}
+
+void Completion::succeed_routed(Payload output, std::vector<std::string> routes) {
+  Outcome outcome = Outcome::success(std::move(output));
+  outcome.routed = true;
+  outcome.routes = std::move(routes);
+  resolve(std::move(outcome));
 }
 
 void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
                           std::shared_ptr<Agent> then) {
-  auto run = take(run_);
-  const std::uint32_t node = node_;
+  if (!run_) throw EngineError("this invocation was already completed; complete it exactly once");
   if (!graph) {
-    detail::Resolution failure;
-    failure.outcome = NodeStatus::Failed;
-    failure.failure.message = "delegated to no graph";
-    detail::resolve_node(run, node, std::move(failure));
+    fail(Failure{"delegated to no graph", {}});
     return;
   }
+  auto run = run_;
+  const std::uint32_t node = node_;
   const PlanNode& spec = run->plan.nodes()[node];
   RunOptions options;
   options.input = std::move(input);
@@ -303,7 +405,7 @@ void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
   options.context_observer = run->context_observer;
   options.record_events = run->record_events;
   options.observer = std::make_shared<detail::DelegationObserver>(
-      Completion(run, node), std::move(then), spec.name, run->id, spec.priority, run->context);
+      std::move(*this), std::move(then), spec.name, run->id, spec.priority, run->context);
   try {
     graph->start_run(std::move(options), run, node);
   } catch (const std::exception&) {
@@ -312,26 +414,21 @@ void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
   }
 }
 
-void Completion::fail(Failure failure) {
-  auto run = take(run_);
-  detail::Resolution resolution;
-  resolution.outcome = NodeStatus::Failed;
-  resolution.failure = std::move(failure);
-  detail::resolve_node(run, node_, std::move(resolution));
-}
-
-void Completion::cancelled() {
-  auto run = take(run_);
-  detail::Resolution resolution;
-  resolution.outcome = NodeStatus::Cancelled;
-  detail::resolve_node(run, node_, std::move(resolution));
-}
-
 bool Completion::run_ended() const noexcept { return !run_ || !run_->running(); }
+
+bool Completion::budget_exhausted() const noexcept {
+  return run_ && run_->budget_exhausted.load(std::memory_order_acquire);
+}
+
+std::string_view Completion::agent_name() const noexcept {
+  return run_ ? std::string_view(run_->plan.nodes()[node_].name) : std::string_view();
+}
 
 // ---- RunHandle --------------------------------------------------------------------
 
 std::uint64_t RunHandle::id() const noexcept { return state_->id; }
+
+const std::string& RunHandle::key() const noexcept { return state_->key; }
 
 RunStatus RunHandle::status() const noexcept {
   return state_->status.load(std::memory_order_acquire);
@@ -378,13 +475,30 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
   NodeOutcome out;
   out.name = plan.nodes()[node].name;
   out.status = slot.status.load(std::memory_order_acquire);
-  if (out.status == NodeStatus::Succeeded) {
-    out.output = slot.output;
-    if (slot.routed) {
+  switch (out.status) {
+    case NodeStatus::Succeeded:
+      out.output = slot.output;
       for (std::uint32_t r : slot.routes) out.routes.push_back(plan.nodes()[r].name);
-    }
+      break;
+    case NodeStatus::NeedsReview:
+      out.output = slot.output;
+      out.failure = slot.failure;
+      out.confidence = slot.confidence;
+      break;
+    case NodeStatus::Failed:
+    case NodeStatus::TimedOut:
+      out.failure = slot.failure;
+      break;
+    case NodeStatus::Skipped:
+      out.skip_reason = slot.skip_reason;
+      break;
+    default:
+      break;
   }
-  if (out.status == NodeStatus::Failed) out.failure = slot.failure;
+  if (out.status != NodeStatus::Pending && out.status != NodeStatus::Running) {
+    out.usage = slot.usage;
+  }
+  out.restored = slot.restored != nullptr && out.status != NodeStatus::Pending;
   if (out.status != NodeStatus::Pending && out.status != NodeStatus::Skipped) {
     out.started = static_cast<double>(slot.started_ns) * 1e-9;
   }
@@ -411,6 +525,15 @@ double RunHandle::elapsed() const {
   std::lock_guard<std::mutex> lock(state_->mutex);
   const std::int64_t ns = state_->ended_ns >= 0 ? state_->ended_ns : state_->now_ns();
   return static_cast<double>(ns) * 1e-9;
+}
+
+Usage RunHandle::usage() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->usage_total;
+}
+
+bool RunHandle::budget_exhausted() const noexcept {
+  return state_->budget_exhausted.load(std::memory_order_acquire);
 }
 
 bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout) {

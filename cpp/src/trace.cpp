@@ -15,6 +15,7 @@ const char* to_string(EventKind kind) noexcept {
     case EventKind::Error: return "error";
     case EventKind::Cancel: return "cancel";
     case EventKind::Skip: return "skip";
+    case EventKind::Review: return "review";
   }
   return "unknown";
 }
@@ -25,6 +26,8 @@ const char* to_string(RunStatus status) noexcept {
     case RunStatus::Succeeded: return "succeeded";
     case RunStatus::Failed: return "failed";
     case RunStatus::Cancelled: return "cancelled";
+    case RunStatus::TimedOut: return "timed_out";
+    case RunStatus::NeedsReview: return "needs_review";
   }
   return "unknown";
 }
@@ -37,6 +40,8 @@ const char* to_string(NodeStatus status) noexcept {
     case NodeStatus::Failed: return "failed";
     case NodeStatus::Cancelled: return "cancelled";
     case NodeStatus::Skipped: return "skipped";
+    case NodeStatus::TimedOut: return "timed_out";
+    case NodeStatus::NeedsReview: return "needs_review";
   }
   return "unknown";
 }
@@ -68,13 +73,30 @@ std::string RunHandle::trace_json() const {
     json entry{{"name", std::string(outcome.name)}, {"status", to_string(outcome.status)}};
     if (outcome.started >= 0) entry["started"] = outcome.started;
     if (outcome.finished >= 0) entry["finished"] = outcome.finished;
-    if (outcome.status == NodeStatus::Failed) entry["error"] = outcome.failure.message;
+    if (outcome.status == NodeStatus::Failed || outcome.status == NodeStatus::TimedOut) {
+      entry["error"] = outcome.failure.message;
+    }
+    if (outcome.status == NodeStatus::Skipped) entry["reason"] = outcome.skip_reason;
+    if (outcome.status == NodeStatus::NeedsReview) {
+      entry["reason"] = outcome.failure.message;
+      if (outcome.confidence >= 0) entry["confidence"] = outcome.confidence;
+    }
+    if (outcome.restored) entry["restored"] = true;
+    if (!outcome.usage.empty()) {
+      nlohmann::json usage = nlohmann::json::object();
+      for (const auto& [name, amount] : outcome.usage) usage[name] = amount;
+      entry["usage"] = usage;
+    }
     if (!outcome.routes.empty()) entry["routes"] = outcome.routes;
     agents.push_back(std::move(entry));
   }
   json trace{{"run_id", id()}, {"status", to_string(status())}, {"elapsed", elapsed()},
              {"agents", agents}};
   if (auto failed = failed_node()) trace["failed"] = state_->plan.nodes()[*failed].name;
+  if (budget_exhausted()) trace["budget_exhausted"] = true;
+  nlohmann::json totals = nlohmann::json::object();
+  for (const auto& [name, amount] : usage()) totals[name] = amount;
+  if (!totals.empty()) trace["usage"] = totals;
   return trace.dump();
 }
 

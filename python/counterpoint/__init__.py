@@ -7,12 +7,26 @@ engine schedules them in C++ with the GIL released.
 from __future__ import annotations
 
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
-from ._errors import AgentError, CounterpointError, GraphError, RunCancelled
+from ._errors import (
+    AgentError,
+    AgentTimeout,
+    BudgetExceeded,
+    CircuitOpenError,
+    CounterpointError,
+    GraphError,
+    NeedsReview,
+    ReviewRejected,
+    RunCancelled,
+    RunTimeout,
+    StoreError,
+)
 from ._events import Event
 from ._graph import CompiledGraph, Graph
 from ._native import TBB_VERSION, _core
 from ._results import ChatResult, Escalation, LoopResult, Merged, Result, confidence_of, value_of
-from ._run import AgentOutcome, Run, RunResult
+from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
+from ._run import AgentOutcome, ReviewRequest, Run, RunResult
+from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from .patterns import (
     END,
     PlanError,
@@ -31,42 +45,64 @@ from .patterns import (
 )
 
 Failed = _core.Failed
+_core.set_result_type(Result)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "END",
+    "adaptive",
     "AgentError",
     "AgentOutcome",
+    "AgentTimeout",
+    "approve",
+    "BudgetExceeded",
     "ChatResult",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "CompiledGraph",
+    "confidence_of",
+    "consensus",
     "CounterpointError",
+    "Decision",
+    "END",
     "Escalation",
     "Event",
     "Failed",
+    "fan_out",
     "Graph",
     "GraphError",
+    "group_chat",
+    "judge",
+    "Limit",
+    "loop",
     "LoopResult",
     "Merged",
+    "NeedsReview",
+    "parallel",
     "PlanError",
+    "policy",
+    "reject",
     "Result",
+    "Retry",
+    "Review",
+    "ReviewRejected",
+    "ReviewRequest",
+    "router",
     "Run",
     "RunCancelled",
     "RunResult",
+    "RunSummary",
+    "RunTimeout",
+    "sequential",
+    "SQLiteStore",
+    "Store",
+    "StoredOutcome",
+    "StoredRun",
+    "StoreError",
     "Subtask",
+    "supervisor",
     "TBB_VERSION",
+    "value_of",
     "Verdict",
     "__version__",
-    "adaptive",
-    "confidence_of",
-    "consensus",
-    "fan_out",
-    "group_chat",
-    "judge",
-    "loop",
-    "parallel",
-    "router",
-    "sequential",
-    "supervisor",
-    "value_of",
 ]

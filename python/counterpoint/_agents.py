@@ -35,6 +35,10 @@ def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
             f"{', '.join(repr(d) for d in _DISPATCH)}",
             name,
         )
+    from ._policies import Policed
+
+    if isinstance(agent, Policed):
+        return agent._native(name, native_agent, dispatch)
     native_graph = getattr(agent, "_core", None)
     if isinstance(native_graph, _core.CompiledGraph):
         return _core.SubgraphAgent(native_graph), agent.uses_event_loop
@@ -58,8 +62,12 @@ def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
 
 def uses_event_loop(agent: Any) -> bool:
     """True if running ``agent`` needs an event loop (a coroutine at any depth)."""
+    from ._policies import Policed
+
     if agent is None:
         return False
+    if isinstance(agent, Policed):
+        return uses_event_loop(agent.agent) or uses_event_loop(agent.fallback)
     native_graph = getattr(agent, "_core", None)
     if isinstance(native_graph, _core.CompiledGraph):
         return bool(agent.uses_event_loop)

@@ -50,3 +50,69 @@ class RunCancelled(CounterpointError):
         super().__init__(f"run {run_id} was cancelled before it finished")
         self.outputs = outputs
         self.run_id = run_id
+
+
+class AgentTimeout(CounterpointError, TimeoutError):
+    """An agent did not finish within its timeout (the ``__cause__`` of its AgentError)."""
+
+
+class CircuitOpenError(CounterpointError):
+    """An agent's circuit breaker was open, so the call failed fast."""
+
+
+class ReviewRejected(CounterpointError):
+    """A human reviewer rejected an agent's output."""
+
+
+class RunTimeout(CounterpointError, TimeoutError):
+    """The run's deadline passed before it finished.
+
+    Attributes:
+        outputs: Outputs of the agents that finished in time, by name.
+        run_id: Identifier of the run.
+    """
+
+    def __init__(self, run_id: int, outputs: dict[str, Any]) -> None:
+        super().__init__(f"run {run_id} passed its deadline before it finished")
+        self.outputs = outputs
+        self.run_id = run_id
+
+
+class BudgetExceeded(CounterpointError):
+    """The run spent its budget before producing a result.
+
+    Attributes:
+        usage: What the run's agents reported consuming, summed by name.
+        outputs: Outputs of the agents that finished, by name.
+        run_id: Identifier of the run.
+    """
+
+    def __init__(self, run_id: int, usage: dict[str, float], outputs: dict[str, Any]) -> None:
+        spent = ", ".join(f"{name}={amount:g}" for name, amount in usage.items()) or "nothing"
+        super().__init__(f"run {run_id} spent its budget ({spent}) before producing a result")
+        self.usage = usage
+        self.outputs = outputs
+        self.run_id = run_id
+
+
+class NeedsReview(CounterpointError):
+    """The run paused: some agents' outputs await a human decision.
+
+    Resume it with ``app.resume(run_key, decision)``, from this process or another.
+
+    Attributes:
+        run_key: The durable identifier of the paused run.
+        pending: One :class:`~counterpoint.ReviewRequest` per agent awaiting review.
+        outputs: Outputs of the agents that finished, by name.
+    """
+
+    def __init__(self, run_key: str | None, pending: list[Any], outputs: dict[str, Any]) -> None:
+        what = ", ".join(f"'{p.agent}' ({p.reason})" for p in pending)
+        super().__init__(f"run {run_key} needs review: {what}")
+        self.run_key = run_key
+        self.pending = pending
+        self.outputs = outputs
+
+
+class StoreError(CounterpointError):
+    """A run store cannot be used: not a counterpoint store, corrupt, or missing a run."""

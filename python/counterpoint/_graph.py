@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._agents import native_agent
+from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
 from ._errors import GraphError
 from ._events import Event
 from ._loops import bridge_for_running_loop, engine_dispatcher
 from ._native import _core
+from ._policies import CircuitBreaker, Limit, Policed, Retry, Review, policy
 from ._run import Run, RunResult, as_exception, unwrap
+from ._store import RunSummary, SQLiteStore, Store
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
@@ -27,6 +33,29 @@ def _check_max_concurrency(max_concurrency: Any) -> None:
         or max_concurrency < 1
     ):
         raise ValueError(f"max_concurrency must be a positive int or None, got {max_concurrency!r}")
+
+
+def _check_budget(budget: Any) -> dict[str, float] | None:
+    if budget is None:
+        return None
+    if not isinstance(budget, Mapping) or not budget:
+        raise ValueError(f"budget must be a non-empty dict like {{'tokens': 10000}}, got {budget!r}")
+    for name, limit in budget.items():
+        if not isinstance(name, str) or isinstance(limit, bool) or \
+                not isinstance(limit, (int, float)) or not limit > 0 or math.isinf(limit):
+            raise ValueError(
+                f"budget entries must map a usage name to a positive number, got {name!r}: {limit!r}"
+            )
+    return {name: float(limit) for name, limit in budget.items()}
+
+
+def _check_deadline(deadline: Any) -> float:
+    if deadline is None:
+        return 0.0
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or \
+            not deadline > 0 or math.isinf(deadline):
+        raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    return float(deadline)
 
 
 class Graph:
@@ -69,17 +98,23 @@ class Graph:
         dispatch: str = "auto",
         join: str = "all",
         on_error: str = "inherit",
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        fallback: Any = None,
+        breaker: CircuitBreaker | None = None,
+        limits: Limit | Sequence[Limit] | None = None,
+        review: Review | None = None,
     ) -> Graph:
         """Adds an agent. Problems are reported by :meth:`compile`, naming the agent.
 
         Args:
             name: Unique name; also the key of this agent's output in joins and results.
-            agent: A function, an ``async def`` function, or an object with an
-                ``invoke`` (run on the thread pool) or ``ainvoke`` (run as a coroutine)
-                method.
+            agent: A function, an ``async def`` function, an object with an ``invoke``
+                (run on the thread pool) or ``ainvoke`` (run as a coroutine) method, or a
+                compiled graph (run as a child run).
             after: Name or names of the agents whose outputs this one receives.
             priority: When several agents are ready at once, higher ones are scheduled
-                first.
+                and streamed first.
             dispatch: For plain callables: ``"auto"`` runs the agent inline on an engine
                 thread while it measures fast and on the thread pool otherwise;
                 ``"thread"`` always uses the pool; ``"inline"`` always runs inline (only
@@ -91,10 +126,18 @@ class Graph:
                 :class:`Failed`).
             on_error: ``"fail"`` or ``"continue"`` for this agent; ``"inherit"`` takes
                 the graph's.
+            retry, timeout, fallback, breaker, limits, review: Policies; see
+                :func:`counterpoint.policy`.
 
         Returns:
             The graph, so calls can be chained.
         """
+        if any(p is not None for p in (retry, timeout, fallback, breaker, limits, review)):
+            try:
+                agent = policy(agent, retry=retry, timeout=timeout, fallback=fallback,
+                               breaker=breaker, limits=limits, review=review)
+            except GraphError as exc:
+                raise GraphError(f"agent '{name}': {exc}", name) from None
         if after is None:
             predecessors: list[str] = []
         elif isinstance(after, str):
@@ -104,15 +147,31 @@ class Graph:
         self._nodes.append((name, agent, predecessors, priority, dispatch, join, on_error))
         return self
 
-    def compile(self) -> CompiledGraph:
+    def compile(
+        self,
+        *,
+        store: Store | str | os.PathLike[str] | None = None,
+        budget: Mapping[str, float] | None = None,
+        deadline: float | None = None,
+    ) -> CompiledGraph:
         """Validates the graph and wires it into the native engine.
+
+        Args:
+            store: Makes runs durable: a :class:`Store`, or a path for a
+                :class:`SQLiteStore`. Every finished agent's output is written before the
+                run uses it, so a killed run resumes without re-running finished agents,
+                and runs paused for review can be resumed later.
+            budget: Default per-run budget, e.g. ``{"tokens": 10000, "cost": 0.5}``.
+            deadline: Default per-run deadline in seconds.
 
         Raises:
             GraphError: naming the agent and the problem (empty graph, duplicate or
-                invalid name, unknown predecessor, cycle, non-callable agent).
+                invalid name, unknown predecessor, cycle, non-callable agent, review
+                gate without a store).
         """
         native_nodes = []
         has_async = False
+        pauses = []
         for name, agent, predecessors, priority, dispatch, join, on_error in self._nodes:
             if not isinstance(name, str):
                 raise GraphError(
@@ -138,15 +197,33 @@ class Graph:
                     f"{', '.join(map(repr, _NODE_ERROR_MODES))}",
                     name,
                 )
+            if isinstance(agent, Policed) and agent.pauses_for_review:
+                pauses.append(name)
             handle, is_async = native_agent(name, agent, dispatch)
             has_async = has_async or is_async
             native_nodes.append((name, handle, predecessors, priority, join, on_error))
+        if isinstance(store, (str, os.PathLike)):
+            store = SQLiteStore(store)
+        if store is not None and not isinstance(store, Store):
+            raise GraphError(f"store must be a counterpoint Store or a file path, got {store!r}")
+        if pauses and store is None:
+            raise GraphError(
+                f"agent '{pauses[0]}': its review gate pauses runs for a human, which needs a "
+                "store to keep them; compile(store='runs.db') or give the Review a reviewer",
+                pauses[0],
+            )
+        try:
+            budget = _check_budget(budget)
+            deadline_seconds = _check_deadline(deadline)
+        except ValueError as exc:
+            raise GraphError(str(exc)) from None
         try:
             core = _core.CompiledGraph(native_nodes, self._on_error)
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
-        return CompiledGraph(core, has_async)
+        return CompiledGraph(core, has_async, store=store, budget=budget,
+                             deadline=deadline_seconds)
 
 
 class CompiledGraph:
@@ -157,9 +234,14 @@ class CompiledGraph:
     its events streamed as ``"<agent>/<child agent>"``.
     """
 
-    def __init__(self, core: Any, has_async: bool) -> None:
+    def __init__(self, core: Any, has_async: bool, *, store: Store | None = None,
+                 budget: dict[str, float] | None = None, deadline: float = 0.0) -> None:
         self._core = core
         self._has_async = has_async
+        self._store = store
+        self._budget = budget
+        self._deadline = deadline
+        self._fingerprint = fingerprint(self.describe()) if store is not None else ""
 
     @property
     def uses_event_loop(self) -> bool:
@@ -171,6 +253,11 @@ class CompiledGraph:
         """Agent names in a topological order."""
         return list(self._core.names)
 
+    @property
+    def store(self) -> Store | None:
+        """Where durable runs are kept (None: runs are not durable)."""
+        return self._store
+
     def describe(self) -> dict[str, Any]:
         """The compiled plan: nodes with their predecessors, entries and sinks."""
         return json.loads(self._core.plan_json())
@@ -178,16 +265,46 @@ class CompiledGraph:
     def _dispatcher(self) -> Any:
         return engine_dispatcher() if self._has_async else None
 
-    def start(self, input: Any) -> Run:
-        """Starts a run and returns its handle at once (wait, cancel, result, record)."""
-        return Run(self._core.start(input, self._dispatcher()))
+    def _settings(self, budget: Any, deadline: Any) -> tuple[dict[str, float] | None, float]:
+        budget = self._budget if budget is None else _check_budget(budget)
+        deadline = self._deadline if deadline is None else _check_deadline(deadline)
+        return budget, deadline
 
-    def run(self, input: Any) -> RunResult:
+    def _launch(self, input: Any, dispatcher: Any, *, record_events: bool = False,
+                budget: Any = None, deadline: Any = None, run_key: str | None = None,
+                restored: list[tuple] | None = None) -> Run:
+        budget, deadline = self._settings(budget, deadline)
+        if self._store is None:
+            handle = self._core.start(input, dispatcher, record_events, budget, deadline)
+            return Run(handle)
+        store = self._store
+        if run_key is None:
+            run_key = uuid.uuid4().hex
+            store.begin_run(run_key, self._fingerprint, input)
+        else:
+            store.set_status(run_key, "running")
+        handle = self._core.start(input, dispatcher, record_events, budget, deadline, restored,
+                                  writer_for(store).hook, run_key)
+        return Run(handle, run_key, on_end=lambda run: store.set_status(run_key, run.status))
+
+    def start(self, input: Any, *, budget: Mapping[str, float] | None = None,
+              deadline: float | None = None) -> Run:
+        """Starts a run and returns its handle at once (wait, cancel, result, record).
+
+        Args:
+            budget: This run's budget, e.g. ``{"tokens": 10000}``: once the agents'
+                reported usage reaches it, no further agent starts.
+            deadline: Seconds the run may take; then it ends as timed out.
+        """
+        return self._launch(input, self._dispatcher(), budget=budget, deadline=deadline)
+
+    def run(self, input: Any, **options: Any) -> RunResult:
         """Runs the graph and returns a :class:`RunResult` with every agent's outcome,
-        instead of raising when an agent fails."""
-        return self.start(input).record()
+        instead of raising when the run does not succeed."""
+        return self.start(input, **options).record()
 
-    def invoke(self, input: Any) -> Any:
+    def invoke(self, input: Any, *, budget: Mapping[str, float] | None = None,
+               deadline: float | None = None) -> Any:
         """Runs the graph on ``input`` and returns the sink's output.
 
         With several sinks the result is ``{sink_name: output}``. The GIL is released
@@ -195,64 +312,115 @@ class CompiledGraph:
 
         Raises:
             AgentError: an agent raised; its exception is ``__cause__``.
+            RunTimeout, BudgetExceeded, NeedsReview, RunCancelled: see their docs.
         """
-        return unwrap(self._core.invoke(input, self._dispatcher()))
+        if self._store is None:
+            budget, deadline = self._settings(budget, deadline)
+            return unwrap(self._core.invoke(input, self._dispatcher(), budget, deadline))
+        return self.start(input, budget=budget, deadline=deadline).result()
 
-    async def ainvoke(self, input: Any) -> Any:
+    def resume(self, run_key: str, decision: Any = None, *,
+               budget: Mapping[str, float] | None = None, deadline: float | None = None) -> Any:
+        """Continues a stored run: finished agents are not run again.
+
+        Use it after the process running the run was killed, or to give the decision a
+        paused run awaits: ``cp.approve()``, ``cp.approve(new_output)``,
+        ``cp.reject(reason)`` (or a dict of them by agent when several await review).
+        Works from any process that builds the same graph on the same store.
+
+        Returns:
+            The run's result, as :meth:`invoke` returns it.
+        """
+        return self.start_resumed(run_key, decision, budget=budget, deadline=deadline).result()
+
+    def start_resumed(self, run_key: str, decision: Any = None, *,
+                      budget: Mapping[str, float] | None = None,
+                      deadline: float | None = None) -> Run:
+        """Like :meth:`resume`, returning the run's handle at once."""
+        if self._store is None:
+            raise GraphError("this graph has no store, so it has no runs to resume; "
+                             "compile(store=...)")
+        stored = self._store.load_run(run_key)
+        check_resumable(stored, self._fingerprint)
+        restored, decided = restored_outcomes(stored, decision)
+        if decided:
+            errors = self._store.save_outcomes(run_key, decided)
+            for error in errors:
+                if error is not None:
+                    raise error
+        return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
+                            run_key=run_key, restored=restored)
+
+    def runs(self, status: str | None = None) -> list[RunSummary]:
+        """The store's runs, newest first; e.g. ``runs("running")`` after a crash lists
+        those to resume, ``runs("needs_review")`` those awaiting a decision."""
+        if self._store is None:
+            raise GraphError("this graph has no store; compile(store=...) to keep runs")
+        return self._store.runs(status)
+
+    async def ainvoke(self, input: Any, *, budget: Mapping[str, float] | None = None,
+                      deadline: float | None = None) -> Any:
         """Like :meth:`invoke`, awaited; coroutine agents run on the caller's loop.
 
         Cancelling the awaiting task cancels the run.
         """
         bridge = bridge_for_running_loop()
-        run = self._core.start(input, bridge.dispatcher)
+        run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline)
         finished = bridge.run_finished(run.id)
         try:
-            await finished
+            if not run.done:
+                await finished
         except asyncio.CancelledError:
             run.cancel()
             raise
         finally:
             bridge.forget(run.id)
-        return unwrap(run.result())
+        return run.result()
 
-    def stream(self, input: Any) -> Iterator[Event]:
-        """Runs the graph, yielding an :class:`Event` for each agent start, finish and
-        error as it happens, then an ``"end"`` event carrying the result.
+    def stream(self, input: Any, *, budget: Mapping[str, float] | None = None,
+               deadline: float | None = None) -> Iterator[Event]:
+        """Runs the graph, yielding an :class:`Event` for each agent start, finish,
+        error, skip and review as it happens, then an ``"end"`` event carrying the result.
 
         Closing the iterator early cancels the run.
 
         Raises:
-            AgentError: after yielding the failing agent's ``"error"`` event.
+            AgentError: after yielding the failing agent's ``"error"`` event (and the
+                other exceptions of :meth:`invoke`).
         """
-        run = self._core.start(input, self._dispatcher(), True)
+        run = self._launch(input, self._dispatcher(), record_events=True, budget=budget,
+                           deadline=deadline)
+        handle = run._handle
         try:
             more = True
             while more:
-                rows, more = run.next_events(_EVENT_SLICE)
+                rows, more = handle.next_events(_EVENT_SLICE)
                 for row in rows:
                     yield Event._from_native(row)
-            run.wait()
-            result = unwrap(run.result())
-            yield Event("end", None, run.id, run.elapsed, result)
+            result = run.result()
+            yield Event("end", None, run.id, handle.elapsed, result)
         finally:
             run.cancel()
 
-    async def astream(self, input: Any) -> AsyncIterator[Event]:
+    async def astream(self, input: Any, *, budget: Mapping[str, float] | None = None,
+                      deadline: float | None = None) -> AsyncIterator[Event]:
         """Like :meth:`stream`, for ``async for``; coroutine agents run on the caller's loop."""
         bridge = bridge_for_running_loop()
-        run = self._core.start(input, bridge.dispatcher, True)
+        run = self._launch(input, bridge.dispatcher, record_events=True, budget=budget,
+                           deadline=deadline)
+        handle = run._handle
         ready = bridge.events_ready(run.id)
         try:
             while True:
                 ready.clear()
-                rows, more = run.next_events(0.0)
+                rows, more = handle.next_events(0.0)
                 for row in rows:
                     yield Event._from_native(row)
                 if not more:
                     break
                 if not rows:
                     await ready.wait()
-            yield Event("end", None, run.id, run.elapsed, unwrap(run.result()))
+            yield Event("end", None, run.id, handle.elapsed, run.result())
         finally:
             run.cancel()
             bridge.forget(run.id)
@@ -263,6 +431,8 @@ class CompiledGraph:
         *,
         max_concurrency: int | None = None,
         return_exceptions: bool = False,
+        budget: Mapping[str, float] | None = None,
+        deadline: float | None = None,
     ) -> list[Any]:
         """Runs the graph once per input, concurrently; results come in input order.
 
@@ -271,14 +441,32 @@ class CompiledGraph:
         Args:
             inputs: One input per run.
             max_concurrency: At most this many runs in flight (default: all).
-            return_exceptions: Put each failed run's AgentError in its place instead of
+            return_exceptions: Put each failed run's exception in its place instead of
                 raising the first one (in input order) after every run has finished.
+            budget, deadline: Per run, as for :meth:`start`.
         """
         _check_max_concurrency(max_concurrency)
-        results = self._core.batch(list(inputs), self._dispatcher(), max_concurrency or 0)
+        inputs = list(inputs)
+        if self._store is not None:
+            runs = []
+            results = []
+            window = max_concurrency or len(inputs) or 1
+            for index, item in enumerate(inputs):
+                if index >= window:
+                    runs[index - window].wait()
+                runs.append(self.start(item, budget=budget, deadline=deadline))
+            for run in runs:
+                run.wait()
+                results.append(run._handle.result())
+            keys = [run.run_key for run in runs]
+        else:
+            budget, deadline = self._settings(budget, deadline)
+            results = self._core.batch(inputs, self._dispatcher(), max_concurrency or 0,
+                                       budget, deadline)
+            keys = [None] * len(results)
         if return_exceptions:
-            return [as_exception(result) for result in results]
-        return [unwrap(result) for result in results]
+            return [as_exception(result, key) for result, key in zip(results, keys)]
+        return [unwrap(result, key) for result, key in zip(results, keys)]
 
     async def abatch(
         self,
@@ -286,6 +474,8 @@ class CompiledGraph:
         *,
         max_concurrency: int | None = None,
         return_exceptions: bool = False,
+        budget: Mapping[str, float] | None = None,
+        deadline: float | None = None,
     ) -> list[Any]:
         """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop."""
         _check_max_concurrency(max_concurrency)
@@ -293,9 +483,9 @@ class CompiledGraph:
 
         async def one(item: Any) -> Any:
             if limit is None:
-                return await self.ainvoke(item)
+                return await self.ainvoke(item, budget=budget, deadline=deadline)
             async with limit:
-                return await self.ainvoke(item)
+                return await self.ainvoke(item, budget=budget, deadline=deadline)
 
         return await asyncio.gather(*(one(item) for item in inputs),
                                     return_exceptions=return_exceptions)

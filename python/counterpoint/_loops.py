@@ -40,6 +40,7 @@ class LoopBridge:
         self._tasks: dict[int, set[asyncio.Task]] = {}
         self._finished: dict[int, asyncio.Future] = {}
         self._events: dict[int, asyncio.Event] = {}
+        self._cancellable: dict[int, asyncio.Task] = {}
         loop.add_reader(self.dispatcher.fileno(), self._drain)
 
     def run_finished(self, run_id: int) -> asyncio.Future:
@@ -67,14 +68,20 @@ class LoopBridge:
         for job in self.dispatcher.take():
             kind = job[0]
             if kind == "start":
-                _, function, argument, completion, run_id = job
+                _, function, argument, completion, run_id, invocation_id = job
                 try:
                     task = loop.create_task(_run_agent(function, argument, completion))
                 except BaseException as exc:  # noqa: BLE001
                     completion.fail(exc)
                     continue
                 self._tasks.setdefault(run_id, set()).add(task)
-                task.add_done_callback(self._forget_task(run_id))
+                if invocation_id:
+                    self._cancellable[invocation_id] = task
+                task.add_done_callback(self._forget_task(run_id, invocation_id))
+            elif kind == "cancel":
+                task = self._cancellable.pop(job[1], None)
+                if task is not None:
+                    task.cancel()
             elif kind == "events":
                 ready = self._events.get(job[1])
                 if ready is not None:
@@ -92,8 +99,9 @@ class LoopBridge:
                 if ready is not None:
                     ready.set()
 
-    def _forget_task(self, run_id: int):
+    def _forget_task(self, run_id: int, invocation_id: int):
         def forget(task: asyncio.Task) -> None:
+            self._cancellable.pop(invocation_id, None)
             tasks = self._tasks.get(run_id)
             if tasks is not None:
                 tasks.discard(task)

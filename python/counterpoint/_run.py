@@ -4,40 +4,83 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from ._errors import AgentError, RunCancelled
+from ._errors import (
+    AgentError,
+    AgentTimeout,
+    BudgetExceeded,
+    CircuitOpenError,
+    NeedsReview,
+    ReviewRejected,
+    RunCancelled,
+    RunTimeout,
+)
 
 
-def raise_failure(details: tuple) -> None:
-    """Raises the AgentError / RunCancelled described by a native failure tuple."""
-    if details[0] == "failed":
-        _, agent, error, message, outputs, run_id = details
-        if agent is None:
-            raise AgentError("<none>", message, outputs, run_id)
-        exc = AgentError(agent, message, outputs, run_id)
-        if isinstance(error, BaseException):
-            raise exc from error
-        raise exc
-    _, run_id, outputs = details
-    raise RunCancelled(run_id, outputs)
+@dataclass(frozen=True)
+class ReviewRequest:
+    """An agent output that awaits a human decision.
+
+    Attributes:
+        agent: The agent whose output needs review.
+        output: Its output.
+        reason: Why it needs review, e.g. ``"confidence 0.42 < 0.7"``.
+        confidence: The confidence it reported, if any.
+        run_key: The durable run it belongs to (None for an in-process reviewer call
+            outside a durable run).
+    """
+
+    agent: str
+    output: Any
+    reason: str
+    confidence: float | None = None
+    run_key: str | None = None
 
 
-def unwrap(result: tuple) -> Any:
+_CAUSES = {
+    "timeout": AgentTimeout,
+    "circuit_open": CircuitOpenError,
+    "rejected": ReviewRejected,
+}
+
+
+def failure_exception(details: dict[str, Any], run_key: str | None = None) -> BaseException:
+    """The exception ``invoke`` raises for a run that did not succeed."""
+    status = details["status"]
+    outputs = details["outputs"]
+    run_id = details["run_id"]
+    if status == "cancelled":
+        return RunCancelled(run_id, outputs)
+    if status == "timed_out":
+        return RunTimeout(run_id, outputs)
+    if status == "needs_review":
+        pending = [ReviewRequest(agent, output, reason, confidence, run_key)
+                   for agent, output, reason, confidence in details["pending"]]
+        return NeedsReview(run_key, pending, outputs)
+    if details["kind"] == "budget":
+        return BudgetExceeded(run_id, details["usage"], outputs)
+    agent = details["agent"]
+    exc = AgentError(agent or "<none>", details["message"], outputs, run_id)
+    cause = details["error"]
+    if not isinstance(cause, BaseException) and details["kind"] in _CAUSES:
+        cause = _CAUSES[details["kind"]](details["message"])
+    if isinstance(cause, BaseException):
+        exc.__cause__ = cause
+    return exc
+
+
+def unwrap(result: tuple, run_key: str | None = None) -> Any:
     ok, value = result
     if ok:
         return value
-    raise_failure(value)
+    raise failure_exception(value, run_key)
 
 
-def as_exception(result: tuple) -> Any:
+def as_exception(result: tuple, run_key: str | None = None) -> Any:
     ok, value = result
-    if ok:
-        return value
-    try:
-        raise_failure(value)
-    except (AgentError, RunCancelled) as exc:
-        return exc
+    return value if ok else failure_exception(value, run_key)
 
 
 @dataclass(frozen=True)
@@ -46,15 +89,19 @@ class AgentOutcome:
 
     Attributes:
         name: The agent.
-        status: ``"succeeded"``, ``"failed"``, ``"skipped"`` (its join could not be
-            satisfied: not routed to, or a predecessor it needed failed), ``"cancelled"``
-            (running when the run ended; its result was discarded), ``"not_started"``
-            or ``"running"``.
+        status: ``"succeeded"``, ``"failed"``, ``"timed_out"``, ``"skipped"`` (its join
+            could not be satisfied: not routed to, a predecessor it needed failed, or
+            the budget was spent), ``"needs_review"``, ``"cancelled"`` (running when the
+            run ended; its result was discarded), ``"not_started"`` or ``"running"``.
         output: The agent's output, if it succeeded.
         error: The failure summary, if it failed.
         started: Seconds from the run's start to the agent's start (None if it never ran).
         finished: Seconds from the run's start to the agent's end (None if it has not ended).
         routes: For a router, the successors it chose.
+        usage: What the agent reported consuming (``Result(usage=...)``).
+        reason: Why it was skipped, or why it awaits review.
+        confidence: For ``"needs_review"``: the confidence that triggered the review.
+        restored: True if the outcome came from a checkpoint instead of running again.
     """
 
     name: str
@@ -64,6 +111,10 @@ class AgentOutcome:
     started: float | None = None
     finished: float | None = None
     routes: tuple[str, ...] = ()
+    usage: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    confidence: float | None = None
+    restored: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -78,11 +129,17 @@ class RunResult:
 
     Attributes:
         run_id: The run.
-        status: ``"succeeded"``, ``"failed"`` or ``"cancelled"``.
+        status: ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"`` or
+            ``"needs_review"``.
         output: The result (as ``invoke`` returns it), or None if the run did not succeed.
-        error: The AgentError or RunCancelled ``invoke`` would have raised, or None.
+        error: The exception ``invoke`` would have raised, or None.
         agents: Each agent's outcome, by name, in topological order.
         elapsed: Wall time of the run in seconds.
+        usage: Usage reported by all agents, summed by name.
+        budget_exhausted: True if the run stopped starting agents because its budget
+            was spent.
+        run_key: The durable identifier of the run, for runs of a graph with a store.
+        pending_reviews: For ``"needs_review"``: what awaits a decision.
     """
 
     run_id: int
@@ -91,6 +148,10 @@ class RunResult:
     error: BaseException | None
     agents: dict[str, AgentOutcome] = field(default_factory=dict)
     elapsed: float = 0.0
+    usage: dict[str, float] = field(default_factory=dict)
+    budget_exhausted: bool = False
+    run_key: str | None = None
+    pending_reviews: tuple[ReviewRequest, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -103,24 +164,34 @@ class RunResult:
         return self.output
 
 
-def _outcome(row: tuple) -> AgentOutcome:
-    name, status, output, error, started, finished, routes = row
+def _outcome(row: dict[str, Any]) -> AgentOutcome:
+    status = row["status"]
+    reason = row["skip_reason"] if status == "skipped" else ""
+    if status == "needs_review":
+        reason = row["error"]
     return AgentOutcome(
-        name,
-        status,
-        output,
-        error,
-        started if started >= 0 else None,
-        finished if finished >= 0 else None,
-        tuple(routes),
+        name=row["name"],
+        status=status,
+        output=row["output"],
+        error=row["error"] if status in ("failed", "timed_out") else "",
+        started=row["started"] if row["started"] >= 0 else None,
+        finished=row["finished"] if row["finished"] >= 0 else None,
+        routes=tuple(row["routes"]),
+        usage=row["usage"],
+        reason=reason,
+        confidence=row["confidence"] if row["confidence"] >= 0 else None,
+        restored=row["restored"],
     )
 
 
 class Run:
     """A run in flight, started by :meth:`CompiledGraph.start`."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, run_key: str | None = None,
+                 on_end: Callable[[Run], None] | None = None) -> None:
         self._handle = handle
+        self.run_key = run_key
+        self._on_end = on_end
 
     @property
     def id(self) -> int:
@@ -128,7 +199,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``"running"``, ``"succeeded"``, ``"failed"`` or ``"cancelled"``."""
+        """``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``
+        or ``"needs_review"``."""
         return self._handle.status
 
     @property
@@ -138,7 +210,11 @@ class Run:
     def wait(self, timeout: float | None = None) -> bool:
         """Waits (GIL released, Ctrl-C cancels the run) until the run ends or
         ``timeout`` seconds pass. Returns True if the run has ended."""
-        return self._handle.wait(-1.0 if timeout is None else timeout)
+        ended = self._handle.wait(-1.0 if timeout is None else timeout)
+        if ended and self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end(self)
+        return ended
 
     def cancel(self) -> bool:
         """Ends the run: agents not yet started never start, running agents' results are
@@ -149,19 +225,25 @@ class Run:
         """Waits for the run and returns its output, raising like ``invoke`` does."""
         if not self.wait(timeout):
             raise TimeoutError(f"run {self.id} is still running after {timeout} s")
-        return unwrap(self._handle.result())
+        return unwrap(self._handle.result(), self.run_key)
 
     def record(self) -> RunResult:
         """Waits for the run and returns what every agent did."""
         self.wait()
         native = self._handle.result()
+        error = None if native[0] else failure_exception(native[1], self.run_key)
+        pending = tuple(error.pending) if isinstance(error, NeedsReview) else ()
         return RunResult(
             run_id=self.id,
             status=self.status,
             output=native[1] if native[0] else None,
-            error=None if native[0] else as_exception(native),
-            agents={row[0]: _outcome(row) for row in self._handle.outcomes()},
+            error=error,
+            agents={row["name"]: _outcome(row) for row in self._handle.outcomes()},
             elapsed=self._handle.elapsed,
+            usage=self._handle.usage(),
+            budget_exhausted=self._handle.budget_exhausted,
+            run_key=self.run_key,
+            pending_reviews=pending,
         )
 
     def trace(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import atexit
 import os
 import warnings
 
+from ._durable import stop_writers
 from ._loops import stop_engine_loop
 from ._native import _core
 
@@ -33,6 +34,7 @@ def _drain_seconds() -> float:
 def _shutdown() -> None:
     seconds = _drain_seconds()
     _core.shutdown(seconds)
+    stop_writers()
     stop_engine_loop(seconds)
 
 

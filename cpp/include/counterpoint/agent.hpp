@@ -6,8 +6,11 @@
 // event loop) and returns. The Completion it receives must be resolved exactly once,
 // from any thread; a Completion dropped unresolved fails the agent, so no invocation
 // can be lost silently.
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -40,11 +43,75 @@ struct Inputs {
   std::vector<InputItem> items;
 };
 
+enum class FailureKind : std::uint8_t {
+  Error,        // the agent raised
+  Timeout,      // the agent did not finish in time
+  CircuitOpen,  // its circuit breaker refused the call
+  Rejected,     // a human reviewer rejected its output
+};
+
 // Why an agent failed. `error` carries the embedder's exception object, `message` a
 // human-readable summary the engine can log and trace without the embedder.
 struct Failure {
   std::string message;
   Payload error;
+  FailureKind kind = FailureKind::Error;
+};
+
+// What an agent reports it consumed, e.g. {{"tokens", 812}, {"cost", 0.004}}.
+using Usage = std::vector<std::pair<std::string, double>>;
+
+// The result of one invocation of an agent.
+struct Outcome {
+  enum class Kind : std::uint8_t { Succeeded, Failed, Cancelled, NeedsReview };
+  Kind kind = Kind::Succeeded;
+  Payload output;    // Succeeded; NeedsReview: the output awaiting a decision
+  Failure failure;   // Failed; NeedsReview: `message` says why review is needed
+  bool routed = false;              // Succeeded: deliver only to `routes` (successor names)
+  std::vector<std::string> routes;
+  Usage usage;
+  double confidence = -1.0;         // NeedsReview: the confidence that triggered it
+
+  static Outcome success(Payload output) {
+    Outcome outcome;
+    outcome.output = std::move(output);
+    return outcome;
+  }
+  static Outcome failed(Failure failure) {
+    Outcome outcome;
+    outcome.kind = Kind::Failed;
+    outcome.failure = std::move(failure);
+    return outcome;
+  }
+  static Outcome cancelled() {
+    Outcome outcome;
+    outcome.kind = Kind::Cancelled;
+    return outcome;
+  }
+};
+
+// Where an outcome goes when it is not (yet) the run's business: a policy deciding
+// whether to retry, a checkpoint writer persisting it first.
+class Resolver {
+ public:
+  virtual ~Resolver() = default;
+  virtual void resolve(Outcome outcome) = 0;
+};
+
+// Lets whoever is waiting on an invocation abandon it (a timeout, a cancelled run);
+// executors register how to stop their work early, e.g. cancel a coroutine.
+class CancelToken {
+ public:
+  // Idempotent; runs the callbacks once, on the calling thread.
+  void cancel();
+  bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
+  // Runs `callback` on cancellation, at once if already cancelled. Must not block.
+  void on_cancel(std::function<void()> callback);
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  std::mutex mutex_;
+  std::vector<std::function<void()>> callbacks_;
 };
 
 class Completion {
@@ -57,28 +124,37 @@ class Completion {
   Completion& operator=(const Completion&) = delete;
   ~Completion();
 
-  void succeed(Payload output);
+  // A completion for the same agent whose outcome goes to `target` instead of to the
+  // run; this one stays unresolved (the target usually holds it).
+  Completion redirect(std::shared_ptr<Resolver> target) const;
+
+  void resolve(Outcome outcome);
+  void succeed(Payload output) { resolve(Outcome::success(std::move(output))); }
   // Succeeds and delivers the output only to the named successors; the others are
-  // skipped (unless another predecessor delivers to them). Fails the agent if a name is
+  // skipped (unless another predecessor delivers to them). The agent fails if a name is
   // not one of its successors.
-  void succeed_routed(Payload output, const std::vector<std::string>& routes);
+  void succeed_routed(Payload output, std::vector<std::string> routes);
   // The agent's result is the result of running `graph` on `input`, natively, as a
   // child of this run: cancelled with it, its events forwarded under "<agent>/".
   // With `then`, the child's sink output(s) go to `then`, whose result is the agent's;
   // `then` may delegate again, which is how loops iterate without a Python loop.
   void delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
                 std::shared_ptr<class Agent> then = nullptr);
-  void fail(Failure failure);
+  void fail(Failure failure) { resolve(Outcome::failed(std::move(failure))); }
   // The agent stopped because its run was cancelled (e.g. a coroutine was cancelled).
-  void cancelled();
+  void cancelled() { resolve(Outcome::cancelled()); }
 
   // True once the run has ended (cancelled, failed elsewhere): an agent may stop early.
   bool run_ended() const noexcept;
+  // True once the run has spent its budget: new invocations should not start.
+  bool budget_exhausted() const noexcept;
   bool resolved() const noexcept { return !run_; }
+  std::string_view agent_name() const noexcept;
 
  private:
   std::shared_ptr<detail::RunState> run_;
   std::uint32_t node_ = 0;
+  std::shared_ptr<Resolver> target_;
 };
 
 struct Invocation {
@@ -89,6 +165,8 @@ struct Invocation {
   // Whatever the embedder attached to the run (the bindings: the event loop that runs
   // this run's coroutines). May be null.
   std::shared_ptr<void> run_context;
+  // Set when someone may abandon this invocation (policies with a timeout).
+  std::shared_ptr<CancelToken> cancellation;
   Completion completion;
 };
 

@@ -7,7 +7,7 @@
 
 namespace counterpoint {
 
-enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip };
+enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip, Review };
 
 const char* to_string(EventKind kind) noexcept;
 
@@ -20,7 +20,9 @@ struct Event {
   double seconds = 0.0;    // since the run started
   int priority = 0;
   Payload payload;         // Finish: the output; Error: the error object
-  std::string message;     // Error: the failure summary; Finish of a router: its routes
+  // Error: the failure summary; Finish of a router: its routes; Skip: why; Review: why
+  // the output awaits a decision.
+  std::string message;
 };
 
 }  // namespace counterpoint

@@ -13,12 +13,18 @@
 
 namespace counterpoint {
 
-enum class RunStatus : std::uint8_t { Running, Succeeded, Failed, Cancelled };
+// TimedOut: the run's deadline passed. NeedsReview: the run stopped with agents whose
+// output awaits a human decision; resume it with that decision.
+enum class RunStatus : std::uint8_t { Running, Succeeded, Failed, Cancelled, TimedOut, NeedsReview };
 // Pending at the end of a run means the agent never started (its run ended first).
 // Cancelled means it was running when its run ended, and its late result was discarded.
 // Skipped means its join could not be satisfied (not routed to, or a needed
 // predecessor failed or was skipped).
-enum class NodeStatus : std::uint8_t { Pending, Running, Succeeded, Failed, Cancelled, Skipped };
+// TimedOut: it failed because it did not finish in time. NeedsReview: its output awaits
+// a human decision and was not delivered.
+enum class NodeStatus : std::uint8_t {
+  Pending, Running, Succeeded, Failed, Cancelled, Skipped, TimedOut, NeedsReview
+};
 
 const char* to_string(RunStatus status) noexcept;
 const char* to_string(NodeStatus status) noexcept;
@@ -31,9 +37,28 @@ struct NodeOutcome {
   double started = -1.0;   // seconds since the run started; -1 if it never started
   double finished = -1.0;
   std::vector<std::string> routes;  // a router's chosen successors
+  Usage usage;                       // what the agent reported consuming
+  const char* skip_reason = "";      // Skipped: why
+  double confidence = -1.0;          // NeedsReview: the confidence that triggered it
+  bool restored = false;             // taken from a checkpoint, not run again
 };
 
 class RunHandle;
+
+// Sees every agent outcome of a run before the run does, and delivers it (possibly
+// later, from another thread) through `deliver`. The bindings persist checkpoints here.
+class NodeHook {
+ public:
+  virtual ~NodeHook() = default;
+  virtual void on_outcome(const RunHandle& run, std::uint32_t node, Outcome outcome,
+                          Completion deliver) = 0;
+};
+
+// An outcome known before the run starts (from a checkpoint, or a review decision).
+struct Restored {
+  std::uint32_t node = 0;
+  Outcome outcome;
+};
 
 // Told when a run reaches its end, on whichever thread ended it. Must not block.
 class RunObserver {
@@ -46,11 +71,18 @@ class RunObserver {
 
 struct RunOptions {
   Payload input;
+  std::string key;                          // the embedder's name for the run (durable runs)
   std::shared_ptr<void> context;            // handed to every Invocation of the run
   std::shared_ptr<RunObserver> observer;    // told when this run ends; may be null
   // Travels with `context`: told when this run or any of its child runs ends.
   std::shared_ptr<RunObserver> context_observer;
   bool record_events = false;               // keep an event queue for next_events()
+  std::shared_ptr<NodeHook> node_hook;      // may be null
+  // Agents whose outcome is already known: they resolve without running.
+  std::vector<Restored> restored;
+  // Stop starting agents once any of these totals of reported usage is reached.
+  Usage budget;
+  double deadline_seconds = 0.0;            // > 0: the run times out after this long
 };
 
 // A run in flight or finished. Cheap to copy; every copy refers to the same run.
@@ -60,6 +92,7 @@ class RunHandle {
   explicit RunHandle(std::shared_ptr<detail::RunState> state) : state_(std::move(state)) {}
 
   std::uint64_t id() const noexcept;
+  const std::string& key() const noexcept;
   RunStatus status() const noexcept;
   bool done() const noexcept { return status() != RunStatus::Running; }
 
@@ -82,6 +115,9 @@ class RunHandle {
   std::optional<std::uint32_t> failed_node() const;
   std::optional<NodeOutcome> outcome(std::uint32_t node) const;
   double elapsed() const;  // seconds from start to end (or to now while running)
+  // Usage reported by all agents so far, summed by name.
+  Usage usage() const;
+  bool budget_exhausted() const noexcept;
 
   // Moves the events recorded so far into `out`, waiting up to `timeout` when there
   // are none yet. Returns false once the run has ended and every event was taken.

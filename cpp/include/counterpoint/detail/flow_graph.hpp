@@ -67,7 +67,7 @@ class FlowGraph {
   explicit FlowGraph(std::shared_ptr<const Plan> plan);
   void on_message(std::uint32_t node, const Message& message);
   void dispatch(std::uint32_t node, const std::shared_ptr<RunState>& run, Inputs inputs);
-  void skip(std::uint32_t node, const std::shared_ptr<RunState>& run);
+  void skip(std::uint32_t node, const std::shared_ptr<RunState>& run, const char* reason);
 
   std::shared_ptr<const Plan> plan_;
   std::unique_ptr<tbb::flow::graph> graph_;

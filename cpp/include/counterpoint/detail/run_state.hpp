@@ -33,8 +33,12 @@ struct NodeSlot {
   Failure failure;
   bool routed = false;                    // the output goes only to `routes`
   std::vector<std::uint32_t> routes;
+  Usage usage;
+  const char* skip_reason = "";
+  double confidence = -1.0;               // NeedsReview
   std::int64_t started_ns = -1;
   std::int64_t finished_ns = -1;
+  std::unique_ptr<Outcome> restored;      // known before the run started
 };
 
 struct RunState : std::enable_shared_from_this<RunState> {
@@ -66,20 +70,28 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // True when `pred` succeeded and its output is meant for `node`.
   bool delivers(std::uint32_t pred, std::uint32_t node) const noexcept;
   void adopt_child(const std::shared_ptr<RunState>& child);
+  // Adds an agent's reported usage to the run's totals; true once the budget is spent.
+  void add_usage(const Usage& usage);
 
   const std::uint64_t id;
+  const std::string key;
   const std::shared_ptr<FlowGraph> graph;  // keeps the plan and the flow graph alive
   const Plan& plan;
   const Payload input;
   const std::shared_ptr<void> context;
   const std::shared_ptr<RunObserver> observer;
   const std::shared_ptr<RunObserver> context_observer;
+  const std::shared_ptr<NodeHook> node_hook;
+  const Usage budget;
   const bool record_events;
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
   std::atomic<std::uint32_t> unresolved_sinks;
   std::atomic<RunStatus> status{RunStatus::Running};
   std::atomic<std::int64_t> first_failure{-1};  // first agent that failed without ending the run
+  std::atomic<bool> budget_exhausted{false};
+  std::atomic<std::uint32_t> awaiting_review{0};
+  std::uint64_t deadline_timer = 0;
 
   // A child run (delegation) streams into its root run's event queue.
   std::shared_ptr<RunState> event_root;
@@ -92,17 +104,12 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::int64_t ended_ns = -1;
   std::deque<Event> events;
   std::vector<std::weak_ptr<RunState>> children;
+  Usage usage_total;
 };
 
-struct Resolution {
-  NodeStatus outcome = NodeStatus::Succeeded;
-  Payload output;
-  Failure failure;
-  bool routed = false;
-  std::vector<std::uint32_t> routes;
-};
-
-// Resolves a node of a run; called through Completion from any thread.
-void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Resolution resolution);
+// Resolves a node of a run; called through Completion from any thread. `invoked` is
+// false for a restored outcome, which never reserved an invocation.
+void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outcome outcome,
+                  bool invoked = true);
 
 }  // namespace counterpoint::detail

@@ -1,0 +1,369 @@
+"""Per-agent policies: retry, timeout, fallback, circuit breaker, limits, review gate.
+
+Policies wrap any agent (a callable, a coroutine, a runnable, a compiled graph) and run
+natively for every run in the process. Every setting is checked when the policy is
+built, so a bad value fails at once with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import AgentTimeout, GraphError
+from ._native import _core
+from ._results import confidence_of
+
+
+def _number(owner: str, name: str, value: Any, *, positive: bool = False,
+            allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
+            or math.isinf(value):
+        raise GraphError(f"{owner}: {name} must be a finite number, got {value!r}")
+    if positive and (value < 0 or (value == 0 and not allow_zero)):
+        bound = "> 0" if not allow_zero else ">= 0"
+        raise GraphError(f"{owner}: {name} must be {bound}, got {value!r}")
+    return float(value)
+
+
+def _count(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GraphError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry an agent with exponential backoff and jitter.
+
+    The delay before attempt ``n + 1`` is ``initial_backoff * multiplier ** (n - 1)``,
+    varied by up to ``+-jitter`` (a fraction) and never more than ``max_backoff``. Other
+    agents keep running meanwhile: the wait is a native timer, not a sleeping thread.
+
+    Args:
+        max_attempts: Total attempts, the first included (>= 1).
+        initial_backoff: Seconds before the second attempt (>= 0).
+        multiplier: Growth of the backoff per attempt (>= 1).
+        max_backoff: Upper bound of every delay, jitter included (>= 0).
+        jitter: Random variation of each delay, from 0 (none) to 1 (+-100 %).
+        retry_on: Exception class(es) worth retrying (timeouts count as
+            :class:`AgentTimeout`, a ``TimeoutError``), or a predicate on the exception.
+    """
+
+    max_attempts: int = 3
+    initial_backoff: float = 0.1
+    multiplier: float = 2.0
+    max_backoff: float = 10.0
+    jitter: float = 0.1
+    retry_on: Any = Exception
+
+    def __post_init__(self) -> None:
+        _count("Retry", "max_attempts", self.max_attempts)
+        _number("Retry", "initial_backoff", self.initial_backoff, positive=True)
+        if _number("Retry", "multiplier", self.multiplier) < 1:
+            raise GraphError(f"Retry: multiplier must be >= 1, got {self.multiplier!r}")
+        _number("Retry", "max_backoff", self.max_backoff, positive=True)
+        if not 0 <= _number("Retry", "jitter", self.jitter) <= 1:
+            raise GraphError(f"Retry: jitter must be between 0 and 1, got {self.jitter!r}")
+        classes = self.retry_on if isinstance(self.retry_on, tuple) else (self.retry_on,)
+        if not all(isinstance(c, type) and issubclass(c, BaseException) for c in classes) \
+                and not (callable(self.retry_on) and not isinstance(self.retry_on, type)):
+            raise GraphError(
+                "Retry: retry_on must be an exception class, a tuple of them, or a predicate "
+                f"taking the exception; got {self.retry_on!r}"
+            )
+
+    def _predicate(self) -> Callable[[str, Any], bool]:
+        retry_on = self.retry_on
+
+        def should_retry(kind: str, error: Any) -> bool:
+            if kind == "circuit_open":
+                return False
+            if error is None:
+                error = AgentTimeout("timed out") if kind == "timeout" else RuntimeError(kind)
+            if isinstance(retry_on, type) or isinstance(retry_on, tuple):
+                return isinstance(error, retry_on)
+            return bool(retry_on(error))
+
+        return should_retry
+
+
+class _Shared:
+    """Instances with a name are shared process-wide: building one again with the same
+    name and settings returns the same object (and so the same native state)."""
+
+    _registry: dict[tuple[type, str], Any] = {}
+    _lock = threading.Lock()
+    _anonymous = itertools.count(1)
+
+    @classmethod
+    def _shared(cls, name: str | None, settings: tuple, build: Callable[[str], Any]) -> Any:
+        if name is not None and (not isinstance(name, str) or not name):
+            raise GraphError(f"{cls.__name__}: name must be a non-empty string or None, got {name!r}")
+        with cls._lock:
+            if name is None:
+                instance = object.__new__(cls)
+                instance._settings = settings
+                instance._native = build(f"{cls.__name__.lower()}-{next(cls._anonymous)}")
+                return instance
+            existing = cls._registry.get((cls, name))
+            if existing is not None:
+                if existing._settings != settings:
+                    raise GraphError(
+                        f"{cls.__name__} {name!r} already exists with other settings "
+                        f"{existing._settings}; use the same settings or another name"
+                    )
+                return existing
+            instance = object.__new__(cls)
+            instance._settings = settings
+            instance._native = build(name)
+            cls._registry[(cls, name)] = instance
+            return instance
+
+
+class CircuitBreaker(_Shared):
+    """Stops calling an agent (or a resource shared by several) that keeps failing.
+
+    After ``failures`` failures within ``window`` seconds it opens: calls fail fast with
+    :class:`CircuitOpenError` (no retries). After ``reset_after`` seconds one probe call
+    goes through (half-open); its success closes the breaker, its failure reopens it.
+    Give it a ``name`` to share it across agents and graphs; without one, it belongs to
+    whatever you attach it to.
+    """
+
+    def __new__(cls, name: str | None = None, *, failures: int = 5, window: float = 60.0,
+                reset_after: float = 30.0) -> CircuitBreaker:
+        _count("CircuitBreaker", "failures", failures)
+        _number("CircuitBreaker", "window", window, positive=True, allow_zero=False)
+        _number("CircuitBreaker", "reset_after", reset_after, positive=True, allow_zero=False)
+        return cls._shared(name, (failures, float(window), float(reset_after)),
+                           lambda n: _core.CircuitBreaker(n, failures, window, reset_after))
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
+        return self._native.snapshot()["state"]
+
+    def snapshot(self) -> dict[str, Any]:
+        """State, recent and total failures, successes, rejected calls, time to probe."""
+        return self._native.snapshot()
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self.state!r})"
+
+
+class Limit(_Shared):
+    """Caps concurrent calls and/or calls per second, across every run in the process.
+
+    Calls over the limit wait in a queue without holding a thread. Give it a ``name``
+    (e.g. the LLM provider) to share it between agents.
+
+    Args:
+        max_concurrent: At most this many calls at once.
+        per_second: At most this many call starts per second.
+        burst: Starts allowed back to back before ``per_second`` applies (default 1).
+    """
+
+    def __new__(cls, name: str | None = None, *, max_concurrent: int | None = None,
+                per_second: float | None = None, burst: int | None = None) -> Limit:
+        if max_concurrent is None and per_second is None:
+            raise GraphError("Limit: give max_concurrent, per_second, or both")
+        if max_concurrent is not None:
+            _count("Limit", "max_concurrent", max_concurrent)
+        if per_second is not None:
+            _number("Limit", "per_second", per_second, positive=True, allow_zero=False)
+        if burst is not None:
+            _count("Limit", "burst", burst)
+        settings = (max_concurrent, per_second, burst)
+        return cls._shared(name, settings, lambda n: _core.Limiter(
+            n, max_concurrent or 0, float(per_second or 0.0), float(burst or 1)))
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    def snapshot(self) -> dict[str, Any]:
+        """Calls running and waiting now, calls granted so far, most ever running at once."""
+        return self._native.snapshot()
+
+    def __repr__(self) -> str:
+        return f"Limit({self.name!r}, {self.snapshot()})"
+
+
+_KEEP = object()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A reviewer's decision about an agent output: approve (optionally replacing it)
+    or reject."""
+
+    approved: bool
+    output: Any = field(default=_KEEP, repr=False)
+    reason: str = ""
+
+
+def approve(output: Any = _KEEP) -> Decision:
+    """Approve the output under review, or replace it with ``output``."""
+    return Decision(True, output)
+
+
+def reject(reason: str = "rejected by the reviewer") -> Decision:
+    """Reject the output under review: the agent fails with :class:`ReviewRejected`."""
+    return Decision(False, reason=reason)
+
+
+def as_decision(decision: Any) -> Decision:
+    if isinstance(decision, Decision):
+        return decision
+    if decision is True or decision == "approve":
+        return approve()
+    if decision is False or decision == "reject":
+        return reject()
+    raise TypeError(
+        "a review decision must be cp.approve(...), cp.reject(...), True/False or "
+        f"'approve'/'reject'; got {decision!r}"
+    )
+
+
+@dataclass(frozen=True)
+class Review:
+    """Confidence gate: outputs below ``below`` go to a human.
+
+    With a ``reviewer`` callable, it is called in-process (on a pool thread) with a
+    :class:`ReviewRequest` and returns a decision (``cp.approve(...)``, ``cp.reject(...)``,
+    True or False). Without one, the run pauses with status ``"needs_review"``, is kept
+    in the graph's store, and continues with ``app.resume(run_key, decision)`` — from this
+    process or another. Outputs with no confidence reported are reviewed too.
+    """
+
+    below: float = 0.7
+    reviewer: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        threshold = _number("Review", "below", self.below)
+        if not 0 < threshold <= 1:
+            raise GraphError(f"Review: below must be a confidence in (0, 1], got {self.below!r}")
+        if self.reviewer is not None and not callable(self.reviewer):
+            raise GraphError(f"Review: reviewer must be callable or None, got {self.reviewer!r}")
+
+    def _check(self, output: Any) -> tuple[str, float | None] | None:
+        confidence = confidence_of(output)
+        if confidence is None:
+            return ("no confidence reported", None)
+        if confidence < self.below:
+            return (f"confidence {confidence:g} < {self.below:g}", confidence)
+        return None
+
+    def _ask(self) -> Callable[[str, Any, str, float | None], tuple[str, Any]]:
+        from ._run import ReviewRequest
+
+        reviewer = self.reviewer
+
+        def ask(agent: str, output: Any, reason: str, confidence: float | None) -> tuple[str, Any]:
+            decision = as_decision(reviewer(ReviewRequest(agent, output, reason, confidence)))
+            if decision.approved:
+                return ("approve", output if decision.output is _KEEP else decision.output)
+            return ("reject", decision.reason)
+
+        return ask
+
+
+def resolve_output(decision: Decision, output: Any) -> Any:
+    return output if decision.output is _KEEP else decision.output
+
+
+@dataclass(frozen=True)
+class Policed:
+    """An agent with policies attached; use it anywhere an agent goes."""
+
+    agent: Any
+    retry: Retry | None = None
+    timeout: float | None = None
+    fallback: Any = None
+    breaker: CircuitBreaker | None = None
+    limits: tuple[Limit, ...] = ()
+    review: Review | None = None
+
+    @property
+    def pauses_for_review(self) -> bool:
+        return self.review is not None and self.review.reviewer is None
+
+    def _native(self, name: str, to_native: Callable[[str, Any, str], tuple[Any, bool]],
+                dispatch: str) -> tuple[Any, bool]:
+        inner, uses_loop = to_native(name, self.agent, dispatch)
+        if self.retry or self.timeout or self.fallback is not None or self.breaker or self.limits:
+            fallback = None
+            if self.fallback is not None:
+                fallback, fallback_loop = to_native(name, self.fallback, "auto")
+                uses_loop = uses_loop or fallback_loop
+            retry = self.retry or Retry(max_attempts=1)
+            inner = _core.PolicyAgent(
+                inner, retry.max_attempts, retry.initial_backoff, retry.multiplier,
+                retry.max_backoff, retry.jitter,
+                retry._predicate() if self.retry else None,
+                float(self.timeout or 0.0),
+                self.breaker._native if self.breaker else None,
+                [limit._native for limit in self.limits],
+                fallback,
+            )
+        if self.review is not None:
+            inner = _core.ReviewAgent(inner, self.review._check,
+                                      self.review._ask() if self.review.reviewer else None)
+        return inner, uses_loop
+
+
+def policy(
+    agent: Any,
+    *,
+    retry: Retry | int | None = None,
+    timeout: float | None = None,
+    fallback: Any = None,
+    breaker: CircuitBreaker | None = None,
+    limits: Limit | Sequence[Limit] | None = None,
+    review: Review | None = None,
+) -> Policed:
+    """Attaches policies to an agent.
+
+    Args:
+        agent: Any agent.
+        retry: A :class:`Retry`, or the number of attempts with default backoff.
+        timeout: Seconds per attempt (> 0). A coroutine is cancelled when it passes; a
+            sync call is abandoned and its late result discarded. The run goes on.
+        fallback: An agent run with the same input after the final failure.
+        breaker: A :class:`CircuitBreaker` (shared if it has a name).
+        limits: One or more :class:`Limit` (shared if they have names).
+        review: A :class:`Review` confidence gate.
+    """
+    from .patterns._common import check_agent
+
+    check_agent("policy", "agent", agent)
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        retry = Retry(max_attempts=retry)
+    if retry is not None and not isinstance(retry, Retry):
+        raise GraphError(f"policy: retry must be a cp.Retry or an int, got {retry!r}")
+    if timeout is not None:
+        _number("policy", "timeout", timeout, positive=True, allow_zero=False)
+    if fallback is not None:
+        check_agent("policy", "fallback", fallback)
+    if breaker is not None and not isinstance(breaker, CircuitBreaker):
+        raise GraphError(f"policy: breaker must be a cp.CircuitBreaker, got {breaker!r}")
+    if limits is None:
+        limits = ()
+    elif isinstance(limits, Limit):
+        limits = (limits,)
+    limits = tuple(limits)
+    for limit in limits:
+        if not isinstance(limit, Limit):
+            raise GraphError(f"policy: limits must be cp.Limit objects, got {limit!r}")
+    if review is not None and not isinstance(review, Review):
+        raise GraphError(f"policy: review must be a cp.Review, got {review!r}")
+    return Policed(agent, retry, timeout, fallback, breaker, limits, review)
