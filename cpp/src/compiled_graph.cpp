@@ -25,12 +25,15 @@ bool failed(const RunState& run, std::uint32_t node) {
 // Why a node's join was not satisfied, for the record.
 const char* skip_reason(std::uint32_t node, const RunState& run) {
   bool any_failed = false;
+  bool any_skipped = false;
   for (std::uint32_t pred : run.plan.nodes()[node].predecessors) {
     const NodeStatus status = run.slots[pred].status.load(std::memory_order_acquire);
     if (status == NodeStatus::NeedsReview) return "a predecessor awaits review";
     any_failed = any_failed || failed(run, pred);
+    any_skipped = any_skipped || status == NodeStatus::Skipped;
   }
-  return any_failed ? "a predecessor failed" : "not routed to";
+  if (any_failed) return "a predecessor failed";
+  return any_skipped ? "a predecessor was skipped" : "not routed to";
 }
 
 // Shows an agent's outcome to the run's NodeHook before the run sees it.

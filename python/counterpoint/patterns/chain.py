@@ -16,17 +16,27 @@ def sequential(*agents: Any) -> CompiledGraph:
         >>> pipeline = cp.sequential(extract, translate, qa)
 
     Agents are named after themselves (``__name__`` or ``name``), or ``step1``, ``step2``
-    ...; ``run()``/``start().record()`` give the per-step audit trail.
+    ...; pass a ``(name, agent)`` pair to name a step yourself (useful for compiled
+    graphs). ``run()``/``start().record()`` give the per-step audit trail.
     """
-    if len(agents) == 1 and isinstance(agents[0], (list, tuple)):
+    if len(agents) == 1 and isinstance(agents[0], list):
         agents = tuple(agents[0])
     if not agents:
         raise GraphError("sequential: give at least one agent, e.g. sequential(extract, translate)")
-    for index, agent in enumerate(agents):
+    named = [item for item in agents if isinstance(item, tuple)]
+    for item in named:
+        if len(item) != 2 or not isinstance(item[0], str) or not item[0]:
+            raise GraphError(f"sequential: a named step must be a (name, agent) pair, got {item!r}")
+    steps = [item[1] if isinstance(item, tuple) else item for item in agents]
+    for index, agent in enumerate(steps):
         check_agent("sequential", f"agent #{index + 1}", agent)
+    names = unique_names(steps, "step")
+    names = [item[0] if isinstance(item, tuple) else name for item, name in zip(agents, names)]
+    if len(set(names)) != len(names):
+        raise GraphError(f"sequential: step names must be unique, got {names}")
     g = Graph()
     previous = None
-    for name, agent in zip(unique_names(agents, "step"), agents):
+    for name, agent in zip(names, steps):
         g.add(name, agent, after=previous)
         previous = name
     return g.compile()
