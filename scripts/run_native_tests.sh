@@ -70,26 +70,33 @@ if ((${#need_pip_tools[@]})); then
   export PATH
 fi
 
-# libtbb.so.12 comes from the `tbb` wheel (a dependency of tbb-devel), in <prefix>/lib.
-# The build tree's RPATH already points there; LD_LIBRARY_PATH is a fallback for
-# relocated build trees.
-TBB_LIB_DIR="$("$PYTHON" - <<'EOF'
+# Where $PYTHON's wheels put oneTBB: the CMake config (tbb-devel) and libtbb.so.12 (the
+# `tbb` wheel it depends on, in <prefix>/lib). TBB_DIR is passed explicitly because a
+# build tree caches it: reusing build/native-* with another interpreter would otherwise
+# keep compiling against the first one's wheel.
+PYTHON_EXE="$("$PYTHON" -c 'import sys; print(sys.executable)')"
+mapfile -t tbb_paths < <("$PYTHON" - <<'EOF'
 import importlib.metadata as md, pathlib
-for dist in ("tbb", "tbb-devel"):
+found = {}
+for dist in ("tbb-devel", "tbb"):
     try:
         files = md.files(dist) or []
     except md.PackageNotFoundError:
         continue
     for f in files:
-        if f.name == "libtbb.so.12":
-            print(pathlib.Path(f.locate()).resolve().parent)
-            raise SystemExit
+        if f.name in ("TBBConfig.cmake", "libtbb.so.12") and f.name not in found:
+            found[f.name] = pathlib.Path(f.locate()).resolve().parent
+print(found.get("TBBConfig.cmake", ""))
+print(found.get("libtbb.so.12", ""))
 EOF
-)"
-if [[ -z "$TBB_LIB_DIR" ]]; then
-  echo "libtbb.so.12 not found in the tbb wheel of $PYTHON" >&2
+)
+TBB_CMAKE_DIR="${tbb_paths[0]:-}"
+TBB_LIB_DIR="${tbb_paths[1]:-}"
+if [[ -z "$TBB_CMAKE_DIR" || -z "$TBB_LIB_DIR" ]]; then
+  echo "oneTBB's CMake config or libtbb.so.12 not found in the wheels of $PYTHON_EXE" >&2
   exit 2
 fi
+# The build tree's RUNPATH already points at libtbb; this is a fallback for moved trees.
 export LD_LIBRARY_PATH="$TBB_LIB_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 # ---- one mode ------------------------------------------------------------------------
@@ -124,14 +131,17 @@ run_mode() {
     -DCMAKE_BUILD_TYPE=Release \
     -DCOUNTERPOINT_BUILD_PYTHON=OFF \
     -DCOUNTERPOINT_BUILD_TESTS=ON \
-    -DPython_EXECUTABLE="$(command -v "$PYTHON")" \
+    -DPython_EXECUTABLE="$PYTHON_EXE" \
+    -DTBB_DIR="$TBB_CMAKE_DIR" \
     -DCMAKE_CXX_FLAGS="$cxx_flags" \
     -DCMAKE_CXX_FLAGS_RELEASE="$release_flags" \
     -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" \
     >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log"; return 1; }
 
+  # Each step checks its own status: run_mode is called as an `if` condition, where
+  # bash ignores `set -e`, and a failed build must not fall through to a stale binary.
   log "[$mode] build"
-  cmake --build "$dir" --target engine_tests ${JOBS:+--parallel "$JOBS"}
+  cmake --build "$dir" --target engine_tests ${JOBS:+--parallel "$JOBS"} || return 1
 
   log "[$mode] run"
   local -a env_vars=()
@@ -147,8 +157,10 @@ run_mode() {
       local lsan="print_suppressions=0"
       [[ -f "$ROOT/scripts/lsan.supp" ]] && lsan+=" suppressions=$ROOT/scripts/lsan.supp"
       env_vars+=("LSAN_OPTIONS=$lsan ${LSAN_OPTIONS:-}")
-      # Without it UBSan only prints and the run still passes.
-      env_vars+=("UBSAN_OPTIONS=halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}")
+      # halt_on_error: otherwise UBSan only prints and the run still passes.
+      local ubsan="halt_on_error=1 print_stacktrace=1"
+      [[ -f "$ROOT/scripts/ubsan.supp" ]] && ubsan+=" suppressions=$ROOT/scripts/ubsan.supp"
+      env_vars+=("UBSAN_OPTIONS=$ubsan ${UBSAN_OPTIONS:-}")
       ;;
   esac
   env "${env_vars[@]}" "$dir/engine_tests" "${filters[@]}"

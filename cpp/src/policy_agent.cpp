@@ -6,6 +6,7 @@
 #include <random>
 
 #include "counterpoint/detail/runtime_impl.hpp"
+#include "counterpoint/detail/tsan.hpp"
 #include "counterpoint/timer_queue.hpp"
 
 namespace counterpoint {
@@ -27,7 +28,7 @@ double unit_random() {
 // Work that follows a timer or a limiter grant runs on the oneTBB arena, not on the
 // timer thread or on whichever thread released the limit.
 void on_arena(std::function<void()> work) {
-  Runtime::instance().impl().arena().enqueue(std::move(work));
+  Runtime::instance().impl().arena().enqueue(detail::tsan::Handoff(std::move(work)));
 }
 
 std::string seconds_text(double seconds) {
@@ -203,7 +204,8 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       outer_.cancelled();
       return;
     }
-    if (policy_.fallback) {
+    // A spent budget stops new invocations, the fallback's included.
+    if (policy_.fallback && !outer_.budget_exhausted()) {
       Invocation invocation;
       invocation.agent_name = name_;
       invocation.run_id = run_id_;

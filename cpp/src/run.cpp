@@ -149,6 +149,8 @@ bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
 void RunState::push_event(Event event) {
   {
     std::lock_guard<std::mutex> lock(mutex);
+    // Stamped under the lock, so the queue is in clock order.
+    event.seconds = static_cast<double>(now_ns()) * 1e-9;
     events.push_back(std::move(event));
   }
   changed.notify_all();
@@ -159,8 +161,7 @@ void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::st
   if (!record_events) return;
   const PlanNode& spec = plan.nodes()[node];
   RunState& target = event_root ? *event_root : *this;
-  target.push_event(Event{kind, target.id, node, event_prefix + spec.name,
-                          static_cast<double>(target.now_ns()) * 1e-9, spec.priority,
+  target.push_event(Event{kind, target.id, node, event_prefix + spec.name, 0.0, spec.priority,
                           std::move(payload), std::move(message)});
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "counterpoint/counterpoint.hpp"
+#include "counterpoint/policy_agent.hpp"
 #include "test_agents.hpp"
 #include "test_harness.hpp"
 
@@ -675,13 +676,16 @@ TEST(run_records_events_in_order) {
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   REQUIRE_EQ(events.size(), std::size_t{8});
 
-  double last = 0.0;
+  // Timestamps are monotonic per agent; across agents finishing at the same moment on
+  // different threads the queue order may differ from the clock by a hair.
+  std::vector<double> last(4, 0.0);
   std::vector<int> start_at(4, -1), finish_at(4, -1);
   for (std::size_t k = 0; k < events.size(); ++k) {
     const Event& event = events[k];
+    REQUIRE(event.node < 4);
     CHECK_EQ(event.run_id, run.id());
-    CHECK(event.seconds >= last);
-    last = event.seconds;
+    CHECK(event.seconds >= last[event.node]);
+    last[event.node] = event.seconds;
     CHECK_EQ(event.agent, graph->plan().nodes().at(event.node).name);
     if (event.kind == EventKind::Start) {
       CHECK_EQ(start_at[event.node], -1);
@@ -834,6 +838,28 @@ TEST(run_graph_freed_from_inside_a_tbb_task) {
   CHECK(eventually([&] { return watch.expired(); }));
 }
 
+TEST(run_graph_freed_on_the_dropping_thread) {
+  // Dropped outside any oneTBB task, the graph (and with it the plan and its agents) is
+  // destroyed right there, not later on some other thread: an embedder relies on that to
+  // release agents while it still can (e.g. before its interpreter shuts down). This
+  // thread has used oneTBB already, which is what once made the engine defer it.
+  GraphSpec warm_spec;
+  warm_spec.add("warm", inline_agent([](const Inputs&) { return make(1); }));
+  auto warm = CompiledGraph::compile(warm_spec);
+  (void)run_to_end(warm);
+
+  auto agent = inline_agent([](const Inputs&) { return make(1); });
+  std::weak_ptr<Agent> watch = agent;
+  GraphSpec spec;
+  spec.add("never_run", agent);
+  auto graph = CompiledGraph::compile(spec);
+  agent.reset();
+  spec.nodes.clear();
+  REQUIRE(!watch.expired());
+  graph.reset();
+  CHECK(watch.expired());
+}
+
 TEST(run_runtime_settles) {
   Runtime& runtime = Runtime::instance();
   CHECK(runtime.accepting());
@@ -842,4 +868,290 @@ TEST(run_runtime_settles) {
   const std::string version = Runtime::tbb_runtime_version();
   CHECK(version.rfind("20", 0) == 0);
   CHECK(Runtime::tbb_runtime_interface_version() >= Runtime::tbb_compiled_interface_version());
+}
+
+// ---- routing, join modes, errors that do not end the run, delegation ----------------
+// These exercise the engine paths added after the core (skips, child runs); the checks
+// stick to what graph_spec.hpp and agent.hpp document.
+
+TEST(run_router_skips_unchosen_successors) {
+  auto router = lambda_agent([](Invocation inv) {
+    inv.completion.succeed_routed(make(std::string("r")), {"yes"});
+  });
+  auto yes = pooled_agent(milliseconds(2), append("yes"));
+  auto no = inline_agent(append("no"));
+  auto after_no = inline_agent(append("after_no"));
+  GraphSpec spec;
+  spec.add("router", router);
+  spec.add("yes", yes, {"router"});
+  spec.add("no", no, {"router"});
+  spec.add("after_no", after_no, {"no"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(node_status(run, graph, "yes"), NodeStatus::Succeeded);
+  CHECK_EQ(as_str(node_output(run, graph, "yes")), std::string("r:yes"));
+  CHECK_EQ(node_status(run, graph, "no"), NodeStatus::Skipped);
+  CHECK_EQ(node_status(run, graph, "after_no"), NodeStatus::Skipped);
+  CHECK_EQ(no->calls() + after_no->calls(), 0);
+  auto routed = run.outcome(index_of(graph, "router"));
+  REQUIRE_EQ(routed->routes.size(), std::size_t{1});
+  CHECK_EQ(routed->routes[0], std::string("yes"));
+}
+
+TEST(run_router_to_unknown_successor_fails) {
+  GraphSpec spec;
+  spec.add("router", lambda_agent([](Invocation inv) {
+             inv.completion.succeed_routed(make(1), {"nowhere"});
+           }));
+  spec.add("next", inline_agent(append("next")), {"router"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  auto outcome = run.outcome(index_of(graph, "router"));
+  CHECK_EQ(outcome->status, NodeStatus::Failed);
+  CHECK(contains(outcome->failure.message, "nowhere"));
+}
+
+TEST(run_join_any_takes_the_first_delivery) {
+  auto slow = pooled_agent(milliseconds(300), append("slow"));
+  auto fast = pooled_agent(milliseconds(1), append("fast"));
+  auto first = inline_agent(append("first"));
+  GraphSpec spec;
+  spec.add("slow", slow);
+  spec.add("fast", fast);
+  spec.add("first", first, {"slow", "fast"}).join = JoinMode::Any;
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(std::string("in")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_str(node_output(run, graph, "first")), std::string("in:fast:first"));
+  auto seen = first->seen();
+  REQUIRE_EQ(seen.size(), std::size_t{1});
+  // With several predecessors the winner arrives by name, so the agent knows which.
+  CHECK_EQ(seen[0].kind, Inputs::Kind::Joined);
+  REQUIRE_EQ(seen[0].names.size(), std::size_t{1});
+  CHECK_EQ(seen[0].names[0], std::string("fast"));
+  // The loser has nothing left to feed once the only sink resolved.
+  CHECK(run.elapsed() < 0.3);
+  CHECK(eventually([&] { return node_status(run, graph, "slow") == NodeStatus::Cancelled; }));
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK_EQ(first->calls(), 1);
+}
+
+TEST(run_continue_on_error_and_join_modes) {
+  auto ok = pooled_agent(milliseconds(2), append("ok"));
+  auto bad = failing_agent(milliseconds(5), "bad failed");
+  auto all = inline_agent(append("all"));
+  auto available = inline_agent([](const Inputs& in) {
+    return make(static_cast<int>(in.items.size()));
+  });
+  auto settled = inline_agent([](const Inputs& in) {
+    std::string text;
+    for (const auto& item : in.items) {
+      text += std::string(item.name) + (item.failed ? "!" : "=") + as_str(item.value) + ";";
+    }
+    return make(text);
+  });
+  GraphSpec spec;
+  spec.on_error = ErrorMode::Continue;
+  spec.add("ok", ok);
+  spec.add("bad", bad);
+  spec.add("all", all, {"ok", "bad"});
+  spec.add("available", available, {"ok", "bad"}).join = JoinMode::Available;
+  spec.add("settled", settled, {"ok", "bad"}).join = JoinMode::Settled;
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = run_to_end(graph, make(std::string("in")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(node_status(run, graph, "bad"), NodeStatus::Failed);
+  CHECK_EQ(node_status(run, graph, "all"), NodeStatus::Skipped);
+  CHECK_EQ(all->calls(), 0);
+  CHECK_EQ(as_int(node_output(run, graph, "available")), 1);
+  CHECK_EQ(as_str(node_output(run, graph, "settled")),
+           std::string("ok=in:ok;bad!error object;"));
+  CHECK_EQ(run.sink_outputs().size(), std::size_t{2});
+}
+
+TEST(run_continue_on_error_with_no_output_fails_the_run) {
+  auto bad = failing_agent(milliseconds(1), "nothing works");
+  auto next = inline_agent(append("next"));
+  GraphSpec spec;
+  spec.add("bad", bad).on_error = ErrorMode::Continue;
+  spec.add("next", next, {"bad"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(node_status(run, graph, "next"), NodeStatus::Skipped);
+  REQUIRE(run.failed_node());
+  CHECK_EQ(*run.failed_node(), index_of(graph, "bad"));
+}
+
+namespace {
+std::shared_ptr<CompiledGraph> child_graph(milliseconds delay) {
+  GraphSpec spec;
+  spec.add("c1", pooled_agent(delay, append("c1")));
+  spec.add("c2", inline_agent(append("c2")), {"c1"});
+  return CompiledGraph::compile(spec);
+}
+}  // namespace
+
+TEST(run_delegation_runs_a_child_graph) {
+  auto child = child_graph(milliseconds(2));
+  auto parent_agent = lambda_agent([child](Invocation inv) {
+    inv.completion.delegate(child, make(as_str(inv.inputs.items.at(0).value) + ":d"));
+  });
+  GraphSpec spec;
+  spec.add("d", parent_agent);
+  spec.add("after", inline_agent(append("after")), {"d"});
+  auto graph = CompiledGraph::compile(spec);
+
+  RunHandle run = start(graph, make(std::string("in")), true);
+  auto events = drain_events(run);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_str(node_output(run, graph, "after")), std::string("in:d:c1:c2:after"));
+  // The child's events stream into the parent's queue under "d/".
+  std::vector<std::string> names;
+  for (const auto& event : events) {
+    if (event.kind == EventKind::Start) names.push_back(event.agent);
+  }
+  CHECK(std::find(names.begin(), names.end(), "d/c1") != names.end());
+  CHECK(std::find(names.begin(), names.end(), "d/c2") != names.end());
+}
+
+TEST(run_delegation_with_then) {
+  auto child = child_graph(milliseconds(1));
+  auto then = inline_agent(append("then"));
+  GraphSpec spec;
+  spec.add("d", lambda_agent([child, then](Invocation inv) {
+             inv.completion.delegate(child, inv.inputs.items.at(0).value, then);
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph, make(std::string("x")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_str(run.sink_outputs().at(0).second), std::string("x:c1:c2:then"));
+  CHECK_EQ(then->calls(), 1);
+}
+
+TEST(run_cancel_reaches_delegated_child) {
+  auto child = child_graph(milliseconds(300));
+  auto observer = std::make_shared<CountingObserver>();
+  GraphSpec spec;
+  spec.add("d", lambda_agent([child](Invocation inv) {
+             inv.completion.delegate(child, make(std::string("x")));
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunOptions options;
+  options.context_observer = observer;  // told about the child run too
+  RunHandle run = graph->start(std::move(options));
+  REQUIRE(eventually([&] { return Runtime::instance().live_runs() >= 2; }));
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK(run.cancel());
+  CHECK_EQ(run.status(), RunStatus::Cancelled);
+  // Parent and child each reported once, both cancelled.
+  CHECK(eventually([&] { return observer->calls() == 2; }));
+  CHECK_EQ(observer->last_status(), RunStatus::Cancelled);
+  CHECK(eventually([&] { return node_status(run, graph, "d") != NodeStatus::Running; }));
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK_EQ(observer->calls(), 2);
+}
+
+// ---- agent policies -----------------------------------------------------------------
+// Retries and timeouts hop between the timer thread, the oneTBB arena and the pool, so
+// they are here mostly for the sanitizers.
+
+namespace {
+std::shared_ptr<Agent> with_policy(std::shared_ptr<Agent> inner, AgentPolicy policy) {
+  return std::make_shared<PolicyAgent>(std::move(inner), std::move(policy));
+}
+
+// Fails on a pool thread until `failures` attempts have failed, then succeeds.
+std::shared_ptr<LambdaAgent> flaky_agent(int failures, std::shared_ptr<std::atomic<int>> attempts) {
+  return lambda_agent([failures, attempts](Invocation inv) {
+    auto shared = std::make_shared<Invocation>(std::move(inv));
+    Runtime::instance().pool().submit([failures, attempts, shared] {
+      std::this_thread::sleep_for(milliseconds(1));
+      if (attempts->fetch_add(1) < failures) {
+        shared->completion.fail(Failure{"flaky", {}});
+      } else {
+        shared->completion.succeed(make(std::string("ok")));
+      }
+    });
+  });
+}
+}  // namespace
+
+TEST(policy_retry_until_success) {
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  AgentPolicy policy;
+  policy.retry.max_attempts = 3;
+  policy.retry.initial_backoff = 0.005;
+  GraphSpec spec;
+  spec.add("flaky", with_policy(flaky_agent(2, attempts), policy));
+  spec.add("after", inline_agent(append("after")), {"flaky"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(attempts->load(), 3);
+  CHECK_EQ(as_str(node_output(run, graph, "after")), std::string("ok:after"));
+}
+
+TEST(policy_retry_gives_up) {
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  AgentPolicy policy;
+  policy.retry.max_attempts = 2;
+  policy.retry.initial_backoff = 0.001;
+  GraphSpec spec;
+  spec.add("flaky", with_policy(flaky_agent(100, attempts), policy));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(attempts->load(), 2);
+  CHECK(contains(run.outcome(0)->failure.message, "after 2 attempts"));
+}
+
+TEST(policy_timeout_abandons_the_attempt) {
+  auto saw_cancel = std::make_shared<std::atomic<bool>>(false);
+  auto returned = std::make_shared<std::atomic<bool>>(false);
+  auto slow = lambda_agent([saw_cancel, returned](Invocation inv) {
+    auto shared = std::make_shared<Invocation>(std::move(inv));
+    Runtime::instance().pool().submit([saw_cancel, returned, shared] {
+      std::this_thread::sleep_for(milliseconds(300));
+      saw_cancel->store(shared->cancellation && shared->cancellation->cancelled());
+      shared->completion.succeed(make(std::string("too late")));
+      returned->store(true);
+    });
+  });
+  AgentPolicy policy;
+  policy.timeout = 0.05;
+  GraphSpec spec;
+  spec.add("slow", with_policy(slow, policy));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  auto outcome = run.outcome(0);
+  CHECK_EQ(outcome->failure.kind, FailureKind::Timeout);
+  CHECK(contains(outcome->failure.message, "timed out"));
+  CHECK(run.elapsed() < 0.25);
+  // The abandoned attempt finishes later; its result goes nowhere.
+  CHECK(eventually([&] { return returned->load(); }));
+  CHECK(saw_cancel->load());
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(run.outcome(0)->status, NodeStatus::TimedOut);
+}
+
+TEST(policy_fallback_after_final_failure) {
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  AgentPolicy policy;
+  policy.fallback = inline_agent([](const Inputs& in) {
+    return make(as_str(in.items.at(0).value) + ":fallback");
+  });
+  GraphSpec spec;
+  spec.add("flaky", with_policy(flaky_agent(100, attempts), policy));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph, make(std::string("in")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_str(run.sink_outputs().at(0).second), std::string("in:fallback"));
+  CHECK_EQ(attempts->load(), 1);
 }

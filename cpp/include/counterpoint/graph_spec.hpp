@@ -11,7 +11,8 @@ namespace counterpoint {
 // "delivers" to a node when it succeeded and, if it routed, routed to that node.
 enum class JoinMode : std::uint8_t {
   All,        // every predecessor delivered; otherwise the node is skipped
-  Any,        // the first predecessor to deliver; the node gets that one output
+  Any,        // the first predecessor to deliver: its output (as {name: output} when
+              // the node has several predecessors, so it knows which one won)
   Available,  // once all resolved, with those that delivered; skipped if none did
   Settled,    // once all resolved, with successes and failures; skipped if all skipped
 };

@@ -23,6 +23,8 @@
 #endif
 #endif
 
+#include <utility>
+
 #ifdef COUNTERPOINT_TSAN
 #include <sanitizer/tsan_interface.h>
 #endif
@@ -37,5 +39,25 @@ inline void handoff_acquire() noexcept { __tsan_acquire(&handoff_key); }
 inline void handoff_release() noexcept {}
 inline void handoff_acquire() noexcept {}
 #endif
+
+// A callable handed to oneTBB to run elsewhere (arena.enqueue): oneTBB copies it into its
+// task, and the copy is the last write before the hand-off, so the copy announces it;
+// the call acquires before touching anything.
+template <class F>
+class Handoff {
+ public:
+  explicit Handoff(F f) : f_(std::move(f)) { handoff_release(); }
+  Handoff(const Handoff& other) : f_(other.f_) { handoff_release(); }
+  Handoff(Handoff&& other) noexcept : f_(std::move(other.f_)) { handoff_release(); }
+  Handoff& operator=(const Handoff&) = delete;
+  Handoff& operator=(Handoff&&) = delete;
+  void operator()() const {
+    handoff_acquire();
+    f_();
+  }
+
+ private:
+  F f_;
+};
 
 }  // namespace counterpoint::detail::tsan
