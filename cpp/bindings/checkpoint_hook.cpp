@@ -75,8 +75,19 @@ class PendingCheckpoint {
   Completion deliver_;
 };
 
-class CheckpointHook final : public NodeHook {
+class CheckpointHook final : public NodeHook, public RunObserver {
  public:
+  // Durable runs report their end here too, so the store's status follows the run even
+  // when nobody waits on it.
+  void on_run_finished(const RunHandle& run) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (closed_) return;
+      ended_.emplace_back(run.key(), to_string(run.status()));
+    }
+    ready_.notify_one();
+  }
+
   void on_outcome(const RunHandle& run, std::uint32_t node, Outcome outcome,
                   Completion deliver) override {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -90,19 +101,23 @@ class CheckpointHook final : public NodeHook {
     ready_.notify_one();
   }
 
-  // With the GIL: waits up to `timeout` seconds (GIL released) for outcomes to write.
-  py::list take(double timeout) {
+  // With the GIL: waits up to `timeout` seconds (GIL released) for work, and returns
+  // (outcomes to write, [(run_key, status)] of runs that ended). Outcomes come first:
+  // a run ends only after its last outcome was delivered.
+  py::tuple take(double timeout) {
     std::deque<PendingCheckpoint> taken;
+    std::vector<std::pair<std::string, std::string>> ended;
     {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lock(mutex_);
       ready_.wait_for(lock, std::chrono::duration<double>(timeout),
-                      [&] { return !queue_.empty() || closed_; });
+                      [&] { return !queue_.empty() || !ended_.empty() || closed_; });
       taken.swap(queue_);
+      ended.swap(ended_);
     }
     py::list items;
     for (auto& item : taken) items.append(py::cast(std::move(item)));
-    return items;
+    return py::make_tuple(std::move(items), py::cast(ended));
   }
 
   void close() {
@@ -120,6 +135,7 @@ class CheckpointHook final : public NodeHook {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<PendingCheckpoint> queue_;
+  std::vector<std::pair<std::string, std::string>> ended_;
   bool closed_ = false;
 };
 

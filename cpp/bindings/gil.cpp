@@ -1,6 +1,10 @@
 #include "gil.hpp"
 
+#include <cxxabi.h>
+
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <mutex>
 #include <vector>
 
@@ -37,18 +41,34 @@ bool python_alive() noexcept {
 
 void mark_shutting_down() noexcept { g_shutting_down.store(true, std::memory_order_release); }
 
+[[noreturn]] void park_thread_until_exit() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
 ScopedGil::ScopedGil() : already_held_(PyGILState_Check() != 0) {
   if (already_held_) return;
-  if (t_state.tstate == nullptr) {
-    t_state.outer = PyGILState_Ensure();  // creates the thread's state and takes the GIL
-    t_state.tstate = PyThreadState_Get();
-  } else {
-    PyEval_RestoreThread(t_state.tstate);
+  try {
+    if (t_state.tstate == nullptr) {
+      t_state.outer = PyGILState_Ensure();  // creates the thread's state and takes the GIL
+      t_state.tstate = PyThreadState_Get();
+    } else {
+      PyEval_RestoreThread(t_state.tstate);
+    }
+  } catch (abi::__forced_unwind&) {
+    park_thread_until_exit();  // the interpreter finalized while we waited for the GIL
   }
 }
 
 ScopedGil::~ScopedGil() {
   if (!already_held_) PyEval_SaveThread();
+}
+
+PyObject* call_python(PyObject* callable, PyObject* argument) {
+  try {
+    return PyObject_CallOneArg(callable, argument);
+  } catch (abi::__forced_unwind&) {
+    park_thread_until_exit();
+  }
 }
 
 void forget_thread_state() noexcept {

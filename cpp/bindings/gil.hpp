@@ -30,6 +30,13 @@ class ScopedGil {
 // Drops this thread's interpreter state (pool threads call it as they exit).
 void forget_thread_state() noexcept;
 
+// Calls `callable(argument)` (both borrowed) with the GIL held; returns a new reference or
+// null with a Python error set. If the interpreter finalizes meanwhile, CPython ends the
+// calling thread by unwinding it; that unwind must not run C++ destructors that touch
+// Python, nor reach oneTBB (which would abort), so the thread parks until the process
+// exits instead, as later CPython versions do themselves.
+PyObject* call_python(PyObject* callable, PyObject* argument);
+
 // Py_DECREF now if this thread holds the GIL, otherwise queue it.
 void release_object(PyObject* object) noexcept;
 // Releases the queued references. Requires the GIL; cheap when nothing is queued.

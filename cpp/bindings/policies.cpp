@@ -21,7 +21,10 @@ std::function<bool(const Failure&)> python_predicate(py::object predicate) {
     if (!python_alive()) return false;
     ScopedGil gil;
     try {
-      return callable->get()(to_string(failure.kind), from_payload(failure.error)).cast<bool>();
+      py::tuple argument = py::make_tuple(to_string(failure.kind), from_payload(failure.error));
+      PyObject* raw = call_python(callable->get().ptr(), argument.ptr());
+      if (raw == nullptr) throw py::error_already_set();
+      return py::reinterpret_steal<py::object>(raw).cast<bool>();
     } catch (py::error_already_set&) {
       return false;  // a broken predicate must not turn into endless retries
     }
@@ -52,7 +55,9 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
     {
       ScopedGil gil;
       try {
-        py::object verdict = check_->get()(from_payload(outcome.output));
+        PyObject* raw = call_python(check_->get().ptr(), from_payload(outcome.output).ptr());
+        if (raw == nullptr) throw py::error_already_set();
+        py::object verdict = py::reinterpret_steal<py::object>(raw);
         if (!verdict.is_none()) {
           auto pair = verdict.cast<py::tuple>();
           outcome.failure.message = pair[0].cast<std::string>();
@@ -87,10 +92,14 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
     {
       ScopedGil gil;
       try {
-        py::tuple decision = reviewer_->get()(
+        py::tuple request = py::make_tuple(
             py::str(std::string(outer_.agent_name())), from_payload(pending_.output),
             pending_.failure.message,
-            pending_.confidence < 0 ? py::object(py::none()) : py::object(py::float_(pending_.confidence)));
+            pending_.confidence < 0 ? py::object(py::none())
+                                    : py::object(py::float_(pending_.confidence)));
+        PyObject* raw = call_python(reviewer_->get().ptr(), request.ptr());
+        if (raw == nullptr) throw py::error_already_set();
+        py::tuple decision = py::reinterpret_steal<py::tuple>(raw);
         const std::string verdict = decision[0].cast<std::string>();
         if (verdict == "approve") {
           decided = Outcome::success(to_payload(py::reinterpret_borrow<py::object>(decision[1])));

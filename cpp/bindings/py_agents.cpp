@@ -13,8 +13,11 @@ namespace counterpoint::bindings {
 
 namespace {
 std::atomic<std::int64_t> g_inline_threshold_ns{20'000};
-// One call this many times over the threshold marks an agent as one that can block.
+// A call this many times over the threshold counts as a blocking call; after
+// kBlockingCalls of them the agent never runs inline again. One is not enough: the
+// thread may simply have been descheduled.
 constexpr std::int64_t kSlowFactor = 50;
+constexpr std::uint32_t kBlockingCalls = 3;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -30,7 +33,10 @@ SyncAgent::SyncAgent(py::object callable, Dispatch dispatch)
 
 bool SyncAgent::runs_inline() const noexcept {
   if (dispatch_ == Dispatch::Inline) return true;
-  if (dispatch_ == Dispatch::Thread || ever_slow_.load(std::memory_order_relaxed)) return false;
+  if (dispatch_ == Dispatch::Thread ||
+      blocking_calls_.load(std::memory_order_relaxed) >= kBlockingCalls) {
+    return false;
+  }
   const std::int64_t mean = mean_ns_.load(std::memory_order_relaxed);
   return mean >= 0 && mean < g_inline_threshold_ns.load(std::memory_order_relaxed);
 }
@@ -50,7 +56,7 @@ double SyncAgent::inline_threshold() noexcept {
 
 void SyncAgent::record(std::int64_t nanoseconds) noexcept {
   if (nanoseconds > kSlowFactor * g_inline_threshold_ns.load(std::memory_order_relaxed)) {
-    ever_slow_.store(true, std::memory_order_relaxed);
+    blocking_calls_.fetch_add(1, std::memory_order_relaxed);
   }
   const std::int64_t mean = mean_ns_.load(std::memory_order_relaxed);
   // A racy update loses a sample at worst; the average only steers dispatch.
@@ -84,13 +90,20 @@ void SyncAgent::call(Invocation& invocation) {
     ScopedGil gil;
     const std::int64_t started = now_ns();
     try {
-      py::object result = callable_.get()(inputs_to_python(invocation.inputs));
+      // Raw references only across the call: see call_python.
+      PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
+      PyObject* raw = call_python(callable_.get().ptr(), argument);
+      Py_DECREF(argument);
+      if (raw == nullptr) throw py::error_already_set();
+      py::object result = py::reinterpret_steal<py::object>(raw);
       if (PyCoro_CheckExact(result.ptr())) {
         result.attr("close")();
-        throw py::type_error(
+        const std::string message =
             "agent '" + std::string(invocation.agent_name) +
             "' returned a coroutine from a plain function; define it with `async def` so "
-            "counterpoint awaits it on an event loop");
+            "counterpoint awaits it on an event loop";
+        PyErr_SetString(PyExc_TypeError, message.c_str());
+        throw py::error_already_set();
       }
       output = interpret_result(std::move(result));
       succeeded = true;
@@ -104,7 +117,7 @@ void SyncAgent::call(Invocation& invocation) {
     drain_released_objects();
   }
   if (succeeded) {
-    deliver(invocation.completion, std::move(output));
+    deliver(invocation.completion, std::move(output), invocation.cancellation);
   } else {
     invocation.completion.fail(std::move(failure));
   }
@@ -133,7 +146,10 @@ void SubgraphAgent::invoke(Invocation invocation) {
   } else {
     input = invocation.inputs.items.front().value;
   }
-  invocation.completion.delegate(graph_, std::move(input));
+  auto cancel_child = invocation.completion.delegate(graph_, std::move(input));
+  if (cancel_child && invocation.cancellation) {
+    invocation.cancellation->on_cancel(std::move(cancel_child));
+  }
 }
 
 void register_agents(py::module_& m) {

@@ -36,9 +36,9 @@ enum class Dispatch : std::uint8_t {
 
 // A plain callable (or an object's bound `invoke`). Runs on the elastic pool of plain
 // threads, holding the GIL only around the call; tiny ones run inline because a thread
-// hop costs more than they do. An agent is inlined only after it has been measured, and
-// never again once a single call was slow, so an agent that sometimes blocks cannot
-// starve oneTBB.
+// hop costs more than they do. An agent is inlined only after it has been measured and
+// while its average stays small; once a few calls have blocked it is never inlined
+// again, so an agent that sometimes blocks cannot starve oneTBB.
 class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAgent> {
  public:
   SyncAgent(py::object callable, Dispatch dispatch);
@@ -56,7 +56,7 @@ class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAg
   PyCallable callable_;
   const Dispatch dispatch_;
   std::atomic<std::int64_t> mean_ns_{-1};  // exponential moving average; -1 = never ran
-  std::atomic<bool> ever_slow_{false};
+  std::atomic<std::uint32_t> blocking_calls_{0};
 };
 
 // An `async def` callable (or an object's bound `ainvoke`): each call becomes a task on

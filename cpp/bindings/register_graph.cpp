@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "counterpoint/compiled_graph.hpp"
 #include "counterpoint/errors.hpp"
+#include "counterpoint/runtime.hpp"
 #include "gil.hpp"
 #include "loop_dispatcher.hpp"
 #include "py_agents.hpp"
@@ -30,8 +32,20 @@ constexpr auto kSpin = 50us;
 
 // Waits for `done()` with the GIL released, checking for signals between slices.
 // On a signal (KeyboardInterrupt) the runs are cancelled and the exception propagates.
+// An inline agent runs on a oneTBB worker; waiting there for a run could leave the
+// engine without workers to finish it.
+void refuse_on_engine_thread(const std::vector<RunHandle>& runs) {
+  if (!Runtime::on_engine_thread()) return;
+  for (RunHandle run : runs) run.cancel();
+  throw EngineError(
+      "an agent running inline on an engine thread waited for a run (invoke, batch or "
+      "wait), which could stall the engine; add the graph itself as an agent instead, or "
+      "give this agent dispatch='thread'");
+}
+
 template <typename Done>
 bool wait_interruptibly(const std::vector<RunHandle>& runs, Done&& done, double timeout_seconds) {
+  refuse_on_engine_thread(runs);
   const auto deadline = timeout_seconds < 0
                             ? std::chrono::steady_clock::time_point::max()
                             : std::chrono::steady_clock::now() +
@@ -88,7 +102,9 @@ py::tuple run_result(const RunHandle& run) {
   }
   if (status == RunStatus::Succeeded) {
     auto sinks = run.sink_outputs();
-    if (sinks.size() == 1) return py::make_tuple(true, from_payload(sinks.front().second));
+    // The shape follows the graph: one sink gives its output, several give a dict (even
+    // if only some of them produced output this time).
+    if (run.sink_count() == 1) return py::make_tuple(true, from_payload(sinks.front().second));
     py::dict by_name;
     for (const auto& [name, value] : sinks) {
       by_name[py::str(name.data(), name.size())] = from_payload(value);
@@ -148,7 +164,7 @@ struct RunRequest {
   bool record_events = false;
   py::object budget = py::none();
   double deadline = 0.0;
-  py::object restored = py::none();  // [(agent, kind, value, routes)]
+  py::object restored = py::none();  // [(agent, kind, value, routes[, usage])]
   std::shared_ptr<NodeHook> hook;
   std::string key;
 };
@@ -163,6 +179,8 @@ RunOptions make_options(const CompiledGraph& graph, RunRequest request) {
   options.record_events = request.record_events;
   options.budget = usage_from(request.budget);
   options.deadline_seconds = request.deadline;
+  // A checkpoint hook also records how the run ends.
+  options.observer = std::dynamic_pointer_cast<RunObserver>(request.hook);
   options.node_hook = std::move(request.hook);
   options.key = std::move(request.key);
   if (!request.restored.is_none()) {
@@ -180,6 +198,8 @@ RunOptions make_options(const CompiledGraph& graph, RunRequest request) {
           known.outcome.routed = true;
           known.outcome.routes = row[3].cast<std::vector<std::string>>();
         }
+        // Restored agents keep counting against the run's budget.
+        if (row.size() > 4) known.outcome.usage = usage_from(py::reinterpret_borrow<py::object>(row[4]));
       } else if (kind == "rejected") {
         known.outcome = Outcome::failed(
             Failure{row[2].cast<std::string>(), {}, FailureKind::Rejected});
@@ -193,31 +213,37 @@ RunOptions make_options(const CompiledGraph& graph, RunRequest request) {
 }
 
 // Counts finished runs of a batch.
+// Collects the ids of a batch's runs as they finish.
 class BatchObserver final : public RunObserver {
  public:
-  void on_run_finished(const RunHandle&) override {
+  void on_run_finished(const RunHandle& run) override {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      ++finished_;
+      finished_.push_back(run.id());
     }
     changed_.notify_all();
   }
-  // Waits up to `timeout` for more than `seen` runs to finish; returns how many have.
-  std::size_t wait_beyond(std::size_t seen, std::chrono::nanoseconds timeout) {
+  // Waits up to `timeout` for finished runs and moves their ids into `out`.
+  void take(std::vector<std::uint64_t>& out, std::chrono::nanoseconds timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait_for(lock, timeout, [&] { return finished_ > seen; });
-    return finished_;
+    changed_.wait_for(lock, timeout, [&] { return !finished_.empty(); });
+    out.insert(out.end(), finished_.begin(), finished_.end());
+    finished_.clear();
   }
 
  private:
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::size_t finished_ = 0;
+  std::vector<std::uint64_t> finished_;
 };
 
+// Runs one run per input, at most `max_concurrency` at once (0: all). Each run's result
+// is converted, and its state freed, as soon as it finishes, so memory follows the runs
+// in flight rather than the size of the batch.
 py::list run_batch(CompiledGraph& graph, const py::list& inputs,
                    const std::shared_ptr<LoopDispatcher>& dispatcher, std::size_t max_concurrency,
                    const py::object& budget_limits, double deadline) {
+  refuse_on_engine_thread({});
   const Usage budget = usage_from(budget_limits);
   const std::size_t total = inputs.size();
   std::vector<Payload> payloads;
@@ -228,33 +254,52 @@ py::list run_batch(CompiledGraph& graph, const py::list& inputs,
   if (max_concurrency == 0 || max_concurrency > total) max_concurrency = total;
 
   auto observer = std::make_shared<BatchObserver>();
-  std::vector<RunHandle> runs;
-  runs.reserve(total);
-  std::size_t finished = 0;
-  wait_interruptibly(
-      runs,
-      [&](std::chrono::nanoseconds) {
-        for (;;) {
-          while (runs.size() < total && runs.size() - finished < max_concurrency) {
-            RunOptions options;
-            options.input = std::move(payloads[runs.size()]);
-            options.context = dispatcher;
-            options.context_observer = dispatcher;
-            options.observer = observer;
-            options.budget = budget;
-            options.deadline_seconds = deadline;
-            runs.push_back(graph.start(std::move(options)));
-          }
-          if (finished == total) return true;
-          const std::size_t now = observer->wait_beyond(finished, kWaitSlice);
-          if (now == finished) return false;  // a slice passed: let the caller check signals
-          finished = now;
-        }
-      },
-      -1.0);
-  py::list results;
-  for (const RunHandle& run : runs) results.append(run_result(run));
-  return results;
+  std::vector<RunHandle> runs(total);
+  std::vector<py::object> results(total);
+  std::unordered_map<std::uint64_t, std::size_t> index_of;
+  std::vector<std::uint64_t> finished;
+  std::size_t started = 0;
+  std::size_t in_flight = 0;
+  std::size_t converted = 0;
+  while (converted < total) {
+    {
+      py::gil_scoped_release nogil;
+      while (started < total && in_flight < max_concurrency) {
+        RunOptions options;
+        options.input = std::move(payloads[started]);
+        options.context = dispatcher;
+        options.context_observer = dispatcher;
+        options.observer = observer;
+        options.budget = budget;
+        options.deadline_seconds = deadline;
+        runs[started] = graph.start(std::move(options));
+        index_of.emplace(runs[started].id(), started);
+        ++started;
+        ++in_flight;
+      }
+      observer->take(finished, kWaitSlice);
+    }
+    for (std::uint64_t id : finished) {
+      const auto found = index_of.find(id);
+      const std::size_t index = found->second;
+      index_of.erase(found);
+      results[index] = run_result(runs[index]);
+      runs[index] = RunHandle();
+      --in_flight;
+      ++converted;
+    }
+    finished.clear();
+    drain_released_objects();
+    if (converted < total && PyErr_CheckSignals() != 0) {
+      for (RunHandle& run : runs) {
+        if (run) run.cancel();
+      }
+      throw py::error_already_set();
+    }
+  }
+  py::list out;
+  for (py::object& result : results) out.append(std::move(result));
+  return out;
 }
 
 JoinMode parse_join(const std::string& name) {
@@ -360,6 +405,9 @@ void register_graph(py::module_& m) {
                node.join = parse_join(join);
                node.on_error = parse_error_mode(node_on_error);
              }
+             // Wiring enters the engine's arena, which may wait for a worker that is busy
+             // running an agent and needs the GIL.
+             py::gil_scoped_release nogil;
              return CompiledGraph::compile(spec);
            }),
            py::arg("nodes"), py::arg("on_error") = "fail")

@@ -28,6 +28,7 @@ const char* to_string(FailureKind kind) noexcept {
     case FailureKind::Timeout: return "timeout";
     case FailureKind::CircuitOpen: return "circuit_open";
     case FailureKind::Rejected: return "rejected";
+    case FailureKind::Budget: return "budget";
   }
   return "error";
 }
@@ -56,7 +57,8 @@ AgentResult interpret_result(py::object result) {
   return out;
 }
 
-void deliver(Completion& completion, AgentResult result) {
+void deliver(Completion& completion, AgentResult result,
+             const std::shared_ptr<CancelToken>& cancellation) {
   switch (result.kind) {
     case AgentResult::Kind::Value: {
       Outcome outcome = Outcome::success(std::move(result.value));
@@ -72,9 +74,12 @@ void deliver(Completion& completion, AgentResult result) {
       completion.resolve(std::move(outcome));
       return;
     }
-    case AgentResult::Kind::Delegated:
-      completion.delegate(std::move(result.graph), std::move(result.value), std::move(result.then));
+    case AgentResult::Kind::Delegated: {
+      auto cancel_child =
+          completion.delegate(std::move(result.graph), std::move(result.value), std::move(result.then));
+      if (cancel_child && cancellation) cancellation->on_cancel(std::move(cancel_child));
       return;
+    }
   }
 }
 

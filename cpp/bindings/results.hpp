@@ -43,7 +43,10 @@ struct AgentResult {
 };
 
 AgentResult interpret_result(py::object result);  // requires the GIL
-void deliver(Completion& completion, AgentResult result);
+// Resolves `completion` with what the agent returned. A delegation's child run is
+// cancelled if `cancellation` fires (a timeout abandoning the invocation).
+void deliver(Completion& completion, AgentResult result,
+             const std::shared_ptr<CancelToken>& cancellation = nullptr);
 
 // Requires the GIL. The Failure (kind included) as the tuple the Python layer reads:
 // (message, error_or_None, kind).

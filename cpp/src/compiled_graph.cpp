@@ -25,15 +25,16 @@ bool failed(const RunState& run, std::uint32_t node) {
 // Why a node's join was not satisfied, for the record.
 const char* skip_reason(std::uint32_t node, const RunState& run) {
   bool any_failed = false;
-  bool any_skipped = false;
+  const char* inherited = nullptr;
   for (std::uint32_t pred : run.plan.nodes()[node].predecessors) {
     const NodeStatus status = run.slots[pred].status.load(std::memory_order_acquire);
     if (status == NodeStatus::NeedsReview) return "a predecessor awaits review";
     any_failed = any_failed || failed(run, pred);
-    any_skipped = any_skipped || status == NodeStatus::Skipped;
+    // A skip passes its cause on: everything after a budget stop says "budget".
+    if (status == NodeStatus::Skipped && inherited == nullptr) inherited = run.slots[pred].skip_reason;
   }
   if (any_failed) return "a predecessor failed";
-  return any_skipped ? "a predecessor was skipped" : "not routed to";
+  return inherited != nullptr ? inherited : "not routed to";
 }
 
 // Shows an agent's outcome to the run's NodeHook before the run sees it.
@@ -58,13 +59,6 @@ class HookResolver final : public Resolver, public std::enable_shared_from_this<
   Completion deliver_;
 };
 
-bool inside_a_tbb_task() {
-  // Not current_thread_index(): oneTBB gives every thread that ever touched it a slot
-  // index (the caller of start(), a pool thread completing an agent, even a fresh thread
-  // asking), so that test sent every graph destruction to a detached thread. Only a
-  // thread executing a task has a current context.
-  return tbb::task::current_context() != nullptr;
-}
 
 // arena.execute() may hand `f` to a worker and wait for it inside oneTBB, out of
 // ThreadSanitizer's sight; restate that hand-off both ways (see tsan.hpp).
@@ -82,19 +76,11 @@ void execute_in_arena(F&& f) {
 }  // namespace
 
 std::shared_ptr<FlowGraph> FlowGraph::make(std::shared_ptr<const Plan> plan) {
-  // ~FlowGraph waits for the graph's tasks; if the last run lets go of it from inside one
-  // of those tasks, that wait would never end. Hand such a destruction to a thread of
-  // its own.
+  // ~FlowGraph enters the arena and waits for the graph's tasks. Whoever drops the last
+  // reference may be one of those tasks, or a thread holding a lock the arena's workers
+  // need (the bindings' GIL), so the destruction always happens on the runtime's reaper.
   return std::shared_ptr<FlowGraph>(new FlowGraph(std::move(plan)), [](FlowGraph* graph) {
-    if (!inside_a_tbb_task()) {
-      delete graph;
-      return;
-    }
-    try {
-      std::thread([graph] { delete graph; }).detach();
-    } catch (...) {
-      // No thread to spare: leak one graph rather than deadlock.
-    }
+    Runtime::instance().impl().reap([graph] { delete graph; });
   });
 }
 
@@ -105,10 +91,12 @@ FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) 
     nodes_.reserve(plan_->size());
     // oneTBB priorities are unsigned with "none" lowest, so shift ours (which may be
     // negative) to keep their order: the lowest one present maps to "none".
-    int lowest = 0;
-    for (const PlanNode& node : plan_->nodes()) lowest = std::min(lowest, node.priority);
+    std::int64_t lowest = 0;
+    for (const PlanNode& node : plan_->nodes()) {
+      lowest = std::min<std::int64_t>(lowest, node.priority);
+    }
     for (std::uint32_t i = 0; i < plan_->size(); ++i) {
-      const int priority = plan_->nodes()[i].priority - lowest;
+      const std::int64_t priority = plan_->nodes()[i].priority - lowest;  // 0 .. 2^32 - 1
       auto body = [this, i](const Message& message, Node::gateway_type&) {
         // First, before touching the message or the captures: they were written by the
         // thread that put the message (see tsan.hpp).
@@ -121,10 +109,14 @@ FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) 
           priority > 0 ? static_cast<tbb::flow::node_priority_t>(priority)
                        : tbb::flow::no_priority));
     }
+    // Successors are wired highest priority first, so when a node delivers, the more
+    // urgent of its successors get their tasks first.
     for (std::uint32_t i = 0; i < plan_->size(); ++i) {
-      for (std::uint32_t succ : plan_->nodes()[i].successors) {
-        tbb::flow::make_edge(*nodes_[i], *nodes_[succ]);
-      }
+      std::vector<std::uint32_t> successors = plan_->nodes()[i].successors;
+      std::stable_sort(successors.begin(), successors.end(), [&](std::uint32_t a, std::uint32_t b) {
+        return plan_->nodes()[a].priority > plan_->nodes()[b].priority;
+      });
+      for (std::uint32_t succ : successors) tbb::flow::make_edge(*nodes_[i], *nodes_[succ]);
     }
   });
 }
@@ -225,10 +217,11 @@ void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& ru
     // Known from a checkpoint or a review decision: resolve without running it again.
     slot.started_ns = run->now_ns();
     slot.status.store(NodeStatus::Running, std::memory_order_release);
+    run->emit(EventKind::Start, node, {}, "restored");
     resolve_node(run, node, *slot.restored, /*invoked=*/false);
     return;
   }
-  if (run->budget_exhausted.load(std::memory_order_acquire)) {
+  if (run->budget_spent()) {
     skip(node, run, "the run's budget was spent");
     return;
   }

@@ -140,6 +140,10 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     if (plan->nodes_[i].predecessors.empty()) plan->entries_.push_back(i);
     if (plan->nodes_[i].successors.empty()) plan->sinks_.push_back(i);
   }
+  // Runs start their most urgent entries first.
+  std::stable_sort(plan->entries_.begin(), plan->entries_.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return plan->nodes_[a].priority > plan->nodes_[b].priority;
+  });
   return plan;
 }
 

@@ -38,6 +38,10 @@ std::string seconds_text(double seconds) {
 }
 
 // One invocation of a policy-wrapped agent, across all of its attempts.
+//
+// Limit slots belong to an attempt and are released when that attempt really ends: a
+// sync attempt abandoned by its timeout still runs, so it keeps counting against
+// max_concurrent until it returns.
 class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
  public:
   PolicyCall(std::shared_ptr<const PolicyAgent> owner, std::shared_ptr<Agent> inner,
@@ -52,31 +56,24 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
         context_(std::move(invocation.run_context)),
         outer_(std::move(invocation.completion)) {}
 
-  void next_attempt() {
-    if (outer_.run_ended()) {
-      outer_.cancelled();
-      return;
+  void start() {
+    if (!policy_.limits.empty()) {
+      // A call waiting for a limit when its run ends leaves the queue at once.
+      outer_.when_run_ends([weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->withdraw();
+      });
     }
-    if (attempt_ > 0 && outer_.budget_exhausted()) {
-      finish(Failure{"the run's budget is spent; no further attempt", {}, last_kind_});
-      return;
-    }
-    if (policy_.breaker && !policy_.breaker->allow()) {
-      finish(Failure{"circuit breaker '" + policy_.breaker->name() + "' is open; failing fast",
-                     {},
-                     FailureKind::CircuitOpen});
-      return;
-    }
-    acquire_limit(0);
+    next_attempt();
   }
 
-  void on_outcome(std::uint32_t attempt, Outcome outcome) {
+  void on_outcome(std::uint32_t attempt, std::size_t held, Outcome outcome) {
+    release_limits(held);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (attempt != attempt_ || settled_) return;  // a timed-out attempt's late result
       settled_ = true;
     }
-    end_attempt();
+    cancel_timer();
     if (outcome.kind == Outcome::Kind::Failed) {
       if (policy_.breaker) policy_.breaker->record_failure();
       after_failure(std::move(outcome.failure));
@@ -95,29 +92,82 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
  private:
   class Attempt final : public Resolver {
    public:
-    Attempt(std::shared_ptr<PolicyCall> call, std::uint32_t attempt)
-        : call_(std::move(call)), attempt_(attempt) {}
-    void resolve(Outcome outcome) override { call_->on_outcome(attempt_, std::move(outcome)); }
+    Attempt(std::shared_ptr<PolicyCall> call, std::uint32_t attempt, std::size_t held)
+        : call_(std::move(call)), attempt_(attempt), held_(held) {}
+    void resolve(Outcome outcome) override {
+      call_->on_outcome(attempt_, held_, std::move(outcome));
+    }
 
    private:
     std::shared_ptr<PolicyCall> call_;
     std::uint32_t attempt_;
+    std::size_t held_;  // limit slots this attempt holds
   };
+
+  void next_attempt() {
+    if (outer_.run_ended()) {
+      outer_.cancelled();
+      return;
+    }
+    if (attempt_ > 0 && outer_.budget_exhausted()) {
+      Failure failure = last_failure_;
+      failure.message += "; the run's budget is spent, so no further attempt";
+      finish(std::move(failure));
+      return;
+    }
+    if (policy_.breaker && !policy_.breaker->allow()) {
+      finish(Failure{"circuit breaker '" + policy_.breaker->name() + "' is open; failing fast",
+                     {},
+                     FailureKind::CircuitOpen});
+      return;
+    }
+    acquire_limit(0);
+  }
 
   void acquire_limit(std::size_t index) {
     if (index == policy_.limits.size()) {
-      launch();
+      launch(index);
       return;
     }
-    policy_.limits[index]->acquire([self = shared_from_this(), index] {
-      self->limits_held_ = index + 1;
-      on_arena([self, index] { self->acquire_limit(index + 1); });
-    });
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      waiting_index_ = index;
+      waiting_ticket_ = kAcquiring;
+    }
+    // The queued grant keeps the call alive while it waits (withdraw() drops it). The
+    // grant may run right here, inside acquire(), so no lock is held across it.
+    const std::uint64_t ticket =
+        policy_.limits[index]->acquire([self = shared_from_this(), index] {
+          {
+            std::lock_guard<std::mutex> guard(self->mutex_);
+            self->waiting_ticket_ = kNotWaiting;
+          }
+          on_arena([self, index] { self->acquire_limit(index + 1); });
+        });
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (waiting_ticket_ == kAcquiring) waiting_ticket_ = ticket;  // not granted yet
   }
 
-  void launch() {
+  // The run ended: give up a place in a limit's queue, if the call still waits in one.
+  void withdraw() {
+    std::size_t index;
+    std::uint64_t ticket;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      index = waiting_index_;
+      ticket = waiting_ticket_;
+      if (ticket != kAcquiring) waiting_ticket_ = kNotWaiting;
+    }
+    if (ticket == kNotWaiting || ticket == kAcquiring) return;  // a grant will see the run ended
+    if (!policy_.limits[index]->withdraw(ticket)) return;
+    release_limits(index);
+    if (policy_.breaker) policy_.breaker->record_abandoned();  // frees a half-open probe
+    outer_.cancelled();
+  }
+
+  void launch(std::size_t held) {
     if (outer_.run_ended()) {
-      release_limits();
+      release_limits(held);
       if (policy_.breaker) policy_.breaker->record_abandoned();
       outer_.cancelled();
       return;
@@ -136,7 +186,8 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     invocation.priority = priority_;
     invocation.inputs = inputs_;
     invocation.run_context = context_;
-    invocation.completion = outer_.redirect(std::make_shared<Attempt>(shared_from_this(), attempt));
+    invocation.completion =
+        outer_.redirect(std::make_shared<Attempt>(shared_from_this(), attempt, held));
     if (policy_.timeout > 0) {
       std::weak_ptr<PolicyCall> weak = shared_from_this();
       const TimerQueue::Id timer =
@@ -162,14 +213,19 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       timer_ = 0;
       token = token_;
     }
-    release_limits();
-    if (token) token->cancel();  // async attempts are cancelled; sync ones are abandoned
+    // Async attempts are cancelled, child runs too; sync ones are abandoned and keep their
+    // limit slots until they return.
+    if (token) token->cancel();
     if (policy_.breaker) policy_.breaker->record_failure();
-    after_failure(Failure{"timed out after " + seconds_text(policy_.timeout) + " s", {},
-                          FailureKind::Timeout});
+    // Off the timer thread: what follows may start a fallback agent.
+    on_arena([self = shared_from_this()] {
+      self->after_failure(Failure{"timed out after " + seconds_text(self->policy_.timeout) + " s",
+                                  {},
+                                  FailureKind::Timeout});
+    });
   }
 
-  void end_attempt() {
+  void cancel_timer() {
     TimerQueue::Id timer;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -177,18 +233,16 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       timer_ = 0;
     }
     if (timer != 0) TimerQueue::instance().cancel(timer);
-    release_limits();
   }
 
-  void release_limits() {
-    const std::size_t held = limits_held_.exchange(0);
+  void release_limits(std::size_t held) {
     for (std::size_t i = 0; i < held; ++i) policy_.limits[i]->release();
   }
 
   void after_failure(Failure failure) {
-    last_kind_ = failure.kind;
     const RetryPolicy& retry = policy_.retry;
     const bool retryable = !retry.retry_on || retry.retry_on(failure);
+    last_failure_ = failure;
     if (attempt_ < retry.max_attempts && retryable && !outer_.run_ended()) {
       const double wait = retry.delay(attempt_, unit_random());
       TimerQueue::instance().schedule_after(wait, [self = shared_from_this()] {
@@ -241,8 +295,11 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
   bool settled_ = true;
   TimerQueue::Id timer_ = 0;
   std::shared_ptr<CancelToken> token_;
-  std::atomic<std::size_t> limits_held_{0};
-  FailureKind last_kind_ = FailureKind::Error;
+  static constexpr std::uint64_t kNotWaiting = 0;
+  static constexpr std::uint64_t kAcquiring = ~std::uint64_t{0};
+  std::size_t waiting_index_ = 0;
+  std::uint64_t waiting_ticket_ = kNotWaiting;
+  Failure last_failure_;
 };
 
 }  // namespace
@@ -254,7 +311,7 @@ PolicyAgent::PolicyAgent(std::shared_ptr<Agent> inner, AgentPolicy policy)
 
 void PolicyAgent::invoke(Invocation invocation) {
   auto call = std::make_shared<PolicyCall>(shared_from_this(), inner_, std::move(invocation));
-  call->next_attempt();
+  call->start();
 }
 
 }  // namespace counterpoint

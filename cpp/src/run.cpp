@@ -68,6 +68,7 @@ RunState::~RunState() = default;
 
 bool RunState::end(RunStatus final_status, std::int64_t failed) {
   std::vector<std::weak_ptr<RunState>> orphans;
+  std::vector<std::function<void()>> callbacks;
   std::uint64_t timer;
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -77,6 +78,7 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
     status.store(final_status, std::memory_order_release);
     orphans.swap(children);
     timer = deadline_timer;
+    callbacks.swap(end_callbacks);
   }
   changed.notify_all();
   if (event_root) event_root->changed.notify_all();
@@ -84,6 +86,7 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
   for (const auto& child : orphans) {
     if (auto alive = child.lock()) alive->end(RunStatus::Cancelled);
   }
+  for (auto& callback : callbacks) callback();
   Runtime::instance().impl().unregister_run(id);
   const RunHandle handle(shared_from_this());
   if (context_observer) context_observer->on_run_finished(handle);
@@ -119,8 +122,20 @@ void RunState::adopt_child(const std::shared_ptr<RunState>& child) {
   child->end(RunStatus::Cancelled);
 }
 
+void RunState::when_ended(std::function<void()> callback) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (status.load(std::memory_order_relaxed) == RunStatus::Running) {
+      end_callbacks.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback();
+}
+
 void RunState::add_usage(const Usage& usage) {
   if (usage.empty()) return;
+  if (event_root) event_root->add_usage(usage);  // the root's budget covers its children
   std::lock_guard<std::mutex> lock(mutex);
   for (const auto& [name, amount] : usage) {
     auto found = std::find_if(usage_total.begin(), usage_total.end(),
@@ -308,6 +323,11 @@ class DelegationObserver final : public RunObserver {
           failure.message = "'" + agent_ + "/" + std::string(outcome.name) + "' failed: " +
                             failure.message;
           completion.fail(std::move(failure));
+        } else if (child.budget_exhausted()) {
+          completion.fail(Failure{"the run's budget was spent before the delegated graph "
+                                  "produced output",
+                                  {},
+                                  FailureKind::Budget});
         } else {
           completion.fail(Failure{"the delegated graph produced no output: every sink was skipped",
                                   {}});
@@ -390,12 +410,12 @@ void Completion::succeed_routed(Payload output, std::vector<std::string> routes)
   resolve(std::move(outcome));
 }
 
-void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
-                          std::shared_ptr<Agent> then) {
+std::function<void()> Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
+                                           std::shared_ptr<Agent> then) {
   if (!run_) throw EngineError("this invocation was already completed; complete it exactly once");
   if (!graph) {
     fail(Failure{"delegated to no graph", {}});
-    return;
+    return {};
   }
   auto run = run_;
   const std::uint32_t node = node_;
@@ -408,17 +428,25 @@ void Completion::delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
   options.observer = std::make_shared<detail::DelegationObserver>(
       std::move(*this), std::move(then), spec.name, run->id, spec.priority, run->context);
   try {
-    graph->start_run(std::move(options), run, node);
+    RunHandle child = graph->start_run(std::move(options), run, node);
+    return [child]() mutable { child.cancel(); };
   } catch (const std::exception&) {
     // The observer (and the Completion it holds) died with the options: the node has
     // been failed by the Completion's destructor.
+    return {};
   }
 }
 
 bool Completion::run_ended() const noexcept { return !run_ || !run_->running(); }
 
-bool Completion::budget_exhausted() const noexcept {
-  return run_ && run_->budget_exhausted.load(std::memory_order_acquire);
+bool Completion::budget_exhausted() const noexcept { return run_ && run_->budget_spent(); }
+
+void Completion::when_run_ends(std::function<void()> callback) const {
+  if (run_) {
+    run_->when_ended(std::move(callback));
+  } else {
+    callback();
+  }
 }
 
 std::string_view Completion::agent_name() const noexcept {
@@ -468,6 +496,8 @@ std::vector<std::pair<std::string_view, Payload>> RunHandle::sink_outputs() cons
   }
   return outputs;
 }
+
+std::size_t RunHandle::sink_count() const noexcept { return state_->plan.sinks().size(); }
 
 std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
   const Plan& plan = state_->plan;
@@ -533,9 +563,7 @@ Usage RunHandle::usage() const {
   return state_->usage_total;
 }
 
-bool RunHandle::budget_exhausted() const noexcept {
-  return state_->budget_exhausted.load(std::memory_order_acquire);
-}
+bool RunHandle::budget_exhausted() const noexcept { return state_->budget_spent(); }
 
 bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout) {
   if (!state_->record_events) {
@@ -551,9 +579,23 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   for (auto& event : state_->events) out.push_back(std::move(event));
   state_->events.clear();
   lock.unlock();
-  // Events that are ready together are delivered highest priority first.
-  std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(first), out.end(),
-                   [](const Event& a, const Event& b) { return a.priority > b.priority; });
+  // Results that are ready together are delivered highest priority first. Only runs of
+  // result events are reordered: a start or a skip follows the results it depends on,
+  // so it stays where it is and the stream remains causal.
+  auto is_barrier = [](const Event& e) {
+    return e.kind == EventKind::Start || e.kind == EventKind::Skip;
+  };
+  auto segment = out.begin() + static_cast<std::ptrdiff_t>(first);
+  while (segment != out.end()) {
+    if (is_barrier(*segment)) {
+      ++segment;
+      continue;
+    }
+    auto end = std::find_if(segment, out.end(), is_barrier);
+    std::stable_sort(segment, end,
+                     [](const Event& a, const Event& b) { return a.priority > b.priority; });
+    segment = end;
+  }
   return took || state_->running();
 }
 

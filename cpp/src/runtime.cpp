@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include <oneapi/tbb/task.h>
 #include <oneapi/tbb/version.h>
 
 #include "counterpoint/detail/run_state.hpp"
@@ -22,6 +23,36 @@ Runtime::Impl::Impl()
     : parallelism_(tbb::global_control::max_allowed_parallelism, hardware_threads() + 1),
       arena_(hardware_threads(), /*reserved_for_masters=*/0) {
   arena_.initialize();
+}
+
+void Runtime::Impl::reap(std::function<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(reap_mutex_);
+    reap_queue_.push_back(std::move(work));
+    if (!reaper_started_) {
+      reaper_started_ = true;
+      // Detached and never joined: the runtime itself lives until the process ends.
+      std::thread([this] { reaper_loop(); }).detach();
+    }
+  }
+  reap_ready_.notify_one();
+}
+
+void Runtime::Impl::reaper_loop() {
+  std::unique_lock<std::mutex> lock(reap_mutex_);
+  for (;;) {
+    reap_ready_.wait(lock, [&] { return !reap_queue_.empty(); });
+    std::function<void()> work = std::move(reap_queue_.front());
+    reap_queue_.pop_front();
+    lock.unlock();
+    try {
+      work();
+    } catch (...) {
+      // A destructor that throws has nobody to report to.
+    }
+    work = nullptr;
+    lock.lock();
+  }
 }
 
 void Runtime::Impl::register_run(const std::shared_ptr<detail::RunState>& run) {
@@ -72,6 +103,8 @@ bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
 }
 
 std::size_t Runtime::live_runs() const { return impl_->live_count(); }
+
+bool Runtime::on_engine_thread() noexcept { return tbb::task::current_context() != nullptr; }
 
 const char* Runtime::tbb_runtime_version() noexcept { return TBB_runtime_version(); }
 int Runtime::tbb_runtime_interface_version() noexcept { return TBB_runtime_interface_version(); }

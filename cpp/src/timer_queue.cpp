@@ -1,5 +1,7 @@
 #include "counterpoint/timer_queue.hpp"
 
+#include <algorithm>
+
 namespace counterpoint {
 
 TimerQueue& TimerQueue::instance() {
@@ -34,8 +36,10 @@ TimerQueue::Id TimerQueue::schedule(Clock::time_point when, std::function<void()
 }
 
 TimerQueue::Id TimerQueue::schedule_after(double seconds, std::function<void()> callback) {
+  // Beyond ~30 years the clock arithmetic would overflow; such a timer never fires anyway.
+  constexpr double kFarFuture = 1e9;
   const auto delay = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(seconds < 0 ? 0.0 : seconds));
+      std::chrono::duration<double>(std::clamp(seconds, 0.0, kFarFuture)));
   return schedule(Clock::now() + delay, std::move(callback));
 }
 

@@ -57,7 +57,7 @@ std::string Plan::to_json() const {
                      {"after", after},
                      {"priority", node.priority},
                      {"join", joins[static_cast<int>(node.join)]},
-                     {"on_error", node.on_error == ErrorMode::Continue ? "continue" : "fail_run"}});
+                     {"on_error", node.on_error == ErrorMode::Continue ? "continue" : "fail"}});
   }
   json entries = json::array();
   for (std::uint32_t i : entries_) entries.push_back(nodes_[i].name);

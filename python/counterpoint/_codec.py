@@ -22,8 +22,16 @@ _TYPES = {
 }
 
 
+def _known_types() -> dict[str, type]:
+    # The pattern result parts live in modules that import this one's users.
+    from .patterns.iterate import Verdict
+    from .patterns.supervisor import Subtask
+
+    return {**_TYPES, "Verdict": Verdict, "Subtask": Subtask}
+
+
 def _encode_default(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and type(value).__name__ in _TYPES:
+    if dataclasses.is_dataclass(value) and type(value).__name__ in _known_types():
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         return {_TAG: type(value).__name__, "fields": fields}
     if isinstance(value, (set, frozenset)):
@@ -39,7 +47,7 @@ def _decode_hook(obj: dict[str, Any]) -> Any:
         return obj
     if tag == "exception":
         return RuntimeError(f"{obj['type']}: {obj['message']}")
-    cls = _TYPES[tag]
+    cls = _known_types()[tag]
     fields = dict(obj["fields"])
     for name in ("agreeing", "disagreeing", "history", "transcript"):
         if isinstance(fields.get(name), list):

@@ -35,7 +35,7 @@ class CheckpointWriter:
 
     def _loop(self) -> None:
         while not self._stopping:
-            pending = self.hook.take(0.5)
+            pending, ended = self.hook.take(0.5)
             by_run: dict[str, list[Any]] = defaultdict(list)
             for item in pending:
                 by_run[item.run_key].append(item)
@@ -57,6 +57,11 @@ class CheckpointWriter:
                             "open the store with pickle=True",
                             error,
                         )
+            for run_key, status in ended:
+                try:
+                    self.store.set_status(run_key, status)
+                except Exception:  # noqa: BLE001 - the run is over; its status stays "running"
+                    pass
 
     def stop(self) -> None:
         self._stopping = True
@@ -88,7 +93,8 @@ def stop_writers() -> None:
 def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[tuple], list[StoredOutcome]]:
     """What a resumed run starts with: finished agents' outputs, plus reviewed outputs
     decided by ``decision``. Also returns the decisions, to record them in the store."""
-    restored = [(o.agent, "succeeded", o.output, None if o.routes is None else list(o.routes))
+    restored = [(o.agent, "succeeded", o.output, None if o.routes is None else list(o.routes),
+                 o.usage)
                 for o in stored.outcomes.values() if o.status == "succeeded"]
     pending = [o for o in stored.outcomes.values() if o.status == "needs_review"]
     if not pending:
@@ -125,7 +131,8 @@ def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[tuple], li
         if decided.approved:
             output = resolve_output(decided, outcome.output)
             restored.append((outcome.agent, "succeeded", output,
-                             None if outcome.routes is None else list(outcome.routes)))
+                             None if outcome.routes is None else list(outcome.routes),
+                             outcome.usage))
             recorded.append(StoredOutcome(outcome.agent, "succeeded", output, outcome.routes,
                                           outcome.usage, "approved by reviewer",
                                           outcome.confidence))

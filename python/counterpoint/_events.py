@@ -11,14 +11,17 @@ class Event:
     """Something that happened to one agent of one run.
 
     Attributes:
-        kind: ``"start"``, ``"finish"``, ``"error"`` or ``"cancel"`` for an agent, and
-            ``"end"`` once, last, for a run that succeeded (``output`` holds its result).
+        kind: ``"start"``, ``"finish"``, ``"error"``, ``"cancel"``, ``"skip"`` or
+            ``"review"`` for an agent, and ``"end"`` once, last, for a run that succeeded
+            (``output`` holds its result). Agents of child runs (nested graphs and
+            patterns) are named ``"<parent agent>/<agent>"``.
         agent: Name of the agent (``None`` for ``"end"``).
         run_id: The run it belongs to.
         time: Seconds since the run started.
         output: The agent's output (``"finish"``) or the run's result (``"end"``).
         error: The exception the agent raised (``"error"``).
-        message: Summary of the error (``"error"``).
+        message: Summary of the error (``"error"``), why it was skipped (``"skip"``) or
+            why it needs review (``"review"``); the routes taken (a router's ``"finish"``).
         priority: The agent's priority.
     """
 

@@ -139,11 +139,13 @@ class Graph:
             except GraphError as exc:
                 raise GraphError(f"agent '{name}': {exc}", name) from None
         if after is None:
-            predecessors: list[str] = []
+            predecessors: Any = []
         elif isinstance(after, str):
             predecessors = [after]
-        else:
+        elif isinstance(after, (list, tuple)):
             predecessors = list(after)
+        else:
+            predecessors = after  # compile() names the agent and the problem
         self._nodes.append((name, agent, predecessors, priority, dispatch, join, on_error))
         return self
 
@@ -177,6 +179,12 @@ class Graph:
                 raise GraphError(
                     f"agent names must be strings, got {name!r} ({type(name).__name__})"
                 )
+            if not isinstance(predecessors, list):
+                raise GraphError(
+                    f"agent '{name}': `after` must be an agent name or a list of names, got "
+                    f"{predecessors!r}",
+                    name,
+                )
             for predecessor in predecessors:
                 if not isinstance(predecessor, str):
                     raise GraphError(
@@ -184,8 +192,13 @@ class Graph:
                         f"{predecessor!r}",
                         name,
                     )
-            if isinstance(priority, bool) or not isinstance(priority, int):
-                raise GraphError(f"agent '{name}': priority must be an int, got {priority!r}", name)
+            if isinstance(priority, bool) or not isinstance(priority, int) or \
+                    not -(2**31) <= priority < 2**31:
+                raise GraphError(
+                    f"agent '{name}': priority must be an int from -2**31 to 2**31 - 1, "
+                    f"got {priority!r}",
+                    name,
+                )
             if join not in _JOINS:
                 raise GraphError(
                     f"agent '{name}': join={join!r} is not one of {', '.join(map(repr, _JOINS))}",
@@ -285,7 +298,7 @@ class CompiledGraph:
             store.set_status(run_key, "running")
         handle = self._core.start(input, dispatcher, record_events, budget, deadline, restored,
                                   writer_for(store).hook, run_key)
-        return Run(handle, run_key, on_end=lambda run: store.set_status(run_key, run.status))
+        return Run(handle, run_key, store)
 
     def start(self, input: Any, *, budget: Mapping[str, float] | None = None,
               deadline: float | None = None) -> Run:

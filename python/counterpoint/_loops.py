@@ -23,9 +23,9 @@ async def _run_agent(function: Any, argument: Any, completion: Any) -> None:
         completion.cancelled()
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
+        # SystemExit / KeyboardInterrupt raised by an agent fail that agent; re-raised here
+        # they would stop the event loop every later run depends on.
         completion.fail(exc)
-        if not isinstance(exc, Exception):
-            raise
     else:
         completion.succeed(result)
 

@@ -30,9 +30,14 @@ def _number(owner: str, name: str, value: Any, *, positive: bool = False,
     return float(value)
 
 
+_MAX_COUNT = 2**32 - 1  # what the engine's counters hold
+
+
 def _count(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GraphError(f"{owner}: {name} must be a positive int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT:
+        raise GraphError(
+            f"{owner}: {name} must be a positive int (at most {_MAX_COUNT}), got {value!r}"
+        )
     return value
 
 
@@ -80,7 +85,8 @@ class Retry:
     def _predicate(self) -> Callable[[str, Any], bool]:
         retry_on = self.retry_on
 
-        def should_retry(kind: str, error: Any) -> bool:
+        def should_retry(failure: tuple[str, Any]) -> bool:
+            kind, error = failure
             if kind == "circuit_open":
                 return False
             if error is None:
@@ -263,12 +269,13 @@ class Review:
             return (f"confidence {confidence:g} < {self.below:g}", confidence)
         return None
 
-    def _ask(self) -> Callable[[str, Any, str, float | None], tuple[str, Any]]:
+    def _ask(self) -> Callable[[tuple[str, Any, str, float | None]], tuple[str, Any]]:
         from ._run import ReviewRequest
 
         reviewer = self.reviewer
 
-        def ask(agent: str, output: Any, reason: str, confidence: float | None) -> tuple[str, Any]:
+        def ask(request: tuple[str, Any, str, float | None]) -> tuple[str, Any]:
+            agent, output, reason, confidence = request
             decision = as_decision(reviewer(ReviewRequest(agent, output, reason, confidence)))
             if decision.approved:
                 return ("approve", output if decision.output is _KEEP else decision.output)
@@ -336,8 +343,10 @@ def policy(
     Args:
         agent: Any agent.
         retry: A :class:`Retry`, or the number of attempts with default backoff.
-        timeout: Seconds per attempt (> 0). A coroutine is cancelled when it passes; a
-            sync call is abandoned and its late result discarded. The run goes on.
+        timeout: Seconds per attempt (> 0). A coroutine (or a child graph's run) is
+            cancelled when it passes; a sync call is abandoned and its late result
+            discarded. A timed-out attempt fails like any other: it is retried, then the
+            fallback runs; the run goes on if there is a fallback or ``on_error="continue"``.
         fallback: An agent run with the same input after the final failure.
         breaker: A :class:`CircuitBreaker` (shared if it has a name).
         limits: One or more :class:`Limit` (shared if they have names).
@@ -360,6 +369,8 @@ def policy(
         limits = ()
     elif isinstance(limits, Limit):
         limits = (limits,)
+    elif not isinstance(limits, (list, tuple)):
+        raise GraphError(f"policy: limits must be a cp.Limit or a list of them, got {limits!r}")
     limits = tuple(limits)
     for limit in limits:
         if not isinstance(limit, Limit):

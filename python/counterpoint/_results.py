@@ -47,6 +47,9 @@ def confidence_of(output: Any) -> float | None:
     """The confidence an agent reported with its output, or None."""
     if isinstance(output, Result):
         return output.confidence
+    if isinstance(output, Escalation):
+        # The confidence of the answer that was kept, not of the cheap path's.
+        return output.confidence if output.path == "cheap" else confidence_of(output.value)
     if isinstance(output, Mapping):
         found = output.get("confidence")
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from typing import Any
 
 from ._errors import (
@@ -59,7 +58,7 @@ def failure_exception(details: dict[str, Any], run_key: str | None = None) -> Ba
         pending = [ReviewRequest(agent, output, reason, confidence, run_key)
                    for agent, output, reason, confidence in details["pending"]]
         return NeedsReview(run_key, pending, outputs)
-    if details["kind"] == "budget":
+    if details["kind"] == "budget":  # no output, or a nested graph starved by the budget
         return BudgetExceeded(run_id, details["usage"], outputs)
     agent = details["agent"]
     exc = AgentError(agent or "<none>", details["message"], outputs, run_id)
@@ -188,10 +187,12 @@ class Run:
     """A run in flight, started by :meth:`CompiledGraph.start`."""
 
     def __init__(self, handle: Any, run_key: str | None = None,
-                 on_end: Callable[[Run], None] | None = None) -> None:
+                 store: Any = None) -> None:
         self._handle = handle
         self.run_key = run_key
-        self._on_end = on_end
+        # A durable run's end is also recorded by the checkpoint writer, in the background;
+        # recording it here as well means that once wait() returns, the store agrees.
+        self._store = store
 
     @property
     def id(self) -> int:
@@ -211,9 +212,9 @@ class Run:
         """Waits (GIL released, Ctrl-C cancels the run) until the run ends or
         ``timeout`` seconds pass. Returns True if the run has ended."""
         ended = self._handle.wait(-1.0 if timeout is None else timeout)
-        if ended and self._on_end is not None:
-            on_end, self._on_end = self._on_end, None
-            on_end(self)
+        if ended and self._store is not None:
+            store, self._store = self._store, None
+            store.set_status(self.run_key, self.status)
         return ended
 
     def cancel(self) -> bool:

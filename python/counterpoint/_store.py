@@ -97,7 +97,8 @@ def _check_existing(path: str) -> None:
             "untouched. Point the store at a new path or remove the file."
         )
     try:
-        probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # immutable: read without locking, so probing leaves no -wal/-shm files behind.
+        probe = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
         try:
             tables = {row[0] for row in probe.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}

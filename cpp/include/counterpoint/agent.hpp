@@ -48,6 +48,7 @@ enum class FailureKind : std::uint8_t {
   Timeout,      // the agent did not finish in time
   CircuitOpen,  // its circuit breaker refused the call
   Rejected,     // a human reviewer rejected its output
+  Budget,       // its run's budget was spent before it could produce output
 };
 
 // Why an agent failed. `error` carries the embedder's exception object, `message` a
@@ -138,8 +139,10 @@ class Completion {
   // child of this run: cancelled with it, its events forwarded under "<agent>/".
   // With `then`, the child's sink output(s) go to `then`, whose result is the agent's;
   // `then` may delegate again, which is how loops iterate without a Python loop.
-  void delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
-                std::shared_ptr<class Agent> then = nullptr);
+  // Returns a function that cancels the child run (for a timeout that abandons this
+  // invocation), or an empty one if no child run started.
+  std::function<void()> delegate(std::shared_ptr<CompiledGraph> graph, Payload input,
+                                 std::shared_ptr<class Agent> then = nullptr);
   void fail(Failure failure) { resolve(Outcome::failed(std::move(failure))); }
   // The agent stopped because its run was cancelled (e.g. a coroutine was cancelled).
   void cancelled() { resolve(Outcome::cancelled()); }
@@ -148,6 +151,8 @@ class Completion {
   bool run_ended() const noexcept;
   // True once the run has spent its budget: new invocations should not start.
   bool budget_exhausted() const noexcept;
+  // Runs `callback` when the run ends (at once if it has ended). Must not block.
+  void when_run_ends(std::function<void()> callback) const;
   bool resolved() const noexcept { return !run_; }
   std::string_view agent_name() const noexcept;
 

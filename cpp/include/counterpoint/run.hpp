@@ -107,8 +107,9 @@ class RunHandle {
   // ended it.
   bool cancel();
 
-  // Results, meaningful once done().
+  // Results, meaningful once done(). sink_outputs() has the sinks that succeeded.
   std::vector<std::pair<std::string_view, Payload>> sink_outputs() const;
+  std::size_t sink_count() const noexcept;
   std::vector<NodeOutcome> outcomes() const;
   // The agent whose failure ended the run (or, for a run that ended with no sink
   // output, the first agent that failed), if any.

@@ -29,6 +29,9 @@ class Runtime {
   std::size_t inflight_invocations() const noexcept {
     return inflight_.load(std::memory_order_acquire);
   }
+  // True on a thread executing one of the engine's oneTBB tasks (an inline agent): such
+  // a thread must never wait for a run, or the engine could run out of workers.
+  static bool on_engine_thread() noexcept;
   // oneTBB's version as loaded at run time, e.g. "2023.2.0", and its interface number.
   static const char* tbb_runtime_version() noexcept;
   static int tbb_runtime_interface_version() noexcept;

@@ -22,20 +22,25 @@ def agent_name(agent: Any, fallback: str) -> str:
     return name
 
 
-def unique_names(agents: Iterable[Any], prefix: str) -> list[str]:
+def unique_names(agents: Iterable[Any], prefix: str, reserved: Iterable[str] = ()) -> list[str]:
+    """Distinct node names for agents; a name in ``reserved`` gets a suffix too."""
+    taken = set(reserved)
     names: list[str] = []
     for index, agent in enumerate(agents):
         base = agent_name(agent, f"{prefix}{index + 1}")
         name, suffix = base, 2
-        while name in names:
+        while name in taken:
             name, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(name)
         names.append(name)
     return names
 
 
 def check_agent(pattern: str, role: str, agent: Any) -> None:
     """Rejects non-agents when the pattern is built, naming the role to fix."""
-    if isinstance(agent, CompiledGraph) or callable(agent):
+    from .._policies import Policed
+
+    if isinstance(agent, (CompiledGraph, Policed)) or callable(agent):
         return
     if not inspect.isclass(agent) and (
         callable(getattr(agent, "invoke", None)) or callable(getattr(agent, "ainvoke", None))

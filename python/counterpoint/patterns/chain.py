@@ -9,6 +9,10 @@ from .._graph import CompiledGraph, Graph
 from ._common import check_agent, unique_names
 
 
+def _is_named(item: Any) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and bool(item[0])
+
+
 def sequential(*agents: Any) -> CompiledGraph:
     """Runs agents one after another; each receives the previous one's output.
 
@@ -19,13 +23,12 @@ def sequential(*agents: Any) -> CompiledGraph:
     ...; pass a ``(name, agent)`` pair to name a step yourself (useful for compiled
     graphs). ``run()``/``start().record()`` give the per-step audit trail.
     """
-    if len(agents) == 1 and isinstance(agents[0], list):
+    if len(agents) == 1 and isinstance(agents[0], (list, tuple)) and not _is_named(agents[0]):
         agents = tuple(agents[0])
     if not agents:
         raise GraphError("sequential: give at least one agent, e.g. sequential(extract, translate)")
-    named = [item for item in agents if isinstance(item, tuple)]
-    for item in named:
-        if len(item) != 2 or not isinstance(item[0], str) or not item[0]:
+    for item in agents:
+        if isinstance(item, tuple) and not _is_named(item):
             raise GraphError(f"sequential: a named step must be a (name, agent) pair, got {item!r}")
     steps = [item[1] if isinstance(item, tuple) else item for item in agents]
     for index, agent in enumerate(steps):

@@ -103,22 +103,23 @@ def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGra
 
 
 END = "__end__"
-_CHAT_NODES = ("state", "manager", "pick", "end", "said")
+_CHAT_NODES = ("state", "manager", "pick", "end", "said", "record", "until", "outcome")
 
 
 def group_chat(
     participants: Mapping[str, Any],
     *,
     manager: Any,
-    until: Callable[[tuple[tuple[str, Any], ...]], bool] | None = None,
+    until: Any = None,
     max_turns: int = 12,
 ) -> CompiledGraph:
     """A managed conversation: each turn the manager picks the next speaker.
 
     The manager receives ``{"task", "transcript", "turn"}`` and returns a participant's
     name, or ``None`` / ``cp.END`` to end the chat. The speaker receives the same dict and
-    returns its message. The chat stops when ``until(transcript)`` is true, when the
-    manager ends it, or after ``max_turns``. The result is a
+    returns its message. The chat stops when ``until(transcript)`` is true (``until`` is
+    an agent too: a function, a coroutine ...), when the manager ends it, or after
+    ``max_turns``. The result is a
     :class:`~counterpoint.ChatResult`.
     """
     if not isinstance(participants, Mapping) or not participants:
@@ -130,8 +131,8 @@ def group_chat(
             raise GraphError(f"group_chat: participant name {name!r} is reserved; rename it")
         check_agent("group_chat", f"participant {name!r}", agent)
     check_agent("group_chat", "manager", manager)
-    if until is not None and not callable(until):
-        raise GraphError(f"group_chat: until= must be a callable or None, got {until!r}")
+    if until is not None:
+        check_agent("group_chat", "until=", until)
     check_positive_int("group_chat", "max_turns", max_turns)
     names = list(participants)
 
@@ -149,6 +150,16 @@ def group_chat(
             )
         return _core.Routed(view(state["state"]), [choice])
 
+    def record(said: dict[str, Any]) -> Any:
+        state = said.pop("state")
+        if "end" in said:
+            return _core.Routed({"state": state, "ended": True}, ["outcome"])
+        ((speaker, message),) = said.items()
+        turn_record = {"state": state, "ended": False,
+                       "transcript": state["transcript"] + ((speaker, message),)}
+        # Only a turn that happened is shown to `until`.
+        return _core.Routed(turn_record, ["outcome", "until:transcript"] if until else ["outcome"])
+
     g = Graph()
     g.add("state", identity, dispatch="inline")
     g.add("manager", manager, after="state")
@@ -157,16 +168,24 @@ def group_chat(
         g.add(name, agent, after="pick")
     g.add("end", identity, after="pick", dispatch="inline")
     g.add("said", identity, after=["state", *names, "end"], join="available", dispatch="inline")
+    g.add("record", record, after="said", dispatch="inline")
+    outcome_after = ["record"]
+    if until is not None:
+        # `until` is an agent like the others (it may be an async LLM call).
+        g.add("until:transcript", lambda turn: turn["transcript"], after="record",
+              dispatch="inline")
+        g.add("until", until, after="until:transcript")
+        outcome_after.append("until")
+    g.add("outcome", identity, after=outcome_after, join="available", dispatch="inline")
     turn = g.compile()
 
-    def after_turn(said: dict[str, Any]) -> Any:
-        state = said.pop("state")
-        transcript = state["transcript"]
-        if "end" in said:
-            return ChatResult(transcript, len(transcript), "manager")
-        ((speaker, message),) = said.items()
-        transcript = transcript + ((speaker, message),)
-        if until is not None and until(transcript):
+    def after_turn(outcome: Any) -> Any:
+        turn_record = outcome["record"] if until is not None else outcome
+        state = turn_record["state"]
+        if turn_record["ended"]:
+            return ChatResult(state["transcript"], len(state["transcript"]), "manager")
+        transcript = turn_record["transcript"]
+        if until is not None and bool(value_of(outcome.get("until"))):
             return ChatResult(transcript, len(transcript), "until")
         if len(transcript) >= max_turns:
             return ChatResult(transcript, len(transcript), "max_turns")

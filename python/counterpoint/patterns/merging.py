@@ -22,17 +22,25 @@ Failed = _core.Failed
 
 @dataclass(frozen=True)
 class Judge:
-    """A merge policy that lets a callable pick the winner.
+    """A merge policy that lets an agent pick the winner.
 
-    The callable receives ``{branch: output}`` (failed branches left out) and returns the
-    chosen value; the :class:`Merged` result records who agreed with it.
+    The judge (any agent: a function, a coroutine, a runnable, a graph) receives
+    ``{branch: output}`` (failed branches left out) and returns the chosen value; the
+    :class:`Merged` result records who agreed with it.
     """
 
-    choose: Callable[[dict[str, Any]], Any]
+    choose: Any
 
     def __post_init__(self) -> None:
-        if not callable(self.choose):
-            raise GraphError(f"judge needs a callable, got {type(self.choose).__name__}")
+        from ._common import check_agent
+
+        try:
+            check_agent("judge", "the judge", self.choose)
+        except GraphError:
+            raise GraphError(
+                f"judge needs a callable (or any agent) that picks the answer, got "
+                f"{type(self.choose).__name__}"
+            ) from None
 
 
 def judge(choose: Callable[[dict[str, Any]], Any]) -> Judge:
@@ -158,13 +166,18 @@ def first(outputs: Mapping[str, Any]) -> Merged:
                    {winner: output}, {}, {})
 
 
-def judged(choose: Callable[[dict[str, Any]], Any], outputs: Mapping[str, Any]) -> Merged:
+def candidates(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a judge sees: the plain output of every branch that did not fail."""
     present, failed = _split(outputs)
     if not present:
         raise _no_output("judge", failed)
-    value = choose({n: value_of(o) for n, o in present.items()})
-    name = getattr(choose, "__name__", type(choose).__name__)
-    return _merged("judge", value, f"chosen by judge {name}", present, failed, {})
+    return {n: value_of(o) for n, o in present.items()}
+
+
+def judged(outputs: Mapping[str, Any], value: Any, judge_name: str) -> Merged:
+    """Records the judge's choice among ``outputs``."""
+    present, failed = _split(outputs)
+    return _merged("judge", value_of(value), f"chosen by judge {judge_name}", present, failed, {})
 
 
 def check_policy(pattern: str, merge: Any) -> None:

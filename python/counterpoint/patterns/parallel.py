@@ -11,6 +11,7 @@ from .._agents import uses_event_loop
 from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
 from .._native import _core
+from .._results import Merged
 from . import merging
 from ._common import (
     check_agent,
@@ -49,6 +50,17 @@ def add_merge(g: Graph, names: list[str], merge: Any, *, quorum: float | None = 
     elif merge == "first":
         g.add(merge_name, lambda won: merging.first(by_name(won)), after=names, join="any",
               dispatch="inline")
+    elif isinstance(merge, merging.Judge):
+        # The judge is an agent of its own (often an LLM call, sync or async): it sees the
+        # outputs that arrived; the merge node records who agreed with its choice.
+        ballot, shown = f"{merge_name}:ballot", f"{merge_name}:candidates"
+        judge = f"{merge_name}:judge"
+        g.add(ballot, by_name, after=names, join="settled", dispatch="inline")
+        g.add(shown, merging.candidates, after=ballot, dispatch="inline")
+        g.add(judge, merge.choose, after=shown)
+        name = getattr(merge.choose, "__name__", type(merge.choose).__name__)
+        g.add(merge_name, lambda parts: merging.judged(parts[ballot], parts[judge], name),
+              after=[ballot, judge], dispatch="inline")
     else:
         if merge == "majority":
             def policy(outs: Any) -> Any:
@@ -56,14 +68,9 @@ def add_merge(g: Graph, names: list[str], merge: Any, *, quorum: float | None = 
         elif merge == "quorum":
             def policy(outs: Any) -> Any:
                 return merging.quorum(by_name(outs), quorum)
-        elif merge == "confidence":
+        else:
             def policy(outs: Any) -> Any:
                 return merging.confidence_weighted(by_name(outs))
-        else:
-            choose = merge.choose
-
-            def policy(outs: Any) -> Any:
-                return merging.judged(choose, by_name(outs))
         g.add(merge_name, policy, after=names, join="settled", dispatch="inline")
 
 
@@ -125,6 +132,8 @@ def parallel(
     for name, agent in all_branches.items():
         if not isinstance(name, str) or not name:
             raise GraphError(f"parallel: branch names must be non-empty strings, got {name!r}")
+        if name == "merge" or name.startswith("merge:"):
+            raise GraphError(f"parallel: branch name {name!r} is reserved for the merge; rename it")
         check_agent("parallel", f"branch {name!r}", agent)
     merging.check_policy("parallel", merge)
     needed = _check_quorum("parallel", merge, quorum)
@@ -160,7 +169,7 @@ def consensus(agents: Sequence[Any], vote: Any = "majority", *, quorum: float | 
             f"consensus: vote={vote!r} must be 'majority', 'quorum', 'confidence' or a judge callable"
         )
     needed = _check_quorum("consensus", vote, quorum)
-    names = unique_names(agents, "agent")
+    names = unique_names(agents, "agent", reserved=("vote",))
     g = Graph()
     add_fan_in(g, dict(zip(names, agents)), vote, quorum=needed, merge_name="vote")
     return g.compile()
@@ -190,9 +199,15 @@ class _FanOut:
     def _build(self, count: int) -> CompiledGraph:
         g = Graph()
         if count == 0:
-            g.add("collect", lambda items: [], dispatch="inline")
-            if is_reducer(self.merge):
-                g.add("merge", self.merge, after="collect")
+            if self.merge is None or is_reducer(self.merge):
+                g.add("collect", lambda items: [], dispatch="inline")
+                if self.merge is not None:
+                    g.add("merge", self.merge, after="collect")
+            else:
+                # Same result type as with items: {} for "all", an empty Merged otherwise.
+                policy = self.merge if isinstance(self.merge, str) else "judge"
+                g.add("merge", lambda items: {} if policy == "all" else
+                      Merged(None, policy, "no items to merge"), dispatch="inline")
             return g.compile()
         names = [f"worker[{index}]" for index in range(count)]
         on_error = "continue" if tolerates_failures(self.merge) else "inherit"
@@ -260,5 +275,6 @@ def fan_out(
     g = Graph()
     g.add("fan_out", dispatcher, dispatch="inline")
     app = g.compile()
-    app._has_async = uses_event_loop(worker) or uses_event_loop(merge)
+    merge_agent = merge.choose if isinstance(merge, merging.Judge) else merge
+    app._has_async = uses_event_loop(worker) or uses_event_loop(merge_agent)
     return app

@@ -86,20 +86,48 @@ def parse_plan(plan: Any, workers: Mapping[str, Any]) -> list[Subtask]:
         if subtask.id in ("collect",) or subtask.id.endswith(":brief"):
             raise PlanError(f"subtask id {subtask.id!r} is reserved; rename it", subtask.id)
         worker = subtask.worker
-        if worker is None and len(workers) == 1:
-            continue
-        if worker not in workers:
+        if not (worker is None and len(workers) == 1) and worker not in workers:
             raise PlanError(
                 f"subtask {subtask.id!r} asks for worker {worker!r}; workers are {sorted(workers)}",
                 subtask.id,
             )
         for dependency in subtask.depends_on:
+            if dependency == subtask.id:
+                raise PlanError(
+                    f"subtask {subtask.id!r} depends on itself, a dependency cycle "
+                    f"({subtask.id} -> {subtask.id})",
+                    subtask.id,
+                )
             if dependency not in ids:
                 raise PlanError(
                     f"subtask {subtask.id!r} depends on {dependency!r}, which is not in the plan",
                     subtask.id,
                 )
+    _check_acyclic(subtasks)
     return subtasks
+
+
+def _check_acyclic(subtasks: list[Subtask]) -> None:
+    depends = {s.id: s.depends_on for s in subtasks}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(ident: str, path: list[str]) -> None:
+        state[ident] = 1
+        for dependency in depends[ident]:
+            if state.get(dependency) == 1:
+                cycle = path[path.index(dependency):] + [dependency]
+                raise PlanError(
+                    f"subtask {dependency!r} is part of a dependency cycle "
+                    f"({' -> '.join(cycle)})",
+                    dependency,
+                )
+            if dependency not in state:
+                visit(dependency, path + [dependency])
+        state[ident] = 2
+
+    for subtask in subtasks:
+        if subtask.id not in state:
+            visit(subtask.id, [subtask.id])
 
 
 class _Dispatch:
@@ -126,7 +154,10 @@ class _Dispatch:
         try:
             child = g.compile()
         except GraphError as exc:
-            raise PlanError(f"the plan cannot run: {exc}", exc.node) from None
+            # Name the subtask, not the node that carries its brief.
+            subtask = exc.node.removesuffix(":brief") if exc.node else None
+            message = str(exc).replace(":brief'", "'").replace(":brief ", " ")
+            raise PlanError(f"the plan cannot run: {message}", subtask) from None
         return _core.Delegation(child._core, None)
 
 

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -93,9 +94,18 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::atomic<std::uint32_t> awaiting_review{0};
   std::uint64_t deadline_timer = 0;
 
-  // A child run (delegation) streams into its root run's event queue.
+  // A child run (delegation) streams into its root run's event queue, and reports its
+  // usage to, and spends the budget of, its root run.
   std::shared_ptr<RunState> event_root;
   std::string event_prefix;
+
+  RunState& root() noexcept { return event_root ? *event_root : *this; }
+  bool budget_spent() const noexcept {
+    const RunState& top = event_root ? *event_root : *this;
+    return top.budget_exhausted.load(std::memory_order_acquire);
+  }
+  // Runs `callback` when the run ends (at once if it has). Must not block.
+  void when_ended(std::function<void()> callback);
 
   mutable std::mutex mutex;
   mutable std::condition_variable changed;  // run ended, or an event arrived
@@ -104,6 +114,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::int64_t ended_ns = -1;
   std::deque<Event> events;
   std::vector<std::weak_ptr<RunState>> children;
+  std::vector<std::function<void()>> end_callbacks;
   Usage usage_total;
 };
 

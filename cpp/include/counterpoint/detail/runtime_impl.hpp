@@ -1,4 +1,7 @@
 #pragma once
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <memory>
@@ -18,6 +21,10 @@ class Runtime::Impl {
   Impl();
   tbb::task_arena& arena() noexcept { return arena_; }
 
+  // Runs `work` on the reaper thread, which exists so that destructions that wait (a flow
+  // graph waiting for its tasks) never run on a thread those tasks may wait for.
+  void reap(std::function<void()> work);
+
   void register_run(const std::shared_ptr<detail::RunState>& run);
   void unregister_run(std::uint64_t run_id);
   std::vector<std::shared_ptr<detail::RunState>> live_runs() const;
@@ -30,6 +37,12 @@ class Runtime::Impl {
   tbb::task_arena arena_;
   mutable std::mutex mutex_;
   std::unordered_map<std::uint64_t, std::weak_ptr<detail::RunState>> runs_;
+
+  void reaper_loop();
+  std::mutex reap_mutex_;
+  std::condition_variable reap_ready_;
+  std::deque<std::function<void()>> reap_queue_;
+  bool reaper_started_ = false;
 };
 
 }  // namespace counterpoint
