@@ -1,0 +1,995 @@
+#!/usr/bin/env python3
+"""Engine benchmark harness for counterpoint.
+
+Every figure is printed next to a baseline measured in the same run (same process,
+same machine state) and the ratio between the two. This is a measurement tool, not a
+test suite: it never fails on a missed target, it reports it.
+
+Usage:
+    python benchmarks/engine.py [--quick] [--json out.json] [--only SECTION ...]
+                                [--settle SECONDS]
+
+Sections (see benchmarks/README.md for what each figure means):
+    overhead   1. per-invoke engine overhead: 3-agent chain, 5-way fan-out + join
+    chain1000  2. 1,000-agent chain: cost per agent
+    sync64     3. 64 sync agents doing time.sleep(0.05) in one fan-out
+    async1000  4. 1,000 async agents doing await asyncio.sleep(0.05) in one fan-out
+    batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s and peak memory
+
+Methodology in short: warm up first, time many iterations per repeat, take the median
+(and report the best) over several repeats, and interleave engine and baseline repeats
+so that both see the same machine noise. Memory of section 5 is measured in a fresh
+child process per implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from typing import Any, Callable
+
+try:
+    import resource  # POSIX only: the fallback for peak-RSS figures
+except ImportError:  # pragma: no cover
+    resource = None  # type: ignore[assignment]
+
+import counterpoint as cp
+
+SLEEP = 0.05  # seconds each agent sleeps in sections 3 and 4
+FANOUT_WIDTH = 5
+CHAIN_LONG = 1000
+SYNC_WIDTH = 64
+ASYNC_WIDTH = 1000
+BATCH_RUNS = 10_000
+
+# Published LangGraph figures for the same two shapes, quoted for context only. They are
+# NOT measured by this harness (different machine, library and methodology).
+LANGGRAPH_PUBLISHED_US = {"chain3": 640.0, "fanout5": 2260.0}
+
+# Other processes using more CPU than this (in cores) during a section flag it as noisy.
+NOISY_CORES = 0.2
+
+SECTIONS = ("overhead", "chain1000", "sync64", "async1000", "batch")
+
+
+# --------------------------------------------------------------------------------------
+# Agents and their plain-Python equivalents
+# --------------------------------------------------------------------------------------
+
+
+def noop(x):
+    return x
+
+
+def sleeper(x):
+    time.sleep(SLEEP)
+    return x
+
+
+async def async_sleeper(x):
+    await asyncio.sleep(SLEEP)
+    return x
+
+
+class _DispatchProbe:
+    """Diagnostics only: keeps the native handles of the sync agents compiled inside the
+    `with` block, to report afterwards how many the engine still runs inline (``auto``
+    dispatch moves an agent to the thread pool for good after one slow call, and a
+    descheduled thread can make a no-op call look slow). Relies on private internals;
+    if they change, it silently reports nothing."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> _DispatchProbe:
+        try:
+            import counterpoint._graph as graph_module
+
+            self._module = graph_module
+            self._original = graph_module.native_agent
+        except (ImportError, AttributeError):
+            self._module = None
+            return self
+
+        def capture(*args: Any, **kwargs: Any) -> Any:
+            made = self._original(*args, **kwargs)
+            self.handles.append(made[0])
+            return made
+
+        graph_module.native_agent = capture
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._module is not None:
+            self._module.native_agent = self._original
+
+    def inline_count(self) -> tuple[int, int] | None:
+        """(agents running inline, sync agents) or None if unknown."""
+        try:
+            flags = [h.runs_inline for h in self.handles if hasattr(h, "runs_inline")]
+        except Exception:  # noqa: BLE001 - diagnostics must never break a run
+            return None
+        return (sum(flags), len(flags)) if flags else None
+
+
+def warn_if_moved(inline: tuple[int, int] | None, res: Results) -> None:
+    if inline and inline[0] < inline[1]:
+        res.note(
+            f"{inline[1] - inline[0]} of {inline[1]} no-op agents were moved to the thread "
+            "pool for good during this section (`auto` dispatch saw one call take > 1 ms, "
+            "e.g. a descheduled thread); the figures include those thread hops"
+        )
+
+
+def chain_graph(length: int) -> tuple[cp.CompiledGraph, Callable[[Any], Any]]:
+    """A chain of `length` no-op agents and the plain loop calling the same functions."""
+    g = cp.Graph()
+    steps = []
+    for i in range(length):
+        g.add(f"a{i}", noop, after=None if i == 0 else f"a{i - 1}")
+        steps.append(noop)
+
+    def plain(x):
+        for step in steps:
+            x = step(x)
+        return x
+
+    return g.compile(), plain
+
+
+def fanout_graph(width: int = FANOUT_WIDTH) -> tuple[cp.CompiledGraph, Callable[[Any], Any]]:
+    """`width` entry agents that all receive the input, joined by one agent.
+
+    The join agent receives {branch_name: output}; the plain equivalent builds the same
+    dict by calling the same functions in the same order.
+    """
+    g = cp.Graph()
+    branches = []
+    for i in range(width):
+        name = f"w{i}"
+        g.add(name, noop)
+        branches.append((name, noop))
+    g.add("join", noop, after=[name for name, _ in branches])
+    join = noop
+
+    def plain(x):
+        joined = {}
+        for name, fn in branches:
+            joined[name] = fn(x)
+        return join(joined)
+
+    return g.compile(), plain
+
+
+def parallel_graph(agent: Any, width: int) -> cp.CompiledGraph:
+    """`width` copies of `agent` as independent entry agents (one fan-out, no join)."""
+    g = cp.Graph()
+    for i in range(width):
+        g.add(f"p{i}", agent)
+    return g.compile()
+
+
+# --------------------------------------------------------------------------------------
+# Timing helpers
+# --------------------------------------------------------------------------------------
+
+
+def per_call(fn: Callable[[], Any], iterations: int) -> float:
+    """Seconds per call of `fn`, over `iterations` back-to-back calls, GC paused."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        return (time.perf_counter() - start) / iterations
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def once(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(
+    candidates: dict[str, tuple[Callable[[], Any], int]], repeats: int
+) -> dict[str, list[float]]:
+    """Times each candidate `repeats` times, alternating candidates (rotating the order
+    each repeat) so that slow phases of a noisy machine hit all of them alike.
+
+    candidates: name -> (callable, iterations per repeat). Returns name -> per-call
+    seconds, one sample per repeat.
+    """
+    names = list(candidates)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn, iterations = candidates[name]
+            samples[name].append(per_call(fn, iterations))
+    return samples
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": statistics.median(samples),
+        "best": min(samples),
+        "worst": max(samples),
+        "samples": list(samples),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+
+    def add(
+        self,
+        key: str,
+        figure: str,
+        measured: float,
+        unit: str,
+        *,
+        baseline: float | None = None,
+        baseline_label: str = "",
+        ratio: float | None = None,
+        ratio_label: str = "",
+        target: float | None = None,
+        target_on: str = "measured",  # "measured" or "ratio"
+        target_label: str = "",
+        higher_is_better: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        if ratio is None and baseline:
+            ratio = measured / baseline
+        status = "info"
+        over = None
+        if target is not None:
+            value = measured if target_on == "measured" else ratio
+            ok = value >= target if higher_is_better else value <= target
+            status = "PASS" if ok else "MISS"
+            if not ok:
+                over = (value / target - 1.0) if not higher_is_better else (1.0 - value / target)
+        self.rows.append(
+            {
+                "key": key,
+                "figure": figure,
+                "measured": measured,
+                "unit": unit,
+                "higher_is_better": higher_is_better,
+                "baseline": baseline,
+                "baseline_label": baseline_label,
+                "ratio": ratio,
+                "ratio_label": ratio_label,
+                "target": target,
+                "target_on": target_on if target is not None else None,
+                "target_label": target_label,
+                "status": status,
+                "miss_by": over,
+                "details": details or {},
+            }
+        )
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"    note: {text}", flush=True)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        if value < 1e-6:
+            return f"{value * 1e9:.0f} ns"
+        if value < 1e-3:
+            return f"{value * 1e6:.2f} us"
+        if value < 1.0:
+            return f"{value * 1e3:.1f} ms"
+        return f"{value:.2f} s"
+    if unit == "runs/s":
+        return f"{value:,.0f} runs/s"
+    if unit == "MiB":
+        return f"{value:,.1f} MiB"
+    return f"{value:.3g} {unit}"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    if ratio >= 100:
+        return f"{ratio:,.0f}x"
+    if ratio >= 10:
+        return f"{ratio:.1f}x"
+    return f"{ratio:.2f}x"
+
+
+def print_table(results: Results) -> None:
+    headers = ("Figure", "Measured", "Baseline (same run)", "Ratio", "Target", "Result")
+    rows = []
+    noisy = False
+    for row in results.rows:
+        baseline = "-"
+        if row["baseline"] is not None:
+            baseline = f"{fmt(row['baseline'], row['unit'])} {row['baseline_label']}".strip()
+        ratio = fmt_ratio(row["ratio"])
+        if row["ratio_label"]:
+            ratio = f"{ratio} {row['ratio_label']}"
+        status = row["status"]
+        if status == "MISS" and row["miss_by"] is not None:
+            status = f"MISS (+{row['miss_by'] * 100:.0f}%)"
+        if (row.get("background_cores") or 0.0) > NOISY_CORES:
+            status += " *"
+            noisy = True
+        rows.append(
+            (row["figure"], fmt(row["measured"], row["unit"]), baseline, ratio,
+             row["target_label"] or "-", status)
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print()
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if noisy:
+        print(f"* measured while other processes kept more than {NOISY_CORES} cores busy: "
+              "treat as an upper bound and rerun on a quiet machine")
+    print()
+
+
+# --------------------------------------------------------------------------------------
+# 1. Engine overhead per invoke
+# --------------------------------------------------------------------------------------
+
+
+def bench_overhead(res: Results, cfg: dict[str, Any]) -> None:
+    print("[1] engine overhead per invoke, no-op sync agents", flush=True)
+    probes = [_DispatchProbe(), _DispatchProbe()]
+    with probes[0]:
+        chain = chain_graph(3)
+    with probes[1]:
+        fanout = fanout_graph()
+    shapes = [
+        ("chain3", "3-agent chain", *chain, 10e-6, probes[0]),
+        ("fanout5", f"{FANOUT_WIDTH}-way fan-out + join", *fanout, 25e-6, probes[1]),
+    ]
+    for key, label, app, plain, target, probe in shapes:
+        expected = plain(7)
+        got = app.invoke(7)
+        assert got == expected, (got, expected)
+        for _ in range(cfg["warmup_invokes"]):  # also lets `auto` dispatch go inline
+            app.invoke(1)
+            plain(1)
+        n = cfg["invokes"]
+        samples = interleaved(
+            {
+                "invoke": (lambda app=app: app.invoke(1), n),
+                # The plain loop is ~100x faster: more iterations for a stable figure.
+                "plain": (lambda plain=plain: plain(1), n * 20),
+            },
+            cfg["repeats"],
+        )
+        inv, pl = summary(samples["invoke"]), summary(samples["plain"])
+        inline = probe.inline_count()
+        overhead = inv["median"] - pl["median"]
+        overhead_best = inv["best"] - pl["best"]
+        res.add(
+            f"{key}.invoke",
+            f"1. {label}: app.invoke time",
+            inv["median"],
+            "s",
+            baseline=pl["median"],
+            baseline_label="plain loop",
+            details={"invoke": inv, "plain": pl, "iterations": n, "plain_iterations": n * 20,
+                     "agents_inline_after": inline},
+        )
+        res.add(
+            f"{key}.overhead",
+            f"1. {label}: overhead (invoke - plain)",
+            overhead,
+            "s",
+            target=target,
+            target_label=f"<= {target * 1e6:.0f} us",
+            details={"best_case_overhead": overhead_best},
+        )
+        published = LANGGRAPH_PUBLISHED_US[key]
+        print(
+            f"    {label}: invoke {fmt(inv['median'], 's')} (best {fmt(inv['best'], 's')}), "
+            f"plain {fmt(pl['median'], 's')}, overhead {fmt(overhead, 's')} "
+            f"(best-case {fmt(overhead_best, 's')})"
+            + (f"; {inline[0]}/{inline[1]} agents still inline" if inline else ""),
+            flush=True,
+        )
+        warn_if_moved(inline, res)
+        print(
+            f"    context, PUBLISHED LangGraph figure for this shape (not measured here): "
+            f"~{published:,.0f} us per invoke",
+            flush=True,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# 2. 1,000-agent chain
+# --------------------------------------------------------------------------------------
+
+
+def bench_chain1000(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[2] {CHAIN_LONG:,}-agent chain", flush=True)
+    probe = _DispatchProbe()
+    with probe:
+        start = time.perf_counter()
+        app, plain = chain_graph(CHAIN_LONG)
+        compile_s = time.perf_counter() - start
+    first = once(lambda: app.invoke(1))  # every agent's first call goes to the thread pool
+    assert app.invoke(3) == plain(3)
+    for _ in range(cfg["warmup_long"]):
+        app.invoke(1)
+    samples = interleaved(
+        {
+            "invoke": (lambda: app.invoke(1), cfg["long_invokes"]),
+            "plain": (lambda: plain(1), cfg["long_invokes"] * 10),
+        },
+        cfg["repeats"],
+    )
+    inv, pl = summary(samples["invoke"]), summary(samples["plain"])
+    inline = probe.inline_count()
+    per_agent = inv["median"] / CHAIN_LONG
+    per_call_plain = pl["median"] / CHAIN_LONG
+    res.add(
+        "chain1000.per_agent",
+        f"2. {CHAIN_LONG:,}-agent chain: time per agent",
+        per_agent,
+        "s",
+        baseline=per_call_plain,
+        baseline_label="plain call",
+        target=2e-6,
+        target_label="<= 2 us",
+        details={
+            "invoke": inv,
+            "plain": pl,
+            "per_agent_overhead": per_agent - per_call_plain,
+            "compile_seconds": compile_s,
+            "first_invoke_seconds": first,
+            "best_per_agent": inv["best"] / CHAIN_LONG,
+            "agents_inline_after": inline,
+        },
+    )
+    print(
+        f"    invoke {fmt(inv['median'], 's')} per run = {fmt(per_agent, 's')} per agent "
+        f"(overhead {fmt(per_agent - per_call_plain, 's')}); plain loop "
+        f"{fmt(pl['median'], 's')}; compile {fmt(compile_s, 's')}; first (cold) invoke "
+        f"{fmt(first, 's')}"
+        + (f"; {inline[0]}/{inline[1]} agents still inline" if inline else ""),
+        flush=True,
+    )
+    warn_if_moved(inline, res)
+
+
+# --------------------------------------------------------------------------------------
+# 3. 64 blocking sync agents
+# --------------------------------------------------------------------------------------
+
+
+def bench_sync64(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[3] {SYNC_WIDTH} sync agents, each time.sleep({SLEEP}) in one fan-out", flush=True)
+    app = parallel_graph(sleeper, SYNC_WIDTH)
+    cold = once(lambda: app.invoke(1))  # spawns the pool threads
+    default_workers = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default
+    inputs = [1] * SYNC_WIDTH
+    with concurrent.futures.ThreadPoolExecutor() as pool_default, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=SYNC_WIDTH) as pool_wide:
+        for pool in (pool_default, pool_wide):
+            list(pool.map(sleeper, inputs))  # warm: threads exist, like the engine's pool
+        samples = interleaved(
+            {
+                "engine": (lambda: app.invoke(1), 1),
+                "tpe_default": (lambda: list(pool_default.map(sleeper, inputs)), 1),
+                "tpe_wide": (lambda: list(pool_wide.map(sleeper, inputs)), 1),
+            },
+            cfg["sleep_repeats"],
+        )
+    if cfg["quick"]:
+        k = 8
+        seq = once(lambda: [sleeper(1) for _ in range(k)]) * (SYNC_WIDTH / k)
+        seq_label = f"sequential loop (extrapolated from {k} calls)"
+    else:
+        seq = once(lambda: [sleeper(1) for _ in range(SYNC_WIDTH)])
+        seq_label = "sequential loop (measured once)"
+    eng = summary(samples["engine"])
+    tpe_d, tpe_w = summary(samples["tpe_default"]), summary(samples["tpe_wide"])
+    res.add(
+        "sync64.wall",
+        f"3. {SYNC_WIDTH} x sleep(50 ms) fan-out: wall vs ideal",
+        eng["median"],
+        "s",
+        baseline=SLEEP,
+        baseline_label="ideal",
+        target=1.2,
+        target_on="ratio",
+        target_label="<= 1.2x ideal",
+        details={"engine": eng, "cold_first_invoke": cold},
+    )
+    res.add("sync64.vs_seq", "3.   vs sequential loop", eng["median"], "s",
+            baseline=seq, baseline_label=seq_label.split(" (")[0],
+            details={"sequential_seconds": seq, "how": seq_label})
+    res.add("sync64.vs_tpe_default", f"3.   vs ThreadPoolExecutor() [{default_workers} workers]",
+            eng["median"], "s", baseline=tpe_d["median"], baseline_label="TPE.map",
+            details={"tpe": tpe_d, "max_workers": default_workers})
+    res.add("sync64.vs_tpe_64", f"3.   vs ThreadPoolExecutor(max_workers={SYNC_WIDTH})",
+            eng["median"], "s", baseline=tpe_w["median"], baseline_label="TPE.map",
+            details={"tpe": tpe_w, "max_workers": SYNC_WIDTH})
+    print(
+        f"    engine {fmt(eng['median'], 's')} (best {fmt(eng['best'], 's')}, cold first "
+        f"run {fmt(cold, 's')}); {seq_label} {fmt(seq, 's')}; TPE default "
+        f"[{default_workers}] {fmt(tpe_d['median'], 's')}; TPE[{SYNC_WIDTH}] "
+        f"{fmt(tpe_w['median'], 's')}",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 4. 1,000 async agents
+# --------------------------------------------------------------------------------------
+
+
+def bench_async1000(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[4] {ASYNC_WIDTH:,} async agents, each await asyncio.sleep({SLEEP})", flush=True)
+    app = parallel_graph(async_sleeper, ASYNC_WIDTH)
+    loop = asyncio.new_event_loop()
+
+    async def timed_ainvoke() -> float:
+        start = time.perf_counter()
+        await app.ainvoke(1)
+        return time.perf_counter() - start
+
+    async def timed_gather() -> float:
+        start = time.perf_counter()  # creating the coroutines is part of both sides
+        await asyncio.gather(*(async_sleeper(1) for _ in range(ASYNC_WIDTH)))
+        return time.perf_counter() - start
+
+    try:
+        out = app.invoke(1)
+        assert len(out) == ASYNC_WIDTH
+        loop.run_until_complete(timed_ainvoke())
+        loop.run_until_complete(timed_gather())
+        samples: dict[str, list[float]] = {"invoke": [], "ainvoke": [], "gather": []}
+        runners = {
+            "invoke": lambda: once(lambda: app.invoke(1)),
+            "ainvoke": lambda: loop.run_until_complete(timed_ainvoke()),
+            "gather": lambda: loop.run_until_complete(timed_gather()),
+        }
+        names = list(runners)
+        for r in range(cfg["sleep_repeats"]):
+            k = r % len(names)
+            for name in names[k:] + names[:k]:
+                samples[name].append(runners[name]())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    inv, ainv, gat = summary(samples["invoke"]), summary(samples["ainvoke"]), summary(
+        samples["gather"]
+    )
+    for key, label, s in (("invoke", "app.invoke", inv), ("ainvoke", "await app.ainvoke", ainv)):
+        res.add(
+            f"async1000.{key}",
+            f"4. {ASYNC_WIDTH:,} x asyncio.sleep(50 ms): {label}",
+            s["median"],
+            "s",
+            baseline=gat["median"],
+            baseline_label="asyncio.gather",
+            target=1.2,
+            target_on="ratio",
+            target_label="<= 1.2x gather",
+            details={key: s, "gather": gat},
+        )
+    print(
+        f"    invoke {fmt(inv['median'], 's')}, ainvoke {fmt(ainv['median'], 's')}, gather "
+        f"{fmt(gat['median'], 's')} (ideal {fmt(SLEEP, 's')})",
+        flush=True,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 5. batch of 10,000 fan-out runs (each implementation in a fresh child process)
+# --------------------------------------------------------------------------------------
+
+
+def _rss_kib() -> tuple[int | None, int | None]:
+    """(current RSS, peak RSS) of this process in KiB, from /proc when available."""
+    try:
+        with open("/proc/self/status") as status:
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def _reset_peak_rss() -> bool:
+    """Resets the kernel's peak-RSS counter (VmHWM); Linux >= 4.0."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
+    """Runs in a fresh interpreter: times `repeats` batches and measures the memory of
+    the first one (peak RSS delta) and of an extra, untimed one (tracemalloc peak)."""
+    app, plain = fanout_graph()
+    inputs = list(range(runs))
+    default_workers = min(32, (os.cpu_count() or 1) + 4)
+    pool = None
+    if impl == "engine":
+        run = lambda: app.batch(inputs)  # noqa: E731
+    elif impl == "engine_mc64":
+        run = lambda: app.batch(inputs, max_concurrency=64)  # noqa: E731
+    elif impl == "engine_invoke_loop":
+        run = lambda: [app.invoke(x) for x in inputs]  # noqa: E731
+    elif impl == "tpe":
+        pool = concurrent.futures.ThreadPoolExecutor()
+        run = lambda: list(pool.map(plain, inputs))  # noqa: E731
+    elif impl == "sequential":
+        run = lambda: [plain(x) for x in inputs]  # noqa: E731
+    else:
+        raise SystemExit(f"unknown batch implementation {impl!r}")
+
+    # Warm-up on a small batch only (pool threads exist, `auto` dispatch has gone inline)
+    # so that the first full batch below still grows the heap: its peak RSS is measured.
+    small = inputs[:200]
+    if impl in ("engine", "engine_mc64"):
+        warm = app.batch(small)
+    elif impl == "engine_invoke_loop":
+        warm = [app.invoke(x) for x in small]
+    elif impl == "tpe":
+        warm = list(pool.map(plain, small))
+    else:
+        warm = [plain(x) for x in small]
+    assert warm == [plain(x) for x in small]
+    del warm
+    gc.collect()
+
+    times = []
+    rss_before, _ = _rss_kib()
+    reset = _reset_peak_rss()
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
+    start = time.perf_counter()
+    out = run()
+    times.append(time.perf_counter() - start)
+    _, peak = _rss_kib()
+    assert len(out) == runs and out[-1] == plain(inputs[-1])
+    if (not reset or peak is None) and resource is not None:
+        # Fall back to ru_maxrss (KiB on Linux): in a fresh process the first full batch
+        # is the peak so far.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = rss_before if rss_before is not None else maxrss_before
+    rss_delta_kib = peak - rss_before
+    del out
+    gc.collect()
+    for _ in range(repeats - 1):
+        start = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - start)
+        del out
+        gc.collect()
+
+    tracemalloc.start()
+    out = run()
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del out
+    if pool is not None:
+        pool.shutdown()
+    return {
+        "impl": impl,
+        "runs": runs,
+        "seconds": times,
+        "rss_before_kib": rss_before,
+        "rss_peak_delta_kib": rss_delta_kib,
+        "rss_method": "VmHWM reset via /proc/self/clear_refs" if reset else "ru_maxrss",
+        "tracemalloc_peak_bytes": traced_peak,
+        "tpe_workers": default_workers if impl == "tpe" else None,
+    }
+
+
+def run_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--_batch-child", impl,
+           "--_runs", str(runs), "--_repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"batch child {impl!r} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
+    runs = BATCH_RUNS
+    print(f"[5] batch of {runs:,} runs of the {FANOUT_WIDTH}-way fan-out + join "
+          "(one fresh process per implementation)", flush=True)
+    impls = ("engine", "engine_mc64", "engine_invoke_loop", "tpe", "sequential")
+    # Child processes take turns (engine, ..., sequential, engine, ...) so that a burst of
+    # background load is shared out rather than landing on one implementation.
+    per_impl: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+    for _ in range(cfg["batch_children"]):
+        for impl in impls:
+            per_impl[impl].append(run_child(impl, runs, cfg["batch_repeats"]))
+    data = {}
+    for impl in impls:
+        children = per_impl[impl]
+        d = dict(children[0])
+        # Times: every repeat of every child. Memory: median over the children, each
+        # measured on the first full batch of a fresh process.
+        d["seconds"] = [t for c in children for t in c["seconds"]]
+        d["rss_peak_delta_kib"] = statistics.median(c["rss_peak_delta_kib"] for c in children)
+        d["tracemalloc_peak_bytes"] = statistics.median(
+            c["tracemalloc_peak_bytes"] for c in children)
+        d["children"] = children
+        data[impl] = d
+        med = statistics.median(d["seconds"])
+        each = ", ".join(f"{c['rss_peak_delta_kib'] / 1024:.1f}" for c in children)
+        print(
+            f"    {impl:<18} {fmt(med, 's')} per batch = {runs / med:,.0f} runs/s; peak RSS "
+            f"+{d['rss_peak_delta_kib'] / 1024:.1f} MiB "
+            f"(per process: {each}); "
+            f"tracemalloc peak {d['tracemalloc_peak_bytes'] / 2**20:.1f} MiB",
+            flush=True,
+        )
+
+    def rate(impl: str) -> float:
+        return runs / statistics.median(data[impl]["seconds"])
+
+    def rss(impl: str) -> float:
+        return data[impl]["rss_peak_delta_kib"] / 1024
+
+    def traced(impl: str) -> float:
+        return data[impl]["tracemalloc_peak_bytes"] / 2**20
+
+    workers = data["tpe"]["tpe_workers"]
+    tpe_label = f"TPE.map [{workers}]"
+    res.add("batch.rate_vs_tpe", f"5. batch {runs:,} x fan-out: throughput",
+            rate("engine"), "runs/s", baseline=rate("tpe"), baseline_label=tpe_label,
+            ratio_label="(speed-up)", higher_is_better=True,
+            details={"engine": data["engine"], "tpe": data["tpe"]})
+    res.add("batch.rate_vs_seq", "5.   throughput vs plain sequential loop",
+            rate("engine"), "runs/s", baseline=rate("sequential"), baseline_label="sequential",
+            ratio_label="(speed-up)", higher_is_better=True,
+            details={"sequential": data["sequential"]})
+    res.add("batch.rate_vs_invoke_loop", "5.   throughput vs loop of app.invoke (info)",
+            rate("engine"), "runs/s", baseline=rate("engine_invoke_loop"),
+            baseline_label="invoke loop", ratio_label="(speed-up)", higher_is_better=True,
+            details={"engine_invoke_loop": data["engine_invoke_loop"]})
+    res.add("batch.rss", "5.   peak RSS delta", rss("engine"), "MiB",
+            baseline=rss("tpe"), baseline_label=tpe_label,
+            details={"method": data["engine"]["rss_method"]})
+    res.add("batch.rss_vs_seq", "5.   peak RSS delta vs sequential", rss("engine"), "MiB",
+            baseline=rss("sequential"), baseline_label="sequential")
+    res.add("batch.tracemalloc", "5.   tracemalloc peak (Python heap)", traced("engine"), "MiB",
+            baseline=traced("tpe"), baseline_label=tpe_label,
+            details={"sequential_MiB": traced("sequential")})
+    res.add("batch.tracemalloc_vs_seq", "5.   tracemalloc peak vs sequential", traced("engine"),
+            "MiB", baseline=traced("sequential"), baseline_label="sequential")
+    res.add("batch_mc64.rate", "5.   max_concurrency=64: throughput (info)",
+            rate("engine_mc64"), "runs/s", baseline=rate("tpe"), baseline_label=tpe_label,
+            ratio_label="(speed-up)", higher_is_better=True,
+            details={"engine_mc64": data["engine_mc64"]})
+    res.add("batch_mc64.rss", "5.   max_concurrency=64: peak RSS delta (info)",
+            rss("engine_mc64"), "MiB", baseline=rss("tpe"), baseline_label=tpe_label)
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+
+def config(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(quick=True, warmup_invokes=500, invokes=2000, repeats=5, warmup_long=5,
+                    long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1)
+    return dict(quick=False, warmup_invokes=3000, invokes=10000, repeats=9, warmup_long=30,
+                long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3)
+
+
+class CpuMeter:
+    """How busy the rest of the machine was while a section ran.
+
+    Reads the system-wide busy CPU time from /proc/stat and subtracts this process's
+    (and its children's) own CPU time: what is left is other processes competing for the
+    cores, in average cores busy. Returns None where /proc/stat is unavailable.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._snapshot()
+
+    @staticmethod
+    def _snapshot() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal ...
+        busy = sum(fields[:3]) + sum(fields[5:8])
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return busy / os.sysconf("SC_CLK_TCK"), own, time.perf_counter()
+
+    def background_cores(self) -> float | None:
+        end = self._snapshot()
+        if self._start is None or end is None or end[2] <= self._start[2]:
+            return None
+        other = (end[0] - self._start[0]) - (end[1] - self._start[1])
+        return max(0.0, other / (end[2] - self._start[2]))
+
+
+def wait_for_quiet(max_seconds: float, threshold: float = 0.15, window: float = 2.0) -> float | None:
+    """Waits (up to max_seconds) until other processes use under `threshold` cores over a
+    `window`-second sample. Returns the last sampled background load (None: unknown)."""
+    deadline = time.monotonic() + max_seconds
+    while True:
+        meter = CpuMeter()
+        time.sleep(window)
+        other = meter.background_cores()
+        if other is None or other < threshold or time.monotonic() >= deadline:
+            return other
+
+
+def build_info() -> dict[str, Any]:
+    """Which engine build is being measured: the extension file, its build time, and the
+    git state of the checkout next to this script (if any)."""
+    info: dict[str, Any] = {"package": os.path.dirname(cp.__file__)}
+    try:
+        from counterpoint import _core
+
+        info["extension"] = _core.__file__
+        info["extension_built"] = _dt.datetime.fromtimestamp(
+            os.path.getmtime(_core.__file__)).astimezone().isoformat(timespec="seconds")
+    except (ImportError, AttributeError, OSError):
+        pass
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "cpp",
+                                "python"], capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            info["git_head"] = head.stdout.strip()
+            info["git_engine_dirty"] = bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer iterations and repeats (about 10 s instead of ~1 min)")
+    parser.add_argument("--json", metavar="PATH", help="also write machine-readable results")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only these sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each section wait up to SECONDS for other processes "
+                        "to use under 0.15 cores (for shared machines; default: don't wait)")
+    parser.add_argument("--_batch-child", dest="batch_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_runs", dest="runs", type=int, default=BATCH_RUNS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--_repeats", dest="child_repeats", type=int, default=3,
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.batch_child:
+        print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
+        return 0
+
+    cfg = config(args.quick)
+    sections = args.only or list(SECTIONS)
+    meta = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "counterpoint": cp.__version__,
+        "tbb": cp.TBB_VERSION,
+        "build": build_info(),
+        "quick": args.quick,
+        "settle_seconds": args.settle,
+        "config": cfg,
+        "sections": sections,
+        "loadavg_start": loadavg(),
+    }
+    print(f"counterpoint {cp.__version__} (oneTBB {cp.TBB_VERSION}), Python {meta['python']}, "
+          f"{meta['platform']}, {meta['cpu_count']} CPUs")
+    build = meta["build"]
+    if "extension_built" in build:
+        print(f"engine extension built {build['extension_built']}"
+              + (f"; checkout {build['git_head']}"
+                 + (" + uncommitted engine changes" if build.get("git_engine_dirty") else "")
+                 if "git_head" in build else ""))
+    print(f"load average at start: {meta['loadavg_start']}"
+          + ("  (busy machine: expect noisy figures)"
+             if meta["loadavg_start"] and meta["loadavg_start"][0] > 0.5 else ""))
+    print("Baselines are measured in this same run; times are medians over repeats.\n",
+          flush=True)
+
+    res = Results()
+    started = time.perf_counter()
+    bench = {"overhead": bench_overhead, "chain1000": bench_chain1000, "sync64": bench_sync64,
+             "async1000": bench_async1000, "batch": bench_batch}
+    meta["background_cores"] = {}
+    for name in sections:
+        if args.settle > 0:
+            before = wait_for_quiet(args.settle)
+            if before is not None:
+                print(f"    (settled: other processes at {before:.2f} cores)", flush=True)
+        meter = CpuMeter()
+        first_row = len(res.rows)
+        bench[name](res, cfg)
+        other = meter.background_cores()
+        meta["background_cores"][name] = other
+        for row in res.rows[first_row:]:
+            row["section"] = name
+            row["background_cores"] = other
+        if other is not None:
+            print(f"    other processes kept {other:.2f} of {os.cpu_count()} cores busy during "
+                  f"this section{'  (noisy!)' if other > NOISY_CORES else ''}", flush=True)
+    meta["seconds"] = time.perf_counter() - started
+    meta["loadavg_end"] = loadavg()
+
+    print_table(res)
+    if "overhead" in sections:
+        print("Context, PUBLISHED LangGraph figures (not measured here; different machine,\n"
+              f"library and method): 3-agent chain ~{LANGGRAPH_PUBLISHED_US['chain3']:,.0f} us "
+              f"per invoke, 5-way fan-out ~{LANGGRAPH_PUBLISHED_US['fanout5']:,.0f} us "
+              "per invoke.")
+    for text in res.notes:
+        print(f"Note: {text}")
+    misses = [r for r in res.rows if r["status"] == "MISS"]
+    print(f"{sum(r['status'] == 'PASS' for r in res.rows)} PASS, {len(misses)} MISS; "
+          f"{meta['seconds']:.0f} s; load average at end: {meta['loadavg_end']}")
+
+    if args.json:
+        payload = {
+            "meta": meta,
+            "published_context": {
+                "langgraph_us_per_invoke": LANGGRAPH_PUBLISHED_US,
+                "note": "published figures, not measured by this harness",
+            },
+            "results": res.rows,
+            "notes": res.notes,
+        }
+        with open(args.json, "w") as out:
+            json.dump(payload, out, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

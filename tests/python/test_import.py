@@ -1,0 +1,99 @@
+"""The installed package imports cleanly and exposes its public names."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import counterpoint as cp
+
+
+def test_import_from_a_different_cwd(tmp_path):
+    code = (
+        "import counterpoint, os, sys\n"
+        "print(counterpoint.__file__)\n"
+        "print(counterpoint.TBB_VERSION)\n"
+        "g = counterpoint.Graph().add('a', lambda x: x + 1)\n"
+        "print(g.compile().invoke(41))\n"
+    )
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    location, version, answer = proc.stdout.split("\n")[:3]
+    assert not location.startswith(str(tmp_path))
+    assert os.path.basename(os.path.dirname(location)) == "counterpoint"
+    assert version
+    assert answer == "42"
+    assert "Warning" not in proc.stderr
+    assert proc.stderr == ""
+
+
+def test_import_with_warnings_as_errors(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-X", "dev", "-c", "import counterpoint"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_tbb_version_is_non_empty_string():
+    assert isinstance(cp.TBB_VERSION, str)
+    assert cp.TBB_VERSION.strip() != ""
+    assert cp.TBB_VERSION[0].isdigit()
+    assert "." in cp.TBB_VERSION
+
+
+def test_version():
+    assert isinstance(cp.__version__, str)
+    assert cp.__version__
+
+
+def test_all_names_exist():
+    assert cp.__all__
+    for name in cp.__all__:
+        assert hasattr(cp, name), name
+    assert len(set(cp.__all__)) == len(cp.__all__)
+
+
+def test_public_api_names_are_exported():
+    expected = {
+        "AgentError",
+        "CompiledGraph",
+        "CounterpointError",
+        "Event",
+        "Graph",
+        "GraphError",
+        "RunCancelled",
+        "TBB_VERSION",
+    }
+    assert expected <= set(cp.__all__)
+
+
+def test_exception_hierarchy():
+    for exc in (cp.AgentError, cp.GraphError, cp.RunCancelled):
+        assert issubclass(exc, cp.CounterpointError)
+    assert issubclass(cp.CounterpointError, Exception)
+
+
+def test_star_import(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from counterpoint import *; print(Graph, GraphError, TBB_VERSION)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
