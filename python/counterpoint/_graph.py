@@ -39,12 +39,15 @@ def _check_budget(budget: Any) -> dict[str, float] | None:
     if budget is None:
         return None
     if not isinstance(budget, Mapping) or not budget:
-        raise ValueError(f"budget must be a non-empty dict like {{'tokens': 10000}}, got {budget!r}")
+        raise ValueError(
+            f"budget must be a non-empty dict like {{'tokens': 10000}}, got {budget!r}"
+        )
     for name, limit in budget.items():
         if not isinstance(name, str) or isinstance(limit, bool) or \
                 not isinstance(limit, (int, float)) or not limit > 0 or math.isinf(limit):
             raise ValueError(
-                f"budget entries must map a usage name to a positive number, got {name!r}: {limit!r}"
+                "budget entries must map a usage name to a positive number, got "
+                f"{name!r}: {limit!r}"
             )
     return {name: float(limit) for name, limit in budget.items()}
 

@@ -109,7 +109,9 @@ class _Shared:
     @classmethod
     def _shared(cls, name: str | None, settings: tuple, build: Callable[[str], Any]) -> Any:
         if name is not None and (not isinstance(name, str) or not name):
-            raise GraphError(f"{cls.__name__}: name must be a non-empty string or None, got {name!r}")
+            raise GraphError(
+                f"{cls.__name__}: name must be a non-empty string or None, got {name!r}"
+            )
         with cls._lock:
             if name is None:
                 instance = object.__new__(cls)

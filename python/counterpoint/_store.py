@@ -114,7 +114,9 @@ def _check_existing(path: str) -> None:
         finally:
             probe.close()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is a corrupt SQLite database ({exc}); it was left untouched") from exc
+        raise StoreError(
+            f"{path} is a corrupt SQLite database ({exc}); it was left untouched"
+        ) from exc
     version = int(meta.get("schema_version", "0"))
     if version > SCHEMA_VERSION:
         raise StoreError(

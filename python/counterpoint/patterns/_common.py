@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .._errors import GraphError
@@ -50,6 +50,20 @@ def check_agent(pattern: str, role: str, agent: Any) -> None:
         f"{pattern}: {role} must be a function, an `async def` function, a compiled graph "
         f"or an object with invoke()/ainvoke(), got {type(agent).__name__}"
     )
+
+
+def check_agent_map(pattern: str, field: str, role: str, agents: Any,
+                    reserved: Iterable[str] = ()) -> None:
+    """Rejects anything but a non-empty {name: agent} dict, naming what to fix."""
+    if not isinstance(agents, Mapping) or not agents:
+        raise GraphError(f"{pattern}: {field} must be a non-empty dict of name -> agent")
+    reserved = set(reserved)
+    for name, agent in agents.items():
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"{pattern}: {role} names must be non-empty strings, got {name!r}")
+        if name in reserved:
+            raise GraphError(f"{pattern}: {role} name {name!r} is reserved; rename it")
+        check_agent(pattern, f"{role} {name!r}", agent)
 
 
 def check_positive_int(pattern: str, name: str, value: Any) -> None:

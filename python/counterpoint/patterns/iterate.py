@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._agents import uses_event_loop
-from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
 from .._native import _core
 from .._results import ChatResult, LoopResult, value_of
-from ._common import check_agent, check_positive_int, identity
+from ._common import check_agent, check_agent_map, check_positive_int, identity
 
 
 @dataclass(frozen=True)
@@ -122,14 +121,7 @@ def group_chat(
     ``max_turns``. The result is a
     :class:`~counterpoint.ChatResult`.
     """
-    if not isinstance(participants, Mapping) or not participants:
-        raise GraphError("group_chat: participants must be a non-empty dict of name -> agent")
-    for name, agent in participants.items():
-        if not isinstance(name, str) or not name:
-            raise GraphError(f"group_chat: participant names must be non-empty strings, got {name!r}")
-        if name in _CHAT_NODES:
-            raise GraphError(f"group_chat: participant name {name!r} is reserved; rename it")
-        check_agent("group_chat", f"participant {name!r}", agent)
+    check_agent_map("group_chat", "participants", "participant", participants, _CHAT_NODES)
     check_agent("group_chat", "manager", manager)
     if until is not None:
         check_agent("group_chat", "until=", until)

@@ -143,7 +143,9 @@ def parallel(
     return g.compile()
 
 
-def consensus(agents: Sequence[Any], vote: Any = "majority", *, quorum: float | None = None) -> CompiledGraph:
+def consensus(
+    agents: Sequence[Any], vote: Any = "majority", *, quorum: float | None = None
+) -> CompiledGraph:
     """Gives the same problem to several agents and converges on one answer.
 
     Args:
@@ -166,7 +168,8 @@ def consensus(agents: Sequence[Any], vote: Any = "majority", *, quorum: float | 
         vote = merging.judge(vote)
     if not (isinstance(vote, merging.Judge) or vote in ("majority", "quorum", "confidence")):
         raise GraphError(
-            f"consensus: vote={vote!r} must be 'majority', 'quorum', 'confidence' or a judge callable"
+            f"consensus: vote={vote!r} must be 'majority', 'quorum', 'confidence' or a judge "
+            "callable"
         )
     needed = _check_quorum("consensus", vote, quorum)
     names = unique_names(agents, "agent", reserved=("vote",))
@@ -267,7 +270,9 @@ def fan_out(
     if not callable(over):
         raise GraphError(f"fan_out: over= must be a callable returning a list, got {over!r}")
     if merge == "quorum":
-        raise GraphError("fan_out: the 'quorum' policy needs a fixed set of voters; use consensus()")
+        raise GraphError(
+            "fan_out: the 'quorum' policy needs a fixed set of voters; use consensus()"
+        )
     merging.check_policy("fan_out", merge)
     if max_items is not None:
         check_positive_int("fan_out", "max_items", max_items)

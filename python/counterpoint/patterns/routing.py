@@ -9,7 +9,7 @@ from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
 from .._native import _core
 from .._results import Escalation, confidence_of, value_of
-from ._common import check_agent, check_priorities, identity
+from ._common import check_agent, check_agent_map, check_priorities, identity
 
 _ROUTER_NODES = ("input", "classify", "route", "join")
 
@@ -52,14 +52,7 @@ def router(
         ...                    default=escalate, priorities={"address": 10})
     """
     check_agent("router", "classify", classify)
-    if not isinstance(routes, Mapping) or not routes:
-        raise GraphError("router: routes must be a non-empty dict of intent -> agent")
-    for name, agent in routes.items():
-        if not isinstance(name, str) or not name:
-            raise GraphError(f"router: route names must be non-empty strings, got {name!r}")
-        if name in _ROUTER_NODES:
-            raise GraphError(f"router: {name!r} is reserved; rename that route")
-        check_agent("router", f"route {name!r}", agent)
+    check_agent_map("router", "routes", "route", routes, _ROUTER_NODES)
     if default is not None:
         check_agent("router", "default", default)
         if "default" in routes:

@@ -11,7 +11,7 @@ from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
 from .._native import _core
 from .._results import value_of
-from ._common import check_agent, identity
+from ._common import check_agent, check_agent_map, identity
 
 
 class PlanError(GraphError):
@@ -108,26 +108,32 @@ def parse_plan(plan: Any, workers: Mapping[str, Any]) -> list[Subtask]:
 
 
 def _check_acyclic(subtasks: list[Subtask]) -> None:
+    """Kahn's algorithm (iterative: plans may be long chains); on a cycle, names one."""
     depends = {s.id: s.depends_on for s in subtasks}
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(ident: str, path: list[str]) -> None:
-        state[ident] = 1
-        for dependency in depends[ident]:
-            if state.get(dependency) == 1:
-                cycle = path[path.index(dependency):] + [dependency]
-                raise PlanError(
-                    f"subtask {dependency!r} is part of a dependency cycle "
-                    f"({' -> '.join(cycle)})",
-                    dependency,
-                )
-            if dependency not in state:
-                visit(dependency, path + [dependency])
-        state[ident] = 2
-
+    dependents: dict[str, list[str]] = {s.id: [] for s in subtasks}
+    missing = {s.id: len(s.depends_on) for s in subtasks}
     for subtask in subtasks:
-        if subtask.id not in state:
-            visit(subtask.id, [subtask.id])
+        for dependency in subtask.depends_on:
+            dependents[dependency].append(subtask.id)
+    ready = [ident for ident, count in missing.items() if count == 0]
+    while ready:
+        for dependent in dependents[ready.pop()]:
+            missing[dependent] -= 1
+            if missing[dependent] == 0:
+                ready.append(dependent)
+    stuck = [s.id for s in subtasks if missing[s.id] > 0]
+    if not stuck:
+        return
+    # Walk dependencies among the stuck subtasks until one repeats: that loop is a cycle.
+    path, seen, current = [], {}, stuck[0]
+    while current not in seen:
+        seen[current] = len(path)
+        path.append(current)
+        current = next(d for d in depends[current] if missing[d] > 0)
+    cycle = path[seen[current]:] + [current]
+    raise PlanError(
+        f"subtask {current!r} is part of a dependency cycle ({' -> '.join(cycle)})", current
+    )
 
 
 class _Dispatch:
@@ -189,12 +195,7 @@ def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) ->
     """
     check_agent("supervisor", "planner", planner)
     check_agent("supervisor", "synthesizer", synthesizer)
-    if not isinstance(workers, Mapping) or not workers:
-        raise GraphError("supervisor: workers must be a non-empty dict of name -> agent")
-    for name, worker in workers.items():
-        if not isinstance(name, str) or not name:
-            raise GraphError(f"supervisor: worker names must be non-empty strings, got {name!r}")
-        check_agent("supervisor", f"worker {name!r}", worker)
+    check_agent_map("supervisor", "workers", "worker", workers)
     dispatch = _Dispatch(workers)
 
     def brief(state: dict[str, Any]) -> dict[str, Any]:
