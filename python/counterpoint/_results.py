@@ -88,6 +88,20 @@ class Merged:
         """True when every branch produced the same output and none failed."""
         return not self.disagreeing and not self.failed
 
+    @property
+    def confidence(self) -> float | None:
+        """How much of the vote backs ``value`` (0 to 1), so a merge can feed a
+        confidence gate: the winner's share of the tally, or of the branches that voted
+        (failed ones count against it). None when nothing was voted on."""
+        if self.tally:
+            # Confidence-weighted tallies are shares of confidence; counted votes also
+            # count failed branches as voices that did not back the value.
+            dissent = 0 if self.policy == "confidence" else len(self.failed)
+            total = sum(self.tally.values()) + dissent
+            return self.tally.get(repr(self.value), 0.0) / total if total else None
+        voters = len(self.outputs) + len(self.failed)
+        return len(self.agreeing) / voters if voters else None
+
 
 @dataclass(frozen=True)
 class LoopResult:

@@ -91,7 +91,9 @@ class AgentOutcome:
         status: ``"succeeded"``, ``"failed"``, ``"timed_out"``, ``"skipped"`` (its join
             could not be satisfied: not routed to, a predecessor it needed failed, or
             the budget was spent), ``"needs_review"``, ``"cancelled"`` (running when the
-            run ended; its result was discarded), ``"not_started"`` or ``"running"``.
+            run ended; its result was discarded), ``"not_started"`` or ``"running"``
+            (still executing: a sync call cannot be interrupted; if its run has ended,
+            it becomes ``"cancelled"`` when it returns and its result is discarded).
         output: The agent's output, if it succeeded.
         error: The failure summary, if it failed.
         started: Seconds from the run's start to the agent's start (None if it never ran).

@@ -294,6 +294,17 @@ def test_a_long_chain_listed_dependents_first_is_a_valid_plan():
     assert app.invoke(None) == (count, count - 1)
 
 
+def test_a_dependency_listed_twice_runs_once_or_is_a_plan_error_naming_the_subtask():
+    plan = [{"id": "a", "task": 1}, {"id": "b", "task": 2, "depends_on": ["a", "a"]}]
+    app = cp.supervisor(lambda t: plan, workers={"w": echo_worker},
+                        synthesizer=lambda s: s["results"])
+    try:
+        assert app.invoke(None) == {"a": "1()", "b": "2(a=1())"}
+    except cp.AgentError as error:
+        assert isinstance(error.__cause__, cp.PlanError)
+        assert error.__cause__.subtask == "b"
+
+
 def test_missing_worker_with_several_workers_is_a_plan_error():
     app = cp.supervisor(lambda t: [{"id": "a", "task": 1}],
                         workers={"x": lambda b: b, "y": lambda b: b}, synthesizer=passthrough)

@@ -3,6 +3,7 @@ branches known only at run time (``fan_out``)."""
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -267,8 +268,10 @@ def fan_out(
         max_items: Refuse runs whose list is longer than this.
     """
     check_agent("fan_out", "worker", worker)
-    if not callable(over):
-        raise GraphError(f"fan_out: over= must be a callable returning a list, got {over!r}")
+    if not callable(over) or inspect.iscoroutinefunction(over):
+        raise GraphError(
+            f"fan_out: over= must be a plain function returning the list of items, got {over!r}"
+        )
     if merge == "quorum":
         raise GraphError(
             "fan_out: the 'quorum' policy needs a fixed set of voters; use consensus()"

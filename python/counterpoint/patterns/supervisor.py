@@ -76,6 +76,7 @@ def parse_plan(plan: Any, workers: Mapping[str, Any]) -> list[Subtask]:
         depends = _field(item, "depends_on", "after") or ()
         if isinstance(depends, str):
             depends = (depends,)
+        depends = tuple(dict.fromkeys(depends))  # a dependency listed twice is one dependency
         subtasks.append(Subtask(ident, _field(item, "task", "input", "description"),
                                 _field(item, "worker", "agent"), tuple(depends)))
     ids = [s.id for s in subtasks]
