@@ -101,6 +101,7 @@ FlowGraph::FlowGraph(std::shared_ptr<const Plan> plan) : plan_(std::move(plan)) 
         // First, before touching the message or the captures: they were written by the
         // thread that put the message (see tsan.hpp).
         tsan::handoff_acquire();
+        const Runtime::EngineWork engine_work;
         on_message(i, message);
         tsan::handoff_release();  // for ~FlowGraph, which frees what the body touched
       };

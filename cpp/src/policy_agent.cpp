@@ -28,7 +28,10 @@ double unit_random() {
 // Work that follows a timer or a limiter grant runs on the oneTBB arena, not on the
 // timer thread or on whichever thread released the limit.
 void on_arena(std::function<void()> work) {
-  Runtime::instance().impl().arena().enqueue(detail::tsan::Handoff(std::move(work)));
+  Runtime::instance().impl().arena().enqueue(detail::tsan::Handoff([work = std::move(work)] {
+    const Runtime::EngineWork engine_work;
+    work();
+  }));
 }
 
 std::string seconds_text(double seconds) {

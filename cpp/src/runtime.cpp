@@ -2,7 +2,6 @@
 
 #include <thread>
 
-#include <oneapi/tbb/task.h>
 #include <oneapi/tbb/version.h>
 
 #include "counterpoint/detail/run_state.hpp"
@@ -104,7 +103,16 @@ bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
 
 std::size_t Runtime::live_runs() const { return impl_->live_count(); }
 
-bool Runtime::on_engine_thread() noexcept { return tbb::task::current_context() != nullptr; }
+namespace {
+// Set while this thread runs engine work; asking oneTBB instead (current_context) would
+// give every caller thread oneTBB thread state, which slows the hand-off of every run.
+thread_local int t_engine_work = 0;
+}  // namespace
+
+bool Runtime::on_engine_thread() noexcept { return t_engine_work > 0; }
+
+Runtime::EngineWork::EngineWork() noexcept { ++t_engine_work; }
+Runtime::EngineWork::~EngineWork() { --t_engine_work; }
 
 const char* Runtime::tbb_runtime_version() noexcept { return TBB_runtime_version(); }
 int Runtime::tbb_runtime_interface_version() noexcept { return TBB_runtime_interface_version(); }

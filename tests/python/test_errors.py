@@ -369,3 +369,14 @@ def test_async_agent_raising_system_exit_does_not_break_later_invokes():
     )
     assert "FIRST: SystemExit" in proc.stdout, proc.stdout + proc.stderr
     assert "SECOND: [42]" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_inline_agent_waiting_for_a_run_is_refused_not_deadlocked():
+    # An inline agent runs on an engine worker: waiting there for another run could leave
+    # the engine without workers, so it gets a clear error instead.
+    inner = cp.Graph().add("x", lambda value: value).compile()
+    app = cp.Graph().add("a", lambda value: inner.invoke(value), dispatch="inline").compile()
+    with pytest.raises(cp.AgentError) as info:
+        app.invoke(1)
+    assert "dispatch='thread'" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)

@@ -32,6 +32,15 @@ class Runtime {
   // True on a thread executing one of the engine's oneTBB tasks (an inline agent): such
   // a thread must never wait for a run, or the engine could run out of workers.
   static bool on_engine_thread() noexcept;
+  // Marks the current thread as running engine work (a oneTBB task of the engine's) for
+  // its lifetime.
+  class EngineWork {
+   public:
+    EngineWork() noexcept;
+    ~EngineWork();
+    EngineWork(const EngineWork&) = delete;
+    EngineWork& operator=(const EngineWork&) = delete;
+  };
   // oneTBB's version as loaded at run time, e.g. "2023.2.0", and its interface number.
   static const char* tbb_runtime_version() noexcept;
   static int tbb_runtime_interface_version() noexcept;
