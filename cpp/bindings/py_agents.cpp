@@ -74,6 +74,17 @@ void SyncAgent::invoke(Invocation invocation) {
       [self = shared_from_this(), pending] { self->call(*pending); });
 }
 
+namespace {
+// The agent whose Python code this thread is running, if any.
+thread_local SyncAgent* t_running_agent = nullptr;
+}  // namespace
+
+void SyncAgent::note_wait_for_run() noexcept {
+  if (t_running_agent != nullptr) {
+    t_running_agent->blocking_calls_.store(kBlockingCalls, std::memory_order_relaxed);
+  }
+}
+
 void SyncAgent::call(Invocation& invocation) {
   if (invocation.completion.run_ended()) {
     invocation.completion.cancelled();
@@ -92,7 +103,10 @@ void SyncAgent::call(Invocation& invocation) {
     try {
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
+      SyncAgent* const outer_agent = t_running_agent;  // agents may call graphs of agents
+      t_running_agent = this;
       PyObject* raw = call_python(callable_.get().ptr(), argument);
+      t_running_agent = outer_agent;
       Py_DECREF(argument);
       if (raw == nullptr) throw py::error_already_set();
       py::object result = py::reinterpret_steal<py::object>(raw);

@@ -47,6 +47,10 @@ class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAg
   bool runs_inline() const noexcept;
   double mean_call_seconds() const noexcept;
   static void set_inline_threshold(double seconds) noexcept;
+  // Called when Python code waits for a run (invoke, batch, stream ...): if a sync agent
+  // is running on this thread, it is one that waits for runs, so it must never run
+  // inline, where the wait could starve the engine.
+  static void note_wait_for_run() noexcept;
   static double inline_threshold() noexcept;
 
  private:

@@ -35,6 +35,7 @@ constexpr auto kSpin = 50us;
 // An inline agent runs on a oneTBB worker; waiting there for a run could leave the
 // engine without workers to finish it.
 void refuse_on_engine_thread(const std::vector<RunHandle>& runs) {
+  SyncAgent::note_wait_for_run();
   if (!Runtime::on_engine_thread()) return;
   for (RunHandle run : runs) run.cancel();
   throw EngineError(
@@ -372,6 +373,7 @@ void register_graph(py::module_& m) {
            })
       .def("next_events",
            [](RunHandle& run, double timeout_seconds) {
+             if (timeout_seconds > 0) refuse_on_engine_thread({run});
              std::vector<Event> events;
              bool more;
              {

@@ -45,6 +45,9 @@ from .patterns import (
 )
 
 Failed = _core.Failed
+# Raised (a RuntimeError) when the engine refuses work: a run started during interpreter
+# shutdown, or an inline agent waiting for a run.
+EngineError = _core.EngineError
 _core.set_result_type(Result)
 
 __version__ = "0.1.0"
@@ -65,6 +68,7 @@ __all__ = [
     "CounterpointError",
     "Decision",
     "END",
+    "EngineError",
     "Escalation",
     "Event",
     "Failed",
