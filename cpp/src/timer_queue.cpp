@@ -23,15 +23,18 @@ TimerQueue::~TimerQueue() {
 
 TimerQueue::Id TimerQueue::schedule(Clock::time_point when, std::function<void()> callback) {
   Id id;
-  bool earliest;
+  bool sooner;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     id = next_id_++;
     timers_.emplace(id, std::make_pair(when, std::move(callback)));
-    auto position = order_.emplace(when, id);
-    earliest = position == order_.begin();
+    order_.emplace(when, id);
+    // Wake the thread only if it would otherwise sleep past this timer: a timeout
+    // scheduled per call must not cost a context switch per call.
+    sooner = when < wake_at_;
+    if (sooner) wake_at_ = when;
   }
-  if (earliest) changed_.notify_one();
+  if (sooner) changed_.notify_one();
   return id;
 }
 
@@ -67,11 +70,13 @@ void TimerQueue::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {
     if (order_.empty()) {
+      wake_at_ = Clock::time_point::max();
       changed_.wait(lock);
       continue;
     }
     const auto next = order_.begin();
     if (next->first > Clock::now()) {
+      wake_at_ = next->first;
       changed_.wait_until(lock, next->first);
       continue;
     }

@@ -39,6 +39,8 @@ class TimerQueue {
   std::multimap<Clock::time_point, Id> order_;
   std::unordered_map<Id, std::pair<Clock::time_point, std::function<void()>>> timers_;
   Id next_id_ = 1;
+  // When the thread next wakes by itself (max: it sleeps until notified).
+  Clock::time_point wake_at_ = Clock::time_point::max();
   bool stopping_ = false;
   std::thread thread_;
 };

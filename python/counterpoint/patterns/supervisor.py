@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,7 @@ def parse_plan(plan: Any, workers: Mapping[str, Any]) -> list[Subtask]:
         if ids.count(subtask.id) > 1:
             raise PlanError(f"subtask {subtask.id!r} appears more than once; ids must be unique",
                             subtask.id)
-        if subtask.id in ("collect",) or subtask.id.endswith(":brief"):
+        if subtask.id in ("collect", "plan") or subtask.id.endswith(":brief"):
             raise PlanError(f"subtask id {subtask.id!r} is reserved; rename it", subtask.id)
         worker = subtask.worker
         if not (worker is None and len(workers) == 1) and worker not in workers:
@@ -138,47 +139,66 @@ def _check_acyclic(subtasks: list[Subtask]) -> None:
 
 
 class _Dispatch:
-    """Turns a validated plan into a child graph with one worker node per subtask."""
+    """Runs a validated plan as a child graph with one worker node per subtask.
+
+    Child graphs depend only on the plan's shape (ids, workers, dependencies), not on the
+    tasks, so runs whose plans share a shape reuse one compiled graph, and its workers
+    keep their measured dispatch.
+    """
+
+    _CACHE_SIZE = 128
 
     def __init__(self, workers: Mapping[str, Any]) -> None:
         self.workers = dict(workers)
         self.only_worker = next(iter(self.workers)) if len(self.workers) == 1 else None
+        self._graphs: dict[tuple, CompiledGraph] = {}
+        self._lock = threading.Lock()
 
-    def __call__(self, planned: dict[str, Any]) -> Any:
-        subtasks = parse_plan(planned["planner"], self.workers)
+    def __call__(self, planned: Any) -> Any:
+        subtasks = parse_plan(planned, self.workers)
+        shape = tuple((s.id, s.worker or self.only_worker, s.depends_on) for s in subtasks)
+        with self._lock:
+            child = self._graphs.pop(shape, None)
+            if child is None:
+                child = self._build(subtasks)
+            self._graphs[shape] = child  # most recently used last
+            if len(self._graphs) > self._CACHE_SIZE:
+                del self._graphs[next(iter(self._graphs))]
+        return _core.Delegation(child._core, tuple(subtasks))
+
+    def _build(self, subtasks: list[Subtask]) -> CompiledGraph:
         g = Graph()
+        g.add("plan", identity, dispatch="inline")
         for subtask in subtasks:
             deps = list(subtask.depends_on)
-            g.add(f"{subtask.id}:brief", _brief(subtask), after=deps or None, dispatch="inline")
+            g.add(f"{subtask.id}:brief", _brief(subtask.id, deps), after=["plan", *deps],
+                  dispatch="inline")
             g.add(subtask.id, self.workers[subtask.worker or self.only_worker],
                   after=f"{subtask.id}:brief")
         ids = [s.id for s in subtasks]
-        if ids:
-            g.add("collect", lambda outs: {ids[0]: outs} if len(ids) == 1 else dict(outs),
-                  after=ids, dispatch="inline")
-        else:
-            g.add("collect", lambda _: {}, dispatch="inline")
+
+        def collect(outputs: Any) -> dict[str, Any]:
+            if not ids:
+                return {"plan": list(outputs), "results": {}}
+            plan = outputs.pop("plan")
+            return {"plan": list(plan), "results": outputs}
+
+        g.add("collect", collect, after=["plan", *ids], dispatch="inline")
         try:
-            child = g.compile()
+            return g.compile()
         except GraphError as exc:
             # Name the subtask, not the node that carries its brief.
             subtask = exc.node.removesuffix(":brief") if exc.node else None
             message = str(exc).replace(":brief'", "'").replace(":brief ", " ")
             raise PlanError(f"the plan cannot run: {message}", subtask) from None
-        return _core.Delegation(child._core, None)
 
 
-def _brief(subtask: Subtask):
+def _brief(ident: str, deps: list[str]):
     """What a worker sees: its own subtask and the outputs it depends on, nothing else."""
-    def brief(dependency_outputs: Any) -> dict[str, Any]:
-        deps = list(subtask.depends_on)
-        if not deps:
-            outputs = {}
-        elif len(deps) == 1:
-            outputs = {deps[0]: dependency_outputs}
-        else:
-            outputs = dict(dependency_outputs)
-        return {"id": subtask.id, "task": subtask.task, "deps": outputs}
+    def brief(inputs: Any) -> dict[str, Any]:
+        plan = inputs["plan"] if deps else inputs
+        task = next(s.task for s in plan if s.id == ident)
+        return {"id": ident, "task": task, "deps": {dep: inputs[dep] for dep in deps}}
 
     return brief
 
@@ -200,14 +220,14 @@ def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) ->
     dispatch = _Dispatch(workers)
 
     def brief(state: dict[str, Any]) -> dict[str, Any]:
-        return {"task": state["input"], "plan": parse_plan(state["planner"], workers),
-                "results": state["dispatch"]}
+        return {"task": state["input"], "plan": state["dispatch"]["plan"],
+                "results": state["dispatch"]["results"]}
 
     g = Graph()
     g.add("input", identity, dispatch="inline")
     g.add("planner", planner)
-    g.add("dispatch", dispatch, after=["input", "planner"], dispatch="inline")
-    g.add("brief", brief, after=["input", "planner", "dispatch"], dispatch="inline")
+    g.add("dispatch", dispatch, after="planner", dispatch="inline")
+    g.add("brief", brief, after=["input", "dispatch"], dispatch="inline")
     g.add("synthesizer", synthesizer, after="brief")
     app = g.compile()
     app._has_async = app.uses_event_loop or any(uses_event_loop(w) for w in workers.values())
