@@ -2,10 +2,10 @@
 // so Ctrl-C is noticed (and cancels the run) within one slice.
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
-#include <unordered_map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -30,8 +30,6 @@ constexpr auto kWaitSlice = 20ms;
 // cheaper than a sleep and a wake-up.
 constexpr auto kSpin = 50us;
 
-// Waits for `done()` with the GIL released, checking for signals between slices.
-// On a signal (KeyboardInterrupt) the runs are cancelled and the exception propagates.
 // An inline agent runs on a oneTBB worker; waiting there for a run could leave the
 // engine without workers to finish it.
 void refuse_on_engine_thread(const std::vector<RunHandle>& runs) {
@@ -44,6 +42,8 @@ void refuse_on_engine_thread(const std::vector<RunHandle>& runs) {
       "give this agent dispatch='thread'");
 }
 
+// Waits for `done()` with the GIL released, checking for signals between slices.
+// On a signal (KeyboardInterrupt) the runs are cancelled and the exception propagates.
 template <typename Done>
 bool wait_interruptibly(const std::vector<RunHandle>& runs, Done&& done, double timeout_seconds) {
   refuse_on_engine_thread(runs);

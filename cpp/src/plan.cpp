@@ -132,8 +132,14 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     plan->nodes_[position[old]] = std::move(node);
   }
   for (std::uint32_t i = 0; i < plan->nodes_.size(); ++i) {
-    for (std::uint32_t pred : plan->nodes_[i].predecessors) {
-      plan->nodes_[pred].successors.push_back(i);
+    PlanNode& node = plan->nodes_[i];
+    for (std::uint32_t pred : node.predecessors) plan->nodes_[pred].successors.push_back(i);
+    // Work downstream of an urgent branch is urgent too: a node without a priority of
+    // its own inherits the highest of its predecessors' (nodes are in topological order).
+    if (node.priority == 0) {
+      for (std::uint32_t pred : node.predecessors) {
+        node.priority = std::max(node.priority, plan->nodes_[pred].priority);
+      }
     }
   }
   for (std::uint32_t i = 0; i < plan->nodes_.size(); ++i) {

@@ -56,8 +56,9 @@ def test_events_ready_together_are_streamed_highest_priority_first():
     finishes = {e.agent: e for e in events if e.kind == "finish"}
     assert finishes["low"].time < finishes["mid"].time < finishes["high"].time
     assert finish_order(events, {"low", "mid", "high"}) == ["high", "mid", "low"]
+    # The merge declares no priority, so it inherits the highest of its branches'.
     assert {e.agent: e.priority for e in events if e.agent} == {
-        "low": -5, "mid": 5, "high": 10, "merge": 0,
+        "low": -5, "mid": 5, "high": 10, "merge": 10,
     }
     assert events[-1].kind == "end"
     assert events[-1].output == {"low": "low", "mid": "mid", "high": "high"}
@@ -211,3 +212,16 @@ def test_parallel_priorities_validation(priorities, message):
 def test_graph_priority_must_be_an_int():
     with pytest.raises(cp.GraphError, match="priority must be an int"):
         cp.Graph().add("a", lambda x: x, priority="high").compile()
+
+
+def test_downstream_of_an_urgent_branch_inherits_its_priority():
+    g = (
+        cp.Graph()
+        .add("urgent", lambda x: x, priority=10)
+        .add("relaxed", lambda x: x, priority=-3)
+        .add("notify", lambda x: x, after="urgent")
+        .add("archive", lambda x: x, after="relaxed")
+        .add("explicit", lambda x: x, after="urgent", priority=2)
+    )
+    nodes = {n["name"]: n["priority"] for n in g.compile().describe()["nodes"]}
+    assert nodes == {"urgent": 10, "relaxed": -3, "notify": 10, "archive": 0, "explicit": 2}

@@ -15,6 +15,8 @@ struct PlanNode {
   std::shared_ptr<Agent> agent;
   std::vector<std::uint32_t> predecessors;  // in declaration order
   std::vector<std::uint32_t> successors;
+  // The declared priority, or, for a node declared without one (0), the highest of its
+  // predecessors' priorities.
   int priority = 0;
   JoinMode join = JoinMode::All;
   ErrorMode on_error = ErrorMode::FailRun;  // resolved against the graph's mode
