@@ -85,7 +85,7 @@ async def async_sleeper(x):
 class _DispatchProbe:
     """Diagnostics only: keeps the native handles of the sync agents compiled inside the
     `with` block, to report afterwards how many the engine still runs inline (``auto``
-    dispatch moves an agent to the thread pool for good after one slow call, and a
+    dispatch moves an agent to the thread pool for good after three slow calls, and a
     descheduled thread can make a no-op call look slow). Relies on private internals;
     if they change, it silently reports nothing."""
 
@@ -127,7 +127,7 @@ def warn_if_moved(inline: tuple[int, int] | None, res: Results) -> None:
     if inline and inline[0] < inline[1]:
         res.note(
             f"{inline[1] - inline[0]} of {inline[1]} no-op agents were moved to the thread "
-            "pool for good during this section (`auto` dispatch saw one call take > 1 ms, "
+            "pool for good during this section (`auto` dispatch saw three calls take > 1 ms, "
             "e.g. a descheduled thread); the figures include those thread hops"
         )
 
