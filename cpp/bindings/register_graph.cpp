@@ -26,54 +26,48 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr auto kWaitSlice = 20ms;
-// Most runs of small agents end within tens of microseconds: spinning that long is
-// cheaper than a sleep and a wake-up.
+// Spinning this long before sleeping is cheaper than a sleep and a wake-up.
 constexpr auto kSpin = 50us;
 
 // An inline agent runs on a oneTBB worker; waiting there for a run could leave the
-// engine without workers to finish it.
-void refuse_on_engine_thread(const std::vector<RunHandle>& runs) {
+// engine without workers to finish it. `run` (if any) is cancelled.
+void refuse_on_engine_thread(RunHandle run = {}) {
   SyncAgent::note_wait_for_run();
   if (!Runtime::on_engine_thread()) return;
-  for (RunHandle run : runs) run.cancel();
+  if (run) run.cancel();
   throw EngineError(
       "an agent running inline on an engine thread waited for a run (invoke, batch or "
       "wait), which could stall the engine; add the graph itself as an agent instead, or "
       "give this agent dispatch='thread'");
 }
 
-// Waits for `done()` with the GIL released, checking for signals between slices.
-// On a signal (KeyboardInterrupt) the runs are cancelled and the exception propagates.
-template <typename Done>
-bool wait_interruptibly(const std::vector<RunHandle>& runs, Done&& done, double timeout_seconds) {
-  refuse_on_engine_thread(runs);
+// Waits for the run with the GIL released, in slices, checking for signals between
+// them: on a signal (KeyboardInterrupt) the run is cancelled and the exception
+// propagates. The first slice spins briefly, as most runs of small agents end within
+// tens of microseconds. True once the run has ended; false if `timeout_seconds` passed.
+bool wait_run(RunHandle run, double timeout_seconds) {
+  refuse_on_engine_thread(run);
   const auto deadline = timeout_seconds < 0
                             ? std::chrono::steady_clock::time_point::max()
                             : std::chrono::steady_clock::now() +
                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                       std::chrono::duration<double>(timeout_seconds));
-  bool first = true;
+  auto spin = std::chrono::nanoseconds(kSpin);
   for (;;) {
     bool finished;
     {
       py::gil_scoped_release nogil;
-      finished = done(first ? std::chrono::nanoseconds(kSpin) : std::chrono::nanoseconds(0));
+      finished = run.wait_for(kWaitSlice, spin);
     }
-    first = false;
+    spin = std::chrono::nanoseconds(0);
     drain_released_objects();
     if (finished) return true;
     if (PyErr_CheckSignals() != 0) {
-      for (RunHandle run : runs) run.cancel();
+      run.cancel();
       throw py::error_already_set();
     }
     if (std::chrono::steady_clock::now() >= deadline) return false;
   }
-}
-
-bool wait_run(const RunHandle& run, double timeout_seconds) {
-  return wait_interruptibly(
-      {run}, [&](std::chrono::nanoseconds spin) { return run.wait_for(kWaitSlice, spin); },
-      timeout_seconds);
 }
 
 py::dict succeeded_outputs(const RunHandle& run) {
@@ -244,7 +238,7 @@ class BatchObserver final : public RunObserver {
 py::list run_batch(CompiledGraph& graph, const py::list& inputs,
                    const std::shared_ptr<LoopDispatcher>& dispatcher, std::size_t max_concurrency,
                    const py::object& budget_limits, double deadline) {
-  refuse_on_engine_thread({});
+  refuse_on_engine_thread();
   const Usage budget = usage_from(budget_limits);
   const std::size_t total = inputs.size();
   std::vector<Payload> payloads;
@@ -373,7 +367,7 @@ void register_graph(py::module_& m) {
            })
       .def("next_events",
            [](RunHandle& run, double timeout_seconds) {
-             if (timeout_seconds > 0) refuse_on_engine_thread({run});
+             if (timeout_seconds > 0) refuse_on_engine_thread(run);
              std::vector<Event> events;
              bool more;
              {

@@ -175,7 +175,7 @@ void RunState::push_event(Event event) {
 void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::string message) {
   if (!record_events) return;
   const PlanNode& spec = plan.nodes()[node];
-  RunState& target = event_root ? *event_root : *this;
+  RunState& target = root();
   target.push_event(Event{kind, target.id, node, event_prefix + spec.name, 0.0, spec.priority,
                           std::move(payload), std::move(message)});
 }

@@ -61,11 +61,6 @@ bool TimerQueue::cancel(Id id) {
   return true;
 }
 
-std::size_t TimerQueue::pending() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return timers_.size();
-}
-
 void TimerQueue::loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stopping_) {

@@ -29,7 +29,6 @@ class TimerQueue {
   Id schedule_after(double seconds, std::function<void()> callback);
   // True if the callback had not run yet and now never will.
   bool cancel(Id id);
-  std::size_t pending() const;
 
  private:
   void loop();
