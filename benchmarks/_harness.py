@@ -1,13 +1,14 @@
-"""Shared plumbing of benchmarks/patterns.py and benchmarks/policies.py.
+"""Shared plumbing of benchmarks/engine.py, benchmarks/patterns.py and
+benchmarks/policies.py.
 
 The timing helpers, the `Results` rows, the background-load meter and the build
 information come from `engine.py` unchanged, so all three harnesses measure and report
-the same way. This module adds what the two newer harnesses share: a table that can
-print signed differences, a dispatch probe that also sees agents nested in policies,
-iteration calibration, and the command-line driver (`--quick`, `--json`, `--only`,
-`--settle`).
+the same way. This module adds the command-line driver all three use (`--quick`,
+`--json`, `--only`, `--settle`; `main`, with hooks for what only engine.py needs), and
+what the two newer harnesses share: a table that can print signed differences, a
+dispatch probe that also sees agents nested in policies, and iteration calibration.
 
-Not a benchmark itself: run `patterns.py` or `policies.py`.
+Not a benchmark itself: run `engine.py`, `patterns.py` or `policies.py`.
 """
 
 from __future__ import annotations
@@ -182,8 +183,28 @@ def main(
     argv: list[str] | None = None,
     *,
     quick_help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    run_instead: Callable[[argparse.Namespace], int | None] | None = None,
+    table: Callable[[Results], None] = print_table,
+    after_table: Callable[[list[str]], None] | None = None,
+    json_extra: dict[str, Any] | None = None,
+    record_settled: bool = True,
 ) -> int:
-    """The command-line driver shared by patterns.py and policies.py."""
+    """The command-line driver of engine.py, patterns.py and policies.py: parses the
+    options, prints the run's header, runs the chosen `sections` (name -> function of
+    the results and `config(quick)`) measuring the background load of each, prints the
+    table and notes, and writes the JSON file if asked.
+
+    Hooks, all optional:
+        add_arguments  adds options to the parser (e.g. hidden ones for child processes);
+        run_instead    called with the parsed options first: if it returns an exit
+                       status, the driver returns it at once and runs no section;
+        table          prints the results table (default: this module's print_table);
+        after_table    called with the chosen section names right after the table;
+        json_extra     more top-level entries of the JSON file, placed after "meta";
+        record_settled whether meta records "settled_at" (the load each --settle wait
+                       ended at).
+    """
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--json", metavar="PATH", help="also write machine-readable results")
@@ -192,7 +213,13 @@ def main(
     parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
                         help="before each section wait up to SECONDS for other processes "
                         "to use under 0.15 cores (for shared machines; default: don't wait)")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
+    if run_instead is not None:
+        status = run_instead(args)
+        if status is not None:
+            return status
 
     cfg = config(args.quick)
     chosen = args.only or list(sections)
@@ -230,11 +257,13 @@ def main(
     res = Results()
     started = time.perf_counter()
     meta["background_cores"] = {}
-    meta["settled_at"] = {}
+    if record_settled:
+        meta["settled_at"] = {}
     for name in chosen:
         if args.settle > 0:
             before = wait_for_quiet(args.settle)
-            meta["settled_at"][name] = before
+            if record_settled:
+                meta["settled_at"][name] = before
             if before is not None:
                 print(f"    (settled: other processes at {before:.2f} cores)", flush=True)
         meter = CpuMeter()
@@ -251,7 +280,9 @@ def main(
     meta["seconds"] = time.perf_counter() - started
     meta["loadavg_end"] = loadavg()
 
-    print_table(res)
+    table(res)
+    if after_table is not None:
+        after_table(chosen)
     for text in res.notes:
         print(f"Note: {text}")
     misses = [r for r in res.rows if r["status"] == "MISS"]
@@ -260,7 +291,7 @@ def main(
 
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"meta": meta, "results": res.rows, "notes": res.notes}, out, indent=2,
-                      default=repr)
+            json.dump({"meta": meta, **(json_extra or {}), "results": res.rows,
+                       "notes": res.notes}, out, indent=2, default=repr)
         print(f"wrote {args.json}")
     return 0

@@ -31,7 +31,6 @@ import datetime as _dt
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -59,8 +58,6 @@ LANGGRAPH_PUBLISHED_US = {"chain3": 640.0, "fanout5": 2260.0}
 
 # Other processes using more CPU than this (in cores) during a section flag it as noisy.
 NOISY_CORES = 0.2
-
-SECTIONS = ("overhead", "chain1000", "sync64", "async1000", "batch")
 
 
 # --------------------------------------------------------------------------------------
@@ -885,111 +882,56 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer iterations and repeats (about 10 s instead of ~1 min)")
-    parser.add_argument("--json", metavar="PATH", help="also write machine-readable results")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
-                        help=f"run only these sections: {', '.join(SECTIONS)}")
-    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
-                        help="before each section wait up to SECONDS for other processes "
-                        "to use under 0.15 cores (for shared machines; default: don't wait)")
+def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden options of the batch child processes of section 5 (see run_child)."""
     parser.add_argument("--_batch-child", dest="batch_child", help=argparse.SUPPRESS)
     parser.add_argument("--_runs", dest="runs", type=int, default=BATCH_RUNS,
                         help=argparse.SUPPRESS)
     parser.add_argument("--_repeats", dest="child_repeats", type=int, default=3,
                         help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
 
-    if args.batch_child:
-        print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
-        return 0
 
-    cfg = config(args.quick)
-    sections = args.only or list(SECTIONS)
-    meta = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "counterpoint": cp.__version__,
-        "tbb": cp.TBB_VERSION,
-        "build": build_info(),
-        "quick": args.quick,
-        "settle_seconds": args.settle,
-        "config": cfg,
-        "sections": sections,
-        "loadavg_start": loadavg(),
-    }
-    print(f"counterpoint {cp.__version__} (oneTBB {cp.TBB_VERSION}), Python {meta['python']}, "
-          f"{meta['platform']}, {meta['cpu_count']} CPUs")
-    build = meta["build"]
-    if "extension_built" in build:
-        print(f"engine extension built {build['extension_built']}"
-              + (f"; checkout {build['git_head']}"
-                 + (" + uncommitted engine changes" if build.get("git_engine_dirty") else "")
-                 if "git_head" in build else ""))
-    print(f"load average at start: {meta['loadavg_start']}"
-          + ("  (busy machine: expect noisy figures)"
-             if meta["loadavg_start"] and meta["loadavg_start"][0] > 0.5 else ""))
-    print("Baselines are measured in this same run; times are medians over repeats.\n",
-          flush=True)
+def _run_batch_child(args: argparse.Namespace) -> int | None:
+    """In a batch child process, runs its batches and prints their figures as one JSON
+    line instead of running the harness."""
+    if not args.batch_child:
+        return None
+    print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
+    return 0
 
-    res = Results()
-    started = time.perf_counter()
-    bench = {"overhead": bench_overhead, "chain1000": bench_chain1000, "sync64": bench_sync64,
-             "async1000": bench_async1000, "batch": bench_batch}
-    meta["background_cores"] = {}
-    for name in sections:
-        if args.settle > 0:
-            before = wait_for_quiet(args.settle)
-            if before is not None:
-                print(f"    (settled: other processes at {before:.2f} cores)", flush=True)
-        meter = CpuMeter()
-        first_row = len(res.rows)
-        bench[name](res, cfg)
-        other = meter.background_cores()
-        meta["background_cores"][name] = other
-        for row in res.rows[first_row:]:
-            row["section"] = name
-            row["background_cores"] = other
-        if other is not None:
-            print(f"    other processes kept {other:.2f} of {os.cpu_count()} cores busy during "
-                  f"this section{'  (noisy!)' if other > NOISY_CORES else ''}", flush=True)
-    meta["seconds"] = time.perf_counter() - started
-    meta["loadavg_end"] = loadavg()
 
-    print_table(res)
+def _print_published_context(sections: list[str]) -> None:
     if "overhead" in sections:
         print("Context, PUBLISHED LangGraph figures (not measured here; different machine,\n"
               f"library and method): 3-agent chain ~{LANGGRAPH_PUBLISHED_US['chain3']:,.0f} us "
               f"per invoke, 5-way fan-out ~{LANGGRAPH_PUBLISHED_US['fanout5']:,.0f} us "
               "per invoke.")
-    for text in res.notes:
-        print(f"Note: {text}")
-    misses = [r for r in res.rows if r["status"] == "MISS"]
-    print(f"{sum(r['status'] == 'PASS' for r in res.rows)} PASS, {len(misses)} MISS; "
-          f"{meta['seconds']:.0f} s; load average at end: {meta['loadavg_end']}")
 
-    if args.json:
-        payload = {
-            "meta": meta,
-            "published_context": {
-                "langgraph_us_per_invoke": LANGGRAPH_PUBLISHED_US,
-                "note": "published figures, not measured by this harness",
-            },
-            "results": res.rows,
-            "notes": res.notes,
-        }
-        with open(args.json, "w") as out:
-            json.dump(payload, out, indent=2)
-        print(f"wrote {args.json}")
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    # The driver shared with patterns.py and policies.py. Imported here, not at the top:
+    # _harness imports this module's helpers, which must be defined by then.
+    import _harness
+
+    sections = {"overhead": bench_overhead, "chain1000": bench_chain1000,
+                "sync64": bench_sync64, "async1000": bench_async1000, "batch": bench_batch}
+    return _harness.main(
+        __doc__, sections, config, argv,
+        quick_help="fewer iterations and repeats (about 10 s instead of ~1 min)",
+        add_arguments=_add_child_arguments,
+        run_instead=_run_batch_child,
+        table=print_table,  # this module's table and number formats
+        after_table=_print_published_context,
+        json_extra={"published_context": {
+            "langgraph_us_per_invoke": LANGGRAPH_PUBLISHED_US,
+            "note": "published figures, not measured by this harness",
+        }},
+        record_settled=False,
+    )
 
 
 if __name__ == "__main__":
+    # _harness imports this file as `engine`: let it find this running module instead of
+    # executing a second copy of it.
+    sys.modules.setdefault("engine", sys.modules[__name__])
     sys.exit(main())
