@@ -22,10 +22,11 @@ namespace {
 // The Python face of one coroutine invocation's Completion.
 class AsyncCompletion {
  public:
-  explicit AsyncCompletion(Completion completion) : completion_(std::move(completion)) {}
+  AsyncCompletion(Completion completion, std::shared_ptr<CancelToken> cancellation)
+      : completion_(std::move(completion)), cancellation_(std::move(cancellation)) {}
 
   void succeed(py::object value) {
-    resolve([&] { deliver(completion_, interpret_result(std::move(value))); });
+    resolve([&] { deliver(completion_, interpret_result(std::move(value)), cancellation_); });
   }
   void fail(py::object error) {
     std::string message = py::str(py::type::handle_of(error).attr("__name__"));
@@ -45,6 +46,7 @@ class AsyncCompletion {
     body();
   }
   Completion completion_;
+  std::shared_ptr<CancelToken> cancellation_;  // a timeout abandoning this call
 };
 
 const char* status_name(RunStatus status) { return to_string(status); }
@@ -144,7 +146,8 @@ py::list LoopDispatcher::take() {
     py::object input = inputs_to_python(start.invocation.inputs);
     start.invocation.inputs.items.clear();
     jobs.append(py::make_tuple(start_tag, start.agent->callable(), std::move(input),
-                               AsyncCompletion(std::move(start.invocation.completion)),
+                               AsyncCompletion(std::move(start.invocation.completion),
+                                               std::move(start.invocation.cancellation)),
                                start.invocation.run_id, start.id));
   }
   for (std::uint64_t run_id : event_runs) jobs.append(py::make_tuple(events_tag, run_id));
