@@ -32,7 +32,8 @@ class Runtime::Impl {
 
  private:
   // The waiting Python thread never joins the arena (it must stay free to notice
-  // Ctrl-C), so reserve no slot for it and let workers fill every core.
+  // Ctrl-C), so no slot is reserved for it; the workers take all cores but one (see
+  // engine_workers in runtime.cpp).
   tbb::global_control parallelism_;
   tbb::task_arena arena_;
   mutable std::mutex mutex_;
