@@ -58,36 +58,8 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def print_table(results: Results) -> None:
-    """engine.print_table with this module's `fmt`."""
-    headers = ("Figure", "Measured", "Baseline (same run)", "Ratio", "Target", "Result")
-    rows = []
-    noisy = False
-    for row in results.rows:
-        baseline = "-"
-        if row["baseline"] is not None:
-            baseline = f"{fmt(row['baseline'], row['unit'])} {row['baseline_label']}".strip()
-        ratio = fmt_ratio(row["ratio"])
-        if row["ratio_label"]:
-            ratio = f"{ratio} {row['ratio_label']}"
-        status = row["status"]
-        if status == "MISS" and row["miss_by"] is not None:
-            status = f"MISS (+{row['miss_by'] * 100:.0f}%)"
-        if (row.get("background_cores") or 0.0) > NOISY_CORES:
-            status += " *"
-            noisy = True
-        rows.append((row["figure"], fmt(row["measured"], row["unit"]), baseline, ratio,
-                     row["target_label"] or "-", status))
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    print()
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    if noisy:
-        print(f"* measured while other processes kept more than {NOISY_CORES} cores busy: "
-              "treat as an upper bound and rerun on a quiet machine")
-    print()
+    """engine.print_table with this module's `fmt` (signed microseconds)."""
+    engine.print_table(results, fmt)
 
 
 def calibrate(fn: Callable[[], Any], seconds: float, minimum: int = 20) -> int:

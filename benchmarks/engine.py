@@ -320,7 +320,8 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.2f}x"
 
 
-def print_table(results: Results) -> None:
+def print_table(results: Results, fmt: Callable[[float, str], str] = fmt) -> None:
+    """Prints the results table; `fmt` formats each value with its unit."""
     headers = ("Figure", "Measured", "Baseline (same run)", "Ratio", "Target", "Result")
     rows = []
     noisy = False
