@@ -11,6 +11,7 @@
 #include "counterpoint/run.hpp"
 #include "gil.hpp"
 #include "py_payload.hpp"
+#include "records.hpp"
 #include "register.hpp"
 #include "results.hpp"
 
@@ -18,15 +19,16 @@ namespace counterpoint::bindings {
 
 namespace {
 
-const char* outcome_status(const Outcome& outcome) {
+NodeStatus outcome_status(const Outcome& outcome) {
   switch (outcome.kind) {
-    case Outcome::Kind::Succeeded: return "succeeded";
-    case Outcome::Kind::NeedsReview: return "needs_review";
-    case Outcome::Kind::Cancelled: return "cancelled";
+    case Outcome::Kind::Succeeded: return NodeStatus::Succeeded;
+    case Outcome::Kind::NeedsReview: return NodeStatus::NeedsReview;
+    case Outcome::Kind::Cancelled: return NodeStatus::Cancelled;
     case Outcome::Kind::Failed:
-      return outcome.failure.kind == FailureKind::Timeout ? "timed_out" : "failed";
+      return outcome.failure.kind == FailureKind::Timeout ? NodeStatus::TimedOut
+                                                          : NodeStatus::Failed;
   }
-  return "failed";
+  return NodeStatus::Failed;
 }
 
 // One agent outcome waiting to be written.
@@ -38,17 +40,13 @@ class PendingCheckpoint {
   std::uint64_t run_id() const { return run_.id(); }
   const std::string& run_key() const { return run_.key(); }
   std::string agent() const { return std::string(deliver_.agent_name()); }
-  const char* status() const { return outcome_status(outcome_); }
+  NodeStatus status() const { return outcome_status(outcome_); }
   py::object output() const { return from_payload(outcome_.output); }
   py::object routes() const {
     if (!outcome_.routed) return py::none();
     return py::cast(outcome_.routes);
   }
-  py::dict usage() const {
-    py::dict out;
-    for (const auto& [name, amount] : outcome_.usage) out[py::str(name)] = amount;
-    return out;
-  }
+  py::dict usage() const { return usage_to_python(outcome_.usage); }
   std::string message() const { return outcome_.failure.message; }
   py::object confidence() const {
     return outcome_.confidence < 0 ? py::object(py::none()) : py::object(py::float_(outcome_.confidence));
@@ -75,6 +73,12 @@ class PendingCheckpoint {
   Completion deliver_;
 };
 
+// What a checkpoint writer has to do after one wait.
+struct CheckpointWork {
+  py::list outcomes;          // PendingCheckpoint, to write then deliver
+  std::vector<RunEnd> ended;  // durable runs that ended, with their keys
+};
+
 class CheckpointHook final : public NodeHook, public RunObserver {
  public:
   // Durable runs report their end here too, so the store's status follows the run even
@@ -83,7 +87,7 @@ class CheckpointHook final : public NodeHook, public RunObserver {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (closed_) return;
-      ended_.emplace_back(run.key(), to_string(run.status()));
+      ended_.push_back(RunEnd{run.id(), run.key(), run.status()});
     }
     ready_.notify_one();
   }
@@ -101,12 +105,12 @@ class CheckpointHook final : public NodeHook, public RunObserver {
     ready_.notify_one();
   }
 
-  // With the GIL: waits up to `timeout` seconds (GIL released) for work, and returns
-  // (outcomes to write, [(run_key, status)] of runs that ended). Outcomes come first:
-  // a run ends only after its last outcome was delivered.
-  py::tuple take(double timeout) {
+  // With the GIL: waits up to `timeout` seconds (GIL released) for work, and returns a
+  // CheckpointWork. Outcomes come first: a run ends only after its last outcome was
+  // delivered.
+  py::object take(double timeout) {
     std::deque<PendingCheckpoint> taken;
-    std::vector<std::pair<std::string, std::string>> ended;
+    std::vector<RunEnd> ended;
     {
       py::gil_scoped_release nogil;
       std::unique_lock<std::mutex> lock(mutex_);
@@ -115,9 +119,10 @@ class CheckpointHook final : public NodeHook, public RunObserver {
       taken.swap(queue_);
       ended.swap(ended_);
     }
-    py::list items;
-    for (auto& item : taken) items.append(py::cast(std::move(item)));
-    return py::make_tuple(std::move(items), py::cast(ended));
+    CheckpointWork work;
+    for (auto& item : taken) work.outcomes.append(py::cast(std::move(item)));
+    work.ended = std::move(ended);
+    return py::cast(std::move(work));
   }
 
   void close() {
@@ -135,7 +140,7 @@ class CheckpointHook final : public NodeHook, public RunObserver {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<PendingCheckpoint> queue_;
-  std::vector<std::pair<std::string, std::string>> ended_;
+  std::vector<RunEnd> ended_;
   bool closed_ = false;
 };
 
@@ -155,6 +160,9 @@ void register_checkpoints(py::module_& m) {
       .def_property_readonly("confidence", &PendingCheckpoint::confidence)
       .def("deliver", &PendingCheckpoint::deliver)
       .def("fail", &PendingCheckpoint::fail, py::arg("message"), py::arg("error") = py::none());
+  py::class_<CheckpointWork>(m, "CheckpointWork")
+      .def_readonly("outcomes", &CheckpointWork::outcomes)
+      .def_readonly("ended", &CheckpointWork::ended);
   py::class_<CheckpointHook, NodeHook, std::shared_ptr<CheckpointHook>>(m, "CheckpointHook")
       .def(py::init<>())
       .def("take", &CheckpointHook::take, py::arg("timeout"))

@@ -1,5 +1,7 @@
 #include "loop_dispatcher.hpp"
 
+#include <pybind11/stl.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -12,18 +14,28 @@
 #include "gil.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
-#include "results.hpp"
+#include "records.hpp"
 #include "register.hpp"
+#include "results.hpp"
 
 namespace counterpoint::bindings {
 
 namespace {
 
-// The Python face of one coroutine invocation's Completion.
-class AsyncCompletion {
+// One coroutine invocation handed to the loop: what to call, in which context, and the
+// Completion its task resolves.
+class AsyncCall {
  public:
-  AsyncCompletion(Completion completion, std::shared_ptr<CancelToken> cancellation)
-      : completion_(std::move(completion)), cancellation_(std::move(cancellation)) {}
+  AsyncCall(py::object function, py::object argument, py::object context, std::uint64_t run_id,
+            std::uint64_t invocation_id, Completion completion,
+            std::shared_ptr<CancelToken> cancellation)
+      : function(std::move(function)),
+        argument(std::move(argument)),
+        context(std::move(context)),
+        run_id(run_id),
+        invocation_id(invocation_id),
+        completion_(std::move(completion)),
+        cancellation_(std::move(cancellation)) {}
 
   void succeed(py::object value) {
     resolve([&] { deliver(completion_, interpret_result(std::move(value)), cancellation_); });
@@ -37,6 +49,12 @@ class AsyncCompletion {
   void cancelled() { resolve([&] { completion_.cancelled(); }); }
   bool run_ended() const noexcept { return completion_.run_ended(); }
 
+  py::object function;
+  py::object argument;
+  py::object context;  // a copy of the run's caller context, for the task; may be None
+  std::uint64_t run_id;
+  std::uint64_t invocation_id;  // 0 unless a timeout may cancel this call on its own
+
  private:
   template <typename F>
   void resolve(F&& body) {
@@ -49,7 +67,13 @@ class AsyncCompletion {
   std::shared_ptr<CancelToken> cancellation_;  // a timeout abandoning this call
 };
 
-const char* status_name(RunStatus status) { return to_string(status); }
+// Everything the loop has to do after one wake-up.
+struct LoopWork {
+  py::list calls;                       // AsyncCall, higher priorities first
+  std::vector<std::uint64_t> cancels;   // invocation ids whose timeout passed
+  std::vector<RunEnd> ended;            // runs that ended: cancel their leftover tasks
+  std::vector<std::uint64_t> events;    // runs with new events to stream
+};
 
 }  // namespace
 
@@ -73,7 +97,7 @@ void LoopDispatcher::wake_locked() {
   [[maybe_unused]] ssize_t written = ::write(event_fd_, &one, sizeof(one));
 }
 
-void LoopDispatcher::submit(AsyncAgent* agent, Invocation invocation) {
+void LoopDispatcher::submit(std::shared_ptr<const PyRef> function, Invocation invocation) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (closed_) {
     lock.unlock();
@@ -84,7 +108,7 @@ void LoopDispatcher::submit(AsyncAgent* agent, Invocation invocation) {
   std::uint64_t id = 0;
   std::shared_ptr<CancelToken> token = invocation.cancellation;
   if (token) id = next_id_++;
-  starts_.push_back(Start{agent, std::move(invocation), id});
+  starts_.push_back(Start{std::move(function), std::move(invocation), id});
   wake_locked();
   lock.unlock();
   if (token) {
@@ -116,7 +140,7 @@ void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
   wake_locked();
 }
 
-py::list LoopDispatcher::take() {
+py::object LoopDispatcher::take() {
   std::vector<Start> starts;
   std::vector<End> ends;
   std::vector<std::uint64_t> event_runs;
@@ -136,26 +160,22 @@ py::list LoopDispatcher::take() {
   std::stable_sort(starts.begin(), starts.end(), [](const Start& a, const Start& b) {
     return a.invocation.priority > b.invocation.priority;
   });
-  py::list jobs;
-  // Leaked on purpose: a static py::object would be released after the interpreter is gone.
-  static const py::handle start_tag = py::str("start").release();
-  static const py::handle end_tag = py::str("end").release();
-  static const py::handle events_tag = py::str("events").release();
-  static const py::handle cancel_tag = py::str("cancel").release();
+  LoopWork work;
   for (Start& start : starts) {
     py::object input = inputs_to_python(start.invocation.inputs);
     start.invocation.inputs.items.clear();
-    jobs.append(py::make_tuple(start_tag, start.agent->callable(), std::move(input),
-                               AsyncCompletion(std::move(start.invocation.completion),
-                                               std::move(start.invocation.cancellation)),
-                               start.invocation.run_id, start.id));
+    PyObject* context = copy_run_context(start.invocation);
+    if (context == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    work.calls.append(py::cast(AsyncCall(
+        py::reinterpret_borrow<py::object>(start.function->get()), std::move(input),
+        context ? py::reinterpret_steal<py::object>(context) : py::none(),
+        start.invocation.run_id, start.id, std::move(start.invocation.completion),
+        std::move(start.invocation.cancellation))));
   }
-  for (std::uint64_t run_id : event_runs) jobs.append(py::make_tuple(events_tag, run_id));
-  for (std::uint64_t id : cancels) jobs.append(py::make_tuple(cancel_tag, id));
-  for (const End& end : ends) {
-    jobs.append(py::make_tuple(end_tag, end.run_id, status_name(end.status)));
-  }
-  return jobs;
+  work.cancels = std::move(cancels);
+  work.events = std::move(event_runs);
+  for (const End& end : ends) work.ended.push_back(RunEnd{end.run_id, {}, end.status});
+  return py::cast(std::move(work));
 }
 
 void LoopDispatcher::close() {
@@ -175,11 +195,21 @@ void LoopDispatcher::close() {
 }
 
 void register_loop_dispatcher(py::module_& m) {
-  py::class_<AsyncCompletion>(m, "AsyncCompletion")
-      .def("succeed", &AsyncCompletion::succeed, py::arg("value"))
-      .def("fail", &AsyncCompletion::fail, py::arg("error"))
-      .def("cancelled", &AsyncCompletion::cancelled)
-      .def_property_readonly("run_ended", &AsyncCompletion::run_ended);
+  py::class_<AsyncCall>(m, "AsyncCall", "One coroutine agent invocation for the event loop.")
+      .def_readonly("function", &AsyncCall::function)
+      .def_readonly("argument", &AsyncCall::argument)
+      .def_readonly("context", &AsyncCall::context)
+      .def_readonly("run_id", &AsyncCall::run_id)
+      .def_readonly("invocation_id", &AsyncCall::invocation_id)
+      .def("succeed", &AsyncCall::succeed, py::arg("value"))
+      .def("fail", &AsyncCall::fail, py::arg("error"))
+      .def("cancelled", &AsyncCall::cancelled)
+      .def_property_readonly("run_ended", &AsyncCall::run_ended);
+  py::class_<LoopWork>(m, "LoopWork", "What an event loop has to do after a wake-up.")
+      .def_readonly("calls", &LoopWork::calls)
+      .def_readonly("cancels", &LoopWork::cancels)
+      .def_readonly("ended", &LoopWork::ended)
+      .def_readonly("events", &LoopWork::events);
   py::class_<LoopDispatcher, std::shared_ptr<LoopDispatcher>>(m, "LoopDispatcher")
       .def(py::init<>())
       .def("fileno", &LoopDispatcher::fileno)

@@ -17,7 +17,7 @@
 namespace counterpoint::bindings {
 
 namespace py = pybind11;
-class AsyncAgent;
+class PyRef;
 
 class LoopDispatcher final : public RunObserver,
                              public std::enable_shared_from_this<LoopDispatcher> {
@@ -25,23 +25,19 @@ class LoopDispatcher final : public RunObserver,
   LoopDispatcher();
   ~LoopDispatcher() override;
 
-  void submit(AsyncAgent* agent, Invocation invocation);
+  void submit(std::shared_ptr<const PyRef> function, Invocation invocation);
   void on_run_finished(const RunHandle& run) override;
   void on_event_recorded(std::uint64_t run_id) override;
 
   int fileno() const noexcept { return event_fd_; }
-  // With the GIL: everything queued since the last call, as tuples
-  //   ("start", coroutine_function, input, AsyncCompletion, run_id, invocation_id)
-  //   ("cancel", invocation_id)    -- abandon that coroutine (its timeout passed)
-  //   ("end", run_id, status)
-  //   ("events", run_id)           -- the run has new events to stream
-  py::list take();
+  // With the GIL: everything queued since the last call (a LoopWork).
+  py::object take();
   // The loop is going away: fail what is queued and refuse what comes later.
   void close();
 
  private:
   struct Start {
-    AsyncAgent* agent;
+    std::shared_ptr<const PyRef> function;
     Invocation invocation;
     std::uint64_t id;  // 0 unless the invocation can be cancelled on its own
   };

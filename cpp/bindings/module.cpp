@@ -2,11 +2,15 @@
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "counterpoint's native engine (private; use the `counterpoint` package)";
-  counterpoint::bindings::register_agents(m);
-  counterpoint::bindings::register_results(m);
-  counterpoint::bindings::register_loop_dispatcher(m);
-  counterpoint::bindings::register_checkpoints(m);
-  counterpoint::bindings::register_graph(m);
-  counterpoint::bindings::register_policies(m);
-  counterpoint::bindings::register_runtime(m);
+  using namespace counterpoint::bindings;
+  register_enums(m);
+  register_records(m);
+  register_agents(m);    // Agent, the base every other agent binding refers to
+  register_policies(m);  // PolicySpec, ReviewSpec: parts of a NodeSpec
+  register_graph(m);
+  register_results(m);
+  register_loop_dispatcher(m);
+  register_checkpoints(m);
+  register_runs(m);
+  register_runtime(m);
 }

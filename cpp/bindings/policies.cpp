@@ -1,5 +1,8 @@
-// Native policies exposed to Python: circuit breakers, limits, the policy wrapper agent
-// and the human-review gate.
+// Native policies exposed to Python: circuit breakers, limits, and the policy data of a
+// node spec turned into native agents (retries, timeouts, fallbacks, review gates).
+#include "policies.hpp"
+
+#include <pybind11/native_enum.h>
 #include <pybind11/stl.h>
 
 #include "counterpoint/policy_agent.hpp"
@@ -7,6 +10,7 @@
 #include "gil.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
+#include "records.hpp"
 #include "register.hpp"
 #include "results.hpp"
 
@@ -14,15 +18,30 @@ namespace counterpoint::bindings {
 
 namespace {
 
-std::function<bool(const Failure&)> python_predicate(py::object predicate) {
-  if (predicate.is_none()) return {};
-  auto callable = std::make_shared<PyCallable>(std::move(predicate));
-  return [callable](const Failure& failure) {
-    if (!python_alive()) return false;
+// counterpoint.confidence_of, registered by the Python package at import.
+py::handle g_confidence_of;
+
+std::function<bool(const Failure&)> retry_decision(const RetrySpec& spec) {
+  auto predicate = spec.retry_on.is_none() ? nullptr : std::make_shared<PyRef>(spec.retry_on);
+  const TimeoutRetry timeouts = spec.timeouts;
+  return [predicate, timeouts](const Failure& failure) {
+    switch (failure.kind) {
+      case FailureKind::CircuitOpen:
+      case FailureKind::Budget:
+      case FailureKind::Rejected:
+        return false;
+      case FailureKind::Timeout:
+        if (timeouts != TimeoutRetry::AskPredicate) return timeouts == TimeoutRetry::Always;
+        break;
+      case FailureKind::Error:
+        if (!predicate) return true;
+        break;
+    }
+    if (!predicate || !python_alive()) return false;
     ScopedGil gil;
     try {
-      py::tuple argument = py::make_tuple(to_string(failure.kind), from_payload(failure.error));
-      PyObject* raw = call_python(callable->get().ptr(), argument.ptr());
+      py::object argument = py::cast(failure_info(failure));
+      PyObject* raw = call_python(predicate->get().ptr(), argument.ptr());
       if (raw == nullptr) throw py::error_already_set();
       return py::reinterpret_steal<py::object>(raw).cast<bool>();
     } catch (py::error_already_set&) {
@@ -36,8 +55,8 @@ std::function<bool(const Failure&)> python_predicate(py::object predicate) {
 // or a pause for human review.
 class ReviewGate final : public Resolver, public std::enable_shared_from_this<ReviewGate> {
  public:
-  ReviewGate(std::shared_ptr<PyCallable> check, std::shared_ptr<PyCallable> reviewer)
-      : check_(std::move(check)), reviewer_(std::move(reviewer)) {}
+  ReviewGate(double below, std::shared_ptr<PyRef> reviewer)
+      : below_(below), reviewer_(std::move(reviewer)) {}
 
   // Takes the agent's real completion and returns the one the agent should report to.
   Completion intercept(Completion outer) {
@@ -47,30 +66,43 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
   }
 
   void resolve(Outcome outcome) override {
-    if (outcome.kind != Outcome::Kind::Succeeded || !python_alive()) {
+    if (outcome.kind != Outcome::Kind::Succeeded) {
       outer_.resolve(std::move(outcome));
       return;
     }
-    bool needs_review = false;
+    if (!python_alive()) {
+      // Fail closed: an output nobody could check never passes as reviewed; it waits
+      // for a human like any other (a durable run keeps it for resume).
+      outcome.kind = Outcome::Kind::NeedsReview;
+      outcome.failure.message = "the interpreter was exiting, so the output could not be checked";
+      outcome.confidence = -1.0;
+      outer_.resolve(std::move(outcome));
+      return;
+    }
+    std::optional<double> confidence;
     {
       ScopedGil gil;
       try {
-        PyObject* raw = call_python(check_->get().ptr(), from_payload(outcome.output).ptr());
+        PyObject* raw = call_python(g_confidence_of.ptr(), from_payload(outcome.output).ptr());
         if (raw == nullptr) throw py::error_already_set();
-        py::object verdict = py::reinterpret_steal<py::object>(raw);
-        if (!verdict.is_none()) {
-          auto pair = verdict.cast<py::tuple>();
-          outcome.failure.message = pair[0].cast<std::string>();
-          outcome.confidence = pair[1].is_none() ? -1.0 : pair[1].cast<double>();
-          needs_review = true;
-        }
+        confidence = py::reinterpret_steal<py::object>(raw).cast<std::optional<double>>();
       } catch (py::error_already_set& error) {
-        outcome = Outcome::failed(failure_from(error));
+        outer_.resolve(Outcome::failed(failure_from(error)));
+        return;
       }
     }
-    if (!needs_review) {
+    if (confidence && *confidence >= below_) {
       outer_.resolve(std::move(outcome));
       return;
+    }
+    if (confidence) {
+      char reason[96];
+      std::snprintf(reason, sizeof(reason), "confidence %g < %g", *confidence, below_);
+      outcome.failure.message = reason;
+      outcome.confidence = *confidence;
+    } else {
+      outcome.failure.message = "no confidence reported";
+      outcome.confidence = -1.0;
     }
     if (!reviewer_) {
       outcome.kind = Outcome::Kind::NeedsReview;
@@ -85,31 +117,33 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
  private:
   void ask_reviewer() {
     if (outer_.run_ended() || !python_alive()) {
-      outer_.cancelled();
+      outer_.cancelled();  // fail closed: unasked is not approved
       return;
     }
     Outcome decided;
     {
       ScopedGil gil;
       try {
-        py::tuple request = py::make_tuple(
-            py::str(std::string(outer_.agent_name())), from_payload(pending_.output),
+        py::object request = py::cast(PendingReview{
+            std::string(outer_.agent_name()), from_payload(pending_.output),
             pending_.failure.message,
-            pending_.confidence < 0 ? py::object(py::none())
-                                    : py::object(py::float_(pending_.confidence)));
+            pending_.confidence < 0 ? std::nullopt : std::optional<double>(pending_.confidence)});
         PyObject* raw = call_python(reviewer_->get().ptr(), request.ptr());
         if (raw == nullptr) throw py::error_already_set();
-        py::tuple decision = py::reinterpret_steal<py::tuple>(raw);
-        const std::string verdict = decision[0].cast<std::string>();
-        if (verdict == "approve") {
-          decided = Outcome::success(to_payload(py::reinterpret_borrow<py::object>(decision[1])));
+        const py::object returned = py::reinterpret_steal<py::object>(raw);
+        const auto& verdict = returned.cast<const ReviewVerdict&>();
+        if (verdict.approved) {
+          decided = Outcome::success(to_payload(verdict.output));
           decided.usage = pending_.usage;
         } else {
-          decided = Outcome::failed(
-              Failure{decision[1].cast<std::string>(), {}, FailureKind::Rejected});
+          decided = Outcome::failed(Failure{verdict.reason, {}, FailureKind::Rejected});
         }
       } catch (py::error_already_set& error) {
         decided = Outcome::failed(failure_from(error));
+      } catch (const py::cast_error&) {
+        decided = Outcome::failed(Failure{
+            "the reviewer wrapper returned something other than a ReviewVerdict; this is a "
+            "counterpoint bug", {}});
       }
       pending_ = Outcome{};
       drain_released_objects();
@@ -117,32 +151,56 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
     outer_.resolve(std::move(decided));
   }
 
-  std::shared_ptr<PyCallable> check_;
-  std::shared_ptr<PyCallable> reviewer_;
+  const double below_;
+  std::shared_ptr<PyRef> reviewer_;
   Completion outer_;
   Outcome pending_;
 };
 
 class ReviewAgent final : public Agent {
  public:
-  ReviewAgent(std::shared_ptr<Agent> inner, py::object check, py::object reviewer)
+  ReviewAgent(std::shared_ptr<Agent> inner, const ReviewSpec& spec)
       : inner_(std::move(inner)),
-        check_(std::make_shared<PyCallable>(std::move(check))),
-        reviewer_(reviewer.is_none() ? nullptr : std::make_shared<PyCallable>(std::move(reviewer))) {}
+        below_(spec.below),
+        reviewer_(spec.reviewer.is_none() ? nullptr : std::make_shared<PyRef>(spec.reviewer)) {}
 
   void invoke(Invocation invocation) override {
-    auto gate = std::make_shared<ReviewGate>(check_, reviewer_);
+    auto gate = std::make_shared<ReviewGate>(below_, reviewer_);
     invocation.completion = gate->intercept(std::move(invocation.completion));
     inner_->invoke(std::move(invocation));
   }
 
  private:
   std::shared_ptr<Agent> inner_;
-  std::shared_ptr<PyCallable> check_;
-  std::shared_ptr<PyCallable> reviewer_;
+  const double below_;
+  std::shared_ptr<PyRef> reviewer_;
 };
 
 }  // namespace
+
+std::shared_ptr<Agent> apply_policies(std::shared_ptr<Agent> agent,
+                                      const std::optional<PolicySpec>& policy,
+                                      const std::optional<ReviewSpec>& review) {
+  if (policy) {
+    AgentPolicy native;
+    if (policy->retry) {
+      const RetrySpec& retry = *policy->retry;
+      native.retry.max_attempts = retry.max_attempts;
+      native.retry.initial_backoff = retry.initial_backoff;
+      native.retry.multiplier = retry.multiplier;
+      native.retry.max_backoff = retry.max_backoff;
+      native.retry.jitter = retry.jitter;
+      native.retry.retry_on = retry_decision(retry);
+    }
+    native.timeout = policy->timeout;
+    native.breaker = policy->breaker;
+    native.limits = policy->limits;
+    native.fallback = policy->fallback;
+    agent = std::make_shared<PolicyAgent>(std::move(agent), std::move(native));
+  }
+  if (review) agent = std::make_shared<ReviewAgent>(std::move(agent), *review);
+  return agent;
+}
 
 void register_policies(py::module_& m) {
   py::class_<CircuitBreaker, std::shared_ptr<CircuitBreaker>>(m, "CircuitBreaker")
@@ -191,34 +249,53 @@ void register_policies(py::module_& m) {
         return out;
       });
 
-  py::class_<PolicyAgent, Agent, std::shared_ptr<PolicyAgent>>(m, "PolicyAgent")
-      .def(py::init([](std::shared_ptr<Agent> inner, std::uint32_t max_attempts,
-                       double initial_backoff, double multiplier, double max_backoff,
-                       double jitter, py::object retry_on, double timeout,
+  py::native_enum<TimeoutRetry>(m, "TimeoutRetry", "enum.Enum",
+                                "Whether a timed-out attempt is retried.")
+      .value("never", TimeoutRetry::Never)
+      .value("always", TimeoutRetry::Always)
+      .value("ask_predicate", TimeoutRetry::AskPredicate)
+      .finalize();
+  py::class_<RetrySpec>(m, "RetrySpec", "Retry with exponential backoff and jitter.")
+      .def(py::init([](std::uint32_t max_attempts, double initial_backoff, double multiplier,
+                       double max_backoff, double jitter, py::object retry_on,
+                       TimeoutRetry timeouts) {
+             return RetrySpec{max_attempts, initial_backoff, multiplier, max_backoff, jitter,
+                              std::move(retry_on), timeouts};
+           }),
+           py::kw_only(), py::arg("max_attempts"), py::arg("initial_backoff"),
+           py::arg("multiplier"), py::arg("max_backoff"), py::arg("jitter"),
+           py::arg("retry_on") = py::none(), py::arg("timeouts") = TimeoutRetry::Always)
+      .def_readonly("max_attempts", &RetrySpec::max_attempts)
+      .def_readonly("timeouts", &RetrySpec::timeouts);
+  py::class_<PolicySpec>(m, "PolicySpec", "The policies of one agent, as data.")
+      .def(py::init([](std::optional<RetrySpec> retry, double timeout,
                        std::shared_ptr<CircuitBreaker> breaker,
                        std::vector<std::shared_ptr<Limiter>> limits,
                        std::shared_ptr<Agent> fallback) {
-             AgentPolicy policy;
-             policy.retry.max_attempts = max_attempts;
-             policy.retry.initial_backoff = initial_backoff;
-             policy.retry.multiplier = multiplier;
-             policy.retry.max_backoff = max_backoff;
-             policy.retry.jitter = jitter;
-             policy.retry.retry_on = python_predicate(std::move(retry_on));
-             policy.timeout = timeout;
-             policy.breaker = std::move(breaker);
-             policy.limits = std::move(limits);
-             policy.fallback = std::move(fallback);
-             return std::make_shared<PolicyAgent>(std::move(inner), std::move(policy));
+             return PolicySpec{std::move(retry), timeout, std::move(breaker), std::move(limits),
+                               std::move(fallback)};
            }),
-           py::arg("inner"), py::arg("max_attempts"), py::arg("initial_backoff"),
-           py::arg("multiplier"), py::arg("max_backoff"), py::arg("jitter"),
-           py::arg("retry_on"), py::arg("timeout"), py::arg("breaker"), py::arg("limits"),
-           py::arg("fallback"));
-
-  py::class_<ReviewAgent, Agent, std::shared_ptr<ReviewAgent>>(m, "ReviewAgent")
-      .def(py::init<std::shared_ptr<Agent>, py::object, py::object>(), py::arg("inner"),
-           py::arg("check"), py::arg("reviewer"));
+           py::kw_only(), py::arg("retry") = py::none(), py::arg("timeout") = 0.0,
+           py::arg("breaker") = nullptr, py::arg("limits") = std::vector<std::shared_ptr<Limiter>>{},
+           py::arg("fallback") = nullptr)
+      .def_readonly("timeout", &PolicySpec::timeout);
+  py::class_<ReviewSpec>(m, "ReviewSpec", "A confidence gate.")
+      .def(py::init([](double below, py::object reviewer) {
+             return ReviewSpec{below, std::move(reviewer)};
+           }),
+           py::kw_only(), py::arg("below"), py::arg("reviewer") = py::none())
+      .def_readonly("below", &ReviewSpec::below);
+  py::class_<ReviewVerdict>(m, "ReviewVerdict", "A reviewer's decision on one output.")
+      .def(py::init([](bool approved, py::object output, std::string reason) {
+             return ReviewVerdict{approved, std::move(output), std::move(reason)};
+           }),
+           py::kw_only(), py::arg("approved"), py::arg("output") = py::none(),
+           py::arg("reason") = "")
+      .def_readonly("approved", &ReviewVerdict::approved)
+      .def_readonly("output", &ReviewVerdict::output)
+      .def_readonly("reason", &ReviewVerdict::reason);
+  m.def("set_confidence_reader", [](py::object reader) { g_confidence_of = reader.release(); },
+        "Tells review gates how to read an output's confidence (counterpoint.confidence_of).");
 }
 
 }  // namespace counterpoint::bindings

@@ -26,7 +26,20 @@ std::int64_t now_ns() {
 }
 }  // namespace
 
-PyCallable::~PyCallable() { release_object(callable_); }
+PyRef::~PyRef() { release_object(object_); }
+
+std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher) {
+  PyObject* context = PyContext_CopyCurrent();
+  if (context == nullptr) throw py::error_already_set();
+  return std::make_shared<RunContext>(std::move(dispatcher),
+                                      py::reinterpret_steal<py::object>(context));
+}
+
+PyObject* copy_run_context(const Invocation& invocation) {
+  const auto* run = static_cast<const RunContext*>(invocation.run_context.get());
+  if (run == nullptr) return nullptr;
+  return PyContext_Copy(run->caller_context.get().ptr());
+}
 
 SyncAgent::SyncAgent(py::object callable, Dispatch dispatch)
     : callable_(std::move(callable)), dispatch_(dispatch) {}
@@ -103,10 +116,20 @@ void SyncAgent::call(Invocation& invocation) {
     try {
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
+      PyObject* context = copy_run_context(invocation);
+      if (context != nullptr && PyContext_Enter(context) != 0) {
+        Py_DECREF(context);
+        Py_DECREF(argument);
+        throw py::error_already_set();
+      }
       SyncAgent* const outer_agent = t_running_agent;  // agents may call graphs of agents
       t_running_agent = this;
       PyObject* raw = call_python(callable_.get().ptr(), argument);
       t_running_agent = outer_agent;
+      if (context != nullptr) {
+        PyContext_Exit(context);
+        Py_DECREF(context);
+      }
       Py_DECREF(argument);
       if (raw == nullptr) throw py::error_already_set();
       py::object result = py::reinterpret_steal<py::object>(raw);
@@ -138,13 +161,13 @@ void SyncAgent::call(Invocation& invocation) {
 }
 
 void AsyncAgent::invoke(Invocation invocation) {
-  auto dispatcher = std::static_pointer_cast<LoopDispatcher>(invocation.run_context);
-  if (!dispatcher) {
+  const auto* run = static_cast<const RunContext*>(invocation.run_context.get());
+  if (run == nullptr || !run->dispatcher) {
     invocation.completion.fail(Failure{
         "async agent started without an event loop; this is a counterpoint bug", {}});
     return;
   }
-  dispatcher->submit(this, std::move(invocation));
+  run->dispatcher->submit(function_, std::move(invocation));
 }
 
 void SubgraphAgent::invoke(Invocation invocation) {
@@ -167,11 +190,6 @@ void SubgraphAgent::invoke(Invocation invocation) {
 }
 
 void register_agents(py::module_& m) {
-  py::enum_<Dispatch>(m, "Dispatch")
-      .value("AUTO", Dispatch::Auto)
-      .value("INLINE", Dispatch::Inline)
-      .value("THREAD", Dispatch::Thread);
-
   py::class_<Agent, std::shared_ptr<Agent>>(m, "Agent");
   py::class_<SyncAgent, Agent, std::shared_ptr<SyncAgent>>(m, "SyncAgent")
       .def(py::init<py::object, Dispatch>(), py::arg("callable"),

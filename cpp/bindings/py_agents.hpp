@@ -14,18 +14,38 @@ namespace counterpoint::bindings {
 
 namespace py = pybind11;
 
-// Holds a Python callable without ever touching its reference count off the GIL.
-class PyCallable {
+// Owns a Python object (a callable, a contextvars.Context) that native threads share,
+// without ever touching its reference count off the GIL.
+class PyRef {
  public:
-  explicit PyCallable(py::object callable) : callable_(callable.release().ptr()) {}
-  ~PyCallable();
-  PyCallable(const PyCallable&) = delete;
-  PyCallable& operator=(const PyCallable&) = delete;
-  py::handle get() const noexcept { return callable_; }
+  explicit PyRef(py::object object) : object_(object.release().ptr()) {}
+  ~PyRef();
+  PyRef(const PyRef&) = delete;
+  PyRef& operator=(const PyRef&) = delete;
+  py::handle get() const noexcept { return object_; }
 
  private:
-  PyObject* callable_;
+  PyObject* object_;
 };
+
+class LoopDispatcher;
+
+// What the bindings attach to every run (RunOptions::context, inherited by child runs):
+// the event loop its coroutine agents run on, and the contextvars.Context of the code
+// that started it. Every agent call runs in a fresh copy of that context, on pool threads
+// and on the loop alike, so callbacks and trace context follow their own run.
+struct RunContext {
+  RunContext(std::shared_ptr<LoopDispatcher> loop, py::object context)
+      : dispatcher(std::move(loop)), caller_context(std::move(context)) {}
+  std::shared_ptr<LoopDispatcher> dispatcher;  // null: the run has no coroutine agents
+  PyRef caller_context;
+};
+
+// Requires the GIL. Captures the calling thread's current context.
+std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher);
+// Requires the GIL. A new reference to a copy of the run's caller context, or null when
+// the invocation carries none.
+PyObject* copy_run_context(const Invocation& invocation);
 
 // How a sync agent is executed.
 enum class Dispatch : std::uint8_t {
@@ -57,7 +77,7 @@ class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAg
   void call(Invocation& invocation);
   void record(std::int64_t nanoseconds) noexcept;
 
-  PyCallable callable_;
+  PyRef callable_;
   const Dispatch dispatch_;
   std::atomic<std::int64_t> mean_ns_{-1};  // exponential moving average; -1 = never ran
   std::atomic<std::uint32_t> blocking_calls_{0};
@@ -65,14 +85,16 @@ class SyncAgent final : public Agent, public std::enable_shared_from_this<SyncAg
 
 // An `async def` callable (or an object's bound `ainvoke`): each call becomes a task on
 // the event loop the run was started with (see LoopDispatcher).
+// The coroutine function is shared, not borrowed: queued invocations keep it alive
+// whatever happens to the agent.
 class AsyncAgent final : public Agent {
  public:
-  explicit AsyncAgent(py::object coroutine_function) : callable_(std::move(coroutine_function)) {}
+  explicit AsyncAgent(py::object coroutine_function)
+      : function_(std::make_shared<const PyRef>(std::move(coroutine_function))) {}
   void invoke(Invocation invocation) override;
-  py::handle callable() const noexcept { return callable_.get(); }
 
  private:
-  PyCallable callable_;
+  std::shared_ptr<const PyRef> function_;
 };
 
 

@@ -22,21 +22,6 @@ Usage usage_of(py::handle result) {
 }
 }  // namespace
 
-const char* to_string(FailureKind kind) noexcept {
-  switch (kind) {
-    case FailureKind::Error: return "error";
-    case FailureKind::Timeout: return "timeout";
-    case FailureKind::CircuitOpen: return "circuit_open";
-    case FailureKind::Rejected: return "rejected";
-    case FailureKind::Budget: return "budget";
-  }
-  return "error";
-}
-
-py::tuple failure_tuple(const Failure& failure) {
-  return py::make_tuple(failure.message, from_payload(failure.error), to_string(failure.kind));
-}
-
 AgentResult interpret_result(py::object result) {
   AgentResult out;
   if (g_result_type && py::isinstance(result, g_result_type)) out.usage = usage_of(result);

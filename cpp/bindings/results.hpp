@@ -48,11 +48,6 @@ AgentResult interpret_result(py::object result);  // requires the GIL
 void deliver(Completion& completion, AgentResult result,
              const std::shared_ptr<CancelToken>& cancellation = nullptr);
 
-// Requires the GIL. The Failure (kind included) as the tuple the Python layer reads:
-// (message, error_or_None, kind).
-py::tuple failure_tuple(const Failure& failure);
-const char* to_string(FailureKind kind) noexcept;
-
 void register_results(py::module_& m);
 
 }  // namespace counterpoint::bindings

@@ -23,9 +23,19 @@ from ._errors import (
 from ._events import Event
 from ._graph import CompiledGraph, Graph
 from ._native import TBB_VERSION, _core
-from ._results import ChatResult, Escalation, LoopResult, Merged, Result, confidence_of, value_of
+from ._results import (
+    ChatResult,
+    Escalation,
+    Failed,
+    LoopResult,
+    Merged,
+    Result,
+    confidence_of,
+    value_of,
+)
 from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
-from ._run import AgentOutcome, ReviewRequest, Run, RunResult
+from ._results import ReviewRequest
+from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from .patterns import (
     END,
@@ -44,11 +54,11 @@ from .patterns import (
     supervisor,
 )
 
-Failed = _core.Failed
 # Raised (a RuntimeError) when the engine refuses work: a run started during interpreter
 # shutdown, or an inline agent waiting for a run.
 EngineError = _core.EngineError
 _core.set_result_type(Result)
+_core.set_confidence_reader(confidence_of)
 
 __version__ = "0.1.0"
 

@@ -8,11 +8,7 @@ from typing import Any
 from ._errors import GraphError
 from ._native import _core
 
-_DISPATCH = {
-    "auto": _core.Dispatch.AUTO,
-    "inline": _core.Dispatch.INLINE,
-    "thread": _core.Dispatch.THREAD,
-}
+DISPATCH = {mode.name: mode for mode in _core.Dispatch}
 
 
 def _is_coroutine_function(obj: Any) -> bool:
@@ -22,37 +18,77 @@ def _is_coroutine_function(obj: Any) -> bool:
     return call is not None and not inspect.isroutine(obj) and inspect.iscoroutinefunction(call)
 
 
-def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
+def _native_graph(agent: Any) -> Any:
+    """The engine graph behind a compiled graph, or None for any other agent."""
+    native = getattr(agent, "_native", None)
+    return native if isinstance(native, _core.CompiledGraph) else None
+
+
+def _async_path_is_real(agent: Any) -> bool:
+    """True when an object with both ``invoke`` and ``ainvoke`` should be awaited.
+
+    LangChain's base ``Runnable.ainvoke`` only runs ``invoke`` in an executor, so the
+    sync path is as good and runs on the engine's own pool; a ``RunnableLambda`` built on
+    a coroutine function has ``afunc`` and no ``func`` (its ``invoke`` raises). Any other
+    ``ainvoke`` written by the object's own class is a real async path.
+    """
+    ainvoke = getattr(agent, "ainvoke", None)
+    if not callable(ainvoke) or not _is_coroutine_function(ainvoke):
+        return False
+    if getattr(agent, "afunc", None) is not None:
+        return getattr(agent, "func", None) is None
+    if hasattr(agent, "afunc") or hasattr(agent, "func"):
+        return False  # a RunnableLambda on a plain function: its sync path is the real one
+    owner = getattr(type(agent).ainvoke, "__qualname__", "")
+    return owner != "Runnable.ainvoke"
+
+
+def _declares_loop(agent: Any) -> bool:
+    """A sync agent that delegates to graphs with coroutine agents says so with a
+    ``uses_event_loop = True`` attribute, so runs get an event loop."""
+    return getattr(agent, "uses_event_loop", False) is True
+
+
+def check_agent(owner: str, role: str, agent: Any) -> None:
+    """Rejects non-agents when a graph or pattern is built, naming the role to fix."""
+    if _native_graph(agent) is not None or getattr(agent, "_is_agent_spec", False):
+        return
+    if callable(agent):
+        return
+    if not inspect.isclass(agent) and (
+        callable(getattr(agent, "invoke", None)) or callable(getattr(agent, "ainvoke", None))
+    ):
+        return
+    raise GraphError(
+        f"{owner}: {role} must be a function, an `async def` function, a compiled graph "
+        f"or an object with invoke()/ainvoke(), got {type(agent).__name__}"
+    )
+
+
+def native_agent(name: str, agent: Any, dispatch: _core.Dispatch) -> tuple[Any, bool]:
     """Returns ``(native_agent, is_async)`` for a callable, coroutine function or runnable.
 
     A compiled graph runs as a native child run. Objects with an ``invoke`` method
-    (LangChain-style runnables) run ``invoke`` on the thread pool; objects with only
-    ``ainvoke`` run it as a coroutine.
+    (LangChain-style runnables) run ``invoke`` on the thread pool, unless their
+    ``ainvoke`` is a real async path (see :func:`_async_path_is_real`), which then runs
+    as a coroutine, as do objects with only ``ainvoke``.
     """
-    if dispatch not in _DISPATCH:
-        raise GraphError(
-            f"agent '{name}': dispatch={dispatch!r} is not one of "
-            f"{', '.join(repr(d) for d in _DISPATCH)}",
-            name,
-        )
-    from ._policies import Policed
-
-    if isinstance(agent, Policed):
-        return agent._native(name, native_agent, dispatch)
-    native_graph = getattr(agent, "_core", None)
-    if isinstance(native_graph, _core.CompiledGraph):
-        return _core.SubgraphAgent(native_graph), agent.uses_event_loop
+    graph = _native_graph(agent)
+    if graph is not None:
+        return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)
     if not inspect.isclass(agent):
+        if _async_path_is_real(agent):
+            return _core.AsyncAgent(agent.ainvoke), True
         invoke = getattr(agent, "invoke", None)
         if callable(invoke):
-            return _core.SyncAgent(invoke, _DISPATCH[dispatch]), False
+            return _core.SyncAgent(invoke, dispatch), _declares_loop(agent)
         ainvoke = getattr(agent, "ainvoke", None)
         if callable(ainvoke) and _is_coroutine_function(ainvoke):
             return _core.AsyncAgent(ainvoke), True
     if _is_coroutine_function(agent):
         return _core.AsyncAgent(agent), True
     if callable(agent):
-        return _core.SyncAgent(agent, _DISPATCH[dispatch]), False
+        return _core.SyncAgent(agent, dispatch), _declares_loop(agent)
     raise GraphError(
         f"agent '{name}': a {type(agent).__name__} is not callable; pass a function, an "
         "`async def` function, or an object with an invoke() or ainvoke() method",
@@ -62,16 +98,14 @@ def native_agent(name: str, agent: Any, dispatch: str) -> tuple[Any, bool]:
 
 def uses_event_loop(agent: Any) -> bool:
     """True if running ``agent`` needs an event loop (a coroutine at any depth)."""
-    from ._policies import Policed
-
     if agent is None:
         return False
-    if isinstance(agent, Policed):
-        return uses_event_loop(agent.agent) or uses_event_loop(agent.fallback)
-    native_graph = getattr(agent, "_core", None)
-    if isinstance(native_graph, _core.CompiledGraph):
-        return bool(agent.uses_event_loop)
+    declared = getattr(agent, "uses_event_loop", None)
+    if isinstance(declared, bool):  # compiled graphs and agents with policies say so
+        return declared
     if not inspect.isclass(agent):
+        if _async_path_is_real(agent):
+            return True
         if callable(getattr(agent, "invoke", None)):
             return False
         ainvoke = getattr(agent, "ainvoke", None)

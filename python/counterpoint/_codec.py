@@ -12,13 +12,12 @@ import pickle
 from typing import Any
 
 from . import _results
-from ._run import ReviewRequest
 
 _TAG = "__counterpoint__"
 _TYPES = {
     cls.__name__: cls
     for cls in (_results.Result, _results.Merged, _results.LoopResult, _results.ChatResult,
-                _results.Escalation, ReviewRequest)
+                _results.Escalation, _results.ReviewRequest)
 }
 
 

@@ -35,12 +35,14 @@ class CheckpointWriter:
 
     def _loop(self) -> None:
         while not self._stopping:
-            pending, ended = self.hook.take(0.5)
+            work = self.hook.take(0.5)
+            pending = work.outcomes
+            ended = [(end.key, end.status.name) for end in work.ended]
             by_run: dict[str, list[Any]] = defaultdict(list)
             for item in pending:
                 by_run[item.run_key].append(item)
             for run_key, items in by_run.items():
-                outcomes = [StoredOutcome(item.agent, item.status, item.output, item.routes,
+                outcomes = [StoredOutcome(item.agent, item.status.name, item.output, item.routes,
                                           item.usage, item.message, item.confidence)
                             for item in items]
                 try:
@@ -90,11 +92,15 @@ def stop_writers() -> None:
         writer.stop()
 
 
-def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[tuple], list[StoredOutcome]]:
-    """What a resumed run starts with: finished agents' outputs, plus reviewed outputs
-    decided by ``decision``. Also returns the decisions, to record them in the store."""
-    restored = [(o.agent, "succeeded", o.output, None if o.routes is None else list(o.routes),
-                 o.usage)
+def _routes(outcome: StoredOutcome) -> list[str] | None:
+    return None if outcome.routes is None else list(outcome.routes)
+
+
+def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[Any], list[StoredOutcome]]:
+    """What a resumed run starts with (``_core.Restored``): finished agents' outputs, plus
+    reviewed outputs decided by ``decision``. Also returns the decisions, to record them
+    in the store."""
+    restored = [_core.Restored.succeeded(o.agent, o.output, _routes(o), o.usage)
                 for o in stored.outcomes.values() if o.status == "succeeded"]
     pending = [o for o in stored.outcomes.values() if o.status == "needs_review"]
     if not pending:
@@ -130,15 +136,14 @@ def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[tuple], li
         decided = decisions[outcome.agent]
         if decided.approved:
             output = resolve_output(decided, outcome.output)
-            restored.append((outcome.agent, "succeeded", output,
-                             None if outcome.routes is None else list(outcome.routes),
-                             outcome.usage))
+            restored.append(_core.Restored.succeeded(outcome.agent, output, _routes(outcome),
+                                                     outcome.usage))
             recorded.append(StoredOutcome(outcome.agent, "succeeded", output, outcome.routes,
                                           outcome.usage, "approved by reviewer",
                                           outcome.confidence))
         else:
-            restored.append((outcome.agent, "rejected", f"rejected by reviewer: {decided.reason}",
-                             None))
+            restored.append(_core.Restored.rejected(outcome.agent,
+                                                    f"rejected by reviewer: {decided.reason}"))
             recorded.append(StoredOutcome(outcome.agent, "failed", None, None, outcome.usage,
                                           f"rejected by reviewer: {decided.reason}",
                                           outcome.confidence))

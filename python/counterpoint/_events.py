@@ -35,8 +35,11 @@ class Event:
     priority: int = 0
 
     @classmethod
-    def _from_native(cls, row: tuple) -> Event:
-        kind, agent, run_id, seconds, payload, message, priority = row
+    def _from_native(cls, record: Any) -> Event:
+        """From the engine's EventRecord: an error event carries the exception."""
+        kind = record.kind.name
         if kind == "error":
-            return cls(kind, agent, run_id, seconds, None, payload, message, priority)
-        return cls(kind, agent, run_id, seconds, payload, None, message, priority)
+            return cls(kind, record.agent, record.run_id, record.seconds, None, record.payload,
+                       record.message, record.priority)
+        return cls(kind, record.agent, record.run_id, record.seconds, record.payload, None,
+                   record.message, record.priority)

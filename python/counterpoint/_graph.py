@@ -10,21 +10,21 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ._agents import native_agent
 from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
 from ._errors import GraphError
 from ._events import Event
 from ._loops import bridge_for_running_loop, engine_dispatcher
 from ._native import _core
-from ._policies import CircuitBreaker, Limit, Policed, Retry, Review, policy
+from ._policies import CircuitBreaker, Limit, Retry, Review
 from ._run import Run, RunResult, as_exception, unwrap
+from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
-_JOINS = ("all", "any", "available", "settled")
-_GRAPH_ERROR_MODES = ("fail", "continue")
-_NODE_ERROR_MODES = ("inherit", "fail", "continue")
+# Runs a batch keeps in flight when the caller sets no max_concurrency: enough to keep
+# agents that wait busy, few enough that memory stays bounded whatever the input size.
+DEFAULT_BATCH_WINDOW = 1024
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -84,12 +84,12 @@ class Graph:
                 at once (fail fast); ``"continue"`` lets siblings run on and skips only
                 the agents that needed the failed one.
         """
-        if on_error not in _GRAPH_ERROR_MODES:
+        if on_error not in GRAPH_ERROR_MODES:
             raise GraphError(
-                f"on_error={on_error!r} is not one of {', '.join(map(repr, _GRAPH_ERROR_MODES))}"
+                f"on_error={on_error!r} is not one of {', '.join(map(repr, GRAPH_ERROR_MODES))}"
             )
         self._on_error = on_error
-        self._nodes: list[tuple[str, Any, list[str], int, str, str, str]] = []
+        self._nodes: list[NodeSpec] = []
 
     def add(
         self,
@@ -97,7 +97,7 @@ class Graph:
         agent: Any,
         *,
         after: str | Sequence[str] | None = None,
-        priority: int = 0,
+        priority: int | None = None,
         dispatch: str = "auto",
         join: str = "all",
         on_error: str = "inherit",
@@ -117,7 +117,8 @@ class Graph:
                 compiled graph (run as a child run).
             after: Name or names of the agents whose outputs this one receives.
             priority: When several agents are ready at once, higher ones are scheduled
-                and streamed first.
+                and streamed first. Unset (None), an agent inherits the highest priority
+                of its predecessors; any int, 0 included, is its own.
             dispatch: For plain callables: ``"auto"`` runs the agent inline on an engine
                 thread while it measures fast and on the thread pool otherwise;
                 ``"thread"`` always uses the pool; ``"inline"`` always runs inline (only
@@ -135,21 +136,8 @@ class Graph:
         Returns:
             The graph, so calls can be chained.
         """
-        if any(p is not None for p in (retry, timeout, fallback, breaker, limits, review)):
-            try:
-                agent = policy(agent, retry=retry, timeout=timeout, fallback=fallback,
-                               breaker=breaker, limits=limits, review=review)
-            except GraphError as exc:
-                raise GraphError(f"agent '{name}': {exc}", name) from None
-        if after is None:
-            predecessors: Any = []
-        elif isinstance(after, str):
-            predecessors = [after]
-        elif isinstance(after, (list, tuple)):
-            predecessors = list(after)
-        else:
-            predecessors = after  # compile() names the agent and the problem
-        self._nodes.append((name, agent, predecessors, priority, dispatch, join, on_error))
+        self._nodes.append(NodeSpec(name, agent, after, priority, dispatch, join, on_error,
+                                    retry, timeout, fallback, breaker, limits, review))
         return self
 
     def compile(
@@ -177,47 +165,13 @@ class Graph:
         native_nodes = []
         has_async = False
         pauses = []
-        for name, agent, predecessors, priority, dispatch, join, on_error in self._nodes:
-            if not isinstance(name, str):
-                raise GraphError(
-                    f"agent names must be strings, got {name!r} ({type(name).__name__})"
-                )
-            if not isinstance(predecessors, list):
-                raise GraphError(
-                    f"agent '{name}': `after` must be an agent name or a list of names, got "
-                    f"{predecessors!r}",
-                    name,
-                )
-            for predecessor in predecessors:
-                if not isinstance(predecessor, str):
-                    raise GraphError(
-                        f"agent '{name}': `after` must name agents by string, got "
-                        f"{predecessor!r}",
-                        name,
-                    )
-            if isinstance(priority, bool) or not isinstance(priority, int) or \
-                    not -(2**31) <= priority < 2**31:
-                raise GraphError(
-                    f"agent '{name}': priority must be an int from -2**31 to 2**31 - 1, "
-                    f"got {priority!r}",
-                    name,
-                )
-            if join not in _JOINS:
-                raise GraphError(
-                    f"agent '{name}': join={join!r} is not one of {', '.join(map(repr, _JOINS))}",
-                    name,
-                )
-            if on_error not in _NODE_ERROR_MODES:
-                raise GraphError(
-                    f"agent '{name}': on_error={on_error!r} is not one of "
-                    f"{', '.join(map(repr, _NODE_ERROR_MODES))}",
-                    name,
-                )
-            if isinstance(agent, Policed) and agent.pauses_for_review:
-                pauses.append(name)
-            handle, is_async = native_agent(name, agent, dispatch)
+        for spec in self._nodes:
+            spec.validate()
+            if spec.pauses_for_review:
+                pauses.append(spec.name)
+            native, is_async = spec.to_native()
             has_async = has_async or is_async
-            native_nodes.append((name, handle, predecessors, priority, join, on_error))
+            native_nodes.append(native)
         if isinstance(store, (str, os.PathLike)):
             store = SQLiteStore(store)
         if store is not None and not isinstance(store, Store):
@@ -234,11 +188,11 @@ class Graph:
         except ValueError as exc:
             raise GraphError(str(exc)) from None
         try:
-            core = _core.CompiledGraph(native_nodes, self._on_error)
+            native_graph = _core.CompiledGraph(native_nodes, GRAPH_ERROR_MODES[self._on_error])
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
-        return CompiledGraph(core, has_async, store=store, budget=budget,
+        return CompiledGraph(native_graph, has_async, store=store, budget=budget,
                              deadline=deadline_seconds)
 
 
@@ -250,9 +204,9 @@ class CompiledGraph:
     its events streamed as ``"<agent>/<child agent>"``.
     """
 
-    def __init__(self, core: Any, has_async: bool, *, store: Store | None = None,
+    def __init__(self, native: Any, has_async: bool, *, store: Store | None = None,
                  budget: dict[str, float] | None = None, deadline: float = 0.0) -> None:
-        self._core = core
+        self._native = native
         self._has_async = has_async
         self._store = store
         self._budget = budget
@@ -267,7 +221,7 @@ class CompiledGraph:
     @property
     def agents(self) -> list[str]:
         """Agent names in a topological order."""
-        return list(self._core.names)
+        return list(self._native.names)
 
     @property
     def store(self) -> Store | None:
@@ -276,7 +230,7 @@ class CompiledGraph:
 
     def describe(self) -> dict[str, Any]:
         """The compiled plan: nodes with their predecessors, entries and sinks."""
-        return json.loads(self._core.plan_json())
+        return json.loads(self._native.plan_json())
 
     def _dispatcher(self) -> Any:
         return engine_dispatcher() if self._has_async else None
@@ -286,22 +240,38 @@ class CompiledGraph:
         deadline = self._deadline if deadline is None else _check_deadline(deadline)
         return budget, deadline
 
-    def _launch(self, input: Any, dispatcher: Any, *, record_events: bool = False,
-                budget: Any = None, deadline: Any = None, run_key: str | None = None,
-                restored: list[tuple] | None = None) -> Run:
+    def _request(self, input: Any, dispatcher: Any, *, record_events: bool = False,
+                 budget: Any = None, deadline: Any = None) -> Any:
         budget, deadline = self._settings(budget, deadline)
-        if self._store is None:
-            handle = self._core.start(input, dispatcher, record_events, budget, deadline)
-            return Run(handle)
+        return _core.RunRequest(input, dispatcher=dispatcher, record_events=record_events,
+                                budget=budget, deadline=deadline)
+
+    def _durable_request(self, request: Any, run_key: str | None = None,
+                         restored: list[Any] | None = None) -> tuple[Any, str]:
+        """Registers a durable run in the store (a new one, or one being resumed) and
+        points the request at its checkpoints."""
         store = self._store
+        assert store is not None
         if run_key is None:
             run_key = uuid.uuid4().hex
-            store.begin_run(run_key, self._fingerprint, input)
+            store.begin_run(run_key, self._fingerprint, request.input)
         else:
             store.set_status(run_key, "running")
-        handle = self._core.start(input, dispatcher, record_events, budget, deadline, restored,
-                                  writer_for(store).hook, run_key)
-        return Run(handle, run_key, store)
+        request.key = run_key
+        request.hook = writer_for(store).hook
+        if restored:
+            request.restored = restored
+        return request, run_key
+
+    def _launch(self, input: Any, dispatcher: Any, *, record_events: bool = False,
+                budget: Any = None, deadline: Any = None, run_key: str | None = None,
+                restored: list[Any] | None = None) -> Run:
+        request = self._request(input, dispatcher, record_events=record_events, budget=budget,
+                                deadline=deadline)
+        if self._store is None:
+            return Run(_core.start_run(self._native, request))
+        request, run_key = self._durable_request(request, run_key, restored)
+        return Run(_core.start_run(self._native, request), run_key, self._store)
 
     def start(self, input: Any, *, budget: Mapping[str, float] | None = None,
               deadline: float | None = None) -> Run:
@@ -331,8 +301,8 @@ class CompiledGraph:
             RunTimeout, BudgetExceeded, NeedsReview, RunCancelled: see their docs.
         """
         if self._store is None:
-            budget, deadline = self._settings(budget, deadline)
-            return unwrap(self._core.invoke(input, self._dispatcher(), budget, deadline))
+            request = self._request(input, self._dispatcher(), budget=budget, deadline=deadline)
+            return unwrap(_core.invoke(self._native, request))
         return self.start(input, budget=budget, deadline=deadline).result()
 
     def resume(self, run_key: str, decision: Any = None, *,
@@ -410,9 +380,10 @@ class CompiledGraph:
         try:
             more = True
             while more:
-                rows, more = handle.next_events(_EVENT_SLICE)
-                for row in rows:
-                    yield Event._from_native(row)
+                batch = handle.next_events(_EVENT_SLICE)
+                more = batch.more
+                for record in batch.events:
+                    yield Event._from_native(record)
             result = run.result()
             yield Event("end", None, run.id, handle.elapsed, result)
         finally:
@@ -429,12 +400,12 @@ class CompiledGraph:
         try:
             while True:
                 ready.clear()
-                rows, more = handle.next_events(0.0)
-                for row in rows:
-                    yield Event._from_native(row)
-                if not more:
+                batch = handle.next_events(0.0)
+                for record in batch.events:
+                    yield Event._from_native(record)
+                if not batch.more:
                     break
-                if not rows:
+                if not batch.events:
                     await ready.wait()
             yield Event("end", None, run.id, handle.elapsed, run.result())
         finally:
@@ -456,33 +427,32 @@ class CompiledGraph:
 
         Args:
             inputs: One input per run.
-            max_concurrency: At most this many runs in flight (default: all).
+            max_concurrency: At most this many runs in flight (default:
+                ``DEFAULT_BATCH_WINDOW``, 1024, so memory stays bounded).
             return_exceptions: Put each failed run's exception in its place instead of
                 raising the first one (in input order) after every run has finished.
             budget, deadline: Per run, as for :meth:`start`.
         """
         _check_max_concurrency(max_concurrency)
         inputs = list(inputs)
+        shared = self._request(None, self._dispatcher(), budget=budget, deadline=deadline)
+        keys: list[str | None] = [None] * len(inputs)
+        prepare = None
         if self._store is not None:
-            runs = []
-            results = []
-            window = max_concurrency or len(inputs) or 1
-            for index, item in enumerate(inputs):
-                if index >= window:
-                    runs[index - window].wait()
-                runs.append(self.start(item, budget=budget, deadline=deadline))
-            for run in runs:
-                run.wait()
-                results.append(run._handle.result())
-            keys = [run.run_key for run in runs]
-        else:
-            budget, deadline = self._settings(budget, deadline)
-            results = self._core.batch(inputs, self._dispatcher(), max_concurrency or 0,
-                                       budget, deadline)
-            keys = [None] * len(results)
+            def prepare(index: int, item: Any) -> Any:
+                request = self._request(item, shared.dispatcher, budget=budget,
+                                        deadline=deadline)
+                request, keys[index] = self._durable_request(request)
+                return request
+
+        reports = _core.batch(self._native, inputs, shared,
+                              max_concurrency or DEFAULT_BATCH_WINDOW, prepare)
+        if self._store is not None:
+            for report, key in zip(reports, keys):
+                self._store.set_status(key, report.status.name)
         if return_exceptions:
-            return [as_exception(result, key) for result, key in zip(results, keys)]
-        return [unwrap(result, key) for result, key in zip(results, keys)]
+            return [as_exception(report, key) for report, key in zip(reports, keys)]
+        return [unwrap(report, key) for report, key in zip(reports, keys)]
 
     async def abatch(
         self,
@@ -495,11 +465,9 @@ class CompiledGraph:
     ) -> list[Any]:
         """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop."""
         _check_max_concurrency(max_concurrency)
-        limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        limit = asyncio.Semaphore(max_concurrency or DEFAULT_BATCH_WINDOW)
 
         async def one(item: Any) -> Any:
-            if limit is None:
-                return await self.ainvoke(item, budget=budget, deadline=deadline)
             async with limit:
                 return await self.ainvoke(item, budget=budget, deadline=deadline)
 
@@ -508,3 +476,22 @@ class CompiledGraph:
 
     def __repr__(self) -> str:
         return f"CompiledGraph(agents={self.agents})"
+
+
+def route(value: Any, to: Sequence[str]) -> Any:
+    """Return this from an agent to deliver ``value`` only to the successors named in
+    ``to``; the others are skipped (unless another predecessor delivers to them)."""
+    return _core.Routed(value, list(to))
+
+
+def delegate(graph: CompiledGraph, input: Any, *, then: Any = None) -> Any:
+    """Return this from an agent to make its result the result of running ``graph`` on
+    ``input`` as a native child run (cancelled with its parent, its events streamed as
+    ``"<agent>/<child agent>"``).
+
+    With ``then``, a quick function (run inline) receives the child's result and returns
+    the agent's result, which may be another ``delegate(...)``: that is how loops
+    iterate without a Python loop.
+    """
+    following = None if then is None else _core.SyncAgent(then, _core.Dispatch.inline)
+    return _core.Delegation(graph._native, input, following)

@@ -16,18 +16,23 @@ from typing import Any
 from ._native import _core
 
 
-async def _run_agent(function: Any, argument: Any, completion: Any) -> None:
+async def _run_agent(call: Any) -> None:
+    # The run may have ended (cancel() returned True) between the hand-off and this
+    # task's first step: then the body must not start at all.
+    if call.run_ended:
+        call.cancelled()
+        return
     try:
-        result = await function(argument)
+        result = await call.function(call.argument)
     except asyncio.CancelledError:
-        completion.cancelled()
+        call.cancelled()
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
         # SystemExit / KeyboardInterrupt raised by an agent fail that agent; re-raised here
         # they would stop the event loop every later run depends on.
-        completion.fail(exc)
+        call.fail(exc)
     else:
-        completion.succeed(result)
+        call.succeed(result)
 
 
 class LoopBridge:
@@ -65,39 +70,41 @@ class LoopBridge:
 
     def _drain(self) -> None:
         loop = self._loop()
-        for job in self.dispatcher.take():
-            kind = job[0]
-            if kind == "start":
-                _, function, argument, completion, run_id, invocation_id = job
-                try:
-                    task = loop.create_task(_run_agent(function, argument, completion))
-                except BaseException as exc:  # noqa: BLE001
-                    completion.fail(exc)
-                    continue
-                self._tasks.setdefault(run_id, set()).add(task)
-                if invocation_id:
-                    self._cancellable[invocation_id] = task
-                task.add_done_callback(self._forget_task(run_id, invocation_id))
-            elif kind == "cancel":
-                task = self._cancellable.pop(job[1], None)
-                if task is not None:
-                    task.cancel()
-            elif kind == "events":
-                ready = self._events.get(job[1])
-                if ready is not None:
-                    ready.set()
-            else:
-                _, run_id, status = job
-                # Coroutines still running when their run ended (cancelled, failed, or
-                # the losers of a first-success merge) have nothing left to feed.
-                for task in self._tasks.get(run_id, ()):
-                    task.cancel()
-                finished = self._finished.pop(run_id, None)
-                if finished is not None and not finished.done():
-                    finished.set_result(status)
-                ready = self._events.get(run_id)
-                if ready is not None:
-                    ready.set()
+        work = self.dispatcher.take()
+        for call in work.calls:
+            try:
+                # Each task runs in a copy of its own run's caller context (contextvars),
+                # never in whatever context this reader callback happens to have.
+                context = call.context
+                task = loop.create_task(_run_agent(call)) if context is None \
+                    else context.run(loop.create_task, _run_agent(call))
+            except BaseException as exc:  # noqa: BLE001
+                call.fail(exc)
+                continue
+            run_id, invocation_id = call.run_id, call.invocation_id
+            self._tasks.setdefault(run_id, set()).add(task)
+            if invocation_id:
+                self._cancellable[invocation_id] = task
+            task.add_done_callback(self._forget_task(run_id, invocation_id))
+        for invocation_id in work.cancels:
+            task = self._cancellable.pop(invocation_id, None)
+            if task is not None:
+                task.cancel()
+        for run_id in work.events:
+            ready = self._events.get(run_id)
+            if ready is not None:
+                ready.set()
+        for end in work.ended:
+            # Coroutines still running when their run ended (cancelled, failed, or the
+            # losers of a first-success merge) have nothing left to feed.
+            for task in self._tasks.get(end.run_id, ()):
+                task.cancel()
+            finished = self._finished.pop(end.run_id, None)
+            if finished is not None and not finished.done():
+                finished.set_result(end.status)
+            ready = self._events.get(end.run_id)
+            if ready is not None:
+                ready.set()
 
     def _forget_task(self, run_id: int, invocation_id: int):
         def forget(task: asyncio.Task) -> None:
@@ -136,9 +143,15 @@ class _EngineLoop:
         self.loop = asyncio.new_event_loop()
         self.bridge = LoopBridge(self.loop)
         self.thread = threading.Thread(
-            target=self.loop.run_forever, name="counterpoint-event-loop", daemon=True
+            target=self._serve, name="counterpoint-event-loop", daemon=True
         )
         self.thread.start()
+
+    def _serve(self) -> None:
+        # Every coroutine agent of every blocking run depends on this loop, so a wait for
+        # a run here (a coroutine agent calling invoke) fails at once instead of hanging.
+        _core.mark_engine_loop_thread()
+        self.loop.run_forever()
 
     def stop(self, timeout: float) -> None:
         self.loop.call_soon_threadsafe(self.bridge.close)

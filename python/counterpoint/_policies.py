@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._agents import check_agent, uses_event_loop
 from ._errors import AgentTimeout, GraphError
 from ._native import _core
-from ._results import confidence_of
+from ._results import ReviewRequest, confidence_of
 
 
 def _number(owner: str, name: str, value: Any, *, positive: bool = False,
@@ -82,20 +83,35 @@ class Retry:
                 f"taking the exception; got {self.retry_on!r}"
             )
 
-    def _predicate(self) -> Callable[[str, Any], bool]:
+    def _native_spec(self) -> Any:
+        """The engine's retry spec: timeouts, open circuits and rejections are decided
+        natively; Python is asked only about the agent's own exceptions, and only when
+        ``retry_on`` is narrower than every exception."""
         retry_on = self.retry_on
+        if isinstance(retry_on, (type, tuple)):
+            classes = retry_on if isinstance(retry_on, tuple) else (retry_on,)
+            timeouts = (_core.TimeoutRetry.always if issubclass(AgentTimeout, classes)
+                        else _core.TimeoutRetry.never)
+            if BaseException in classes:
+                predicate = None
+            else:
+                def predicate(failure: Any) -> bool:
+                    return isinstance(failure.error, classes)
+        else:
+            timeouts = _core.TimeoutRetry.ask_predicate
 
-        def should_retry(failure: tuple[str, Any]) -> bool:
-            kind, error = failure
-            if kind == "circuit_open":
-                return False
-            if error is None:
-                error = AgentTimeout("timed out") if kind == "timeout" else RuntimeError(kind)
-            if isinstance(retry_on, type) or isinstance(retry_on, tuple):
-                return isinstance(error, retry_on)
-            return bool(retry_on(error))
+            def predicate(failure: Any) -> bool:
+                error = failure.error
+                if error is None:  # a timeout, or a failure the engine made
+                    is_timeout = failure.kind is _core.FailureKind.timeout
+                    error = AgentTimeout(failure.message) if is_timeout \
+                        else RuntimeError(failure.message)
+                return bool(retry_on(error))
 
-        return should_retry
+        return _core.RetrySpec(
+            max_attempts=self.max_attempts, initial_backoff=float(self.initial_backoff),
+            multiplier=float(self.multiplier), max_backoff=float(self.max_backoff),
+            jitter=float(self.jitter), retry_on=predicate, timeouts=timeouts)
 
 
 class _Shared:
@@ -263,27 +279,23 @@ class Review:
         if self.reviewer is not None and not callable(self.reviewer):
             raise GraphError(f"Review: reviewer must be callable or None, got {self.reviewer!r}")
 
-    def _check(self, output: Any) -> tuple[str, float | None] | None:
-        confidence = confidence_of(output)
-        if confidence is None:
-            return ("no confidence reported", None)
-        if confidence < self.below:
-            return (f"confidence {confidence:g} < {self.below:g}", confidence)
-        return None
-
-    def _ask(self) -> Callable[[tuple[str, Any, str, float | None]], tuple[str, Any]]:
-        from ._run import ReviewRequest
-
+    def _native_spec(self) -> Any:
+        """The engine's review gate: the threshold is checked natively; a reviewer, if
+        any, is called on a pool thread with a :class:`ReviewRequest`."""
         reviewer = self.reviewer
+        if reviewer is None:
+            return _core.ReviewSpec(below=float(self.below))
 
-        def ask(request: tuple[str, Any, str, float | None]) -> tuple[str, Any]:
-            agent, output, reason, confidence = request
-            decision = as_decision(reviewer(ReviewRequest(agent, output, reason, confidence)))
+        def ask(pending: Any) -> Any:
+            request = ReviewRequest(pending.agent, pending.output, pending.reason,
+                                    pending.confidence)
+            decision = as_decision(reviewer(request))
             if decision.approved:
-                return ("approve", output if decision.output is _KEEP else decision.output)
-            return ("reject", decision.reason)
+                return _core.ReviewVerdict(approved=True,
+                                           output=resolve_output(decision, pending.output))
+            return _core.ReviewVerdict(approved=False, reason=decision.reason)
 
-        return ask
+        return _core.ReviewSpec(below=float(self.below), reviewer=ask)
 
 
 def resolve_output(decision: Decision, output: Any) -> Any:
@@ -292,7 +304,8 @@ def resolve_output(decision: Decision, output: Any) -> Any:
 
 @dataclass(frozen=True)
 class Policed:
-    """An agent with policies attached; use it anywhere an agent goes."""
+    """An agent with policies attached; use it anywhere an agent goes. Graph.add copies
+    the policies onto the agent's node spec."""
 
     agent: Any
     retry: Retry | None = None
@@ -302,32 +315,11 @@ class Policed:
     limits: tuple[Limit, ...] = ()
     review: Review | None = None
 
-    @property
-    def pauses_for_review(self) -> bool:
-        return self.review is not None and self.review.reviewer is None
+    _is_agent_spec = True  # counts as an agent wherever agents are checked
 
-    def _native(self, name: str, to_native: Callable[[str, Any, str], tuple[Any, bool]],
-                dispatch: str) -> tuple[Any, bool]:
-        inner, uses_loop = to_native(name, self.agent, dispatch)
-        if self.retry or self.timeout or self.fallback is not None or self.breaker or self.limits:
-            fallback = None
-            if self.fallback is not None:
-                fallback, fallback_loop = to_native(name, self.fallback, "auto")
-                uses_loop = uses_loop or fallback_loop
-            retry = self.retry or Retry(max_attempts=1)
-            inner = _core.PolicyAgent(
-                inner, retry.max_attempts, retry.initial_backoff, retry.multiplier,
-                retry.max_backoff, retry.jitter,
-                retry._predicate() if self.retry else None,
-                float(self.timeout or 0.0),
-                self.breaker._native if self.breaker else None,
-                [limit._native for limit in self.limits],
-                fallback,
-            )
-        if self.review is not None:
-            inner = _core.ReviewAgent(inner, self.review._check,
-                                      self.review._ask() if self.review.reviewer else None)
-        return inner, uses_loop
+    @property
+    def uses_event_loop(self) -> bool:
+        return uses_event_loop(self.agent) or uses_event_loop(self.fallback)
 
 
 def policy(
@@ -354,8 +346,6 @@ def policy(
         limits: One or more :class:`Limit` (shared if they have names).
         review: A :class:`Review` confidence gate.
     """
-    from .patterns._common import check_agent
-
     check_agent("policy", "agent", agent)
     if isinstance(retry, int) and not isinstance(retry, bool):
         retry = Retry(max_attempts=retry)

@@ -7,6 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._native import _core
+
+Failed = _core.Failed
+"""Stands in for a failed predecessor's output in a ``join="settled"`` agent's input."""
+
 
 @dataclass(frozen=True)
 class Result:
@@ -157,3 +162,23 @@ class Escalation:
     reason: str
     confidence: float | None = None
     cheap_output: Any = None
+
+
+@dataclass(frozen=True)
+class ReviewRequest:
+    """An agent output that awaits a human decision.
+
+    Attributes:
+        agent: The agent whose output needs review.
+        output: Its output.
+        reason: Why it needs review, e.g. ``"confidence 0.42 < 0.7"``.
+        confidence: The confidence it reported, if any.
+        run_key: The durable run it belongs to (None for an in-process reviewer call
+            outside a durable run).
+    """
+
+    agent: str
+    output: Any
+    reason: str
+    confidence: float | None = None
+    run_key: str | None = None

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._native import _core
+from ._results import ReviewRequest
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -18,68 +20,58 @@ from ._errors import (
 )
 
 
-@dataclass(frozen=True)
-class ReviewRequest:
-    """An agent output that awaits a human decision.
-
-    Attributes:
-        agent: The agent whose output needs review.
-        output: Its output.
-        reason: Why it needs review, e.g. ``"confidence 0.42 < 0.7"``.
-        confidence: The confidence it reported, if any.
-        run_key: The durable run it belongs to (None for an in-process reviewer call
-            outside a durable run).
-    """
-
-    agent: str
-    output: Any
-    reason: str
-    confidence: float | None = None
-    run_key: str | None = None
-
-
+# The one mapping from how the engine says an agent failed to the exception users see
+# as the AgentError's __cause__ when the agent raised nothing itself.
 _CAUSES = {
-    "timeout": AgentTimeout,
-    "circuit_open": CircuitOpenError,
-    "rejected": ReviewRejected,
+    _core.FailureKind.timeout: AgentTimeout,
+    _core.FailureKind.circuit_open: CircuitOpenError,
+    _core.FailureKind.rejected: ReviewRejected,
 }
+_NO_OUTPUT = "the run produced no output: every sink was skipped"
+_STATUS = _core.RunStatus
 
 
-def failure_exception(details: dict[str, Any], run_key: str | None = None) -> BaseException:
-    """The exception ``invoke`` raises for a run that did not succeed."""
-    status = details["status"]
-    outputs = details["outputs"]
-    run_id = details["run_id"]
-    if status == "cancelled":
+def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
+    """The exception ``invoke`` raises for a run that did not succeed (a RunReport)."""
+    status = report.status
+    outputs = report.outputs
+    run_id = report.run_id
+    if status is _STATUS.cancelled:
         return RunCancelled(run_id, outputs)
-    if status == "timed_out":
+    if status is _STATUS.timed_out:
         return RunTimeout(run_id, outputs)
-    if status == "needs_review":
-        pending = [ReviewRequest(agent, output, reason, confidence, run_key)
-                   for agent, output, reason, confidence in details["pending"]]
+    if status is _STATUS.needs_review:
+        pending = [ReviewRequest(p.agent, p.output, p.reason, p.confidence, run_key)
+                   for p in report.pending]
         return NeedsReview(run_key, pending, outputs)
-    if details["kind"] == "budget":  # no output, or a nested graph starved by the budget
-        return BudgetExceeded(run_id, details["usage"], outputs)
-    agent = details["agent"]
-    exc = AgentError(agent or "<none>", details["message"], outputs, run_id)
-    cause = details["error"]
-    if not isinstance(cause, BaseException) and details["kind"] in _CAUSES:
-        cause = _CAUSES[details["kind"]](details["message"])
+    failure = report.failure
+    starved = failure.kind is _core.FailureKind.budget if failure is not None \
+        else report.budget_exhausted
+    if starved:  # no output, or a nested graph starved by the budget
+        return BudgetExceeded(run_id, report.usage, outputs)
+    if failure is None:
+        return AgentError("<none>", _NO_OUTPUT, outputs, run_id)
+    exc = AgentError(report.failed_agent or "<none>", failure.message, outputs, run_id)
+    cause = failure.error
+    if not isinstance(cause, BaseException) and failure.kind in _CAUSES:
+        cause = _CAUSES[failure.kind](failure.message)
     if isinstance(cause, BaseException):
         exc.__cause__ = cause
     return exc
 
 
-def unwrap(result: tuple, run_key: str | None = None) -> Any:
-    ok, value = result
-    if ok:
-        return value
-    raise failure_exception(value, run_key)
+def unwrap(report: Any, run_key: str | None = None) -> Any:
+    """The run's result, or raises what ``invoke`` raises."""
+    if report.status is _STATUS.succeeded:
+        return report.output
+    raise failure_exception(report, run_key)
 
 
-def as_exception(result: tuple, run_key: str | None = None) -> Any:
-    ok, value = result
-    return value if ok else failure_exception(value, run_key)
+def as_exception(report: Any, run_key: str | None = None) -> Any:
+    """The run's result, or the exception ``invoke`` would raise."""
+    if report.status is _STATUS.succeeded:
+        return report.output
+    return failure_exception(report, run_key)
 
 
 @dataclass(frozen=True)
@@ -165,23 +157,20 @@ class RunResult:
         return self.output
 
 
-def _outcome(row: dict[str, Any]) -> AgentOutcome:
-    status = row["status"]
-    reason = row["skip_reason"] if status == "skipped" else ""
-    if status == "needs_review":
-        reason = row["error"]
+def _outcome(record: Any) -> AgentOutcome:
+    failure = record.failure
     return AgentOutcome(
-        name=row["name"],
-        status=status,
-        output=row["output"],
-        error=row["error"] if status in ("failed", "timed_out") else "",
-        started=row["started"] if row["started"] >= 0 else None,
-        finished=row["finished"] if row["finished"] >= 0 else None,
-        routes=tuple(row["routes"]),
-        usage=row["usage"],
-        reason=reason,
-        confidence=row["confidence"] if row["confidence"] >= 0 else None,
-        restored=row["restored"],
+        name=record.name,
+        status=record.status.name,
+        output=record.output,
+        error=failure.message if failure is not None else "",
+        started=record.started,
+        finished=record.finished,
+        routes=tuple(record.routes),
+        usage=record.usage,
+        reason=record.reason,
+        confidence=record.confidence,
+        restored=record.restored,
     )
 
 
@@ -204,7 +193,7 @@ class Run:
     def status(self) -> str:
         """``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``
         or ``"needs_review"``."""
-        return self._handle.status
+        return str(self._handle.status.name)
 
     @property
     def done(self) -> bool:
@@ -228,20 +217,21 @@ class Run:
         """Waits for the run and returns its output, raising like ``invoke`` does."""
         if not self.wait(timeout):
             raise TimeoutError(f"run {self.id} is still running after {timeout} s")
-        return unwrap(self._handle.result(), self.run_key)
+        return unwrap(self._handle.report(), self.run_key)
 
     def record(self) -> RunResult:
         """Waits for the run and returns what every agent did."""
         self.wait()
-        native = self._handle.result()
-        error = None if native[0] else failure_exception(native[1], self.run_key)
+        report = self._handle.report()
+        error = as_exception(report, self.run_key) if report.status is not _STATUS.succeeded \
+            else None
         pending = tuple(error.pending) if isinstance(error, NeedsReview) else ()
         return RunResult(
             run_id=self.id,
             status=self.status,
-            output=native[1] if native[0] else None,
+            output=report.output,
             error=error,
-            agents={row["name"]: _outcome(row) for row in self._handle.outcomes()},
+            agents={record.name: _outcome(record) for record in self._handle.outcomes()},
             elapsed=self._handle.elapsed,
             usage=self._handle.usage(),
             budget_exhausted=self._handle.budget_exhausted,

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import counterpoint as cp
+from counterpoint._graph import DEFAULT_BATCH_WINDOW
 
 
 def test_results_in_input_order_even_when_runs_finish_out_of_order():
@@ -275,3 +276,40 @@ def test_batch_called_from_several_threads():
     for t in threads:
         t.join(30)
     assert out == {k: list(range(k * 100, k * 100 + 50)) for k in range(4)}
+
+
+def test_durable_batch_refills_in_completion_order_not_oldest_first(tmp_path):
+    """With a store, a slow run does not hold back the window: the fast runs behind it
+    finish while it is still running (the same native batch as without a store)."""
+    finished: dict[int, float] = {}
+
+    def work(x):
+        time.sleep(1.5 if x == 0 else 0.02)
+        finished[x] = time.monotonic()
+        return x
+
+    app = cp.Graph().add("work", work, dispatch="thread").compile(store=tmp_path / "runs.db")
+    assert app.batch(list(range(11)), max_concurrency=2) == list(range(11))
+    before_slow = sum(1 for x in range(1, 11) if finished[x] < finished[0])
+    assert before_slow >= 8, finished
+    assert {run.status for run in app.runs()} == {"succeeded"}
+
+
+def test_default_window_bounds_runs_in_flight():
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work(x):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.001)
+        with lock:
+            running -= 1
+        return x
+
+    app = cp.Graph().add("work", work, dispatch="thread").compile()
+    assert app.batch(range(3000)) == list(range(3000))
+    assert most <= DEFAULT_BATCH_WINDOW

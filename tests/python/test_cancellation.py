@@ -334,3 +334,25 @@ def test_cancel_many_concurrent_runs_leaves_nothing_running():
         assert rec.agents["s"].status in ("cancelled", "not_started")
         assert rec.agents["a"].status == "cancelled"
         assert rec.agents["next"].status == "not_started"
+
+
+def test_no_coroutine_body_starts_after_cancel_returned():
+    """cancel() returning True means no agent body starts afterwards, on the loop too."""
+    starts: list[float] = []
+
+    async def worker(x):
+        starts.append(time.monotonic())
+        await asyncio.sleep(0.05)
+        return x
+
+    app = cp.parallel(**{f"w{i}": worker for i in range(8)})
+    late = 0
+    for _ in range(60):
+        starts.clear()
+        run = app.start(1)
+        if run.cancel():
+            returned = time.monotonic()
+            run.wait()
+            time.sleep(0.01)  # let anything still queued on the loop surface
+            late += sum(1 for started in starts if started > returned)
+    assert late == 0

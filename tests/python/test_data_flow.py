@@ -138,17 +138,16 @@ def test_runnable_object_with_invoke():
     assert r.calls == ["hi"]
 
 
-def test_runnable_with_invoke_and_ainvoke_uses_invoke():
+def test_runnable_with_its_own_invoke_and_ainvoke_is_awaited():
     class Both:
-        def invoke(self, x):
+        def invoke(self, x):  # pragma: no cover - the async path is the real one
             return ("sync", x)
 
-        async def ainvoke(self, x):  # pragma: no cover - documented as unused
+        async def ainvoke(self, x):
             return ("async", x)
 
     app = cp.Graph().add("b", Both()).compile()
-    assert app.invoke(1) == ("sync", 1)
-
+    assert app.invoke(1) == ("async", 1)
 
 def test_object_with_only_ainvoke_runs_as_coroutine():
     class AsyncRunnable:

@@ -58,6 +58,22 @@ def test_policy_rejects_bad_timeout_too():
 # ---- retries ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("policy", [{"timeout": -1}, {"retry": "3"}, {"breaker": "open"},
+                                    {"limits": [1]}, {"review": 0.5}, {"fallback": 42}])
+def test_policy_problems_are_reported_by_compile_not_add(policy):
+    graph = cp.Graph().add("worker", agent, **policy)  # records the spec, checks nothing
+    with pytest.raises(cp.GraphError) as info:
+        graph.compile()
+    assert info.value.node == "worker"
+    assert "worker" in str(info.value)
+
+
+def test_policies_given_twice_are_a_graph_error():
+    graph = cp.Graph().add("worker", cp.policy(agent, retry=2), retry=3)
+    with pytest.raises(cp.GraphError, match="retry= is given both"):
+        graph.compile()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "hint"),
     [
@@ -90,7 +106,7 @@ def test_bad_retry_settings_are_rejected(kwargs, field, hint):
 
 
 @pytest.mark.parametrize("retry", [0, -1])
-def test_bad_retry_count_is_rejected_at_add(retry):
+def test_bad_retry_count_is_rejected_at_compile(retry):
     with pytest.raises(cp.GraphError) as info:
         _build(retry=retry)
     assert "max_attempts" in str(info.value)

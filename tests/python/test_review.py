@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -354,3 +355,44 @@ def test_review_policy_with_a_reviewer_works_through_cp_policy():
                       review=cp.Review(below=0.5, reviewer=lambda r: cp.approve("fixed")))
     app = cp.Graph().add("a", gated).compile()
     assert app.invoke("x") == "fixed"
+
+
+def test_review_gate_fails_closed_at_interpreter_exit(tmp_path):
+    """A low-confidence output that arrives during the exit drain is not let through:
+    it is kept as awaiting review, and resuming it needs a human decision."""
+    store = tmp_path / "runs.db"
+    code = textwrap.dedent(
+        f"""
+        import time
+        import counterpoint as cp
+
+        def draft(x):
+            time.sleep(0.5)   # returns while the interpreter is exiting
+            return cp.Result("unsure draft", confidence=0.1)
+
+        app = (cp.Graph().add("draft", draft, dispatch="thread", review=cp.Review(below=0.8))
+               .compile(store={str(store)!r}))
+        run = app.start("ticket")
+        print("KEY", run.run_key, flush=True)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, COUNTERPOINT_EXIT_DRAIN_SECONDS="5"))
+    assert proc.returncode == 0, proc.stderr
+    run_key = proc.stdout.split("KEY ", 1)[1].split()[0]
+    reader = cp.SQLiteStore(store)
+    try:
+        stored = reader.load_run(run_key)
+        draft = stored.outcomes.get("draft")
+        assert draft is None or draft.status != "succeeded", draft
+        # Either it was never checkpointed (resume runs it again, gate included) or it
+        # was kept awaiting a decision; never as a success that resumes unreviewed.
+        if draft is not None:
+            assert draft.status == "needs_review", draft
+            app = (cp.Graph().add("draft", lambda x: cp.Result("rerun", confidence=0.9),
+                                  review=cp.Review(below=0.8))
+                   .compile(store=reader))
+            with pytest.raises(ValueError, match="awaits review"):
+                app.resume(run_key)
+    finally:
+        reader.close()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .._agents import check_agent
 from .._errors import GraphError
 from .._graph import CompiledGraph
 
@@ -34,22 +34,6 @@ def unique_names(agents: Iterable[Any], prefix: str, reserved: Iterable[str] = (
         taken.add(name)
         names.append(name)
     return names
-
-
-def check_agent(pattern: str, role: str, agent: Any) -> None:
-    """Rejects non-agents when the pattern is built, naming the role to fix."""
-    from .._policies import Policed
-
-    if isinstance(agent, (CompiledGraph, Policed)) or callable(agent):
-        return
-    if not inspect.isclass(agent) and (
-        callable(getattr(agent, "invoke", None)) or callable(getattr(agent, "ainvoke", None))
-    ):
-        return
-    raise GraphError(
-        f"{pattern}: {role} must be a function, an `async def` function, a compiled graph "
-        f"or an object with invoke()/ainvoke(), got {type(agent).__name__}"
-    )
 
 
 def check_agent_map(pattern: str, field: str, role: str, agents: Any,

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._agents import uses_event_loop
-from .._graph import CompiledGraph, Graph
-from .._native import _core
+from .._graph import CompiledGraph, Graph, delegate, route
 from .._results import ChatResult, LoopResult, value_of
 from ._common import check_agent, check_agent_map, check_positive_int, identity
 
@@ -44,11 +43,6 @@ def _verdict(raw: Any) -> Verdict:
         "loop: the evaluator must return a bool, a cp.Verdict, or a dict with 'passed' and "
         f"'feedback'; got {raw!r}"
     )
-
-
-def _controller(decide: Callable[[Any], Any]) -> Any:
-    """A native agent, run inline, that continues or ends an iteration."""
-    return _core.SyncAgent(decide, _core.Dispatch.INLINE)
 
 
 def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGraph:
@@ -86,18 +80,17 @@ def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGra
             return LoopResult(draft, state["iteration"], "max_iterations", history)
         following = {"task": state["task"], "draft": draft, "feedback": verdict.feedback,
                      "iteration": state["iteration"] + 1, "history": history}
-        return _core.Delegation(iteration._core, following, controller)
-
-    controller = _controller(after_iteration)
+        return delegate(iteration, following, then=after_iteration)
 
     def start(task: Any) -> Any:
         first = {"task": task, "draft": None, "feedback": None, "iteration": 1, "history": ()}
-        return _core.Delegation(iteration._core, first, controller)
+        return delegate(iteration, first, then=after_iteration)
+
+    start.uses_event_loop = iteration.uses_event_loop  # type: ignore[attr-defined]
 
     outer = Graph()
     outer.add("loop", start, dispatch="inline")
     app = outer.compile()
-    app._has_async = uses_event_loop(worker) or uses_event_loop(evaluator)
     return app
 
 
@@ -134,23 +127,23 @@ def group_chat(
     def pick(state: dict[str, Any]) -> Any:
         choice = value_of(state["manager"])
         if choice is None or choice == END:
-            return _core.Routed(None, ["end"])
+            return route(None, ["end"])
         if choice not in participants:
             raise LookupError(
                 f"group_chat: the manager picked {choice!r}, who is not a participant; "
                 f"participants are {names}"
             )
-        return _core.Routed(view(state["state"]), [choice])
+        return route(view(state["state"]), [choice])
 
     def record(said: dict[str, Any]) -> Any:
         state = said.pop("state")
         if "end" in said:
-            return _core.Routed({"state": state, "ended": True}, ["outcome"])
+            return route({"state": state, "ended": True}, ["outcome"])
         ((speaker, message),) = said.items()
         turn_record = {"state": state, "ended": False,
                        "transcript": state["transcript"] + ((speaker, message),)}
         # Only a turn that happened is shown to `until`.
-        return _core.Routed(turn_record, ["outcome", "until:transcript"] if until else ["outcome"])
+        return route(turn_record, ["outcome", "until:transcript"] if until else ["outcome"])
 
     g = Graph()
     g.add("state", identity, dispatch="inline")
@@ -182,16 +175,14 @@ def group_chat(
         if len(transcript) >= max_turns:
             return ChatResult(transcript, len(transcript), "max_turns")
         following = {"task": state["task"], "transcript": transcript, "turn": state["turn"] + 1}
-        return _core.Delegation(turn._core, following, controller)
-
-    controller = _controller(after_turn)
+        return delegate(turn, following, then=after_turn)
 
     def start(task: Any) -> Any:
-        return _core.Delegation(turn._core, {"task": task, "transcript": (), "turn": 1},
-                                controller)
+        return delegate(turn, {"task": task, "transcript": (), "turn": 1}, then=after_turn)
+
+    start.uses_event_loop = turn.uses_event_loop  # type: ignore[attr-defined]
 
     outer = Graph()
     outer.add("chat", start, dispatch="inline")
     app = outer.compile()
-    app._has_async = turn.uses_event_loop
     return app

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import GraphError
-from .._native import _core
-from .._results import Merged, confidence_of, value_of
+from .._agents import check_agent
+from .._results import Failed, Merged, confidence_of, value_of
 
-Failed = _core.Failed
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,6 @@ class Judge:
     choose: Any
 
     def __post_init__(self) -> None:
-        from ._common import check_agent
-
         try:
             check_agent("judge", "the judge", self.choose)
         except GraphError:

@@ -10,8 +10,7 @@ from typing import Any
 
 from .._agents import uses_event_loop
 from .._errors import GraphError
-from .._graph import CompiledGraph, Graph
-from .._native import _core
+from .._graph import CompiledGraph, Graph, delegate
 from .._results import Merged
 from . import merging
 from ._common import (
@@ -238,7 +237,7 @@ class _FanOut:
                 f"fan_out: over() returned {len(items)} items, more than max_items="
                 f"{self.max_items}; raise max_items or split the work"
             )
-        return _core.Delegation(self.child(len(items))._core, items)
+        return delegate(self.child(len(items)), items)
 
 
 def _in_order(outputs: Any, count: int) -> list[Any]:
@@ -280,9 +279,8 @@ def fan_out(
     if max_items is not None:
         check_positive_int("fan_out", "max_items", max_items)
     dispatcher = _FanOut(worker, over, merge, max_items)
+    merge_agent = merge.choose if isinstance(merge, merging.Judge) else merge
+    dispatcher.uses_event_loop = uses_event_loop(worker) or uses_event_loop(merge_agent)
     g = Graph()
     g.add("fan_out", dispatcher, dispatch="inline")
-    app = g.compile()
-    merge_agent = merge.choose if isinstance(merge, merging.Judge) else merge
-    app._has_async = uses_event_loop(worker) or uses_event_loop(merge_agent)
-    return app
+    return g.compile()

@@ -7,8 +7,8 @@ from typing import Any
 
 from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
-from .._native import _core
-from .._results import Escalation, confidence_of, value_of
+from .._graph import route as route_to
+from .._results import Escalation, Failed, confidence_of, value_of
 from ._common import check_agent, check_agent_map, check_priorities, identity
 
 _ROUTER_NODES = ("input", "classify", "route", "join")
@@ -81,7 +81,7 @@ def router(
                     "router: the classifier returned no intent and there is no default route"
                 )
             chosen.append("default")
-        return _core.Routed(decision["input"], chosen)
+        return route_to(decision["input"], chosen)
 
     g = Graph()
     g.add("input", identity, dispatch="inline")
@@ -112,7 +112,7 @@ def adaptive(cheap: Any, *, escalate_to: Any, below: float = 0.7) -> CompiledGra
         raise GraphError(f"adaptive: below must be a confidence threshold in (0, 1], got {below!r}")
 
     def decide(output: Any) -> dict[str, Any]:
-        if isinstance(output, _core.Failed):
+        if isinstance(output, Failed):
             return {"escalate": True, "reason": f"cheap path failed: {output.error!r}",
                     "confidence": None, "cheap_output": None}
         confidence = confidence_of(output)
@@ -128,8 +128,8 @@ def adaptive(cheap: Any, *, escalate_to: Any, below: float = 0.7) -> CompiledGra
     def gate(state: dict[str, Any]) -> Any:
         decision = state["decide"]
         if decision["escalate"]:
-            return _core.Routed(state["input"], ["escalate"])
-        return _core.Routed(value_of(decision["cheap_output"]), ["accept"])
+            return route_to(state["input"], ["escalate"])
+        return route_to(value_of(decision["cheap_output"]), ["accept"])
 
     def result(state: dict[str, Any]) -> Escalation:
         decision = state["decide"]

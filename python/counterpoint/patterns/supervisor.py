@@ -9,8 +9,7 @@ from typing import Any
 
 from .._agents import uses_event_loop
 from .._errors import GraphError
-from .._graph import CompiledGraph, Graph
-from .._native import _core
+from .._graph import CompiledGraph, Graph, delegate
 from .._results import value_of
 from ._common import check_agent, check_agent_map, identity
 
@@ -164,7 +163,7 @@ class _Dispatch:
             self._graphs[shape] = child  # most recently used last
             if len(self._graphs) > self._CACHE_SIZE:
                 del self._graphs[next(iter(self._graphs))]
-        return _core.Delegation(child._core, tuple(subtasks))
+        return delegate(child, tuple(subtasks))
 
     def _build(self, subtasks: list[Subtask]) -> CompiledGraph:
         g = Graph()
@@ -218,6 +217,7 @@ def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) ->
     check_agent("supervisor", "synthesizer", synthesizer)
     check_agent_map("supervisor", "workers", "worker", workers)
     dispatch = _Dispatch(workers)
+    dispatch.uses_event_loop = any(uses_event_loop(w) for w in workers.values())
 
     def brief(state: dict[str, Any]) -> dict[str, Any]:
         return {"task": state["input"], "plan": state["dispatch"]["plan"],
@@ -229,6 +229,4 @@ def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) ->
     g.add("dispatch", dispatch, after="planner", dispatch="inline")
     g.add("brief", brief, after=["input", "dispatch"], dispatch="inline")
     g.add("synthesizer", synthesizer, after="brief")
-    app = g.compile()
-    app._has_async = app.uses_event_loop or any(uses_event_loop(w) for w in workers.values())
-    return app
+    return g.compile()

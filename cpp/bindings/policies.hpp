@@ -1,0 +1,64 @@
+#pragma once
+// Policies as data: what Python's node spec says about retries, timeouts, breakers,
+// limits, fallbacks and review gates, turned into native agents around the user's agent.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pybind11/pybind11.h>
+
+#include "counterpoint/agent.hpp"
+#include "counterpoint/circuit_breaker.hpp"
+#include "counterpoint/limiter.hpp"
+
+namespace counterpoint::bindings {
+
+namespace py = pybind11;
+
+// Whether a timed-out attempt is retried: decided natively unless the user's retry_on
+// is a predicate, which then sees the timeout.
+enum class TimeoutRetry : std::uint8_t { Never, Always, AskPredicate };
+
+struct RetrySpec {
+  std::uint32_t max_attempts = 1;
+  double initial_backoff = 0.0;
+  double multiplier = 2.0;
+  double max_backoff = 60.0;
+  double jitter = 0.0;
+  // Called with a FailureInfo for an agent's own error (and for a timeout under
+  // AskPredicate); None retries every error. Circuit-open, budget and rejected failures
+  // are never retried, without asking.
+  py::object retry_on = py::none();
+  TimeoutRetry timeouts = TimeoutRetry::Always;
+};
+
+struct PolicySpec {
+  std::optional<RetrySpec> retry;
+  double timeout = 0.0;  // seconds per attempt; 0 = none
+  std::shared_ptr<CircuitBreaker> breaker;
+  std::vector<std::shared_ptr<Limiter>> limits;
+  std::shared_ptr<Agent> fallback;
+};
+
+// A confidence gate: outputs whose confidence is below `below` (or not reported) go to
+// `reviewer` (called on a pool thread with a PendingReview, returns a ReviewVerdict), or,
+// without one, pause the run for a human.
+struct ReviewSpec {
+  double below = 0.7;
+  py::object reviewer = py::none();
+};
+
+struct ReviewVerdict {
+  bool approved = false;
+  py::object output;   // approved: what the run gets
+  std::string reason;  // rejected: why
+};
+
+// Wraps `agent` in its policies (innermost) and its review gate (outermost).
+std::shared_ptr<Agent> apply_policies(std::shared_ptr<Agent> agent,
+                                      const std::optional<PolicySpec>& policy,
+                                      const std::optional<ReviewSpec>& review);
+
+}  // namespace counterpoint::bindings

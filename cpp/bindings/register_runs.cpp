@@ -1,0 +1,337 @@
+// Runs: starting them, waiting for them and reading how they ended. All waiting happens
+// here with the GIL released, in slices, so Ctrl-C is noticed (and cancels the run)
+// within one slice.
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "counterpoint/compiled_graph.hpp"
+#include "counterpoint/errors.hpp"
+#include "counterpoint/runtime.hpp"
+#include "gil.hpp"
+#include "loop_dispatcher.hpp"
+#include "py_agents.hpp"
+#include "py_payload.hpp"
+#include "records.hpp"
+#include "register.hpp"
+#include "runs.hpp"
+
+namespace counterpoint::bindings {
+
+namespace {
+
+using namespace std::chrono_literals;
+constexpr auto kWaitSlice = 20ms;
+// Spinning this long before sleeping is cheaper than a sleep and a wake-up.
+constexpr auto kSpin = 50us;
+
+// Set on the thread that runs the engine's own event loop (see _loops.py).
+thread_local bool t_engine_loop_thread = false;
+
+// An outcome known before a run starts: a checkpointed success, or a reviewer's rejection.
+struct RestoredSpec {
+  std::string agent;
+  bool succeeded = true;
+  py::object output = py::none();
+  std::optional<std::vector<std::string>> routes;  // a router's chosen successors
+  py::object usage = py::none();                   // keeps counting against the budget
+  std::string reason;                              // rejected: why
+};
+
+struct EventBatch {
+  std::vector<EventRecord> events;
+  bool more = false;  // false once the run has ended and every event was taken
+};
+
+}  // namespace
+
+void refuse_wait_on_engine_thread(RunHandle run) {
+  SyncAgent::note_wait_for_run();
+  if (t_engine_loop_thread) {
+    if (run) run.cancel();
+    throw EngineError(
+        "a coroutine agent waited for a run (invoke, batch, stream or wait) on the event "
+        "loop that runs counterpoint's coroutine agents, which would block every one of "
+        "them; inside `async def` agents use `await graph.ainvoke(x)` (or abatch/astream), "
+        "or add the graph itself as an agent");
+  }
+  if (!Runtime::on_engine_thread()) return;
+  if (run) run.cancel();
+  throw EngineError(
+      "an agent running inline on an engine thread waited for a run (invoke, batch or "
+      "wait), which could stall the engine; add the graph itself as an agent instead, or "
+      "give this agent dispatch='thread'");
+}
+
+bool wait_run(RunHandle run, double timeout_seconds) {
+  if (run.done()) {
+    drain_released_objects();
+    return true;  // nothing to wait for, on any thread
+  }
+  refuse_wait_on_engine_thread(run);
+  const auto deadline = timeout_seconds < 0
+                            ? std::chrono::steady_clock::time_point::max()
+                            : std::chrono::steady_clock::now() +
+                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(timeout_seconds));
+  auto spin = std::chrono::nanoseconds(kSpin);
+  for (;;) {
+    bool finished;
+    {
+      py::gil_scoped_release nogil;
+      finished = run.wait_for(kWaitSlice, spin);
+    }
+    spin = std::chrono::nanoseconds(0);
+    drain_released_objects();
+    if (finished) return true;
+    if (PyErr_CheckSignals() != 0) {
+      run.cancel();
+      throw py::error_already_set();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+  }
+}
+
+RunOptions run_options(const CompiledGraph& graph, const RunRequest& request) {
+  RunOptions options;
+  options.input = to_payload(request.input);
+  options.context = make_run_context(request.dispatcher);
+  options.context_observer = request.dispatcher;
+  options.record_events = request.record_events;
+  options.budget = usage_from_python(request.budget);
+  options.deadline_seconds = request.deadline;
+  // A checkpoint hook also records how the run ends.
+  options.observer = std::dynamic_pointer_cast<RunObserver>(request.hook);
+  options.node_hook = request.hook;
+  options.key = request.key;
+  for (py::handle item : request.restored) {
+    const auto& spec = item.cast<const RestoredSpec&>();
+    const std::int64_t node = graph.plan().find(spec.agent);
+    if (node < 0) throw py::value_error("cannot restore unknown agent '" + spec.agent + "'");
+    Restored known;
+    known.node = static_cast<std::uint32_t>(node);
+    if (spec.succeeded) {
+      known.outcome = Outcome::success(to_payload(spec.output));
+      if (spec.routes) {
+        known.outcome.routed = true;
+        known.outcome.routes = *spec.routes;
+      }
+      known.outcome.usage = usage_from_python(spec.usage);
+    } else {
+      known.outcome = Outcome::failed(Failure{spec.reason, {}, FailureKind::Rejected});
+    }
+    options.restored.push_back(std::move(known));
+  }
+  return options;
+}
+
+namespace {
+
+// Collects the ids of a batch's runs as they finish.
+class BatchObserver final : public RunObserver {
+ public:
+  void on_run_finished(const RunHandle& run) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      finished_.push_back(run.id());
+    }
+    changed_.notify_all();
+  }
+  // Waits up to `timeout` for finished runs and moves their ids into `out`.
+  void take(std::vector<std::uint64_t>& out, std::chrono::nanoseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return !finished_.empty(); });
+    out.insert(out.end(), finished_.begin(), finished_.end());
+    finished_.clear();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<std::uint64_t> finished_;
+};
+
+// Runs the graph once per input, at most `max_concurrency` at once. Each run starts from
+// `shared` with its own input, or from what `prepare(index, input)` returns (a durable
+// run's key and restored outcomes). Each run's report is made, and its state freed, as
+// soon as it finishes, so memory follows the runs in flight rather than the batch size.
+std::vector<RunReport> run_batch(CompiledGraph& graph, const py::list& inputs,
+                                 const RunRequest& shared, std::size_t max_concurrency,
+                                 const py::object& prepare) {
+  refuse_wait_on_engine_thread({});
+  const std::size_t total = inputs.size();
+  if (max_concurrency == 0 || max_concurrency > total) max_concurrency = total;
+
+  auto observer = std::make_shared<BatchObserver>();
+  std::vector<RunHandle> runs(total);
+  std::vector<RunReport> reports(total);
+  std::unordered_map<std::uint64_t, std::size_t> index_of;
+  std::vector<std::uint64_t> finished;
+  std::size_t started = 0;
+  std::size_t in_flight = 0;
+  std::size_t converted = 0;
+  while (converted < total) {
+    std::vector<RunOptions> to_start;
+    while (started + to_start.size() < total && in_flight + to_start.size() < max_concurrency) {
+      const std::size_t index = started + to_start.size();
+      RunOptions options;
+      if (prepare.is_none()) {
+        RunRequest request = shared;
+        request.input = inputs[index];
+        options = run_options(graph, request);
+      } else {
+        options = run_options(graph, prepare(index, inputs[index]).cast<const RunRequest&>());
+      }
+      options.observer = observer;
+      to_start.push_back(std::move(options));
+    }
+    {
+      py::gil_scoped_release nogil;
+      for (RunOptions& options : to_start) {
+        runs[started] = graph.start(std::move(options));
+        index_of.emplace(runs[started].id(), started);
+        ++started;
+        ++in_flight;
+      }
+      to_start.clear();
+      observer->take(finished, kWaitSlice);
+    }
+    for (std::uint64_t id : finished) {
+      const auto found = index_of.find(id);
+      const std::size_t index = found->second;
+      index_of.erase(found);
+      reports[index] = run_report(runs[index]);
+      runs[index] = RunHandle();
+      --in_flight;
+      ++converted;
+    }
+    finished.clear();
+    drain_released_objects();
+    if (converted < total && PyErr_CheckSignals() != 0) {
+      for (RunHandle& run : runs) {
+        if (run) run.cancel();
+      }
+      throw py::error_already_set();
+    }
+  }
+  return reports;
+}
+
+}  // namespace
+
+void register_runs(py::module_& m) {
+  py::register_exception<EngineError>(m, "EngineError", PyExc_RuntimeError);
+  m.def("mark_engine_loop_thread", [] { t_engine_loop_thread = true; },
+        "Marks the calling thread as the one running the engine's event loop: a wait "
+        "there would block every coroutine agent, so it fails at once.");
+
+  py::class_<RunRequest>(m, "RunRequest", "How to start one run.")
+      .def(py::init([](py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
+                       bool record_events, py::object budget, double deadline,
+                       py::list restored, std::shared_ptr<NodeHook> hook, std::string key) {
+             return RunRequest{std::move(input), std::move(dispatcher), record_events,
+                               std::move(budget), deadline, std::move(restored),
+                               std::move(hook), std::move(key)};
+           }),
+           py::arg("input"), py::kw_only(), py::arg("dispatcher") = nullptr,
+           py::arg("record_events") = false, py::arg("budget") = py::none(),
+           py::arg("deadline") = 0.0, py::arg("restored") = py::list(),
+           py::arg("hook") = nullptr, py::arg("key") = "")
+      .def_readonly("input", &RunRequest::input)
+      .def_readonly("dispatcher", &RunRequest::dispatcher)
+      .def_readwrite("restored", &RunRequest::restored)
+      .def_readwrite("hook", &RunRequest::hook)
+      .def_readwrite("key", &RunRequest::key);
+
+  py::class_<RestoredSpec>(m, "Restored", "An agent outcome known before the run starts.")
+      .def_static(
+          "succeeded",
+          [](std::string agent, py::object output, std::optional<std::vector<std::string>> routes,
+             py::object usage) {
+            return RestoredSpec{std::move(agent), true, std::move(output), std::move(routes),
+                                std::move(usage), {}};
+          },
+          py::arg("agent"), py::arg("output"), py::arg("routes") = py::none(),
+          py::arg("usage") = py::none())
+      .def_static(
+          "rejected",
+          [](std::string agent, std::string reason) {
+            return RestoredSpec{std::move(agent), false, py::none(), std::nullopt, py::none(),
+                                std::move(reason)};
+          },
+          py::arg("agent"), py::arg("reason"))
+      .def_readonly("agent", &RestoredSpec::agent);
+
+  py::class_<EventBatch>(m, "EventBatch", "Events taken from a run, and whether more may come.")
+      .def_readonly("events", &EventBatch::events)
+      .def_readonly("more", &EventBatch::more);
+
+  py::class_<RunHandle>(m, "RunHandle")
+      .def_property_readonly("id", &RunHandle::id)
+      .def_property_readonly("key", &RunHandle::key)
+      .def_property_readonly("status", &RunHandle::status)
+      .def_property_readonly("done", &RunHandle::done)
+      .def_property_readonly("elapsed", &RunHandle::elapsed)
+      .def("wait", &wait_run, py::arg("timeout") = -1.0,
+           "Waits for the run to end (timeout < 0: no limit). True once it has ended.")
+      .def("cancel", &RunHandle::cancel, py::call_guard<py::gil_scoped_release>())
+      .def("report", &run_report)
+      .def("outcomes", &agent_records)
+      .def(
+          "next_events",
+          [](RunHandle& run, double timeout_seconds) {
+            if (timeout_seconds > 0) refuse_wait_on_engine_thread(run);
+            std::vector<Event> events;
+            EventBatch batch;
+            {
+              py::gil_scoped_release nogil;
+              batch.more = run.next_events(
+                  events, std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::duration<double>(timeout_seconds)));
+            }
+            batch.events.reserve(events.size());
+            for (const Event& event : events) batch.events.push_back(event_record(event));
+            events.clear();
+            drain_released_objects();
+            return batch;
+          },
+          py::arg("timeout"))
+      .def("trace_json", &RunHandle::trace_json)
+      .def("usage", [](const RunHandle& run) { return usage_to_python(run.usage()); })
+      .def_property_readonly("budget_exhausted", &RunHandle::budget_exhausted);
+
+  m.def(
+      "start_run",
+      [](CompiledGraph& graph, const RunRequest& request) {
+        RunOptions options = run_options(graph, request);
+        py::gil_scoped_release nogil;
+        return graph.start(std::move(options));
+      },
+      py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
+  m.def(
+      "invoke",
+      [](CompiledGraph& graph, const RunRequest& request) {
+        RunOptions options = run_options(graph, request);
+        RunHandle run;
+        {
+          py::gil_scoped_release nogil;
+          run = graph.start(std::move(options));
+        }
+        wait_run(run, -1.0);
+        return run_report(run);
+      },
+      py::arg("graph"), py::arg("request"), "Runs the graph and reports how the run ended.");
+  m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
+        py::arg("max_concurrency") = 0, py::arg("prepare") = py::none(),
+        "Runs the graph once per input, at most max_concurrency at once (0: all); "
+        "reports in input order.");
+}
+
+}  // namespace counterpoint::bindings

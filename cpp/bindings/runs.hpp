@@ -1,0 +1,39 @@
+#pragma once
+// Starting and waiting for runs from Python (register_runs.cpp).
+#include <memory>
+#include <string>
+
+#include <pybind11/pybind11.h>
+
+#include "counterpoint/compiled_graph.hpp"
+#include "loop_dispatcher.hpp"
+
+namespace counterpoint::bindings {
+
+namespace py = pybind11;
+
+// How to start one run, as Python describes it.
+struct RunRequest {
+  py::object input;
+  std::shared_ptr<LoopDispatcher> dispatcher;  // the loop for coroutine agents; may be null
+  bool record_events = false;
+  py::object budget = py::none();  // {usage name: limit}
+  double deadline = 0.0;
+  py::list restored;               // Restored outcomes
+  std::shared_ptr<NodeHook> hook;  // checkpoints of a durable run
+  std::string key;                 // a durable run's key
+};
+
+// Requires the GIL; captures the caller's contextvars context for the run's agents.
+RunOptions run_options(const CompiledGraph& graph, const RunRequest& request);
+
+// A thread that must never wait for a run: an inline agent on an engine thread, or the
+// engine's own event loop. Throws EngineError (cancelling `run`, if given).
+void refuse_wait_on_engine_thread(RunHandle run);
+
+// Waits for the run with the GIL released, in slices, checking for signals between them:
+// on a signal (KeyboardInterrupt) the run is cancelled and the exception propagates.
+// True once the run has ended; false if `timeout_seconds` (< 0: none) passed.
+bool wait_run(RunHandle run, double timeout_seconds);
+
+}  // namespace counterpoint::bindings

@@ -1,0 +1,134 @@
+"""One typed spec per node: what ``Graph.add`` records and ``compile`` validates once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._agents import DISPATCH, native_agent
+from ._errors import GraphError
+from ._native import _core
+from ._policies import Policed, policy
+
+JOINS = {mode.name: mode for mode in _core.JoinMode}
+GRAPH_ERROR_MODES = {"fail": _core.ErrorMode.fail, "continue": _core.ErrorMode["continue"]}
+NODE_ERROR_MODES = {mode.name: mode for mode in _core.ErrorMode}
+_PRIORITY_RANGE = range(-(2**31), 2**31)
+
+
+def _choices(options: Any) -> str:
+    return ", ".join(repr(option) for option in options)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One agent of a graph as declared, policies included. Nothing is checked when it
+    is recorded; :meth:`validate` reports every problem naming the agent."""
+
+    name: Any
+    agent: Any
+    after: Any = ()
+    priority: Any = None  # None: inherit the highest priority of the predecessors
+    dispatch: Any = "auto"
+    join: Any = "all"
+    on_error: Any = "inherit"
+    retry: Any = None
+    timeout: Any = None
+    fallback: Any = None
+    breaker: Any = None
+    limits: Any = None
+    review: Any = None
+
+    def _fail(self, problem: str) -> GraphError:
+        return GraphError(f"agent '{self.name}': {problem}", self.name)
+
+    def predecessors(self) -> list[str]:
+        """``after`` as a list of names; raises GraphError naming the agent otherwise."""
+        after = self.after
+        if after is None:
+            return []
+        if isinstance(after, str):
+            return [after]
+        if not isinstance(after, (list, tuple)):
+            raise self._fail(f"`after` must be an agent name or a list of names, got {after!r}")
+        for predecessor in after:
+            if not isinstance(predecessor, str):
+                raise self._fail(f"`after` must name agents by string, got {predecessor!r}")
+        return list(after)
+
+    def policed(self) -> Policed | None:
+        """The agent's policies, from ``add()``'s arguments and a ``cp.policy`` agent."""
+        given = {"retry": self.retry, "timeout": self.timeout, "fallback": self.fallback,
+                 "breaker": self.breaker, "limits": self.limits, "review": self.review}
+        agent = self.agent
+        if isinstance(agent, Policed):
+            for field_name, value in given.items():
+                if value is not None:
+                    raise self._fail(
+                        f"{field_name}= is given both to add() and to the cp.policy() agent; "
+                        "give each policy once")
+            return agent
+        if all(value is None for value in given.values()):
+            return None
+        try:
+            return policy(agent, **given)
+        except GraphError as exc:
+            raise self._fail(str(exc)) from None
+
+    def validate(self) -> None:
+        """Raises GraphError naming the agent and the fix for the first problem found."""
+        if not isinstance(self.name, str):
+            raise GraphError(
+                f"agent names must be strings, got {self.name!r} ({type(self.name).__name__})"
+            )
+        self.predecessors()
+        priority = self.priority
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)
+                                     or priority not in _PRIORITY_RANGE):
+            raise self._fail(f"priority must be an int from -2**31 to 2**31 - 1, got {priority!r}")
+        if self.dispatch not in DISPATCH:
+            raise self._fail(f"dispatch={self.dispatch!r} is not one of {_choices(DISPATCH)}")
+        if self.join not in JOINS:
+            raise self._fail(f"join={self.join!r} is not one of {_choices(JOINS)}")
+        if self.on_error not in NODE_ERROR_MODES:
+            raise self._fail(
+                f"on_error={self.on_error!r} is not one of {_choices(NODE_ERROR_MODES)}")
+        self.policed()
+
+    @property
+    def pauses_for_review(self) -> bool:
+        """True if a low-confidence output pauses the run for a human (no reviewer)."""
+        policed = self.policed()
+        return policed is not None and policed.review is not None and \
+            policed.review.reviewer is None
+
+    def to_native(self) -> tuple[Any, bool]:
+        """The engine's node spec, and whether the agent needs an event loop. Call
+        :meth:`validate` first."""
+        policed = self.policed()
+        agent = policed.agent if policed is not None else self.agent
+        dispatch = DISPATCH[self.dispatch]
+        native, is_async = native_agent(self.name, agent, dispatch)
+        policy_spec = review_spec = None
+        if policed is not None:
+            if policed.retry or policed.timeout or policed.fallback is not None or \
+                    policed.breaker or policed.limits:
+                fallback = None
+                if policed.fallback is not None:
+                    fallback, fallback_async = native_agent(self.name, policed.fallback,
+                                                            DISPATCH["auto"])
+                    is_async = is_async or fallback_async
+                policy_spec = _core.PolicySpec(
+                    retry=policed.retry._native_spec() if policed.retry else None,
+                    timeout=float(policed.timeout or 0.0),
+                    breaker=policed.breaker._native if policed.breaker else None,
+                    limits=[limit._native for limit in policed.limits],
+                    fallback=fallback)
+            if policed.review is not None:
+                review_spec = policed.review._native_spec()
+        spec = _core.NodeSpec(self.name, native, after=self.predecessors(),
+                              priority=self.priority, join=JOINS[self.join],
+                              on_error=NODE_ERROR_MODES[self.on_error], policy=policy_spec,
+                              review=review_spec)
+        return spec, is_async
+
