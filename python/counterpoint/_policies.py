@@ -17,7 +17,7 @@ from typing import Any
 from ._agents import check_agent, uses_event_loop
 from ._errors import AgentTimeout, GraphError
 from ._native import _core
-from ._results import ReviewRequest, confidence_of
+from ._results import ReviewRequest
 
 
 def _number(owner: str, name: str, value: Any, *, positive: bool = False,

@@ -182,3 +182,33 @@ class ReviewRequest:
     reason: str
     confidence: float | None = None
     run_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An evaluator's judgement of a draft.
+
+    Evaluators may also return a bool, or a dict with ``"passed"`` (or ``"pass"``) and
+    ``"feedback"``.
+    """
+
+    passed: bool
+    feedback: Any = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class Subtask:
+    """One piece of a plan.
+
+    Attributes:
+        id: Unique name of the subtask.
+        task: What the worker is asked to do (any value).
+        worker: Name of the worker to run it (optional when there is only one).
+        depends_on: Ids of the subtasks whose outputs this one needs.
+    """
+
+    id: str
+    task: Any = None
+    worker: str | None = None
+    depends_on: tuple[str, ...] = field(default_factory=tuple)

@@ -6,27 +6,12 @@ decides whether to go on, so no pattern keeps a scheduling loop of its own in Py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
-from .._agents import uses_event_loop
 from .._graph import CompiledGraph, Graph, delegate, route
-from .._results import ChatResult, LoopResult, value_of
+from .._results import ChatResult, LoopResult, Verdict, value_of
 from ._common import check_agent, check_agent_map, check_positive_int, identity
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """An evaluator's judgement of a draft.
-
-    Evaluators may also return a bool, or a dict with ``"passed"`` (or ``"pass"``) and
-    ``"feedback"``.
-    """
-
-    passed: bool
-    feedback: Any = None
-    score: float | None = None
 
 
 def _verdict(raw: Any) -> Verdict:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._agents import uses_event_loop
 from .._errors import GraphError
 from .._graph import CompiledGraph, Graph, delegate
-from .._results import value_of
+from .._results import Subtask, value_of
 from ._common import check_agent, check_agent_map, identity
 
 
@@ -24,23 +23,6 @@ class PlanError(GraphError):
     def __init__(self, message: str, subtask: str | None = None) -> None:
         super().__init__(message, subtask)
         self.subtask = subtask
-
-
-@dataclass(frozen=True)
-class Subtask:
-    """One piece of a plan.
-
-    Attributes:
-        id: Unique name of the subtask.
-        task: What the worker is asked to do (any value).
-        worker: Name of the worker to run it (optional when there is only one).
-        depends_on: Ids of the subtasks whose outputs this one needs.
-    """
-
-    id: str
-    task: Any = None
-    worker: str | None = None
-    depends_on: tuple[str, ...] = field(default_factory=tuple)
 
 
 def _field(item: Any, *names: str) -> Any:
