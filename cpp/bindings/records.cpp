@@ -47,6 +47,7 @@ RunReport run_report(const RunHandle& run) {
     throw std::logic_error("a report was asked of a run still running");
   }
   if (report.status == RunStatus::Succeeded) {
+    report.ok = true;
     // The shape follows the graph: one sink gives its output, several give a dict (even
     // if only some of them produced output this time).
     auto sinks = run.sink_outputs();
@@ -62,9 +63,11 @@ RunReport run_report(const RunHandle& run) {
   report.output = py::none();
   report.usage = usage_to_python(run.usage());
   report.budget_exhausted = run.budget_exhausted();
+  py::dict outputs;
+  report.outputs = outputs;
   for (const NodeOutcome& outcome : run.outcomes()) {
     if (outcome.status == NodeStatus::Succeeded) {
-      report.outputs[str_of(outcome.name)] = from_payload(outcome.output);
+      outputs[str_of(outcome.name)] = from_payload(outcome.output);
     } else if (outcome.status == NodeStatus::NeedsReview) {
       report.pending.push_back(PendingReview{std::string(outcome.name),
                                              from_payload(outcome.output),
@@ -176,6 +179,7 @@ void register_records(py::module_& m) {
       .def_readonly("confidence", &PendingReview::confidence);
   py::class_<RunReport>(m, "RunReport", "How a finished run ended.")
       .def_readonly("run_id", &RunReport::run_id)
+      .def_readonly("ok", &RunReport::ok)
       .def_readonly("status", &RunReport::status)
       .def_readonly("output", &RunReport::output)
       .def_readonly("failed_agent", &RunReport::failed_agent)

@@ -33,15 +33,18 @@ struct PendingReview {
 };
 
 // How a finished run ended, all a caller needs to return its result or raise.
+// A succeeded run fills only `ok`, `status` and `output`: that is the hot path of every
+// invoke, so it allocates nothing else.
 struct RunReport {
   std::uint64_t run_id = 0;
+  bool ok = false;                    // status == Succeeded
   RunStatus status = RunStatus::Running;
   py::object output;                  // Succeeded: the result, shaped by the graph's sinks
   std::optional<std::string> failed_agent;  // Failed: the agent whose failure ended it
   std::optional<FailureInfo> failure;       // Failed, when an agent failed
-  py::dict outputs;                   // not Succeeded: outputs of the agents that succeeded
+  py::object outputs;                 // not Succeeded: {agent: output} of those that succeeded
   std::vector<PendingReview> pending; // NeedsReview
-  py::dict usage;
+  py::object usage;                   // not Succeeded: the run's usage totals
   bool budget_exhausted = false;
 };
 

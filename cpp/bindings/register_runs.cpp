@@ -99,6 +99,28 @@ bool wait_run(RunHandle run, double timeout_seconds) {
   }
 }
 
+namespace {
+
+Restored restored_outcome(const CompiledGraph& graph, const RestoredSpec& spec) {
+  const std::int64_t node = graph.plan().find(spec.agent);
+  if (node < 0) throw py::value_error("cannot restore unknown agent '" + spec.agent + "'");
+  Restored known;
+  known.node = static_cast<std::uint32_t>(node);
+  if (spec.succeeded) {
+    known.outcome = Outcome::success(to_payload(spec.output));
+    if (spec.routes) {
+      known.outcome.routed = true;
+      known.outcome.routes = *spec.routes;
+    }
+    known.outcome.usage = usage_from_python(spec.usage);
+  } else {
+    known.outcome = Outcome::failed(Failure{spec.reason, {}, FailureKind::Rejected});
+  }
+  return known;
+}
+
+}  // namespace
+
 RunOptions run_options(const CompiledGraph& graph, const RunRequest& request) {
   RunOptions options;
   options.input = to_payload(request.input);
@@ -111,23 +133,10 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request) {
   options.observer = std::dynamic_pointer_cast<RunObserver>(request.hook);
   options.node_hook = request.hook;
   options.key = request.key;
-  for (py::handle item : request.restored) {
-    const auto& spec = item.cast<const RestoredSpec&>();
-    const std::int64_t node = graph.plan().find(spec.agent);
-    if (node < 0) throw py::value_error("cannot restore unknown agent '" + spec.agent + "'");
-    Restored known;
-    known.node = static_cast<std::uint32_t>(node);
-    if (spec.succeeded) {
-      known.outcome = Outcome::success(to_payload(spec.output));
-      if (spec.routes) {
-        known.outcome.routed = true;
-        known.outcome.routes = *spec.routes;
-      }
-      known.outcome.usage = usage_from_python(spec.usage);
-    } else {
-      known.outcome = Outcome::failed(Failure{spec.reason, {}, FailureKind::Rejected});
+  if (!request.restored.is_none()) {
+    for (py::handle item : request.restored) {
+      options.restored.push_back(restored_outcome(graph, item.cast<const RestoredSpec&>()));
     }
-    options.restored.push_back(std::move(known));
   }
   return options;
 }
@@ -235,14 +244,14 @@ void register_runs(py::module_& m) {
   py::class_<RunRequest>(m, "RunRequest", "How to start one run.")
       .def(py::init([](py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
                        bool record_events, py::object budget, double deadline,
-                       py::list restored, std::shared_ptr<NodeHook> hook, std::string key) {
+                       py::object restored, std::shared_ptr<NodeHook> hook, std::string key) {
              return RunRequest{std::move(input), std::move(dispatcher), record_events,
                                std::move(budget), deadline, std::move(restored),
                                std::move(hook), std::move(key)};
            }),
            py::arg("input"), py::kw_only(), py::arg("dispatcher") = nullptr,
            py::arg("record_events") = false, py::arg("budget") = py::none(),
-           py::arg("deadline") = 0.0, py::arg("restored") = py::list(),
+           py::arg("deadline") = 0.0, py::arg("restored") = py::none(),
            py::arg("hook") = nullptr, py::arg("key") = "")
       .def_readonly("input", &RunRequest::input)
       .def_readonly("dispatcher", &RunRequest::dispatcher)
@@ -317,8 +326,12 @@ void register_runs(py::module_& m) {
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
   m.def(
       "invoke",
-      [](CompiledGraph& graph, const RunRequest& request) {
-        RunOptions options = run_options(graph, request);
+      [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
+         py::object budget, double deadline) {
+        // The hot path: no RunRequest object, since nothing durable rides along.
+        RunOptions options = run_options(
+            graph, RunRequest{std::move(input), std::move(dispatcher), false, std::move(budget),
+                              deadline, py::none(), nullptr, {}});
         RunHandle run;
         {
           py::gil_scoped_release nogil;
@@ -327,7 +340,8 @@ void register_runs(py::module_& m) {
         wait_run(run, -1.0);
         return run_report(run);
       },
-      py::arg("graph"), py::arg("request"), "Runs the graph and reports how the run ended.");
+      py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
+      py::arg("deadline"), "Runs the graph and reports how the run ended.");
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
         py::arg("max_concurrency") = 0, py::arg("prepare") = py::none(),
         "Runs the graph once per input, at most max_concurrency at once (0: all); "

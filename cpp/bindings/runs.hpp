@@ -19,7 +19,7 @@ struct RunRequest {
   bool record_events = false;
   py::object budget = py::none();  // {usage name: limit}
   double deadline = 0.0;
-  py::list restored;               // Restored outcomes
+  py::object restored = py::none();  // a list of Restored outcomes, or None
   std::shared_ptr<NodeHook> hook;  // checkpoints of a durable run
   std::string key;                 // a durable run's key
 };

@@ -301,8 +301,8 @@ class CompiledGraph:
             RunTimeout, BudgetExceeded, NeedsReview, RunCancelled: see their docs.
         """
         if self._store is None:
-            request = self._request(input, self._dispatcher(), budget=budget, deadline=deadline)
-            return unwrap(_core.invoke(self._native, request))
+            budget, deadline = self._settings(budget, deadline)
+            return unwrap(_core.invoke(self._native, input, self._dispatcher(), budget, deadline))
         return self.start(input, budget=budget, deadline=deadline).result()
 
     def resume(self, run_key: str, decision: Any = None, *,

@@ -62,14 +62,14 @@ def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
 
 def unwrap(report: Any, run_key: str | None = None) -> Any:
     """The run's result, or raises what ``invoke`` raises."""
-    if report.status is _STATUS.succeeded:
+    if report.ok:
         return report.output
     raise failure_exception(report, run_key)
 
 
 def as_exception(report: Any, run_key: str | None = None) -> Any:
     """The run's result, or the exception ``invoke`` would raise."""
-    if report.status is _STATUS.succeeded:
+    if report.ok:
         return report.output
     return failure_exception(report, run_key)
 
@@ -223,8 +223,7 @@ class Run:
         """Waits for the run and returns what every agent did."""
         self.wait()
         report = self._handle.report()
-        error = as_exception(report, self.run_key) if report.status is not _STATUS.succeeded \
-            else None
+        error = None if report.ok else failure_exception(report, self.run_key)
         pending = tuple(error.pending) if isinstance(error, NeedsReview) else ()
         return RunResult(
             run_id=self.id,
