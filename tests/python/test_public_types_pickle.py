@@ -1,0 +1,63 @@
+"""Every public value type pickles with its fields (multiprocessing, distributed
+backends). Exceptions have their own test file."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import counterpoint as cp
+
+
+def _record() -> cp.RunResult:
+    app = (cp.Graph()
+           .add("a", lambda x: cp.Result(x + 1, confidence=0.9, usage={"tokens": 3}))
+           .add("b", lambda r: r.value * 2, after="a")
+           .compile())
+    return app.run(1)
+
+
+def _events() -> list[cp.Event]:
+    app = cp.Graph().add("a", lambda x: x).compile()
+    return list(app.stream("in"))
+
+
+VALUES = {
+    "Result": lambda: cp.Result("v", confidence=0.5, usage={"tokens": 1.0}),
+    "Merged": lambda: cp.parallel(a=lambda x: 1, b=lambda x: 1, merge="majority").invoke(0),
+    "LoopResult": lambda: cp.loop(lambda s: "draft", lambda s: True).invoke("task"),
+    "ChatResult": lambda: cp.group_chat({"p": lambda s: "hi"}, manager=lambda s: cp.END,
+                                        max_turns=2).invoke("task"),
+    "Escalation": lambda: cp.adaptive(lambda x: cp.Result("ok", confidence=0.9),
+                                      escalate_to=lambda x: "big", below=0.5).invoke("q"),
+    "ReviewRequest": lambda: cp.ReviewRequest("agent", "out", "confidence 0.1 < 0.7", 0.1,
+                                              "key"),
+    "Verdict": lambda: cp.Verdict(False, "more detail", 0.4),
+    "Subtask": lambda: cp.Subtask("s1", "do it", "search", ("s0",)),
+    "Decision": lambda: cp.approve("edited"),
+    "Retry": lambda: cp.Retry(max_attempts=4, retry_on=(ValueError, KeyError)),
+    "Review": lambda: cp.Review(below=0.8),
+    "RunResult": _record,
+    "AgentOutcome": lambda: _record().agents["a"],
+    "Event": lambda: _events()[-1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_public_type_round_trips_through_pickle(name: str) -> None:
+    value = VALUES[name]()
+    assert type(value).__name__ == name
+    assert pickle.loads(pickle.dumps(value)) == value
+
+
+def test_failed_run_result_pickles_with_its_error() -> None:
+    def boom(x):
+        raise ValueError("bad input")
+
+    record = cp.Graph().add("boom", boom).compile().run(1)
+    restored = pickle.loads(pickle.dumps(record))
+    assert restored.status == "failed"
+    assert isinstance(restored.error, cp.AgentError)
+    assert restored.error.agent == "boom"
+    assert restored.agents["boom"].error == record.agents["boom"].error
