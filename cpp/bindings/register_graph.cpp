@@ -396,8 +396,10 @@ void register_graph(py::module_& m) {
                    item.cast<std::tuple<std::string, std::shared_ptr<Agent>,
                                         std::vector<std::string>, int, std::string,
                                         std::string>>();
-               NodeSpec& node =
-                   spec.add(std::move(name), std::move(agent), std::move(after), priority);
+               // The engine's priority is optional (an explicit 0 no longer inherits);
+               // until the Python layer passes None for "unset", 0 keeps meaning unset.
+               NodeSpec& node = spec.add(std::move(name), std::move(agent), std::move(after),
+                                         priority == 0 ? std::nullopt : std::optional<int>(priority));
                node.join = parse_join(join);
                node.on_error = parse_error_mode(node_on_error);
              }
