@@ -1335,8 +1335,10 @@ TEST(run_pool_recovers_after_cancelling_nested_runs) {
 TEST(run_wait_on_an_engine_thread_fails_at_once) {
   GraphSpec other_spec;
   auto parked = std::make_shared<std::shared_ptr<Invocation>>();
-  other_spec.add("parked", lambda_agent([parked](Invocation inv) {
+  auto is_parked = std::make_shared<std::atomic<bool>>(false);
+  other_spec.add("parked", lambda_agent([parked, is_parked](Invocation inv) {
                    *parked = std::make_shared<Invocation>(std::move(inv));
+                   is_parked->store(true);
                  }));
   auto other = CompiledGraph::compile(other_spec);
   RunHandle waited = other->start(RunOptions{});
@@ -1354,21 +1356,23 @@ TEST(run_wait_on_an_engine_thread_fails_at_once) {
   CHECK_EQ(run.status(), RunStatus::Failed);
   CHECK(contains(run.outcome(0)->failure.message, "engine thread"));
   CHECK(eventually([&] { return waited.status() == RunStatus::Cancelled; }));
-  parked->reset();
+  if (eventually([&] { return is_parked->load(); })) parked->reset();
 }
 
 // Defect 8: a child adopted after its parent ended used to stay in the registry forever.
 TEST(run_child_adopted_after_parent_ended_leaves_the_registry) {
   auto child = child_graph(milliseconds(1));
   auto held = std::make_shared<std::shared_ptr<Invocation>>();
+  auto is_held = std::make_shared<std::atomic<bool>>(false);
   GraphSpec spec;
-  spec.add("late", lambda_agent([held](Invocation inv) {
+  spec.add("late", lambda_agent([held, is_held](Invocation inv) {
              *held = std::make_shared<Invocation>(std::move(inv));
+             is_held->store(true);
            }));
   auto graph = CompiledGraph::compile(spec);
   const std::size_t before = Runtime::instance().live_runs();
   RunHandle run = start(graph);
-  REQUIRE(eventually([&] { return *held != nullptr; }));
+  REQUIRE(eventually([&] { return is_held->load(); }));
   CHECK(run.cancel());
   // The agent delegates only now, after its run has ended.
   (*held)->completion.delegate(child, make(std::string("x")));
@@ -1459,9 +1463,11 @@ class CancelOnStart final : public RunObserver {
 // Defect 19 (engine side): once cancel() has returned, no agent body starts.
 TEST(run_cancel_before_hand_off_starts_no_agent) {
   auto parked = std::make_shared<std::shared_ptr<Invocation>>();
+  auto is_parked = std::make_shared<std::atomic<bool>>(false);
   GraphSpec spec3;
-  spec3.add("hold", lambda_agent([parked](Invocation inv) {
+  spec3.add("hold", lambda_agent([parked, is_parked](Invocation inv) {
               *parked = std::make_shared<Invocation>(std::move(inv));
+              is_parked->store(true);
             }));
   auto after = inline_agent([](const Inputs&) { return make(4); });
   spec3.add("after", after, {"hold"});
@@ -1473,7 +1479,7 @@ TEST(run_cancel_before_hand_off_starts_no_agent) {
   o3.record_events = true;
   o3.context_observer = observer3;
   RunHandle r3 = graph3->start(std::move(o3));
-  REQUIRE(eventually([&] { return *parked != nullptr; }));
+  REQUIRE(eventually([&] { return is_parked->load(); }));
   observer3->arm(r3, 1);
   // "after" becomes ready now; its start is recorded, the observer cancels the run, and
   // the engine must notice before handing the invocation over.
@@ -1481,8 +1487,11 @@ TEST(run_cancel_before_hand_off_starts_no_agent) {
   REQUIRE(r3.wait_for(kRunTimeout));
   observer3->disarm();
   CHECK_EQ(r3.status(), RunStatus::Cancelled);
+  // The run ended inside the start event; wait for "after" to resolve before counting.
+  CHECK(eventually([&] {
+    return r3.outcome(index_of(graph3, "after"))->status == NodeStatus::Cancelled;
+  }));
   CHECK_EQ(after->calls(), 0);
-  CHECK(eventually([&] { return r3.outcome(index_of(graph3, "after"))->status == NodeStatus::Cancelled; }));
   parked->reset();
 }
 
