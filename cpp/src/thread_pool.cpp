@@ -18,6 +18,9 @@ namespace counterpoint {
 namespace {
 // The pool whose task this thread runs: a wait on it must compensate that pool.
 thread_local ElasticThreadPool* t_pool = nullptr;
+// Nested BlockedScopes on one thread (an embedder's wait loop around RunHandle waits)
+// count the thread once.
+thread_local int t_blocked_depth = 0;
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
@@ -175,11 +178,13 @@ void ElasticThreadPool::leave_blocked() {
   --blocked_;
 }
 
-ElasticThreadPool::BlockedScope::BlockedScope() : pool_(t_pool) {
-  if (pool_ != nullptr) pool_->enter_blocked();
+ElasticThreadPool::BlockedScope::BlockedScope() : pool_(t_blocked_depth == 0 ? t_pool : nullptr) {
+  if (pool_ != nullptr) pool_->enter_blocked();  // may throw: then no scope exists
+  ++t_blocked_depth;
 }
 
 ElasticThreadPool::BlockedScope::~BlockedScope() {
+  --t_blocked_depth;
   if (pool_ != nullptr) pool_->leave_blocked();
 }
 

@@ -386,3 +386,20 @@ TEST(pool_threads_get_the_main_thread_stack) {
   REQUIRE(cptest::eventually([&] { return seen.load() != 0; }));
   CHECK(seen.load() >= expected);
 }
+
+TEST(pool_blocked_scopes_nest) {
+  ElasticThreadPool pool(options(2, seconds(10), /*max_blocked=*/1));
+  std::atomic<int> inner_blocked{-1};
+  std::atomic<bool> done{false};
+  pool.submit([&] {
+    ElasticThreadPool::BlockedScope outer;
+    {
+      ElasticThreadPool::BlockedScope inner;  // would exceed max_blocked if it counted
+      inner_blocked.store(static_cast<int>(pool.blocked_threads()));
+    }
+    done.store(true);
+  });
+  CHECK(cptest::eventually([&] { return done.load(); }));
+  CHECK_EQ(inner_blocked.load(), 1);
+  CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
+}

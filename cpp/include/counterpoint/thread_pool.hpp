@@ -58,8 +58,10 @@ class ElasticThreadPool {
   // Brackets a wait on the calling thread for work that may need the pool (a nested run).
   // On a pool thread the thread stops counting against max_threads for the scope's
   // lifetime, and the pool starts a thread for queued work if it has none; elsewhere it
-  // does nothing. Throws EngineError (naming the limit and the fix) when max_blocked
-  // threads are already blocked, or when no thread can be started to stand in.
+  // does nothing. Scopes nest: only the outermost one on a thread counts (an embedder
+  // may hold one across a whole sliced wait). Throws EngineError (naming the limit and
+  // the fix) when max_blocked threads are already blocked, or when no thread can be
+  // started to stand in.
   class BlockedScope {
    public:
     BlockedScope();
@@ -68,7 +70,7 @@ class ElasticThreadPool {
     BlockedScope& operator=(const BlockedScope&) = delete;
 
    private:
-    ElasticThreadPool* pool_;
+    ElasticThreadPool* pool_;  // the pool this scope counts against, if it counts
   };
 
  private:
