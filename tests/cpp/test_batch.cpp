@@ -102,7 +102,7 @@ TEST(batch_respects_its_window) {
     concurrency->enter();
     auto shared = std::make_shared<Invocation>(std::move(inv));
     Runtime::instance().pool().submit([concurrency, shared] {
-      std::this_thread::sleep_for(milliseconds(3));
+      std::this_thread::sleep_for(milliseconds(5));
       concurrency->leave();
       shared->completion.succeed(shared->inputs.items.at(0).value);
     });
