@@ -249,7 +249,12 @@ class Batch::State final : public std::enable_shared_from_this<State> {
 
   void announce() {
     changed_.notify_all();
-    if (on_ready_) on_ready_();
+    if (!on_ready_) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (abandoned_) return;  // nobody listens after ~Batch
+    }
+    on_ready_();
   }
 
   const std::shared_ptr<CompiledGraph> graph_;

@@ -178,18 +178,19 @@ TEST(batch_per_item_options_and_observers) {
   auto graph = doubling_graph(inline_agent([](const Inputs& in) { return in.items.at(0).value; }));
   BatchOptions options;
   options.window = 5;
-  std::atomic<std::size_t> calls{0};
-  std::atomic<bool> in_order{true};
-  options.make_options = [&](std::size_t index) {
-    if (calls.fetch_add(1) != index) in_order.store(false);
+  // Callbacks may outlive the batch object: they own what they use.
+  auto calls = std::make_shared<std::atomic<std::size_t>>(0);
+  auto in_order = std::make_shared<std::atomic<bool>>(true);
+  options.make_options = [calls, in_order, observer](std::size_t index) {
+    if (calls->fetch_add(1) != index) in_order->store(false);
     RunOptions run;
     run.input = make(static_cast<int>(index));
     run.key = "item-" + std::to_string(index);
     run.observer = observer;
     return run;
   };
-  std::atomic<int> ready{0};
-  options.on_ready = [&] { ready.fetch_add(1); };
+  auto ready = std::make_shared<std::atomic<int>>(0);
+  options.on_ready = [ready] { ready->fetch_add(1); };
   Batch batch(graph, kItems, std::move(options));
   auto all = drain(batch);
   REQUIRE_EQ(all.size(), std::size_t{kItems});
@@ -197,9 +198,9 @@ TEST(batch_per_item_options_and_observers) {
     CHECK_EQ(finished.run.key(), "item-" + std::to_string(finished.index));
   }
   CHECK_EQ(observer->calls(), kItems);
-  CHECK_EQ(calls.load(), std::size_t{kItems});
-  CHECK(in_order.load());
-  CHECK(ready.load() >= 1);
+  CHECK_EQ(calls->load(), std::size_t{kItems});
+  CHECK(in_order->load());
+  CHECK(ready->load() >= 1);
 }
 
 TEST(batch_cancel_accounts_for_every_input) {

@@ -37,6 +37,11 @@ struct BatchOptions {
   // Called (with no lock held, on any thread) whenever finished runs become available or
   // the batch completes: lets an event loop wake up instead of polling. Must not block.
   std::function<void()> on_ready;
+  // Both callbacks live as long as the batch's last run, which may be after ~Batch
+  // returns (a call may be in progress then, as ~Batch never waits for one; it waits for
+  // nothing, so it is safe to run under the embedder's lock, e.g. the GIL): capture what
+  // they use by shared ownership, never by reference to the caller's frame. ~Batch stops
+  // any further call to on_ready and to make_options.
 };
 
 class Batch {
