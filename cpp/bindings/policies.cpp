@@ -21,23 +21,13 @@ namespace {
 // counterpoint.confidence_of, registered by the Python package at import.
 py::handle g_confidence_of;
 
-std::function<bool(const Failure&)> retry_decision(const RetrySpec& spec) {
-  auto predicate = spec.retry_on.is_none() ? nullptr : std::make_shared<PyRef>(spec.retry_on);
-  const TimeoutRetry timeouts = spec.timeouts;
-  return [predicate, timeouts](const Failure& failure) {
-    switch (failure.kind) {
-      case FailureKind::CircuitOpen:
-      case FailureKind::Budget:
-      case FailureKind::Rejected:
-        return false;
-      case FailureKind::Timeout:
-        if (timeouts != TimeoutRetry::AskPredicate) return timeouts == TimeoutRetry::Always;
-        break;
-      case FailureKind::Error:
-        if (!predicate) return true;
-        break;
-    }
-    if (!predicate || !python_alive()) return false;
+// The user's retry_on predicate, asked only about what the engine cannot decide itself
+// (an agent's own error, or a timeout under RetryTimeouts::AskPredicate).
+std::function<bool(const Failure&)> python_predicate(const py::object& retry_on) {
+  if (retry_on.is_none()) return {};
+  auto predicate = std::make_shared<PyRef>(retry_on);
+  return [predicate](const Failure& failure) {
+    if (!python_alive()) return false;
     ScopedGil gil;
     try {
       py::object argument = py::cast(failure_info(failure));
@@ -178,28 +168,27 @@ class ReviewAgent final : public Agent {
 
 }  // namespace
 
-std::shared_ptr<Agent> apply_policies(std::shared_ptr<Agent> agent,
-                                      const std::optional<PolicySpec>& policy,
-                                      const std::optional<ReviewSpec>& review) {
-  if (policy) {
-    AgentPolicy native;
-    if (policy->retry) {
-      const RetrySpec& retry = *policy->retry;
-      native.retry.max_attempts = retry.max_attempts;
-      native.retry.initial_backoff = retry.initial_backoff;
-      native.retry.multiplier = retry.multiplier;
-      native.retry.max_backoff = retry.max_backoff;
-      native.retry.jitter = retry.jitter;
-      native.retry.retry_on = retry_decision(retry);
-    }
-    native.timeout = policy->timeout;
-    native.breaker = policy->breaker;
-    native.limits = policy->limits;
-    native.fallback = policy->fallback;
-    agent = std::make_shared<PolicyAgent>(std::move(agent), std::move(native));
+AgentPolicy agent_policy(const PolicySpec& spec) {
+  AgentPolicy policy;
+  if (spec.retry) {
+    const RetrySpec& retry = *spec.retry;
+    policy.retry.max_attempts = retry.max_attempts;
+    policy.retry.initial_backoff = retry.initial_backoff;
+    policy.retry.multiplier = retry.multiplier;
+    policy.retry.max_backoff = retry.max_backoff;
+    policy.retry.jitter = retry.jitter;
+    policy.retry.timeouts = retry.timeouts;
+    policy.retry.retry_on = python_predicate(retry.retry_on);
   }
-  if (review) agent = std::make_shared<ReviewAgent>(std::move(agent), *review);
-  return agent;
+  policy.timeout = spec.timeout;
+  policy.breaker = spec.breaker;
+  policy.limits = spec.limits;
+  policy.fallback = spec.fallback;
+  return policy;
+}
+
+std::shared_ptr<Agent> review_gate(std::shared_ptr<Agent> agent, const ReviewSpec& review) {
+  return std::make_shared<ReviewAgent>(std::move(agent), review);
 }
 
 void register_policies(py::module_& m) {
@@ -249,22 +238,22 @@ void register_policies(py::module_& m) {
         return out;
       });
 
-  py::native_enum<TimeoutRetry>(m, "TimeoutRetry", "enum.Enum",
-                                "Whether a timed-out attempt is retried.")
-      .value("never", TimeoutRetry::Never)
-      .value("always", TimeoutRetry::Always)
-      .value("ask_predicate", TimeoutRetry::AskPredicate)
+  py::native_enum<RetryTimeouts>(m, "RetryTimeouts", "enum.Enum",
+                                 "Whether a timed-out attempt is retried.")
+      .value("never", RetryTimeouts::Never)
+      .value("always", RetryTimeouts::Always)
+      .value("ask_predicate", RetryTimeouts::AskPredicate)
       .finalize();
   py::class_<RetrySpec>(m, "RetrySpec", "Retry with exponential backoff and jitter.")
       .def(py::init([](std::uint32_t max_attempts, double initial_backoff, double multiplier,
                        double max_backoff, double jitter, py::object retry_on,
-                       TimeoutRetry timeouts) {
+                       RetryTimeouts timeouts) {
              return RetrySpec{max_attempts, initial_backoff, multiplier, max_backoff, jitter,
                               std::move(retry_on), timeouts};
            }),
            py::kw_only(), py::arg("max_attempts"), py::arg("initial_backoff"),
            py::arg("multiplier"), py::arg("max_backoff"), py::arg("jitter"),
-           py::arg("retry_on") = py::none(), py::arg("timeouts") = TimeoutRetry::Always)
+           py::arg("retry_on") = py::none(), py::arg("timeouts") = RetryTimeouts::Always)
       .def_readonly("max_attempts", &RetrySpec::max_attempts)
       .def_readonly("timeouts", &RetrySpec::timeouts);
   py::class_<PolicySpec>(m, "PolicySpec", "The policies of one agent, as data.")

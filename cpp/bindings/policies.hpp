@@ -12,14 +12,11 @@
 #include "counterpoint/agent.hpp"
 #include "counterpoint/circuit_breaker.hpp"
 #include "counterpoint/limiter.hpp"
+#include "counterpoint/policy.hpp"
 
 namespace counterpoint::bindings {
 
 namespace py = pybind11;
-
-// Whether a timed-out attempt is retried: decided natively unless the user's retry_on
-// is a predicate, which then sees the timeout.
-enum class TimeoutRetry : std::uint8_t { Never, Always, AskPredicate };
 
 struct RetrySpec {
   std::uint32_t max_attempts = 1;
@@ -28,10 +25,10 @@ struct RetrySpec {
   double max_backoff = 60.0;
   double jitter = 0.0;
   // Called with a FailureInfo for an agent's own error (and for a timeout under
-  // AskPredicate); None retries every error. Circuit-open, budget and rejected failures
-  // are never retried, without asking.
+  // AskPredicate); None retries every error. The engine never retries circuit-open,
+  // budget and rejected failures, without asking.
   py::object retry_on = py::none();
-  TimeoutRetry timeouts = TimeoutRetry::Always;
+  RetryTimeouts timeouts = RetryTimeouts::Always;
 };
 
 struct PolicySpec {
@@ -56,9 +53,10 @@ struct ReviewVerdict {
   std::string reason;  // rejected: why
 };
 
-// Wraps `agent` in its policies (innermost) and its review gate (outermost).
-std::shared_ptr<Agent> apply_policies(std::shared_ptr<Agent> agent,
-                                      const std::optional<PolicySpec>& policy,
-                                      const std::optional<ReviewSpec>& review);
+// The engine's policy for a node spec: the engine wraps the agent in it at compile().
+AgentPolicy agent_policy(const PolicySpec& spec);
+// Wraps `agent` in a review gate (NodeSpec::wrap: outside the policy, so the gate sees
+// the output the policy finally produced, fallback included).
+std::shared_ptr<Agent> review_gate(std::shared_ptr<Agent> agent, const ReviewSpec& review);
 
 }  // namespace counterpoint::bindings

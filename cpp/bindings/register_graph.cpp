@@ -33,11 +33,15 @@ std::shared_ptr<CompiledGraph> compile_graph(const std::vector<PyNodeSpec>& node
   GraphSpec spec;
   spec.on_error = on_error;
   for (const PyNodeSpec& node : nodes) {
-    NodeSpec& native = spec.add(node.name, apply_policies(node.agent, node.policy, node.review),
-                                node.after);
-    native.priority = node.priority.value_or(0);
+    NodeSpec& native = spec.add(node.name, node.agent, node.after, node.priority);
     native.join = node.join;
     native.on_error = node.on_error;
+    if (node.policy) native.policy = agent_policy(*node.policy);
+    if (node.review) {
+      native.wrap = [review = *node.review](std::shared_ptr<Agent> agent) {
+        return review_gate(std::move(agent), review);
+      };
+    }
   }
   // Wiring enters the engine's arena, which may wait for a worker that is busy running an
   // agent and needs the GIL.

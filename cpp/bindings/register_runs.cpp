@@ -12,6 +12,7 @@
 
 #include <pybind11/stl.h>
 
+#include "counterpoint/batch.hpp"
 #include "counterpoint/compiled_graph.hpp"
 #include "counterpoint/errors.hpp"
 #include "counterpoint/runtime.hpp"
@@ -121,10 +122,11 @@ Restored restored_outcome(const CompiledGraph& graph, const RestoredSpec& spec) 
 
 }  // namespace
 
-RunOptions run_options(const CompiledGraph& graph, const RunRequest& request) {
+RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
+                       std::shared_ptr<RunContext> context) {
   RunOptions options;
   options.input = to_payload(request.input);
-  options.context = make_run_context(request.dispatcher);
+  options.context = context ? std::move(context) : make_run_context(request.dispatcher);
   options.context_observer = request.dispatcher;
   options.record_events = request.record_events;
   options.budget = usage_from_python(request.budget);
@@ -143,92 +145,93 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request) {
 
 namespace {
 
-// Collects the ids of a batch's runs as they finish.
-class BatchObserver final : public RunObserver {
- public:
-  void on_run_finished(const RunHandle& run) override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      finished_.push_back(run.id());
-    }
-    changed_.notify_all();
-  }
-  // Waits up to `timeout` for finished runs and moves their ids into `out`.
-  void take(std::vector<std::uint64_t>& out, std::chrono::nanoseconds timeout) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    changed_.wait_for(lock, timeout, [&] { return !finished_.empty(); });
-    out.insert(out.end(), finished_.begin(), finished_.end());
-    finished_.clear();
-  }
+// What a run that could not start (shutting down, a durable run whose record could not be
+// written) reports in its batch slot.
+RunReport unstarted_report(const std::string& error) {
+  RunReport report;
+  report.status = RunStatus::Failed;
+  report.output = py::none();
+  report.outputs = py::dict();
+  report.usage = py::dict();
+  report.failure = FailureInfo{"the run could not start: " + error, py::none(), FailureKind::Error};
+  return report;
+}
 
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::vector<std::uint64_t> finished_;
-};
-
-// Runs the graph once per input, at most `max_concurrency` at once. Each run starts from
-// `shared` with its own input, or from what `prepare(index, input)` returns (a durable
-// run's key and restored outcomes). Each run's report is made, and its state freed, as
-// soon as it finishes, so memory follows the runs in flight rather than the batch size.
-std::vector<RunReport> run_batch(CompiledGraph& graph, const py::list& inputs,
-                                 const RunRequest& shared, std::size_t max_concurrency,
-                                 const py::object& prepare) {
+// Runs the graph once per input on the engine's batch, at most `window` runs in flight.
+// Each run starts from `shared` with its own input, or, for durable runs, from what
+// `prepare(index, input)` returns (it registers the run in the store). Reports come
+// back in input order; each run's state is freed as soon as its report is made, so
+// memory follows the window rather than the batch size.
+std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
+                                 const py::list& inputs, const RunRequest& shared,
+                                 std::size_t window, const py::object& prepare) {
   refuse_wait_on_engine_thread({});
   const std::size_t total = inputs.size();
-  if (max_concurrency == 0 || max_concurrency > total) max_concurrency = total;
-
-  auto observer = std::make_shared<BatchObserver>();
-  std::vector<RunHandle> runs(total);
-  std::vector<RunReport> reports(total);
-  std::unordered_map<std::uint64_t, std::size_t> index_of;
-  std::vector<std::uint64_t> finished;
-  std::size_t started = 0;
-  std::size_t in_flight = 0;
-  std::size_t converted = 0;
-  while (converted < total) {
-    std::vector<RunOptions> to_start;
-    while (started + to_start.size() < total && in_flight + to_start.size() < max_concurrency) {
-      const std::size_t index = started + to_start.size();
-      RunOptions options;
-      if (prepare.is_none()) {
-        RunRequest request = shared;
-        request.input = inputs[index];
-        options = run_options(graph, request);
-      } else {
-        options = run_options(graph, prepare(index, inputs[index]).cast<const RunRequest&>());
+  // Every run of the batch runs its agents in the caller's context.
+  const RunOptions base = run_options(*graph, shared);
+  BatchOptions options;
+  options.window = window;
+  if (prepare.is_none()) {
+    auto payloads = std::make_shared<std::vector<Payload>>();
+    payloads->reserve(total);
+    for (py::handle input : inputs) payloads->push_back(to_payload(py::reinterpret_borrow<py::object>(input)));
+    // Called without the GIL, on whichever thread ended a run: touches no Python object.
+    options.make_options = [base, payloads](std::size_t index) {
+      RunOptions run = base;
+      run.input = std::move((*payloads)[index]);
+      return run;
+    };
+  } else {
+    auto context = std::static_pointer_cast<RunContext>(base.context);
+    auto prepare_ref = std::make_shared<PyRef>(prepare);
+    auto inputs_ref = std::make_shared<PyRef>(inputs);
+    auto target = graph;
+    // A durable run is registered in the store when its slot opens: that takes the GIL
+    // on the thread that ended the previous run, for one quick store write.
+    options.make_options = [base, context, prepare_ref, inputs_ref, target](std::size_t index) {
+      if (!python_alive()) throw EngineError("the Python interpreter is shutting down");
+      ScopedGil gil;
+      try {
+        py::object item = py::reinterpret_borrow<py::list>(inputs_ref->get())[index];
+        py::object request = prepare_ref->get()(index, item);
+        RunOptions run = run_options(*target, request.cast<const RunRequest&>(), context);
+        drain_released_objects();
+        return run;
+      } catch (py::error_already_set& error) {
+        throw EngineError(error.what());
       }
-      options.observer = observer;
-      to_start.push_back(std::move(options));
-    }
+    };
+  }
+  std::vector<RunReport> reports(total);
+  std::optional<Batch> batch;
+  {
+    py::gil_scoped_release nogil;
+    batch.emplace(graph, total, std::move(options));
+  }
+  std::vector<Batch::Finished> finished;
+  for (;;) {
+    bool more;
     {
       py::gil_scoped_release nogil;
-      for (RunOptions& options : to_start) {
-        runs[started] = graph.start(std::move(options));
-        index_of.emplace(runs[started].id(), started);
-        ++started;
-        ++in_flight;
-      }
-      to_start.clear();
-      observer->take(finished, kWaitSlice);
+      more = batch->next(finished, kWaitSlice);
     }
-    for (std::uint64_t id : finished) {
-      const auto found = index_of.find(id);
-      const std::size_t index = found->second;
-      index_of.erase(found);
-      reports[index] = run_report(runs[index]);
-      runs[index] = RunHandle();
-      --in_flight;
-      ++converted;
+    for (Batch::Finished& item : finished) {
+      reports[item.index] = item.run ? run_report(item.run) : unstarted_report(item.error);
     }
     finished.clear();
     drain_released_objects();
-    if (converted < total && PyErr_CheckSignals() != 0) {
-      for (RunHandle& run : runs) {
-        if (run) run.cancel();
+    if (!more) break;
+    if (PyErr_CheckSignals() != 0) {
+      {
+        py::gil_scoped_release nogil;
+        batch.reset();  // cancels every run still in flight
       }
       throw py::error_already_set();
     }
+  }
+  {
+    py::gil_scoped_release nogil;
+    batch.reset();
   }
   return reports;
 }
@@ -342,8 +345,9 @@ void register_runs(py::module_& m) {
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"), "Runs the graph and reports how the run ended.");
+  m.attr("DEFAULT_BATCH_WINDOW") = BatchOptions::kDefaultWindow;
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
-        py::arg("max_concurrency") = 0, py::arg("prepare") = py::none(),
+        py::arg("window") = 0, py::arg("prepare") = py::none(),
         "Runs the graph once per input, at most max_concurrency at once (0: all); "
         "reports in input order.");
 }

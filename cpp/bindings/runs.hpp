@@ -7,6 +7,7 @@
 
 #include "counterpoint/compiled_graph.hpp"
 #include "loop_dispatcher.hpp"
+#include "py_agents.hpp"
 
 namespace counterpoint::bindings {
 
@@ -24,8 +25,10 @@ struct RunRequest {
   std::string key;                 // a durable run's key
 };
 
-// Requires the GIL; captures the caller's contextvars context for the run's agents.
-RunOptions run_options(const CompiledGraph& graph, const RunRequest& request);
+// Requires the GIL. The run's agents run in `context`, or, when it is null, in the
+// caller's current contextvars context.
+RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
+                       std::shared_ptr<RunContext> context = nullptr);
 
 // A thread that must never wait for a run: an inline agent on an engine thread, or the
 // engine's own event loop. Throws EngineError (cancelling `run`, if given).

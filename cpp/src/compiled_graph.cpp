@@ -6,9 +6,9 @@
 
 #include <oneapi/tbb/task.h>
 
-#include "counterpoint/detail/flow_graph.hpp"
-#include "counterpoint/detail/runtime_impl.hpp"
-#include "counterpoint/detail/tsan.hpp"
+#include "detail/flow_graph.hpp"
+#include "detail/runtime_impl.hpp"
+#include "detail/tsan.hpp"
 #include "counterpoint/errors.hpp"
 #include "counterpoint/timer_queue.hpp"
 
@@ -193,7 +193,7 @@ void FlowGraph::on_message(std::uint32_t node, const Message& message) {
   inputs.items.reserve(preds.size());
   std::size_t delivered = 0;
   for (std::uint32_t pred : preds) {
-    const std::string_view name = plan_->nodes()[pred].name;
+    const std::string& name = plan_->nodes()[pred].name;
     if (run->delivers(pred, node)) {
       inputs.items.push_back(InputItem{name, run->slots[pred].output, false});
       ++delivered;
@@ -239,6 +239,13 @@ void FlowGraph::dispatch(std::uint32_t node, const std::shared_ptr<RunState>& ru
   gateway(node).reserve_wait();
   Runtime::instance().invocation_started();
   invocation.completion = Completion(run, node);
+  // The last moment before the agent's body may start: a run cancelled since the join
+  // was checked (or while the start was recorded) must not start it, so that once
+  // cancel() has returned no agent body begins.
+  if (!run->running()) {
+    invocation.completion.cancelled();
+    return;
+  }
   if (run->node_hook) {
     invocation.completion = std::make_shared<HookResolver>(run, node)->intercept(
         std::move(invocation.completion));
@@ -286,13 +293,16 @@ RunHandle CompiledGraph::start_run(RunOptions options,
   const double deadline = options.deadline_seconds;
   auto run = std::make_shared<detail::RunState>(
       next_run_id.fetch_add(1, std::memory_order_relaxed), flow_, std::move(options));
+  // Registered before a parent can adopt it: adopting a child after the parent ended
+  // ends the child at once, and ending unregisters, which must come after registering or
+  // the registry keeps the child forever.
+  runtime.impl().register_run(run);
   if (parent) {
     run->event_root = parent->event_root ? parent->event_root : parent;
     run->event_prefix = parent->event_prefix + parent->plan.nodes()[parent_node].name + "/";
     parent->adopt_child(run);
   }
-  runtime.impl().register_run(run);
-  if (deadline > 0) {
+  if (deadline > 0 && run->running()) {
     std::weak_ptr<detail::RunState> weak = run;
     const auto timer = TimerQueue::instance().schedule_after(deadline, [weak] {
       if (auto alive = weak.lock()) alive->end(RunStatus::TimedOut);

@@ -1,9 +1,11 @@
 #include "counterpoint/plan.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include "counterpoint/errors.hpp"
+#include "counterpoint/policy_agent.hpp"
 
 namespace counterpoint {
 
@@ -44,6 +46,34 @@ std::string describe_cycle(const std::vector<PlanNode>& nodes,
   return text + nodes[cycle.front()].name;
 }
 
+void check_number(const std::string& node, const char* field, double value, double lowest,
+                  const char* expected) {
+  if (!(value >= lowest) || !std::isfinite(value)) {
+    throw GraphError(node, std::string("policy ") + field + " must be " + expected + ", got " +
+                               std::to_string(value));
+  }
+}
+
+// Problems a policy would only show once the agent runs (a NaN timeout never fires, a
+// null limit crashes) are reported at compile time, naming the agent.
+void check_policy(const std::string& node, const AgentPolicy& policy) {
+  const RetryPolicy& retry = policy.retry;
+  if (retry.max_attempts < 1) {
+    throw GraphError(node, "policy retry max_attempts must be at least 1 (1 = no retry)");
+  }
+  check_number(node, "retry initial_backoff", retry.initial_backoff, 0.0, "a finite number >= 0");
+  check_number(node, "retry multiplier", retry.multiplier, 1.0, "a finite number >= 1");
+  check_number(node, "retry max_backoff", retry.max_backoff, 0.0, "a finite number >= 0");
+  if (!(retry.jitter >= 0.0 && retry.jitter <= 1.0)) {
+    throw GraphError(node, "policy retry jitter must be between 0 and 1, got " +
+                               std::to_string(retry.jitter));
+  }
+  check_number(node, "timeout", policy.timeout, 0.0, "a finite number of seconds >= 0 (0 = none)");
+  for (const auto& limit : policy.limits) {
+    if (!limit) throw GraphError(node, "policy has an empty limit; pass a Limiter or remove it");
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
@@ -58,12 +88,18 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
       throw GraphError("", "agent #" + std::to_string(i + 1) +
                                " has an empty name; give every agent a unique, non-empty name");
     }
+    if (node.name.find('/') != std::string::npos) {
+      throw GraphError(node.name,
+                       "the name contains '/', which separates the agents of nested graphs in "
+                       "event paths ('outer/inner'); rename it, e.g. with '.' or '_' instead");
+    }
     if (!index.emplace(node.name, i).second) {
       throw GraphError(node.name, "the name is used by more than one agent; names must be unique");
     }
     if (!node.agent) {
       throw GraphError(node.name, "no agent to run; pass a callable");
     }
+    if (node.policy) check_policy(node.name, *node.policy);
   }
 
   auto plan = std::make_shared<Plan>();
@@ -72,8 +108,9 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     const NodeSpec& node = spec.nodes[i];
     PlanNode& out = declared[i];
     out.name = node.name;
-    out.agent = node.agent;
-    out.priority = node.priority;
+    out.agent = node.policy ? std::make_shared<PolicyAgent>(node.agent, *node.policy) : node.agent;
+    if (node.wrap) out.agent = node.wrap(out.agent);
+    out.priority = node.priority.value_or(0);
     out.join = node.join;
     const ErrorMode graph_mode =
         spec.on_error == ErrorMode::Inherit ? ErrorMode::FailRun : spec.on_error;
@@ -123,12 +160,19 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
                          "); agents must form a directed acyclic graph");
   }
 
+  // Which nodes declared a priority, by declaration index (inheritance below needs it).
+  std::vector<bool> explicit_priority(declared.size());
+  for (std::uint32_t i = 0; i < spec.nodes.size(); ++i) {
+    explicit_priority[i] = spec.nodes[i].priority.has_value();
+  }
   std::vector<std::uint32_t> position(declared.size());
   for (std::uint32_t pos = 0; pos < order.size(); ++pos) position[order[pos]] = pos;
   plan->nodes_.resize(declared.size());
+  std::vector<bool> inherits(declared.size());
   for (std::uint32_t old = 0; old < declared.size(); ++old) {
     PlanNode node = std::move(declared[old]);
     for (auto& pred : node.predecessors) pred = position[pred];
+    inherits[position[old]] = !explicit_priority[old];
     plan->nodes_[position[old]] = std::move(node);
   }
   for (std::uint32_t i = 0; i < plan->nodes_.size(); ++i) {
@@ -136,7 +180,9 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     for (std::uint32_t pred : node.predecessors) plan->nodes_[pred].successors.push_back(i);
     // Work downstream of an urgent branch is urgent too: a node without a priority of
     // its own inherits the highest of its predecessors' (nodes are in topological order).
-    if (node.priority == 0) {
+    // "Its own" includes an explicit 0: only an unset priority inherits.
+    // An unset priority never drops below normal (0), as before.
+    if (inherits[i]) {
       for (std::uint32_t pred : node.predecessors) {
         node.priority = std::max(node.priority, plan->nodes_[pred].priority);
       }

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <random>
 
-#include "counterpoint/detail/runtime_impl.hpp"
-#include "counterpoint/detail/tsan.hpp"
+#include "detail/runtime_impl.hpp"
+#include "detail/tsan.hpp"
 #include "counterpoint/timer_queue.hpp"
 
 namespace counterpoint {
@@ -244,9 +244,10 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
 
   void after_failure(Failure failure) {
     const RetryPolicy& retry = policy_.retry;
-    const bool retryable = !retry.retry_on || retry.retry_on(failure);
     last_failure_ = failure;
-    if (attempt_ < retry.max_attempts && retryable && !outer_.run_ended()) {
+    // Decided natively; the embedder's predicate is asked only about agent errors, and
+    // only when another attempt is possible at all.
+    if (attempt_ < retry.max_attempts && !outer_.run_ended() && retry.should_retry(failure)) {
       const double wait = retry.delay(attempt_, unit_random());
       TimerQueue::instance().schedule_after(wait, [self = shared_from_this()] {
         on_arena([self] { self->next_attempt(); });
@@ -286,7 +287,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
   const std::shared_ptr<const PolicyAgent> owner_;  // keeps `policy_` alive
   const std::shared_ptr<Agent> inner_;
   const AgentPolicy& policy_;
-  const std::string_view name_;
+  const std::string name_;  // owned: the call outlives the dispatching thread's frame
   const std::uint64_t run_id_;
   const int priority_;
   Inputs inputs_;

@@ -1,11 +1,14 @@
 #include <algorithm>
+#include <optional>
 #include <thread>
 
 #include "counterpoint/compiled_graph.hpp"
-#include "counterpoint/detail/flow_graph.hpp"
-#include "counterpoint/detail/run_state.hpp"
-#include "counterpoint/detail/runtime_impl.hpp"
+#include "detail/flow_graph.hpp"
+#include "detail/run_state.hpp"
+#include "detail/runtime_impl.hpp"
 #include "counterpoint/errors.hpp"
+#include "counterpoint/runtime.hpp"
+#include "counterpoint/thread_pool.hpp"
 #include "counterpoint/run.hpp"
 #include "counterpoint/timer_queue.hpp"
 
@@ -292,7 +295,10 @@ class DelegationObserver final : public RunObserver {
     switch (child.status()) {
       case RunStatus::Succeeded: {
         auto sinks = child.sink_outputs();
-        if (then_) {
+        if (then_ && completion.run_ended()) {
+          // The delegating run was cancelled meanwhile: `then` must not start.
+          completion.cancelled();
+        } else if (then_) {
           Invocation invocation;
           invocation.agent_name = completion.agent_name();
           invocation.run_id = run_id_;
@@ -300,11 +306,9 @@ class DelegationObserver final : public RunObserver {
           invocation.run_context = context_;
           invocation.inputs.kind = sinks.size() == 1 ? Inputs::Kind::Single : Inputs::Kind::Joined;
           for (auto& [name, value] : sinks) {
-            invocation.inputs.items.push_back(InputItem{name, std::move(value), false});
+            invocation.inputs.items.push_back(InputItem{std::move(name), std::move(value), false});
           }
           invocation.completion = std::move(completion);
-          // The child's names stay valid: `child` keeps its plan alive until we return,
-          // and `then` copies what it needs before handing the work on.
           then_->invoke(std::move(invocation));
         } else if (sinks.size() == 1) {
           completion.succeed(std::move(sinks.front().second));
@@ -320,7 +324,7 @@ class DelegationObserver final : public RunObserver {
         if (auto failed = child.failed_node()) {
           NodeOutcome outcome = *child.outcome(*failed);
           Failure failure = outcome.failure;
-          failure.message = "'" + agent_ + "/" + std::string(outcome.name) + "' failed: " +
+          failure.message = "'" + agent_ + "/" + outcome.name + "' failed: " +
                             failure.message;
           completion.fail(std::move(failure));
         } else if (child.budget_exhausted()) {
@@ -449,8 +453,8 @@ void Completion::when_run_ends(std::function<void()> callback) const {
   }
 }
 
-std::string_view Completion::agent_name() const noexcept {
-  return run_ ? std::string_view(run_->plan.nodes()[node_].name) : std::string_view();
+std::string Completion::agent_name() const {
+  return run_ ? run_->plan.nodes()[node_].name : std::string();
 }
 
 // ---- RunHandle --------------------------------------------------------------------
@@ -463,6 +467,36 @@ RunStatus RunHandle::status() const noexcept {
   return state_->status.load(std::memory_order_acquire);
 }
 
+namespace {
+
+// A thread about to block until `run` ends. An engine (oneTBB) thread must not: the run
+// may need that very worker. A pool thread may, but stops counting against the pool's
+// cap meanwhile (see ElasticThreadPool::BlockedScope). When the wait is refused the run
+// is cancelled, as nobody will collect its result.
+class BlockingWait {
+ public:
+  explicit BlockingWait(detail::RunState& run) {
+    if (Runtime::on_engine_thread()) {
+      run.end(RunStatus::Cancelled);
+      throw EngineError(
+          "an agent running inline on an engine thread waited for a run, which could stall "
+          "the engine, so the run was cancelled; add the graph itself as an agent instead, "
+          "or run this agent on a thread (dispatch='thread')");
+    }
+    try {
+      blocked_.emplace();
+    } catch (const EngineError&) {
+      run.end(RunStatus::Cancelled);
+      throw;
+    }
+  }
+
+ private:
+  std::optional<ElasticThreadPool::BlockedScope> blocked_;
+};
+
+}  // namespace
+
 bool RunHandle::wait_for(std::chrono::nanoseconds timeout, std::chrono::nanoseconds spin) const {
   if (done()) return true;
   if (spin.count() > 0) {
@@ -473,19 +507,23 @@ bool RunHandle::wait_for(std::chrono::nanoseconds timeout, std::chrono::nanoseco
       if (++rounds % 64 == 0) std::this_thread::yield();
     }
   }
+  if (timeout <= spin) return done();
+  const BlockingWait blocking(*state_);
   std::unique_lock<std::mutex> lock(state_->mutex);
   return state_->changed.wait_for(lock, timeout, [&] { return done(); });
 }
 
 void RunHandle::wait() const {
+  if (done()) return;
+  const BlockingWait blocking(*state_);
   std::unique_lock<std::mutex> lock(state_->mutex);
   state_->changed.wait(lock, [&] { return done(); });
 }
 
 bool RunHandle::cancel() { return state_->end(RunStatus::Cancelled); }
 
-std::vector<std::pair<std::string_view, Payload>> RunHandle::sink_outputs() const {
-  std::vector<std::pair<std::string_view, Payload>> outputs;
+std::vector<std::pair<std::string, Payload>> RunHandle::sink_outputs() const {
+  std::vector<std::pair<std::string, Payload>> outputs;
   const Plan& plan = state_->plan;
   outputs.reserve(plan.sinks().size());
   for (std::uint32_t sink : plan.sinks()) {
@@ -570,7 +608,10 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
     throw EngineError("this run records no events; start it with record_events = true");
   }
   std::unique_lock<std::mutex> lock(state_->mutex);
-  if (state_->events.empty() && state_->running()) {
+  if (state_->events.empty() && state_->running() && timeout.count() > 0) {
+    lock.unlock();
+    const BlockingWait blocking(*state_);
+    lock.lock();
     state_->changed.wait_for(lock, timeout,
                              [&] { return !state_->events.empty() || !state_->running(); });
   }

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include <oneapi/tbb/version.h>
 
-#include "counterpoint/detail/run_state.hpp"
-#include "counterpoint/detail/runtime_impl.hpp"
+#include "detail/run_state.hpp"
+#include "detail/runtime_impl.hpp"
+#include "detail/threads.hpp"
+#include "counterpoint/errors.hpp"
 
 namespace counterpoint {
 
@@ -22,20 +25,39 @@ int hardware_threads() {
 // threads, the event loop): inline agents are serialized by the GIL anyway, and a second
 // worker running them only adds GIL hand-offs. Measured on 2 cores: 3-agent chain
 // overhead 6.5 us with one worker against 9.3 us with two, 5-way fan-out 11 us against 14.
-int engine_workers() {
+int default_workers() {
   if (const char* configured = std::getenv("COUNTERPOINT_WORKERS")) {
     const int workers = std::atoi(configured);
     if (workers >= 1) return workers;
   }
   return std::max(1, hardware_threads() - 1);
 }
+
+Runtime::Options resolve(Runtime::Options options) {
+  if (options.workers <= 0) options.workers = default_workers();
+  if (options.stack_size == 0) options.stack_size = thread_stack_size();
+  if (options.max_pool_threads == 0) options.max_pool_threads = 1;
+  return options;
+}
+
+std::mutex& configure_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+Runtime::Options& configured_options() {
+  static Runtime::Options options;
+  return options;
+}
+std::atomic<bool> g_started{false};
 }  // namespace
 
-Runtime::Impl::Impl()
+Runtime::Impl::Impl(const Runtime::Options& options)
     // The caller waits outside the arena, so no slot is reserved for it and the global
     // cap is raised to let every slot have a worker.
-    : parallelism_(tbb::global_control::max_allowed_parallelism, engine_workers() + 1),
-      arena_(engine_workers(), /*reserved_for_masters=*/0) {
+    : parallelism_(tbb::global_control::max_allowed_parallelism,
+                   static_cast<std::size_t>(options.workers) + 1),
+      stack_size_(tbb::global_control::thread_stack_size, options.stack_size),
+      arena_(options.workers, /*reserved_for_masters=*/0) {
   arena_.initialize();
 }
 
@@ -45,8 +67,9 @@ void Runtime::Impl::reap(std::function<void()> work) {
     reap_queue_.push_back(std::move(work));
     if (!reaper_started_) {
       reaper_started_ = true;
-      // Detached and never joined: the runtime itself lives until the process ends.
-      std::thread([this] { reaper_loop(); }).detach();
+      // Detached and never joined: the runtime itself lives until the process ends. Its
+      // stack is an engine thread's: destructors it runs may be the embedder's.
+      detail::start_detached_thread([this] { reaper_loop(); });
     }
   }
   reap_ready_.notify_one();
@@ -94,14 +117,42 @@ std::size_t Runtime::Impl::live_count() const {
   return runs_.size();
 }
 
-Runtime::Runtime()
-    : impl_(std::make_unique<Impl>()),
-      pool_(std::make_unique<ElasticThreadPool>(ElasticThreadPool::Options{})) {}
+namespace {
+ElasticThreadPool::Options pool_options(const Runtime::Options& options) {
+  ElasticThreadPool::Options pool;
+  pool.max_threads = options.max_pool_threads;
+  pool.max_blocked = options.max_blocked_pool_threads;
+  pool.idle_timeout = options.pool_idle_timeout;
+  pool.stack_size = options.stack_size;
+  return pool;
+}
+}  // namespace
+
+Runtime::Runtime(const Options& options)
+    : options_(resolve(options)),
+      impl_(std::make_unique<Impl>(options_)),
+      pool_(std::make_unique<ElasticThreadPool>(pool_options(options_))) {}
+
+void Runtime::configure(const Options& options) {
+  std::lock_guard<std::mutex> lock(configure_mutex());
+  if (g_started.load(std::memory_order_acquire)) {
+    throw EngineError(
+        "the counterpoint runtime has already started (a graph was compiled or run), so its "
+        "options can no longer change; configure it before first use, e.g. at program start");
+  }
+  configured_options() = options;
+}
+
+bool Runtime::started() noexcept { return g_started.load(std::memory_order_acquire); }
 
 Runtime& Runtime::instance() {
   // Deliberately leaked: detached pool threads and late completions may still reach it
   // while static destructors run at process exit.
-  static Runtime* runtime = new Runtime();
+  static Runtime* runtime = [] {
+    std::lock_guard<std::mutex> lock(configure_mutex());
+    g_started.store(true, std::memory_order_release);
+    return new Runtime(configured_options());
+  }();
   return *runtime;
 }
 

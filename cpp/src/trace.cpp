@@ -1,7 +1,7 @@
 // JSON views of plans and runs, and the names of enums.
 #include <nlohmann/json.hpp>
 
-#include "counterpoint/detail/run_state.hpp"
+#include "detail/run_state.hpp"
 #include "counterpoint/event.hpp"
 #include "counterpoint/plan.hpp"
 #include "counterpoint/run.hpp"
@@ -70,7 +70,7 @@ std::string RunHandle::trace_json() const {
   using nlohmann::json;
   json agents = json::array();
   for (const NodeOutcome& outcome : outcomes()) {
-    json entry{{"name", std::string(outcome.name)}, {"status", to_string(outcome.status)}};
+    json entry{{"name", outcome.name}, {"status", to_string(outcome.status)}};
     if (outcome.started >= 0) entry["started"] = outcome.started;
     if (outcome.finished >= 0) entry["finished"] = outcome.finished;
     if (outcome.status == NodeStatus::Failed || outcome.status == NodeStatus::TimedOut) {

@@ -24,7 +24,7 @@ from ._store import RunSummary, SQLiteStore, Store
 _EVENT_SLICE = 0.05
 # Runs a batch keeps in flight when the caller sets no max_concurrency: enough to keep
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
-DEFAULT_BATCH_WINDOW = 1024
+DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -445,8 +445,7 @@ class CompiledGraph:
                 request, keys[index] = self._durable_request(request)
                 return request
 
-        reports = _core.batch(self._native, inputs, shared,
-                              max_concurrency or DEFAULT_BATCH_WINDOW, prepare)
+        reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare)
         if self._store is not None:
             for report, key in zip(reports, keys):
                 self._store.set_status(key, report.status.name)

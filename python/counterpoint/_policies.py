@@ -90,15 +90,15 @@ class Retry:
         retry_on = self.retry_on
         if isinstance(retry_on, (type, tuple)):
             classes = retry_on if isinstance(retry_on, tuple) else (retry_on,)
-            timeouts = (_core.TimeoutRetry.always if issubclass(AgentTimeout, classes)
-                        else _core.TimeoutRetry.never)
+            timeouts = (_core.RetryTimeouts.always if issubclass(AgentTimeout, classes)
+                        else _core.RetryTimeouts.never)
             if BaseException in classes:
                 predicate = None
             else:
                 def predicate(failure: Any) -> bool:
                     return isinstance(failure.error, classes)
         else:
-            timeouts = _core.TimeoutRetry.ask_predicate
+            timeouts = _core.RetryTimeouts.ask_predicate
 
             def predicate(failure: Any) -> bool:
                 error = failure.error

@@ -1,6 +1,8 @@
 // Plan::build: validation errors name the offending node, and valid graphs come out in a
 // stable topological order.
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "counterpoint/errors.hpp"
 #include "counterpoint/graph_spec.hpp"
 #include "counterpoint/plan.hpp"
+#include "counterpoint/policy_agent.hpp"
 #include "test_harness.hpp"
 
 using namespace counterpoint;
@@ -189,6 +192,91 @@ TEST(plan_keeps_agent_and_priority) {
   auto plan = Plan::build(spec);
   CHECK(plan->nodes()[0].agent == agent);
   CHECK_EQ(plan->nodes()[0].priority, 7);
+}
+
+// Issue 7, defect 10: an explicit 0 is a priority like any other; only unset inherits.
+TEST(plan_explicit_zero_priority_is_kept) {
+  GraphSpec spec;
+  spec.add("urgent", noop(), {}, 10);
+  spec.add("explicit_zero", noop(), {"urgent"}, 0);
+  spec.add("unset", noop(), {"urgent"});
+  spec.add("low", noop(), {}, -5);
+  spec.add("after_low", noop(), {"low"});
+  auto plan = Plan::build(spec);
+  auto priority = [&](const std::string& name) {
+    return plan->nodes()[static_cast<std::size_t>(plan->find(name))].priority;
+  };
+  CHECK_EQ(priority("urgent"), 10);
+  CHECK_EQ(priority("explicit_zero"), 0);
+  CHECK_EQ(priority("unset"), 10);
+  CHECK_EQ(priority("low"), -5);
+  CHECK_EQ(priority("after_low"), 0);  // an unset priority never drops below normal
+}
+
+TEST(plan_unset_priority_inherits_through_a_chain) {
+  GraphSpec spec;
+  spec.add("a", noop(), {}, 3);
+  spec.add("b", noop(), {"a"});
+  spec.add("c", noop(), {"b"});
+  spec.add("d", noop(), {"c"}, -1);
+  auto plan = Plan::build(spec);
+  CHECK_EQ(plan->nodes()[static_cast<std::size_t>(plan->find("c"))].priority, 3);
+  CHECK_EQ(plan->nodes()[static_cast<std::size_t>(plan->find("d"))].priority, -1);
+}
+
+// Issue 7, defect 15: '/' separates nested agent paths in events.
+TEST(plan_rejects_slash_in_name) {
+  GraphSpec spec;
+  spec.add("ok", noop());
+  spec.add("outer/inner", noop(), {"ok"});
+  auto error = build_error(spec);
+  REQUIRE(error.has_value());
+  CHECK_EQ(error->node(), std::string("outer/inner"));
+  CHECK(contains(error->what(), "'/'"));
+  CHECK(contains(error->what(), "rename"));
+}
+
+// Policies are data on the node spec: compile() wraps the agent natively.
+TEST(plan_policy_wraps_the_agent) {
+  auto agent = noop();
+  GraphSpec spec;
+  NodeSpec& node = spec.add("guarded", agent);
+  node.policy = AgentPolicy{};
+  node.policy->retry.max_attempts = 3;
+  node.policy->timeout = 1.5;
+  spec.add("plain", agent);
+  auto plan = Plan::build(spec);
+  auto wrapped = std::dynamic_pointer_cast<PolicyAgent>(plan->nodes()[0].agent);
+  REQUIRE(wrapped != nullptr);
+  CHECK_EQ(wrapped->policy().retry.max_attempts, 3u);
+  CHECK_EQ(wrapped->policy().timeout, 1.5);
+  CHECK(plan->nodes()[1].agent == agent);
+}
+
+TEST(plan_rejects_invalid_policies) {
+  auto error_for = [](auto mutate) {
+    GraphSpec spec;
+    NodeSpec& node = spec.add("guarded", noop());
+    node.policy = AgentPolicy{};
+    mutate(*node.policy);
+    return build_error(spec);
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto attempts = error_for([](AgentPolicy& p) { p.retry.max_attempts = 0; });
+  REQUIRE(attempts.has_value());
+  CHECK_EQ(attempts->node(), std::string("guarded"));
+  CHECK(contains(attempts->what(), "max_attempts"));
+  auto timeout = error_for([&](AgentPolicy& p) { p.timeout = nan; });
+  REQUIRE(timeout.has_value());
+  CHECK(contains(timeout->what(), "timeout"));
+  CHECK(error_for([](AgentPolicy& p) { p.timeout = -1; }).has_value());
+  CHECK(error_for([](AgentPolicy& p) { p.retry.jitter = 2; }).has_value());
+  CHECK(error_for([](AgentPolicy& p) { p.retry.multiplier = 0.5; }).has_value());
+  CHECK(error_for([&](AgentPolicy& p) { p.retry.initial_backoff = nan; }).has_value());
+  auto limit = error_for([](AgentPolicy& p) { p.limits.push_back(nullptr); });
+  REQUIRE(limit.has_value());
+  CHECK(contains(limit->what(), "limit"));
+  CHECK(!error_for([](AgentPolicy&) {}).has_value());
 }
 
 TEST(plan_entries_and_sinks) {

@@ -1,6 +1,11 @@
 // Runs of compiled graphs: data flow, parallelism, failure, cancellation, concurrency
 // between runs, events, and the lifetime rules of the run/graph objects.
+#include <pthread.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -1148,4 +1153,456 @@ TEST(policy_fallback_after_final_failure) {
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(as_str(run.sink_outputs().at(0).second), std::string("in:fallback"));
   CHECK_EQ(attempts->load(), 1);
+}
+
+// ---- issue 7: hardening --------------------------------------------------------------
+
+namespace {
+
+// Runs its body on `pool` (a small pool a test owns, so it can exhaust it).
+std::shared_ptr<LambdaAgent> on_pool(std::shared_ptr<ElasticThreadPool> pool,
+                                     std::function<void(Invocation&)> body) {
+  return lambda_agent([pool, body](Invocation inv) {
+    auto shared = std::make_shared<Invocation>(std::move(inv));
+    pool->submit([body, shared] { body(*shared); });
+  });
+}
+
+std::shared_ptr<ElasticThreadPool> small_pool(std::size_t max_threads, std::size_t max_blocked) {
+  ElasticThreadPool::Options options;
+  options.max_threads = max_threads;
+  options.max_blocked = max_blocked;
+  return std::make_shared<ElasticThreadPool>(options);
+}
+
+std::size_t current_stack_size() {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+  std::size_t size = 0;
+  pthread_attr_getstacksize(&attr, &size);
+  pthread_attr_destroy(&attr);
+  return size;
+}
+
+// Uses about `bytes` of stack.
+[[gnu::noinline]] int recurse(std::size_t bytes) {
+  volatile char frame[4096];
+  frame[0] = static_cast<char>(bytes);
+  frame[sizeof(frame) - 1] = 1;
+  if (bytes <= sizeof(frame)) return frame[0];
+  return recurse(bytes - sizeof(frame)) + frame[sizeof(frame) - 1];
+}
+
+}  // namespace
+
+// Defect 3: every pool thread waits (RunHandle::wait) for a nested run whose agent needs
+// a pool thread too. Without compensation the pool is exhausted and this hangs forever.
+TEST(run_nested_waits_on_pool_threads_do_not_exhaust_the_pool) {
+  constexpr int kOuter = 24;
+  auto pool = small_pool(4, 64);
+  GraphSpec inner_spec;
+  inner_spec.add("work", on_pool(pool, [](Invocation& inv) {
+                   std::this_thread::sleep_for(milliseconds(1));
+                   inv.completion.succeed(make(as_int(inv.inputs.items.at(0).value) * 2));
+                 }));
+  auto inner = CompiledGraph::compile(inner_spec);
+  std::mutex mutex;
+  std::vector<RunHandle> inner_runs;
+  std::atomic<int> sum{0};
+  std::atomic<int> done{0};
+  for (int i = 0; i < kOuter; ++i) {
+    pool->submit([&, i] {
+      RunOptions options;
+      options.input = make(i);
+      RunHandle run = inner->start(std::move(options));
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        inner_runs.push_back(run);
+      }
+      run.wait();
+      if (run.status() == RunStatus::Succeeded) sum.fetch_add(as_int(run.sink_outputs().at(0).second));
+      done.fetch_add(1);
+    });
+  }
+  CHECK(eventually([&] { return done.load() == kOuter; }, milliseconds(20000)));
+  CHECK_EQ(sum.load(), kOuter * (kOuter - 1));
+  CHECK(eventually([&] { return pool->blocked_threads() == 0; }));
+  // Unblock whatever still waits (only if the check above failed) so the pool can stop.
+  std::lock_guard<std::mutex> lock(mutex);
+  for (RunHandle& run : inner_runs) run.cancel();
+}
+
+// Defect 3: recursion deeper than the pool allows fails at once with a clear error
+// instead of hanging, and the pool recovers.
+TEST(run_nested_wait_past_the_limit_fails_at_once) {
+  auto pool = small_pool(2, 6);
+  auto self = std::make_shared<std::shared_ptr<CompiledGraph>>();
+  std::weak_ptr<std::shared_ptr<CompiledGraph>> weak_self = self;
+  GraphSpec spec;
+  spec.add("recurse", on_pool(pool, [weak_self](Invocation& inv) {
+             const int depth = as_int(inv.inputs.items.at(0).value);
+             if (depth == 0) {
+               inv.completion.succeed(make(0));
+               return;
+             }
+             auto graph = weak_self.lock();
+             if (!graph) {
+               inv.completion.fail(Failure{"test over", {}});
+               return;
+             }
+             RunOptions options;
+             options.input = make(depth - 1);
+             RunHandle child = (*graph)->start(std::move(options));
+             try {
+               child.wait();
+             } catch (const EngineError& error) {
+               inv.completion.fail(Failure{error.what(), {}});
+               return;
+             }
+             if (child.status() == RunStatus::Succeeded) {
+               inv.completion.succeed(make(as_int(child.sink_outputs().at(0).second) + 1));
+             } else {
+               auto failed = child.failed_node();
+               inv.completion.fail(
+                   Failure{failed ? child.outcome(*failed)->failure.message : "child failed", {}});
+             }
+           }));
+  *self = CompiledGraph::compile(spec);
+
+  RunOptions deep;
+  deep.input = make(40);
+  RunHandle run = (*self)->start(std::move(deep));
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK(contains(run.outcome(0)->failure.message, "max_blocked_pool_threads"));
+  CHECK(eventually([&] { return pool->blocked_threads() == 0; }));
+
+  // Within the limit the same recursion works, on the same pool.
+  RunOptions shallow;
+  shallow.input = make(4);
+  RunHandle ok = (*self)->start(std::move(shallow));
+  REQUIRE(ok.wait_for(kRunTimeout));
+  CHECK_EQ(ok.status(), RunStatus::Succeeded);
+  CHECK_EQ(as_int(ok.sink_outputs().at(0).second), 4);
+  self->reset();
+}
+
+// Defect 3: after cancel() the waits return and the pool serves new work.
+TEST(run_pool_recovers_after_cancelling_nested_runs) {
+  constexpr int kOuter = 6;
+  auto pool = small_pool(2, 32);
+  auto parked = std::make_shared<std::vector<std::shared_ptr<Invocation>>>();
+  auto parked_mutex = std::make_shared<std::mutex>();
+  GraphSpec inner_spec;
+  inner_spec.add("never", lambda_agent([parked, parked_mutex](Invocation inv) {
+                   std::lock_guard<std::mutex> lock(*parked_mutex);
+                   parked->push_back(std::make_shared<Invocation>(std::move(inv)));
+                 }));
+  auto inner = CompiledGraph::compile(inner_spec);
+  std::mutex mutex;
+  std::vector<RunHandle> inner_runs;
+  std::atomic<int> returned{0};
+  for (int i = 0; i < kOuter; ++i) {
+    pool->submit([&] {
+      RunHandle run = inner->start(RunOptions{});
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        inner_runs.push_back(run);
+      }
+      run.wait();
+      returned.fetch_add(1);
+    });
+  }
+  REQUIRE(eventually([&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    return inner_runs.size() == kOuter;
+  }));
+  CHECK(eventually([&] { return pool->blocked_threads() == kOuter; }));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (RunHandle& run : inner_runs) CHECK(run.cancel());
+  }
+  CHECK(eventually([&] { return returned.load() == kOuter; }));
+  CHECK(eventually([&] { return pool->blocked_threads() == 0; }));
+  std::atomic<bool> served{false};
+  pool->submit([&] { served.store(true); });
+  CHECK(eventually([&] { return served.load(); }, milliseconds(2000)));
+  std::lock_guard<std::mutex> lock(*parked_mutex);
+  parked->clear();
+}
+
+// A oneTBB worker must not block on a run: the wait fails at once and cancels the run.
+TEST(run_wait_on_an_engine_thread_fails_at_once) {
+  GraphSpec other_spec;
+  auto parked = std::make_shared<std::shared_ptr<Invocation>>();
+  auto is_parked = std::make_shared<std::atomic<bool>>(false);
+  other_spec.add("parked", lambda_agent([parked, is_parked](Invocation inv) {
+                   *parked = std::make_shared<Invocation>(std::move(inv));
+                   is_parked->store(true);
+                 }));
+  auto other = CompiledGraph::compile(other_spec);
+  RunHandle waited = other->start(RunOptions{});
+  GraphSpec spec;
+  spec.add("waits_inline", lambda_agent([waited](Invocation inv) {
+             try {
+               waited.wait();
+               inv.completion.succeed({});
+             } catch (const EngineError& error) {
+               inv.completion.fail(Failure{error.what(), {}});
+             }
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK(contains(run.outcome(0)->failure.message, "engine thread"));
+  CHECK(eventually([&] { return waited.status() == RunStatus::Cancelled; }));
+  if (eventually([&] { return is_parked->load(); })) parked->reset();
+}
+
+// Defect 8: a child adopted after its parent ended used to stay in the registry forever.
+TEST(run_child_adopted_after_parent_ended_leaves_the_registry) {
+  auto child = child_graph(milliseconds(1));
+  auto held = std::make_shared<std::shared_ptr<Invocation>>();
+  auto is_held = std::make_shared<std::atomic<bool>>(false);
+  GraphSpec spec;
+  spec.add("late", lambda_agent([held, is_held](Invocation inv) {
+             *held = std::make_shared<Invocation>(std::move(inv));
+             is_held->store(true);
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  const std::size_t before = Runtime::instance().live_runs();
+  RunHandle run = start(graph);
+  REQUIRE(eventually([&] { return is_held->load(); }));
+  CHECK(run.cancel());
+  // The agent delegates only now, after its run has ended.
+  (*held)->completion.delegate(child, make(std::string("x")));
+  CHECK(eventually([&] { return Runtime::instance().live_runs() <= before; }));
+  held->reset();
+}
+
+// Defect 1: a `then` continuation's input names are its own, not views into the child's
+// plan, which is freed once the child run and its graph are gone.
+TEST(run_then_inputs_outlive_the_child_plan) {
+  auto child_holder = std::make_shared<std::shared_ptr<CompiledGraph>>(child_graph(milliseconds(1)));
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto names_ready = std::make_shared<std::atomic<bool>>(false);
+  auto then = lambda_agent([names, names_ready](Invocation inv) {
+    auto shared = std::make_shared<Invocation>(std::move(inv));
+    Runtime::instance().pool().submit([names, names_ready, shared] {
+      // By now the child run and its graph (and so its plan) have been freed.
+      std::this_thread::sleep_for(milliseconds(100));
+      for (const auto& item : shared->inputs.items) names->push_back(item.name);
+      names_ready->store(true);
+      shared->completion.succeed(shared->inputs.items.at(0).value);
+    });
+  });
+  GraphSpec spec;
+  spec.add("d", lambda_agent([child_holder, then](Invocation inv) {
+             auto child = std::move(*child_holder);  // the only reference, dropped below
+             inv.completion.delegate(std::move(child), inv.inputs.items.at(0).value, then);
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph, make(std::string("x")));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  REQUIRE(names_ready->load());
+  REQUIRE_EQ(names->size(), std::size_t{1});
+  CHECK_EQ(names->at(0), std::string("c2"));
+  CHECK_EQ(as_str(run.sink_outputs().at(0).second), std::string("x:c1:c2"));
+}
+
+// Defect 1: what a finished run reports is owned by the caller.
+TEST(run_outcome_names_outlive_run_and_graph) {
+  std::vector<NodeOutcome> outcomes;
+  std::vector<std::pair<std::string, Payload>> sinks;
+  {
+    GraphSpec spec;
+    spec.add("a_rather_long_agent_name_beyond_sso", inline_agent(append("a")));
+    auto graph = CompiledGraph::compile(spec);
+    RunHandle run = run_to_end(graph, make(std::string("x")));
+    outcomes = run.outcomes();
+    sinks = run.sink_outputs();
+  }
+  std::this_thread::sleep_for(milliseconds(50));  // the reaper frees the graph
+  CHECK_EQ(outcomes.at(0).name, std::string("a_rather_long_agent_name_beyond_sso"));
+  CHECK_EQ(sinks.at(0).first, std::string("a_rather_long_agent_name_beyond_sso"));
+}
+
+namespace {
+// Cancels the run as soon as an agent's start is recorded: the narrowest window between
+// the engine's join check and the hand-off to the agent.
+class CancelOnStart final : public RunObserver {
+ public:
+  void on_run_finished(const RunHandle&) override {}
+  void on_event_recorded(std::uint64_t) override {
+    std::shared_ptr<RunHandle> run;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--skip_ >= 0) return;
+      run = run_;
+    }
+    if (run) run->cancel();
+  }
+  // Cancels `run` on the event after the next `skip` ones.
+  void arm(RunHandle run, int skip) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run_ = std::make_shared<RunHandle>(std::move(run));
+    skip_ = skip;
+  }
+  void disarm() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    run_.reset();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<RunHandle> run_;
+  int skip_ = 0;
+};
+}  // namespace
+
+// Defect 19 (engine side): once cancel() has returned, no agent body starts.
+TEST(run_cancel_before_hand_off_starts_no_agent) {
+  auto parked = std::make_shared<std::shared_ptr<Invocation>>();
+  auto is_parked = std::make_shared<std::atomic<bool>>(false);
+  GraphSpec spec3;
+  spec3.add("hold", lambda_agent([parked, is_parked](Invocation inv) {
+              *parked = std::make_shared<Invocation>(std::move(inv));
+              is_parked->store(true);
+            }));
+  auto after = inline_agent([](const Inputs&) { return make(4); });
+  spec3.add("after", after, {"hold"});
+  auto graph3 = CompiledGraph::compile(spec3);
+  // Armed once "hold" runs: its finish is the next event, the start of "after" the one
+  // after, and that is when the observer cancels.
+  auto observer3 = std::make_shared<CancelOnStart>();
+  RunOptions o3;
+  o3.record_events = true;
+  o3.context_observer = observer3;
+  RunHandle r3 = graph3->start(std::move(o3));
+  REQUIRE(eventually([&] { return is_parked->load(); }));
+  observer3->arm(r3, 1);
+  // "after" becomes ready now; its start is recorded, the observer cancels the run, and
+  // the engine must notice before handing the invocation over.
+  (*parked)->completion.succeed(make(1));
+  REQUIRE(r3.wait_for(kRunTimeout));
+  observer3->disarm();
+  CHECK_EQ(r3.status(), RunStatus::Cancelled);
+  // The run ended inside the start event; wait for "after" to resolve before counting.
+  CHECK(eventually([&] {
+    return r3.outcome(index_of(graph3, "after"))->status == NodeStatus::Cancelled;
+  }));
+  CHECK_EQ(after->calls(), 0);
+  parked->reset();
+}
+
+// Defect 19 (engine side): a retry due after the run was cancelled never starts.
+TEST(policy_cancel_during_backoff_starts_no_attempt) {
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  AgentPolicy policy;
+  policy.retry.max_attempts = 5;
+  policy.retry.initial_backoff = 0.1;
+  GraphSpec spec;
+  spec.add("flaky", flaky_agent(100, attempts)).policy = policy;
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph);
+  REQUIRE(eventually([&] { return attempts->load() == 1; }));
+  std::this_thread::sleep_for(milliseconds(10));
+  CHECK(run.cancel());
+  std::this_thread::sleep_for(milliseconds(250));
+  CHECK_EQ(attempts->load(), 1);
+  CHECK(eventually([&] { return run.outcome(0)->status == NodeStatus::Cancelled; }));
+}
+
+// Policies as data: retry decisions are native; the predicate only sees agent errors.
+TEST(policy_retry_decisions_are_native) {
+  auto asked = std::make_shared<std::atomic<int>>(0);
+  RetryPolicy retry;
+  retry.retry_on = [asked](const Failure&) {
+    asked->fetch_add(1);
+    return true;
+  };
+  CHECK(!retry.should_retry(Failure{"open", {}, FailureKind::CircuitOpen}));
+  CHECK(!retry.should_retry(Failure{"spent", {}, FailureKind::Budget}));
+  CHECK(!retry.should_retry(Failure{"no", {}, FailureKind::Rejected}));
+  CHECK_EQ(asked->load(), 0);
+  CHECK(retry.should_retry(Failure{"boom", {}, FailureKind::Error}));
+  CHECK_EQ(asked->load(), 1);
+  retry.timeouts = RetryTimeouts::Never;
+  CHECK(!retry.should_retry(Failure{"slow", {}, FailureKind::Timeout}));
+  retry.timeouts = RetryTimeouts::Always;
+  CHECK(retry.should_retry(Failure{"slow", {}, FailureKind::Timeout}));
+  CHECK_EQ(asked->load(), 1);
+  retry.timeouts = RetryTimeouts::AskPredicate;
+  CHECK(retry.should_retry(Failure{"slow", {}, FailureKind::Timeout}));
+  CHECK_EQ(asked->load(), 2);
+  RetryPolicy no_predicate;
+  CHECK(no_predicate.should_retry(Failure{"boom", {}, FailureKind::Error}));
+  CHECK(!no_predicate.should_retry(Failure{"open", {}, FailureKind::CircuitOpen}));
+}
+
+TEST(policy_on_node_spec_timeouts_not_retried_when_never) {
+  auto attempts = std::make_shared<std::atomic<int>>(0);
+  auto slow = lambda_agent([attempts](Invocation inv) {
+    attempts->fetch_add(1);
+    auto shared = std::make_shared<Invocation>(std::move(inv));
+    Runtime::instance().pool().submit([shared] {
+      std::this_thread::sleep_for(milliseconds(100));
+      shared->completion.succeed({});
+    });
+  });
+  GraphSpec spec;
+  NodeSpec& node = spec.add("slow", slow);
+  node.policy = AgentPolicy{};
+  node.policy->timeout = 0.02;
+  node.policy->retry.max_attempts = 3;
+  node.policy->retry.timeouts = RetryTimeouts::Never;
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Failed);
+  CHECK_EQ(run.outcome(0)->status, NodeStatus::TimedOut);
+  CHECK_EQ(attempts->load(), 1);
+
+  node.policy->retry.timeouts = RetryTimeouts::Always;
+  auto retried = CompiledGraph::compile(spec);
+  RunHandle again = run_to_end(retried);
+  CHECK_EQ(again.status(), RunStatus::Failed);
+  CHECK_EQ(attempts->load(), 4);
+}
+
+// Defect 16: an inline agent runs on a oneTBB worker, which now has the main thread's
+// stack: recursion that fits on the main thread fits there too.
+TEST(run_inline_agent_has_the_main_thread_stack) {
+  std::atomic<std::size_t> stack{0};
+  std::atomic<bool> on_engine{false};
+  const std::size_t expected = thread_stack_size();
+  GraphSpec spec;
+  spec.add("deep", inline_agent([&](const Inputs&) {
+             on_engine.store(Runtime::on_engine_thread());
+             stack.store(current_stack_size());
+             // Three quarters of the main thread's stack (at most 48 MiB, to stay quick).
+             recurse(std::min<std::size_t>(expected / 4 * 3, std::size_t{48} << 20));
+             return make(1);
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = run_to_end(graph);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  CHECK(on_engine.load());
+  CHECK(stack.load() >= expected);
+  CHECK_EQ(Runtime::instance().options().stack_size, expected);
+}
+
+// The runtime is an explicit object with options; they are fixed once it has started.
+TEST(runtime_options_are_fixed_once_started) {
+  Runtime& runtime = Runtime::instance();
+  CHECK(Runtime::started());
+  const Runtime::Options& options = runtime.options();
+  CHECK(options.workers >= 1);
+  if (const char* env = std::getenv("COUNTERPOINT_WORKERS")) {
+    if (std::atoi(env) >= 1) CHECK_EQ(options.workers, std::atoi(env));
+  }
+  CHECK_EQ(runtime.pool().options().max_threads, options.max_pool_threads);
+  CHECK_EQ(runtime.pool().options().max_blocked, options.max_blocked_pool_threads);
+  auto error = thrown<EngineError>([] { Runtime::configure(Runtime::Options{}); });
+  REQUIRE(error.has_value());
+  CHECK(contains(error->what(), "before first use"));
 }

@@ -1,5 +1,7 @@
 // ElasticThreadPool: blocking tasks never wait for each other while below the cap, idle
 // threads go away, and a stopped pool refuses work but finishes what it has.
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -54,11 +56,23 @@ class Gate {
   bool released_ = false;
 };
 
-ElasticThreadPool::Options options(std::size_t max_threads, milliseconds idle) {
+ElasticThreadPool::Options options(std::size_t max_threads, milliseconds idle,
+                                   std::size_t max_blocked = 64) {
   ElasticThreadPool::Options o;
   o.max_threads = max_threads;
   o.idle_timeout = idle;
+  o.max_blocked = max_blocked;
   return o;
+}
+
+// The stack size of the calling thread.
+std::size_t current_stack_size() {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+  std::size_t size = 0;
+  pthread_attr_getstacksize(&attr, &size);
+  pthread_attr_destroy(&attr);
+  return size;
 }
 
 }  // namespace
@@ -251,4 +265,141 @@ TEST(pool_zero_max_threads_means_one) {
   for (int i = 0; i < 3; ++i) pool.submit([&] { done.fetch_add(1); });
   CHECK(cptest::eventually([&] { return done.load() == 3; }));
   CHECK_EQ(pool.threads(), std::size_t{1});
+}
+
+// ---- nested waits (issue 7, defect 3) -------------------------------------------------
+
+TEST(pool_blocked_scope_off_the_pool_does_nothing) {
+  ElasticThreadPool pool(options(2, seconds(10)));
+  CHECK(ElasticThreadPool::current() == nullptr);
+  {
+    ElasticThreadPool::BlockedScope blocked;
+    CHECK_EQ(pool.blocked_threads(), std::size_t{0});
+  }
+  std::atomic<ElasticThreadPool*> seen{nullptr};
+  pool.submit([&] { seen.store(ElasticThreadPool::current()); });
+  CHECK(cptest::eventually([&] { return seen.load() == &pool; }));
+}
+
+// Every thread of the pool waits for work that is queued behind them: without
+// compensation this never finishes.
+TEST(pool_blocked_threads_do_not_count_against_the_cap) {
+  constexpr int kWaiters = 4;
+  ElasticThreadPool pool(options(2, seconds(10), 16));
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  std::atomic<int> woke{0};
+  std::atomic<int> timed_out{0};
+  for (int i = 0; i < kWaiters; ++i) {
+    pool.submit([&] {
+      ElasticThreadPool::BlockedScope blocked;
+      std::unique_lock<std::mutex> lock(mutex);
+      if (changed.wait_for(lock, seconds(20), [&] { return released; })) {
+        woke.fetch_add(1);
+      } else {
+        timed_out.fetch_add(1);
+      }
+    });
+  }
+  // Queued behind the waiters; only a thread standing in for them can run it.
+  pool.submit([&] {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      released = true;
+    }
+    changed.notify_all();
+  });
+  CHECK(cptest::eventually([&] { return woke.load() == kWaiters; }, milliseconds(15000)));
+  CHECK_EQ(timed_out.load(), 0);
+  CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
+  // Stand-ins retire once the waiters are back: at most max_threads run tasks again.
+  std::atomic<int> most{0};
+  std::atomic<int> running{0};
+  std::atomic<int> done{0};
+  for (int i = 0; i < 8; ++i) {
+    pool.submit([&] {
+      const int now = running.fetch_add(1) + 1;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::sleep_for(milliseconds(20));
+      running.fetch_sub(1);
+      done.fetch_add(1);
+    });
+  }
+  CHECK(cptest::eventually([&] { return done.load() == 8; }, milliseconds(15000)));
+  CHECK(most.load() <= 2 + kWaiters);  // surplus threads may finish one task each
+}
+
+TEST(pool_blocked_limit_fails_at_once) {
+  ElasticThreadPool pool(options(2, seconds(10), /*max_blocked=*/1));
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  std::atomic<bool> first_in{false};
+  std::atomic<int> refused{0};
+  std::string message;
+  pool.submit([&] {
+    ElasticThreadPool::BlockedScope blocked;
+    first_in.store(true);
+    std::unique_lock<std::mutex> lock(mutex);
+    changed.wait_for(lock, seconds(20), [&] { return released; });
+  });
+  REQUIRE(cptest::eventually([&] { return first_in.load(); }));
+  const auto started = std::chrono::steady_clock::now();
+  pool.submit([&] {
+    try {
+      ElasticThreadPool::BlockedScope blocked;
+    } catch (const EngineError& error) {
+      std::lock_guard<std::mutex> lock(mutex);
+      message = error.what();
+      refused.fetch_add(1);
+    }
+  });
+  CHECK(cptest::eventually([&] { return refused.load() == 1; }));
+  CHECK(std::chrono::steady_clock::now() - started < seconds(5));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    CHECK(message.find("max_blocked_pool_threads") != std::string::npos);
+    released = true;
+  }
+  changed.notify_all();
+  // The pool recovers: nobody blocked, and a nested wait is allowed again.
+  CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
+  std::atomic<bool> again{false};
+  pool.submit([&] {
+    ElasticThreadPool::BlockedScope blocked;
+    again.store(true);
+  });
+  CHECK(cptest::eventually([&] { return again.load(); }));
+}
+
+// ---- stacks (issue 7, defect 16) ------------------------------------------------------
+
+TEST(pool_threads_get_the_main_thread_stack) {
+  const std::size_t expected = thread_stack_size();
+  CHECK(expected >= std::size_t{2} << 20);
+  std::atomic<std::size_t> seen{0};
+  ElasticThreadPool pool(options(2, seconds(10)));
+  pool.submit([&] { seen.store(current_stack_size()); });
+  REQUIRE(cptest::eventually([&] { return seen.load() != 0; }));
+  CHECK(seen.load() >= expected);
+}
+
+TEST(pool_blocked_scopes_nest) {
+  ElasticThreadPool pool(options(2, seconds(10), /*max_blocked=*/1));
+  std::atomic<int> inner_blocked{-1};
+  std::atomic<bool> done{false};
+  pool.submit([&] {
+    ElasticThreadPool::BlockedScope outer;
+    {
+      ElasticThreadPool::BlockedScope inner;  // would exceed max_blocked if it counted
+      inner_blocked.store(static_cast<int>(pool.blocked_threads()));
+    }
+    done.store(true);
+  });
+  CHECK(cptest::eventually([&] { return done.load(); }));
+  CHECK_EQ(inner_blocked.load(), 1);
+  CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
 }

@@ -12,7 +12,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -26,9 +25,10 @@ struct RunState;
 }
 
 // One input of an agent. `failed` is set only for a Settled join, whose failed
-// predecessors arrive with their error object as `value`.
+// predecessors arrive with their error object as `value`. Everything here is owned:
+// inputs cross threads and may outlive the run (and the plan) that produced them.
 struct InputItem {
-  std::string_view name;
+  std::string name;
   Payload value;
   bool failed = false;
 };
@@ -154,7 +154,8 @@ class Completion {
   // Runs `callback` when the run ends (at once if it has ended). Must not block.
   void when_run_ends(std::function<void()> callback) const;
   bool resolved() const noexcept { return !run_; }
-  std::string_view agent_name() const noexcept;
+  // The agent's name (a copy: the caller may outlive the run); empty once resolved.
+  std::string agent_name() const;
 
  private:
   std::shared_ptr<detail::RunState> run_;
@@ -163,7 +164,7 @@ class Completion {
 };
 
 struct Invocation {
-  std::string_view agent_name;
+  std::string agent_name;  // owned: invocations cross threads and may outlive the plan
   std::uint64_t run_id = 0;
   int priority = 0;
   Inputs inputs;

@@ -1,9 +1,12 @@
 #pragma once
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "counterpoint/agent.hpp"
+#include "counterpoint/policy.hpp"
 
 namespace counterpoint {
 
@@ -27,13 +30,21 @@ enum class ErrorMode : std::uint8_t {
 // One agent of a graph as the user declared it. Nothing is checked here: compile()
 // validates the whole spec at once so every problem names its node.
 struct NodeSpec {
-  std::string name;
+  std::string name;  // unique, non-empty, without '/' (it separates nested agent paths)
   std::shared_ptr<Agent> agent;
   std::vector<std::string> after;  // predecessor names
-  // Higher runs first when several nodes are ready at once (0 = normal).
-  int priority = 0;
+  // Higher runs first when several nodes are ready at once. Unset: the highest of the
+  // predecessors' priorities (0 for an entry), so work downstream of an urgent branch is
+  // urgent too; an explicit value, 0 included, is kept as declared.
+  std::optional<int> priority;
   JoinMode join = JoinMode::All;
   ErrorMode on_error = ErrorMode::Inherit;
+  // Retry, timeout, breaker, limits, fallback: compile() wraps `agent` in a PolicyAgent.
+  std::optional<AgentPolicy> policy;
+  // Applied by compile() around the agent after its policy, so it sees what the policy
+  // finally produced (retries and fallback done): the embedder's gates, e.g. a human
+  // review of low-confidence outputs.
+  std::function<std::shared_ptr<Agent>(std::shared_ptr<Agent>)> wrap;
 };
 
 struct GraphSpec {
@@ -41,7 +52,8 @@ struct GraphSpec {
   ErrorMode on_error = ErrorMode::FailRun;
 
   NodeSpec& add(std::string name, std::shared_ptr<Agent> agent,
-                std::vector<std::string> after = {}, int priority = 0) {
+                std::vector<std::string> after = {},
+                std::optional<int> priority = std::nullopt) {
     NodeSpec node;
     node.name = std::move(name);
     node.agent = std::move(agent);

@@ -12,11 +12,12 @@ namespace counterpoint {
 // Shared read-only by every run of a compiled graph.
 struct PlanNode {
   std::string name;
+  // What runs: the declared agent, wrapped in a PolicyAgent when the spec has a policy.
   std::shared_ptr<Agent> agent;
   std::vector<std::uint32_t> predecessors;  // in declaration order
   std::vector<std::uint32_t> successors;
-  // The declared priority, or, for a node declared without one (0), the highest of its
-  // predecessors' priorities.
+  // The declared priority, or, for a node declared without one, the highest of its
+  // predecessors' priorities (0 for an entry).
   int priority = 0;
   JoinMode join = JoinMode::All;
   ErrorMode on_error = ErrorMode::FailRun;  // resolved against the graph's mode
@@ -25,7 +26,8 @@ struct PlanNode {
 class Plan {
  public:
   // Throws GraphError naming the node and the problem: empty graph, empty or duplicate
-  // name, missing agent, unknown or repeated predecessor, cycle.
+  // name, a name containing '/', missing agent, unknown or repeated predecessor, cycle,
+  // an invalid policy.
   static std::shared_ptr<const Plan> build(const GraphSpec& spec);
 
   const std::vector<PlanNode>& nodes() const noexcept { return nodes_; }

@@ -4,7 +4,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,7 +29,7 @@ const char* to_string(RunStatus status) noexcept;
 const char* to_string(NodeStatus status) noexcept;
 
 struct NodeOutcome {
-  std::string_view name;
+  std::string name;
   NodeStatus status = NodeStatus::Pending;
   Payload output;    // Succeeded
   Failure failure;   // Failed
@@ -107,8 +106,8 @@ class RunHandle {
   // ended it.
   bool cancel();
 
-  // Results, meaningful once done(). sink_outputs() has the sinks that succeeded.
-  std::vector<std::pair<std::string_view, Payload>> sink_outputs() const;
+  // Results, meaningful once done(). sink_outputs() has the sinks that succeeded, by name.
+  std::vector<std::pair<std::string, Payload>> sink_outputs() const;
   std::size_t sink_count() const noexcept;
   std::vector<NodeOutcome> outcomes() const;
   // The agent whose failure ended the run (or, for a run that ended with no sink

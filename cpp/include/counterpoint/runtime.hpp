@@ -11,12 +11,39 @@ namespace counterpoint {
 
 // Process-wide state shared by every compiled graph: the oneTBB arena the flow graphs
 // run in, the pool for blocking agent work, and the registry of live runs that shutdown
-// cancels. Created on first use and never destroyed: threads still finishing agent work
-// at process exit must not find it gone.
+// cancels. One per process, because the Python module and every graph in it share it;
+// like Taskflow's Executor it is an explicit object with options, but it is configured
+// (optionally) before first use rather than passed to each run. Created on first use and
+// never destroyed: threads still finishing agent work at process exit must not find it
+// gone.
 class Runtime {
  public:
+  struct Options {
+    // oneTBB workers running the flow graphs; 0 = COUNTERPOINT_WORKERS if set, else all
+    // cores but one (at least one).
+    int workers = 0;
+    // Pool threads running blocking agent work at once.
+    std::size_t max_pool_threads = 1024;
+    // Pool threads that may be blocked at once waiting for nested runs (an agent calling
+    // another graph's invoke); one more such wait fails with EngineError. See
+    // ElasticThreadPool::BlockedScope.
+    std::size_t max_blocked_pool_threads = 2048;
+    // Idle pool threads exit after this long.
+    std::chrono::milliseconds pool_idle_timeout{10000};
+    // Stack size of every engine thread (oneTBB workers, pool threads) in bytes;
+    // 0 = the main thread's (thread_stack_size()).
+    std::size_t stack_size = 0;
+  };
+
+  // Sets the options the runtime starts with. Only before first use: throws EngineError
+  // once the runtime has started (any graph compiled or run).
+  static void configure(const Options& options);
+  // True once the runtime exists (configure() is then too late).
+  static bool started() noexcept;
   static Runtime& instance();
 
+  // The options in effect, with defaults resolved (workers and stack_size never 0).
+  const Options& options() const noexcept { return options_; }
   ElasticThreadPool& pool() noexcept { return *pool_; }
 
   bool accepting() const noexcept { return accepting_.load(std::memory_order_acquire); }
@@ -46,14 +73,15 @@ class Runtime {
   static int tbb_runtime_interface_version() noexcept;
   static int tbb_compiled_interface_version() noexcept;
 
-  // Engine internals.
+  // Engine internals (defined in cpp/src/detail, not installed).
   class Impl;
   Impl& impl() noexcept { return *impl_; }
   void invocation_started() noexcept { inflight_.fetch_add(1, std::memory_order_acq_rel); }
   void invocation_finished() noexcept { inflight_.fetch_sub(1, std::memory_order_acq_rel); }
 
  private:
-  Runtime();
+  explicit Runtime(const Options& options);
+  const Options options_;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<ElasticThreadPool> pool_;
   std::atomic<bool> accepting_{true};

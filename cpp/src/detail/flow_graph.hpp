@@ -14,8 +14,8 @@
 
 #include <oneapi/tbb/flow_graph.h>
 
-#include "counterpoint/detail/run_state.hpp"
-#include "counterpoint/detail/tsan.hpp"
+#include "detail/run_state.hpp"
+#include "detail/tsan.hpp"
 #include "counterpoint/plan.hpp"
 
 namespace counterpoint::detail {

@@ -18,7 +18,7 @@ struct RunState;
 
 class Runtime::Impl {
  public:
-  Impl();
+  explicit Impl(const Runtime::Options& options);
   tbb::task_arena& arena() noexcept { return arena_; }
 
   // Runs `work` on the reaper thread, which exists so that destructions that wait (a flow
@@ -35,6 +35,9 @@ class Runtime::Impl {
   // Ctrl-C), so no slot is reserved for it; the workers take all cores but one (see
   // engine_workers in runtime.cpp).
   tbb::global_control parallelism_;
+  // oneTBB workers get the main thread's stack, so an inline agent recurses as deep as
+  // the same code on the main thread; set before the arena starts any worker.
+  tbb::global_control stack_size_;
   tbb::task_arena arena_;
   mutable std::mutex mutex_;
   std::unordered_map<std::uint64_t, std::weak_ptr<detail::RunState>> runs_;
