@@ -1,12 +1,50 @@
-"""Exceptions raised by counterpoint."""
+"""Exceptions raised by counterpoint.
+
+Every one of them pickles with its message and its fields, so it crosses process
+boundaries (multiprocessing, distributed backends) intact.
+"""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Recreates a pickled counterpoint exception without calling its ``__init__``.
+
+    The constructors take structured fields and format a message from them; pickle's
+    default (``cls(*exc.args)``) would pass the formatted message where the fields go.
+    """
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    cause = state.pop("__cause__", None)
+    exc.__dict__.update(state)
+    if cause is not None:
+        exc.__cause__ = cause
+    return exc
+
+
+def _picklable_cause(cause: BaseException) -> BaseException:
+    """The cause itself if it pickles, else a stand-in keeping its type name and message,
+    so an unpicklable agent exception does not make its AgentError unpicklable."""
+    try:
+        pickle.dumps(cause)
+    except Exception:  # noqa: BLE001 - any pickling failure means "send a stand-in"
+        return RuntimeError(f"{type(cause).__name__}: {cause}")
+    return cause
 
 
 class CounterpointError(Exception):
     """Base class of every error counterpoint raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        # Python does not pickle __cause__; for an AgentError it is the agent's own
+        # exception, which the receiving process needs as much as the fields.
+        if self.__cause__ is not None:
+            state["__cause__"] = _picklable_cause(self.__cause__)
+        return (_rebuild, (type(self), self.args, state))
 
 
 class GraphError(CounterpointError, ValueError):
@@ -115,4 +153,8 @@ class NeedsReview(CounterpointError):
 
 
 class StoreError(CounterpointError):
-    """A run store cannot be used: not a counterpoint store, corrupt, or missing a run."""
+    """A run store cannot be used, or a value cannot be written to or read from it.
+
+    The message names the store's file (or the store), the cause and the fix; the
+    underlying exception, if any (e.g. ``sqlite3.OperationalError``), is ``__cause__``.
+    """
