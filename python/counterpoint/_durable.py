@@ -115,11 +115,8 @@ class CheckpointWriter:
 def _as_store_error(error: Exception, agent: str, store: str) -> StoreError:
     """The exception an agent fails with when its output could not be written."""
     if isinstance(error, StoreError):
-        if f"agent '{agent}'" in str(error):
-            return error
-        wrapped = StoreError(f"the output of agent '{agent}' could not be stored: {error}")
-    else:
-        wrapped = StoreError(
+        return error  # it names the store and the fix; the AgentError names the agent
+    wrapped = StoreError(
             f"the output of agent '{agent}' could not be stored by {store} "
             f"({type(error).__name__}: {error}); see the chained exception"
         )
