@@ -6,6 +6,7 @@ boundaries (multiprocessing, distributed backends) intact.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from typing import Any
 
@@ -25,14 +26,34 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, A
     return exc
 
 
-def _picklable_cause(cause: BaseException) -> BaseException:
-    """The cause itself if it pickles, else a stand-in keeping its type name and message,
-    so an unpicklable agent exception does not make its AgentError unpicklable."""
+def _picklable(value: Any) -> Any:
+    """``value`` if it pickles; else the same shape with what does not pickle replaced:
+    an exception by a ``RuntimeError`` with its type name and message, anything else by
+    a description. An unpicklable agent output or cause then costs the receiver that one
+    value, not the whole exception."""
     try:
-        pickle.dumps(cause)
+        # A round trip: an exception whose __init__ takes other arguments than its args
+        # pickles fine and fails only when unpickled, in the receiving process.
+        pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes
+        return value
     except Exception:  # noqa: BLE001 - any pickling failure means "send a stand-in"
-        return RuntimeError(f"{type(cause).__name__}: {cause}")
-    return cause
+        pass
+    if isinstance(value, BaseException):
+        return RuntimeError(f"{type(value).__name__}: {value}")
+    if isinstance(value, dict):
+        return {key: _picklable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_picklable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_picklable(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            return dataclasses.replace(value, **{
+                f.name: _picklable(getattr(value, f.name))
+                for f in dataclasses.fields(value) if f.init})
+        except Exception:  # noqa: BLE001 - a dataclass that rejects the stand-ins
+            pass
+    return f"<unpicklable {type(value).__name__}: {value!r:.200}>"
 
 
 class CounterpointError(Exception):
@@ -43,8 +64,8 @@ class CounterpointError(Exception):
         # Python does not pickle __cause__; for an AgentError it is the agent's own
         # exception, which the receiving process needs as much as the fields.
         if self.__cause__ is not None:
-            state["__cause__"] = _picklable_cause(self.__cause__)
-        return (_rebuild, (type(self), self.args, state))
+            state["__cause__"] = self.__cause__
+        return (_rebuild, (type(self), self.args, _picklable(state)))
 
 
 class GraphError(CounterpointError, ValueError):

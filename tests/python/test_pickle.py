@@ -103,6 +103,34 @@ def test_an_unpicklable_cause_is_replaced_by_a_stand_in():
     assert "Unpicklable: holds a lock" in str(back.__cause__)
 
 
+class NeedsTwoArgs(Exception):
+    """Pickles, but fails to unpickle: __init__ wants more than its args."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def test_a_cause_that_cannot_be_unpickled_is_replaced_too():
+    exc = cp.AgentError("a", "no", {}, 1)
+    exc.__cause__ = NeedsTwoArgs(42, "bad gateway")
+    back = pickle.loads(pickle.dumps(exc))
+    assert isinstance(back.__cause__, RuntimeError)
+    assert "NeedsTwoArgs: bad gateway" in str(back.__cause__)
+
+
+def test_unpicklable_outputs_are_replaced_one_by_one():
+    lock = __import__("threading").Lock()
+    review = cp.ReviewRequest("draft", lock, "confidence 0.1 < 0.5", 0.1, "k")
+    exc = cp.NeedsReview("k", [review], {"ok": [1, 2], "client": lock})
+    back = pickle.loads(pickle.dumps(exc))
+    assert back.outputs["ok"] == [1, 2]
+    assert back.outputs["client"].startswith("<unpicklable lock")
+    assert back.pending[0].agent == "draft" and back.pending[0].reason == review.reason
+    assert back.pending[0].output.startswith("<unpicklable lock")
+    assert str(back) == str(exc)
+
+
 def test_notes_and_extra_attributes_survive():
     exc = cp.RunCancelled(9, {})
     exc.add_note("cancelled by the dashboard")
