@@ -57,6 +57,10 @@ class CheckpointWriter:
     def stopped(self) -> bool:
         return self._stopping
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _loop(self) -> None:
         while True:
             pending, ended = self.hook.take(0.5)
@@ -117,9 +121,9 @@ def _as_store_error(error: Exception, agent: str, store: str) -> StoreError:
     if isinstance(error, StoreError):
         return error  # it names the store and the fix; the AgentError names the agent
     wrapped = StoreError(
-            f"the output of agent '{agent}' could not be stored by {store} "
-            f"({type(error).__name__}: {error}); see the chained exception"
-        )
+        f"the output of agent '{agent}' could not be stored by {store} "
+        f"({type(error).__name__}: {error}); see the chained exception"
+    )
     wrapped.__cause__ = error
     return wrapped
 
@@ -148,8 +152,9 @@ def writer_for(store: Store) -> CheckpointWriter:
         return writer
 
 
-# Writers told to stop without waiting (by a finalizer): exit still waits for them, as a
-# thread inside the native hook when the interpreter finalizes would abort the process.
+# Writers told to stop whose threads may still be finishing (a finalizer does not wait;
+# close() waits 2 s at most): exit waits for them too, as a thread inside the native hook
+# when the interpreter finalizes would abort the process. Each thread leaves on its end.
 _retiring: set[CheckpointWriter] = set()
 
 
@@ -157,8 +162,9 @@ def _forget(key: int, writer: CheckpointWriter, wait: float) -> None:
     with _writers_lock:
         if _writers.get(key) is writer:
             del _writers[key]
-        if wait <= 0:
-            _retiring.add(writer)
+        # Also drop the writers whose threads ended after their last look at this set.
+        _retiring.difference_update([w for w in _retiring if not w.alive])
+        _retiring.add(writer)
     writer.stop(wait)
 
 
