@@ -32,12 +32,18 @@ _TYPES = {
 _DICT, _TUPLE, _SET, _FROZENSET, _EXCEPTION = "dict", "tuple", "set", "frozenset", "exception"
 
 
-def _known_types() -> dict[str, type]:
-    # The pattern result parts live in modules that import this one's users.
-    from .patterns.iterate import Verdict
-    from .patterns.supervisor import Subtask
+_known: dict[str, type] | None = None
 
-    return {**_TYPES, "Verdict": Verdict, "Subtask": Subtask}
+
+def _known_types() -> dict[str, type]:
+    global _known
+    if _known is None:
+        # The pattern result parts live in modules that import this one's users.
+        from .patterns.iterate import Verdict
+        from .patterns.supervisor import Subtask
+
+        _known = {**_TYPES, "Verdict": Verdict, "Subtask": Subtask}
+    return _known
 
 
 def _sorted_items(items: Any) -> list[Any]:
@@ -45,19 +51,28 @@ def _sorted_items(items: Any) -> list[Any]:
     return sorted(items, key=repr)
 
 
+# Written as they are; checked inline below, as a call per leaf would triple the cost.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _to_json(value: Any, known: dict[str, type]) -> Any:
     """``value`` as plain JSON data, tagging what JSON would otherwise change."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
     kind = type(value)
+    if kind in _SCALARS:
+        return value
     if kind is list:
-        return [_to_json(item, known) for item in value]
+        return [item if type(item) in _SCALARS else _to_json(item, known) for item in value]
+    if kind is dict:
+        if _TAG not in value and all(type(key) is str for key in value):
+            return {key: item if type(item) in _SCALARS else _to_json(item, known)
+                    for key, item in value.items()}
+        return _tagged_dict(value, known)
+    if isinstance(value, (str, bool, int, float)):  # subclasses (enums): JSON writes the value
+        return value
     if isinstance(value, dict):
         if _TAG not in value and all(type(key) is str for key in value):
             return {key: _to_json(item, known) for key, item in value.items()}
-        # Pairs, not an object: a JSON object here would be read back as a tagged one.
-        return {_TAG: _DICT, "items": [[_to_json(key, known), _to_json(item, known)]
-                                       for key, item in value.items()]}
+        return _tagged_dict(value, known)
     if isinstance(value, tuple):  # named tuples come back as plain tuples (equal to them)
         return {_TAG: _TUPLE, "items": [_to_json(item, known) for item in value]}
     if isinstance(value, (set, frozenset)):
@@ -72,6 +87,13 @@ def _to_json(value: Any, known: dict[str, type]) -> Any:
     if isinstance(value, BaseException):
         return {_TAG: _EXCEPTION, "type": kind.__name__, "message": str(value)}
     raise TypeError(f"{kind.__name__} is not JSON serializable")
+
+
+def _tagged_dict(value: dict[Any, Any], known: dict[str, type]) -> dict[str, Any]:
+    # Pairs, not an object: a JSON object here would be read back as a tagged one, and
+    # its keys would have to be strings.
+    return {_TAG: _DICT, "items": [[_to_json(key, known), _to_json(item, known)]
+                                   for key, item in value.items()]}
 
 
 def _decode_hook(obj: dict[str, Any]) -> Any:
@@ -107,6 +129,10 @@ def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(allow_nan=False)
+
+
 class Codec:
     """Encodes values to bytes and back. ``use_pickle`` only for trusted stores."""
 
@@ -126,7 +152,7 @@ class Codec:
     def encode(self, value: Any) -> bytes:
         if self.use_pickle:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return json.dumps(_to_json(value, _known_types()), allow_nan=False).encode("utf-8")
+        return _ENCODER.encode(_to_json(value, _known_types())).encode("utf-8")
 
     def decode(self, data: bytes, fmt: str) -> Any:
         """Decodes one stored value.
