@@ -36,12 +36,14 @@ def test_a_directory_path(tmp_path):
 
 
 @pytest.mark.parametrize("path", ["", "   "])
-def test_an_empty_path_does_not_make_a_temporary_database(path):
+def test_an_empty_path_does_not_make_a_temporary_database(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever happens, nothing lands in the working directory
     with pytest.raises(cp.StoreError, match="empty") as info:
         _app(path)
     assert "'runs.db'" in str(info.value)
     with pytest.raises(cp.StoreError, match="empty"):
         cp.SQLiteStore(path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_directory(tmp_path):
