@@ -37,23 +37,29 @@ def _graph() -> cp.Graph:
     return cp.Graph().add("a", lambda x: x + 1).add("b", lambda x: x * 2, after="a")
 
 
+def _engine_pool_threads() -> int:
+    return cp._core.stats()["pool_threads"]
+
+
 def test_twenty_compiles_with_a_store_path_leave_no_threads_behind(tmp_path):
     # What re-running a notebook cell does: compile with the same path, run, repeat.
     path = tmp_path / "runs.db"
-    _graph().compile(store=path).invoke(0)  # warm the engine's pools up first
+    _graph().compile(store=path).invoke(0)  # warm the engine up first
     gc.collect()
     assert _settle(lambda: len(_checkpoint_threads()) == 0)
-    python_before = threading.active_count()
-    native_before = _native_threads()
+    native_before, pool_before = _native_threads(), _engine_pool_threads()
     for i in range(20):
         app = _graph().compile(store=path)
         assert app.invoke(i) == (i + 1) * 2
     del app
     gc.collect()
     assert _settle(lambda: len(_checkpoint_threads()) == 0), _checkpoint_threads()
-    assert threading.active_count() <= python_before
-    # Native threads too (the engine's pools may keep a spare or two).
-    assert _native_threads() <= native_before + 2
+    # Native threads too: all but the engine's elastic pool (which earlier tests' agents
+    # may still be growing or shrinking) are back to where they were. Under load a
+    # retiring writer thread can take a moment to be gone from /proc.
+    assert _settle(lambda: _native_threads() - native_before
+                   <= max(0, _engine_pool_threads() - pool_before)), (
+        _native_threads(), native_before, _engine_pool_threads(), pool_before)
 
 
 def test_a_live_store_has_one_writer_however_many_graphs_use_it(tmp_path):
