@@ -1,12 +1,71 @@
-"""Exceptions raised by counterpoint."""
+"""Exceptions raised by counterpoint.
+
+Every one of them pickles with its message and its fields, so it crosses process
+boundaries (multiprocessing, distributed backends) intact.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from typing import Any
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """Recreates a pickled counterpoint exception without calling its ``__init__``.
+
+    The constructors take structured fields and format a message from them; pickle's
+    default (``cls(*exc.args)``) would pass the formatted message where the fields go.
+    """
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    cause = state.pop("__cause__", None)
+    exc.__dict__.update(state)
+    if cause is not None:
+        exc.__cause__ = cause
+    return exc
+
+
+def _picklable(value: Any) -> Any:
+    """``value`` if it pickles; else the same shape with what does not pickle replaced:
+    an exception by a ``RuntimeError`` with its type name and message, anything else by
+    a description. An unpicklable agent output or cause then costs the receiver that one
+    value, not the whole exception."""
+    try:
+        # A round trip: an exception whose __init__ takes other arguments than its args
+        # pickles fine and fails only when unpickled, in the receiving process.
+        pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes
+        return value
+    except Exception:  # noqa: BLE001 - any pickling failure means "send a stand-in"
+        pass
+    if isinstance(value, BaseException):
+        return RuntimeError(f"{type(value).__name__}: {value}")
+    if isinstance(value, dict):
+        return {key: _picklable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_picklable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_picklable(item) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            return dataclasses.replace(value, **{
+                f.name: _picklable(getattr(value, f.name))
+                for f in dataclasses.fields(value) if f.init})
+        except Exception:  # noqa: BLE001 - a dataclass that rejects the stand-ins
+            pass
+    return f"<unpicklable {type(value).__name__}: {value!r:.200}>"
 
 
 class CounterpointError(Exception):
     """Base class of every error counterpoint raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        # Python does not pickle __cause__; for an AgentError it is the agent's own
+        # exception, which the receiving process needs as much as the fields.
+        if self.__cause__ is not None:
+            state["__cause__"] = self.__cause__
+        return (_rebuild, (type(self), self.args, _picklable(state)))
 
 
 class GraphError(CounterpointError, ValueError):
@@ -115,4 +174,8 @@ class NeedsReview(CounterpointError):
 
 
 class StoreError(CounterpointError):
-    """A run store cannot be used: not a counterpoint store, corrupt, or missing a run."""
+    """A run store cannot be used, or a value cannot be written to or read from it.
+
+    The message names the store's file (or the store), the cause and the fix; the
+    underlying exception, if any (e.g. ``sqlite3.OperationalError``), is ``__cause__``.
+    """

@@ -337,12 +337,14 @@ class CompiledGraph:
         return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
                             run_key=run_key, restored=restored)
 
-    def runs(self, status: str | None = None) -> list[RunSummary]:
-        """The store's runs, newest first; e.g. ``runs("running")`` after a crash lists
-        those to resume, ``runs("needs_review")`` those awaiting a decision."""
+    def runs(self, status: str | Sequence[str] | None = None) -> list[RunSummary]:
+        """This graph's runs in its store (by graph fingerprint), newest first; e.g.
+        ``runs("interrupted")`` lists those Ctrl-C or interpreter exit stopped, to resume,
+        ``runs("needs_review")`` those awaiting a decision. ``store.runs()`` lists every
+        graph's runs."""
         if self._store is None:
             raise GraphError("this graph has no store; compile(store=...) to keep runs")
-        return self._store.runs(status)
+        return self._store.runs(status, graph=self._fingerprint)
 
     async def ainvoke(self, input: Any, *, budget: Mapping[str, float] | None = None,
                       deadline: float | None = None) -> Any:

@@ -202,7 +202,19 @@ class Run:
     def wait(self, timeout: float | None = None) -> bool:
         """Waits (GIL released, Ctrl-C cancels the run) until the run ends or
         ``timeout`` seconds pass. Returns True if the run has ended."""
-        ended = self._handle.wait(-1.0 if timeout is None else timeout)
+        try:
+            ended = self._handle.wait(-1.0 if timeout is None else timeout)
+        except KeyboardInterrupt:
+            # Ctrl-C cancelled the run (unless it ended just before): stored as
+            # "interrupted" (listed for resume), which the checkpoint writer's later
+            # "cancelled" does not overwrite.
+            if self._store is not None and self._handle.status == "cancelled":
+                store, self._store = self._store, None
+                try:
+                    store.set_status(self.run_key, "interrupted")
+                except Exception:  # noqa: BLE001 - the KeyboardInterrupt must go on
+                    pass
+            raise
         if ended and self._store is not None:
             store, self._store = self._store, None
             store.set_status(self.run_key, self.status)

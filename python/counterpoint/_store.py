@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,14 +52,40 @@ class StoredRun:
 
 @dataclass(frozen=True)
 class RunSummary:
+    """One row of a run listing.
+
+    Attributes:
+        run_key: The run's durable identifier (pass it to ``app.resume``).
+        status: ``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``,
+            ``"timed_out"``, ``"needs_review"`` or ``"interrupted"``.
+        created: When the run started (seconds since the epoch).
+        updated: When it was last written to.
+        graph: Fingerprint of the graph that made it.
+    """
+
     run_key: str
     status: str
     created: float
     updated: float
+    graph: str = ""
+
+
+# Told when a store is closed (the checkpoint writers register here); a list rather than
+# an import because the writers live in a module above this one.
+_close_listeners: list[Callable[[Store], None]] = []
+
+
+def on_close(listener: Callable[[Store], None]) -> None:
+    """Calls ``listener(store)`` whenever a store is closed."""
+    _close_listeners.append(listener)
 
 
 class Store(ABC):
-    """What a durable run needs from storage. Implementations must be thread-safe."""
+    """What a durable run needs from storage. Implementations must be thread-safe.
+
+    Failures should be raised as :class:`StoreError` naming the store, the cause and the
+    fix, chaining the backend's exception.
+    """
 
     @abstractmethod
     def begin_run(self, run_key: str, graph: str, input: Any) -> None:
@@ -73,24 +102,83 @@ class Store(ABC):
     def set_status(self, run_key: str, status: str) -> None:
         """Records the run's status (``running``, ``succeeded``, ``needs_review`` ...)."""
 
+    def finish_run(self, run_key: str, status: str) -> None:
+        """Records how a run ended, as its checkpoint writer observed it.
+
+        Unlike :meth:`set_status` it must not replace ``"interrupted"``: the waiting
+        caller records an interrupted run (Ctrl-C) as such, and the writer's report of the
+        same end (``"cancelled"``) may arrive after it. Stores that cannot test and set
+        in one step may fall back to this default (a narrow race).
+        """
+        self.set_status(run_key, status)
+
     @abstractmethod
     def load_run(self, run_key: str) -> StoredRun:
         """Raises StoreError if there is no such run."""
 
     @abstractmethod
-    def runs(self, status: str | None = None) -> list[RunSummary]:
-        """Stored runs, newest first, optionally only those with ``status``."""
+    def runs(self, status: str | Iterable[str] | None = None, *,
+             graph: str | None = None) -> list[RunSummary]:
+        """Stored runs, newest first.
+
+        Args:
+            status: Only runs with this status, or with any of these statuses.
+            graph: Only runs made by the graph with this fingerprint.
+        """
 
     def close(self) -> None:
-        """Releases the store's resources."""
+        """Releases the store's resources and stops its checkpoint writer.
+
+        Implementations that override it must call ``super().close()``.
+        """
+        for listener in list(_close_listeners):
+            listener(self)
+
+
+def _store_path(path: Any) -> str:
+    """The store's file path, refusing paths that cannot hold a durable store."""
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(
+            f"a run store path must be a str or os.PathLike, got {type(path).__name__}"
+        ) from None
+    if not text.strip():
+        # SQLite would make an anonymous temporary database, deleted at close: every
+        # run would look durable and none could be resumed.
+        raise StoreError(
+            "the run store path is empty; SQLite would silently use a temporary database "
+            "that is deleted when the process ends, so nothing could be resumed. Pass a "
+            "file path such as 'runs.db'"
+        )
+    if text == ":memory:":
+        return text
+    if os.path.isdir(text):
+        raise StoreError(
+            f"run store {text} is a directory; a run store is one SQLite file, so pass a "
+            f"file path such as {os.path.join(text, 'runs.db')!r}"
+        )
+    parent = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(parent):
+        raise StoreError(
+            f"cannot create run store {text}: its directory {parent} does not exist; "
+            "create the directory first or use another path"
+        )
+    return text
 
 
 def _check_existing(path: str) -> None:
     """Refuses, without writing a byte, a file that is not a counterpoint store."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return
-    with open(path, "rb") as handle:
-        header = handle.read(len(_SQLITE_HEADER))
+    try:
+        if path == ":memory:" or not os.path.exists(path) or os.path.getsize(path) == 0:
+            return
+        with open(path, "rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read run store {path} ({type(exc).__name__}: {exc.strerror or exc}); "
+            "check that it is a file this process may read and write, or use another path"
+        ) from exc
     if header != _SQLITE_HEADER:
         raise StoreError(
             f"{path} is not a SQLite database (corrupt, or another kind of file); it was left "
@@ -98,7 +186,9 @@ def _check_existing(path: str) -> None:
         )
     try:
         # immutable: read without locking, so probing leaves no -wal/-shm files behind.
-        probe = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        # as_uri() escapes the characters ('?', '#', '%') a URI would misread.
+        uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro&immutable=1"
+        probe = sqlite3.connect(uri, uri=True)
         try:
             tables = {row[0] for row in probe.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -115,7 +205,8 @@ def _check_existing(path: str) -> None:
             probe.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(
-            f"{path} is a corrupt SQLite database ({exc}); it was left untouched"
+            f"{path} is a corrupt SQLite database ({exc}); it was left untouched. Restore it "
+            "from a backup, or point the store at a new path"
         ) from exc
     version = int(meta.get("schema_version", "0"))
     if version > SCHEMA_VERSION:
@@ -125,31 +216,94 @@ def _check_existing(path: str) -> None:
         )
 
 
+# What to do about a SQLite failure, by its primary result code.
+_SQLITE_FIXES = {
+    5: ("the database stayed locked by another connection for longer than the 30 s busy "
+        "timeout", "find the process holding it (a long transaction, a viewer) and retry"),
+    8: ("the file or its directory is read-only",
+        "make both writable by this process, or use another path"),
+    10: ("a disk I/O error", "check the disk (full, removed, failing) and the file"),
+    11: ("the database file is corrupt",
+         "restore it from a backup, or point the store at a new path"),
+    13: ("the disk is full (or the database reached its size limit)",
+         "free space on the disk that holds it, or move the store to another disk"),
+    14: ("the file cannot be opened", "check that its directory exists and is writable"),
+    26: ("the file is not a SQLite database (corrupt, or another kind of file)",
+         "restore it from a backup, or point the store at a new path"),
+}
+
+
+def _sqlite_failure(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    found = _SQLITE_FIXES.get(code & 0xFF) if isinstance(code, int) else None
+    if found is None:
+        # Without an error code (an old sqlite3 module), recognise the usual messages.
+        text = str(exc).lower()
+        for marker, key in (("full", 13), ("locked", 5), ("readonly", 8), ("malformed", 11),
+                            ("not a database", 26), ("disk i/o", 10), ("unable to open", 14)):
+            if marker in text:
+                found = _SQLITE_FIXES[key]
+                break
+    cause, fix = found or ("SQLite failed", "see the chained exception")
+    return StoreError(f"run store {path}: cannot {doing}: {cause} ({exc}); {fix}")
+
+
 class SQLiteStore(Store):
     """An embedded store in one SQLite file: nothing to start, safe across processes.
 
+    Every failure is a :class:`StoreError` naming the file, the cause and the fix.
+
     Args:
-        path: The database file (created if missing). A file that is not a counterpoint
-            store is refused and left untouched.
+        path: The database file (created if missing; its directory must exist). A file
+            that is not a counterpoint store is refused and left untouched. ``":memory:"``
+            keeps runs in this process only.
         pickle: Store outputs with pickle instead of JSON. Only for stores you trust:
             loading a pickled store runs code.
+
+    Raises:
+        StoreError: the path is empty or a directory, the file is not a counterpoint
+            store, is corrupt, was written by a newer counterpoint, or cannot be opened.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, pickle: bool = False) -> None:
-        self.path = os.fspath(path)
+        self.path = _store_path(path)
         _check_existing(self.path)
         self.codec = Codec(use_pickle=pickle)
         self._lock = threading.Lock()
+        self._closed = False
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0,
                                        isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _sqlite_failure(self.path, "open it", exc) from exc
+        try:
             # WAL: a commit survives the process being killed, readers do not block the
             # writer, and commits need no fsync of the whole file.
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._create_schema()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open run store {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _sqlite_failure(self.path, "open it", exc) from exc
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @contextmanager
+    def _using(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; SQLite failures become StoreErrors."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(
+                    f"run store {self.path} is closed, so it cannot {doing}; open it again "
+                    f"with SQLiteStore({self.path!r}) (or compile the graph again)"
+                )
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise _sqlite_failure(self.path, doing, exc) from exc
 
     def _create_schema(self) -> None:
         with self._lock:
@@ -180,10 +334,9 @@ class SQLiteStore(Store):
                 "JSON-compatible input or open the store with pickle=True"
             ) from exc
         now = time.time()
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                (run_key, graph, data, self.codec.format, now, now))
+        with self._using("record a new run") as db:
+            db.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                       (run_key, graph, data, self.codec.row_format, now, now))
 
     def save_outcomes(self, run_key: str, outcomes: list[StoredOutcome]) -> list[Exception | None]:
         errors: list[Exception | None] = []
@@ -193,40 +346,53 @@ class SQLiteStore(Store):
             try:
                 data = self.codec.encode(outcome.output) if outcome.output is not None else None
             except Exception as exc:  # noqa: BLE001 - any encoding failure is reported per agent
-                errors.append(exc)
+                error = StoreError(
+                    f"the output of agent '{outcome.agent}' cannot be stored as "
+                    f"{self.codec.format} ({type(exc).__name__}: {exc}); return "
+                    "JSON-compatible data or open the store with pickle=True"
+                )
+                error.__cause__ = exc
+                errors.append(error)
                 continue
             errors.append(None)
-            rows.append((run_key, outcome.agent, outcome.status, data, self.codec.format,
+            rows.append((run_key, outcome.agent, outcome.status, data, self.codec.row_format,
                          None if outcome.routes is None else json.dumps(list(outcome.routes)),
                          json.dumps(outcome.usage), outcome.message, outcome.confidence, now))
         if rows:
             try:
-                with self._lock:
-                    self._db.execute("BEGIN IMMEDIATE")
+                with self._using("write agent outputs") as db:
+                    db.execute("BEGIN IMMEDIATE")
                     try:
-                        self._db.executemany(
+                        db.executemany(
                             "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                        self._db.execute("UPDATE runs SET updated = ? WHERE run_key = ?",
-                                         (now, run_key))
-                        self._db.execute("COMMIT")
+                        db.execute("UPDATE runs SET updated = ? WHERE run_key = ?",
+                                   (now, run_key))
+                        db.execute("COMMIT")
                     except BaseException:
-                        self._db.execute("ROLLBACK")
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
                         raise
-            except sqlite3.Error as exc:
+            except StoreError as exc:
                 return [exc if error is None else error for error in errors]
         return errors
 
     def set_status(self, run_key: str, status: str) -> None:
-        with self._lock:
-            self._db.execute("UPDATE runs SET status = ?, updated = ? WHERE run_key = ?",
-                             (status, time.time(), run_key))
+        with self._using(f"record the status of run {run_key}") as db:
+            db.execute("UPDATE runs SET status = ?, updated = ? WHERE run_key = ?",
+                       (status, time.time(), run_key))
+
+    def finish_run(self, run_key: str, status: str) -> None:
+        with self._using(f"record the end of run {run_key}") as db:
+            db.execute("UPDATE runs SET status = ?, updated = ? "
+                       "WHERE run_key = ? AND status != 'interrupted'",
+                       (status, time.time(), run_key))
 
     def load_run(self, run_key: str) -> StoredRun:
-        with self._lock:
-            run = self._db.execute(
+        with self._using(f"load run {run_key}") as db:
+            run = db.execute(
                 "SELECT graph, status, input, format, created, updated FROM runs WHERE run_key = ?",
                 (run_key,)).fetchone()
-            rows = self._db.execute(
+            rows = db.execute(
                 "SELECT agent, status, output, format, routes, usage, message, confidence "
                 "FROM outcomes WHERE run_key = ?", (run_key,)).fetchall()
         if run is None:
@@ -234,27 +400,66 @@ class SQLiteStore(Store):
         graph, status, data, fmt, created, updated = run
         outcomes = {}
         for agent, ostatus, odata, ofmt, routes, usage, message, confidence in rows:
-            outcomes[agent] = StoredOutcome(
-                agent, ostatus,
-                None if odata is None else self.codec.decode(odata, ofmt),
-                None if routes is None else tuple(json.loads(routes)),
-                json.loads(usage) if usage else {}, message or "", confidence)
-        return StoredRun(run_key, graph, status, self.codec.decode(data, fmt), outcomes,
-                         created, updated)
+            where = f"the output of agent '{agent}' of run {run_key!r}"
+            try:
+                output = None if odata is None else self.codec.decode(odata, ofmt)
+                routes = None if routes is None else tuple(json.loads(routes))
+                usage = json.loads(usage) if usage else {}
+            except StoreError as exc:
+                raise StoreError(f"run store {self.path}: {where}: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged row
+                raise self._unreadable(where, exc) from exc
+            outcomes[agent] = StoredOutcome(agent, ostatus, output, routes, usage,
+                                            message or "", confidence)
+        try:
+            input = self.codec.decode(data, fmt)
+        except StoreError as exc:
+            raise StoreError(f"run store {self.path}: the input of run {run_key!r}: {exc}") \
+                from exc
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged row
+            raise self._unreadable(f"the input of run {run_key!r}", exc) from exc
+        return StoredRun(run_key, graph, status, input, outcomes, created, updated)
 
-    def runs(self, status: str | None = None) -> list[RunSummary]:
-        query = "SELECT run_key, status, created, updated FROM runs"
-        args: tuple = ()
+    def _unreadable(self, what: str, exc: Exception) -> StoreError:
+        return StoreError(
+            f"run store {self.path}: {what} cannot be read ({type(exc).__name__}: {exc}); "
+            "the row is damaged or was written by other software. Restore the file from a "
+            "backup, or start the run again"
+        )
+
+    def runs(self, status: str | Iterable[str] | None = None, *,
+             graph: str | None = None) -> list[RunSummary]:
+        query = "SELECT run_key, status, created, updated, graph FROM runs"
+        clauses: list[str] = []
+        args: list[Any] = []
         if status is not None:
-            query += " WHERE status = ?"
-            args = (status,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created DESC", args).fetchall()
+            statuses = [status] if isinstance(status, str) else list(status)
+            if not statuses or not all(isinstance(s, str) for s in statuses):
+                raise ValueError(
+                    f"status must be a run status such as 'interrupted', or a list of them; "
+                    f"got {status!r}"
+                )
+            clauses.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if graph is not None:
+            clauses.append("graph = ?")
+            args.append(graph)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with self._using("list its runs") as db:
+            rows = db.execute(query + " ORDER BY created DESC", args).fetchall()
         return [RunSummary(*row) for row in rows]
 
     def close(self) -> None:
+        """Stops the store's checkpoint writer and closes the file. Idempotent; any later
+        use raises :class:`StoreError`."""
+        if self._closed:
+            return
+        super().close()
         with self._lock:
-            self._db.close()
+            if not self._closed:
+                self._closed = True
+                self._db.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, format={self.codec.format!r})"

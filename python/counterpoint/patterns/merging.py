@@ -4,10 +4,15 @@ Every policy sees each branch's output by name, in declaration order, and return
 :class:`~counterpoint.Merged` that says which branches agreed, which disagreed, which
 failed, and how the value was chosen. Ties are broken by declaration order: among tied
 outputs, the one first produced by the earliest-declared branch wins.
+
+Votes compare a key of each output: by default the output itself, or the ``content`` of
+a message-like object (chat messages carry unique ids, so comparing whole messages would
+never find two that agree); ``key=`` on the patterns overrides it.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,13 +53,48 @@ def judge(choose: Callable[[dict[str, Any]], Any]) -> Judge:
 POLICIES = ("all", "first", "majority", "quorum", "confidence")
 
 
+def message_content(value: Any) -> Any:
+    """The default vote key: what a vote compares of an output.
+
+    A message-like object (one with a ``content`` attribute, such as a LangChain
+    ``AIMessage``) votes with its content: two "yes" messages agree although each
+    carries its own id and metadata. Anything else votes as it is.
+    """
+    if isinstance(value, (str, bytes, Mapping)):
+        return value
+    content = getattr(value, "content", _MISSING)
+    return value if content is _MISSING else content
+
+
+_MISSING = object()
+VoteKey = Callable[[Any], Any]
+
+
 def _key(value: Any) -> Any:
-    """Outputs are compared by value; unhashable ones by their canonical JSON."""
+    """Votes are compared by value; unhashable ones by their canonical JSON."""
     try:
         hash(value)
         return ("value", value)
     except TypeError:
         return ("json", json.dumps(value, sort_keys=True, default=repr))
+
+
+def check_key(pattern: str, key: Any, policy: Any) -> VoteKey:
+    """The vote key to use: ``key`` checked, or :func:`message_content`."""
+    if key is None:
+        return message_content
+    if not callable(key) or inspect.iscoroutinefunction(key):
+        raise GraphError(
+            f"{pattern}: key= must be a plain function from an output to what votes "
+            f"compare (e.g. key=lambda m: m.content.strip().lower()), got {key!r}"
+        )
+    if not (isinstance(policy, Judge) or policy in ("majority", "quorum", "confidence")):
+        raise GraphError(
+            f"{pattern}: key= is only used by the vote policies ('majority', 'quorum', "
+            f"'confidence', cp.judge), not by merge={policy!r}; to add a branch named "
+            "'key', pass the branches as a dict"
+        )
+    return key
 
 
 def _split(outputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, BaseException]]:
@@ -69,27 +109,32 @@ def _split(outputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, BaseEx
 
 
 def _weigh(
-    present: Mapping[str, Any], weight: Callable[[Any], float]
-) -> tuple[list[Any], dict[Any, float], dict[Any, Any]]:
-    """Distinct keys in order of first appearance, their summed weights, their values."""
+    present: Mapping[str, Any], weight: Callable[[Any], float], key: VoteKey
+) -> tuple[list[Any], dict[Any, float], dict[Any, Any], dict[Any, Any]]:
+    """Distinct votes in order of first appearance, their summed weights, the first
+    output that cast each, and each vote as the key gave it (for the tally)."""
     order: list[Any] = []
     totals: dict[Any, float] = {}
     values: dict[Any, Any] = {}
+    labels: dict[Any, Any] = {}
     for output in present.values():
-        key = _key(value_of(output))
-        if key not in totals:
-            order.append(key)
-            totals[key] = 0.0
-            values[key] = value_of(output)
-        totals[key] += weight(output)
-    return order, totals, values
+        vote = key(value_of(output))
+        canonical = _key(vote)
+        if canonical not in totals:
+            order.append(canonical)
+            totals[canonical] = 0.0
+            values[canonical] = value_of(output)
+            labels[canonical] = vote
+        totals[canonical] += weight(output)
+    return order, totals, values, labels
 
 
 def _merged(policy: str, value: Any, resolution: str, present: Mapping[str, Any],
-            failed: dict[str, BaseException], tally: dict[str, float]) -> Merged:
-    chosen = _key(value)
-    agreeing = tuple(n for n, o in present.items() if _key(value_of(o)) == chosen)
-    disagreeing = tuple(n for n, o in present.items() if _key(value_of(o)) != chosen)
+            failed: dict[str, BaseException], tally: dict[str, float],
+            key: VoteKey = message_content) -> Merged:
+    chosen = _key(key(value))
+    agreeing = tuple(n for n, o in present.items() if _key(key(value_of(o))) == chosen)
+    disagreeing = tuple(n for n, o in present.items() if _key(key(value_of(o))) != chosen)
     return Merged(
         value=value,
         policy=policy,
@@ -108,20 +153,22 @@ def _no_output(policy: str, failed: dict[str, BaseException]) -> RuntimeError:
 
 
 def _by_weight(policy: str, outputs: Mapping[str, Any], weight: Callable[[Any], float],
-               quorum: float | None = None) -> Merged:
+               quorum: float | None = None, key: VoteKey = message_content) -> Merged:
     present, failed = _split(outputs)
     if not present:
         raise _no_output(policy, failed)
-    order, totals, values = _weigh(present, weight)
+    order, totals, values, labels = _weigh(present, weight, key)
     best = max(totals.values())
     tied = [k for k in order if totals[k] == best]
     winner = tied[0]
+    # Keyed by the repr of the output that first cast each vote (what Merged.value is),
+    # so Merged.confidence finds the winner's share; the resolution shows the key.
     tally = {repr(values[k]): totals[k] for k in order}
     unit = "votes" if policy != "confidence" else "confidence"
-    resolution = f"{policy}: {values[winner]!r} with {best:g} {unit} of {sum(totals.values()):g}"
+    resolution = f"{policy}: {labels[winner]!r} with {best:g} {unit} of {sum(totals.values()):g}"
     if len(tied) > 1:
         resolution += (
-            f"; tied with {', '.join(repr(values[k]) for k in tied[1:])}, broken by "
+            f"; tied with {', '.join(repr(labels[k]) for k in tied[1:])}, broken by "
             "declaration order (earliest branch wins)"
         )
     if quorum is not None:
@@ -130,7 +177,7 @@ def _by_weight(policy: str, outputs: Mapping[str, Any], weight: Callable[[Any], 
             return Merged(
                 value=None,
                 policy=policy,
-                resolution=f"no quorum: best {values[winner]!r} had {best:g} of {needed:g} "
+                resolution=f"no quorum: best {labels[winner]!r} had {best:g} of {needed:g} "
                 "votes needed",
                 outputs={n: value_of(o) for n, o in present.items()},
                 agreeing=(),
@@ -138,23 +185,24 @@ def _by_weight(policy: str, outputs: Mapping[str, Any], weight: Callable[[Any], 
                 failed=failed,
                 tally=tally,
             )
-    return _merged(policy, values[winner], resolution, present, failed, tally)
+    return _merged(policy, values[winner], resolution, present, failed, tally, key)
 
 
-def majority(outputs: Mapping[str, Any]) -> Merged:
-    return _by_weight("majority", outputs, lambda _: 1.0)
+def majority(outputs: Mapping[str, Any], key: VoteKey = message_content) -> Merged:
+    """The most common vote wins; ``key`` gives what is compared."""
+    return _by_weight("majority", outputs, lambda _: 1.0, key=key)
 
 
-def quorum(outputs: Mapping[str, Any], needed: float) -> Merged:
-    return _by_weight("quorum", outputs, lambda _: 1.0, quorum=needed)
+def quorum(outputs: Mapping[str, Any], needed: float, key: VoteKey = message_content) -> Merged:
+    return _by_weight("quorum", outputs, lambda _: 1.0, quorum=needed, key=key)
 
 
-def confidence_weighted(outputs: Mapping[str, Any]) -> Merged:
+def confidence_weighted(outputs: Mapping[str, Any], key: VoteKey = message_content) -> Merged:
     def weight(output: Any) -> float:
         found = confidence_of(output)
         return 0.0 if found is None else found
 
-    return _by_weight("confidence", outputs, weight)
+    return _by_weight("confidence", outputs, weight, key=key)
 
 
 def first(outputs: Mapping[str, Any]) -> Merged:
@@ -171,10 +219,12 @@ def candidates(outputs: Mapping[str, Any]) -> dict[str, Any]:
     return {n: value_of(o) for n, o in present.items()}
 
 
-def judged(outputs: Mapping[str, Any], value: Any, judge_name: str) -> Merged:
-    """Records the judge's choice among ``outputs``."""
+def judged(outputs: Mapping[str, Any], value: Any, judge_name: str,
+           key: VoteKey = message_content) -> Merged:
+    """Records the judge's choice among ``outputs``; ``key`` decides who agreed."""
     present, failed = _split(outputs)
-    return _merged("judge", value_of(value), f"chosen by judge {judge_name}", present, failed, {})
+    return _merged("judge", value_of(value), f"chosen by judge {judge_name}", present, failed,
+                   {}, key)
 
 
 def check_policy(pattern: str, merge: Any) -> None:

@@ -31,8 +31,9 @@ def is_reducer(merge: Any) -> bool:
 
 
 def add_merge(g: Graph, names: list[str], merge: Any, *, quorum: float | None = None,
-              merge_name: str = "merge") -> None:
-    """Adds the node merging the outputs of nodes ``names`` under policy ``merge``."""
+              merge_name: str = "merge", key: merging.VoteKey = merging.message_content) -> None:
+    """Adds the node merging the outputs of nodes ``names`` under policy ``merge``;
+    vote policies compare ``key(output)``."""
 
     def by_name(outputs: Any) -> dict[str, Any]:
         # With a single branch the engine hands over its output itself.
@@ -59,29 +60,31 @@ def add_merge(g: Graph, names: list[str], merge: Any, *, quorum: float | None = 
         g.add(shown, merging.candidates, after=ballot, dispatch="inline")
         g.add(judge, merge.choose, after=shown)
         name = getattr(merge.choose, "__name__", type(merge.choose).__name__)
-        g.add(merge_name, lambda parts: merging.judged(parts[ballot], parts[judge], name),
+        g.add(merge_name,
+              lambda parts: merging.judged(parts[ballot], parts[judge], name, key),
               after=[ballot, judge], dispatch="inline")
     else:
         if merge == "majority":
             def policy(outs: Any) -> Any:
-                return merging.majority(by_name(outs))
+                return merging.majority(by_name(outs), key)
         elif merge == "quorum":
             def policy(outs: Any) -> Any:
-                return merging.quorum(by_name(outs), quorum)
+                return merging.quorum(by_name(outs), quorum, key)
         else:
             def policy(outs: Any) -> Any:
-                return merging.confidence_weighted(by_name(outs))
+                return merging.confidence_weighted(by_name(outs), key)
         g.add(merge_name, policy, after=names, join="settled", dispatch="inline")
 
 
 def add_fan_in(g: Graph, branches: Mapping[str, Any], merge: Any, *, quorum: float | None = None,
-               priorities: Mapping[str, int] | None = None, merge_name: str = "merge") -> None:
+               priorities: Mapping[str, int] | None = None, merge_name: str = "merge",
+               key: merging.VoteKey = merging.message_content) -> None:
     """Adds ``branches`` as entry agents and the node merging them."""
     priorities = priorities or {}
     on_error = "continue" if tolerates_failures(merge) else "inherit"
     for name, agent in branches.items():
         g.add(name, agent, priority=priorities.get(name, 0), on_error=on_error)
-    add_merge(g, list(branches), merge, quorum=quorum, merge_name=merge_name)
+    add_merge(g, list(branches), merge, quorum=quorum, merge_name=merge_name, key=key)
 
 
 def _check_quorum(pattern: str, merge: Any, quorum: Any) -> float | None:
@@ -103,6 +106,7 @@ def parallel(
     merge: Any = None,
     priorities: Mapping[str, int] | None = None,
     quorum: float | None = None,
+    key: Callable[[Any], Any] | None = None,
     **named_branches: Any,
 ) -> CompiledGraph:
     """Runs every branch on the same input at once and merges their outputs.
@@ -121,6 +125,11 @@ def parallel(
         priorities: Branch name -> priority; higher-priority branches are scheduled
             and streamed first.
         quorum: For ``merge="quorum"``: votes needed, as a count or a fraction.
+        key: For the vote policies: what each output is compared by, e.g.
+            ``key=lambda answer: answer.strip().lower()``. By default an output is
+            compared as it is, and a message-like object (one with a ``content``
+            attribute, such as a LangChain ``AIMessage``) by its content. ``key`` is
+            therefore not a branch name; pass the branches as a dict for that.
     """
     all_branches = dict(branches or {})
     for name in named_branches:
@@ -137,14 +146,16 @@ def parallel(
         check_agent("parallel", f"branch {name!r}", agent)
     merging.check_policy("parallel", merge)
     needed = _check_quorum("parallel", merge, quorum)
+    vote_key = merging.check_key("parallel", key, merge)
     priorities = check_priorities("parallel", priorities, all_branches)
     g = Graph()
-    add_fan_in(g, all_branches, merge, quorum=needed, priorities=priorities)
+    add_fan_in(g, all_branches, merge, quorum=needed, priorities=priorities, key=vote_key)
     return g.compile()
 
 
 def consensus(
-    agents: Sequence[Any], vote: Any = "majority", *, quorum: float | None = None
+    agents: Sequence[Any], vote: Any = "majority", *, quorum: float | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> CompiledGraph:
     """Gives the same problem to several agents and converges on one answer.
 
@@ -153,10 +164,16 @@ def consensus(
         vote: ``"majority"``, ``"quorum"`` (with ``quorum=``), ``"confidence"``, or a
             judge callable receiving ``{agent: output}`` and returning the answer.
         quorum: For ``vote="quorum"``: votes needed, as a count or a fraction.
+        key: What each answer is compared by, e.g.
+            ``key=lambda answer: answer.strip().lower()``. By default an answer is
+            compared as it is, and a message-like object (one with a ``content``
+            attribute, such as a LangChain ``AIMessage``) by its content, so two "yes"
+            messages agree although their ids differ.
 
     Returns:
         A graph whose result is a :class:`~counterpoint.Merged`. Ties are broken by
-        declaration order: the earliest agent's answer wins.
+        declaration order: the earliest agent's answer wins. ``Merged.value`` is the
+        first winning answer itself (the message, not its key).
     """
     if isinstance(agents, (str, bytes)) or not isinstance(agents, Sequence):
         raise GraphError(f"consensus: agents must be a list of agents, got {type(agents).__name__}")
@@ -172,9 +189,11 @@ def consensus(
             "callable"
         )
     needed = _check_quorum("consensus", vote, quorum)
+    vote_key = merging.check_key("consensus", key, vote)
     names = unique_names(agents, "agent", reserved=("vote",))
     g = Graph()
-    add_fan_in(g, dict(zip(names, agents)), vote, quorum=needed, merge_name="vote")
+    add_fan_in(g, dict(zip(names, agents)), vote, quorum=needed, merge_name="vote",
+               key=vote_key)
     return g.compile()
 
 
@@ -182,7 +201,8 @@ class _FanOut:
     """The dispatcher of ``fan_out``: sizes a child graph to the items of each run."""
 
     def __init__(self, worker: Any, over: Callable[[Any], Any], merge: Any,
-                 max_items: int | None) -> None:
+                 max_items: int | None, key: merging.VoteKey = merging.message_content) -> None:
+        self.key = key
         self.worker = worker
         self.over = over
         self.merge = merge
@@ -222,7 +242,7 @@ class _FanOut:
             if self.merge is not None:
                 g.add("merge", self.merge, after="collect")
         else:
-            add_merge(g, names, self.merge)
+            add_merge(g, names, self.merge, key=self.key)
         return g.compile()
 
     def __call__(self, value: Any) -> Any:
@@ -252,6 +272,7 @@ def fan_out(
     over: Callable[[Any], Any],
     merge: Any = None,
     max_items: int | None = None,
+    key: Callable[[Any], Any] | None = None,
 ) -> CompiledGraph:
     """Runs ``worker`` once per item of a list known only at run time, all at once.
 
@@ -265,6 +286,8 @@ def fan_out(
             receives that list, or a policy (``"all"``, ``"first"``, ``"majority"``,
             ``"confidence"``, ``cp.judge(fn)``) over ``{"worker[i]": output}``.
         max_items: Refuse runs whose list is longer than this.
+        key: For the vote policies: what each output is compared by (as in
+            :func:`parallel`).
     """
     check_agent("fan_out", "worker", worker)
     if not callable(over) or inspect.iscoroutinefunction(over):
@@ -276,9 +299,10 @@ def fan_out(
             "fan_out: the 'quorum' policy needs a fixed set of voters; use consensus()"
         )
     merging.check_policy("fan_out", merge)
+    vote_key = merging.check_key("fan_out", key, merge)
     if max_items is not None:
         check_positive_int("fan_out", "max_items", max_items)
-    dispatcher = _FanOut(worker, over, merge, max_items)
+    dispatcher = _FanOut(worker, over, merge, max_items, vote_key)
     merge_agent = merge.choose if isinstance(merge, merging.Judge) else merge
     dispatcher.uses_event_loop = uses_event_loop(worker) or uses_event_loop(merge_agent)
     g = Graph()
