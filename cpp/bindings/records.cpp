@@ -123,6 +123,7 @@ void register_enums(py::module_& m) {
       .value("cancelled", RunStatus::Cancelled)
       .value("timed_out", RunStatus::TimedOut)
       .value("needs_review", RunStatus::NeedsReview)
+      .value("interrupted", RunStatus::Interrupted)
       .finalize();
   py::native_enum<NodeStatus>(m, "NodeStatus", "enum.Enum", "How one agent of a run stands or ended.")
       .value("not_started", NodeStatus::Pending)

@@ -93,7 +93,7 @@ bool wait_run(RunHandle run, double timeout_seconds) {
     drain_released_objects();
     if (finished) return true;
     if (PyErr_CheckSignals() != 0) {
-      run.cancel();
+      run.interrupt();
       throw py::error_already_set();
     }
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -224,7 +224,8 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
     if (PyErr_CheckSignals() != 0) {
       {
         py::gil_scoped_release nogil;
-        batch.reset();  // cancels every run still in flight
+        batch->interrupt();
+        batch.reset();
       }
       throw py::error_already_set();
     }
@@ -294,6 +295,7 @@ void register_runs(py::module_& m) {
       .def("wait", &wait_run, py::arg("timeout") = -1.0,
            "Waits for the run to end (timeout < 0: no limit). True once it has ended.")
       .def("cancel", &RunHandle::cancel, py::call_guard<py::gil_scoped_release>())
+      .def("interrupt", &RunHandle::interrupt, py::call_guard<py::gil_scoped_release>())
       .def("report", &run_report)
       .def("outcomes", &agent_records)
       .def(

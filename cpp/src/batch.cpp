@@ -79,7 +79,7 @@ class Batch::State final : public std::enable_shared_from_this<State> {
     }
   }
 
-  void cancel() {
+  void cancel(bool interrupted = false) {
     std::vector<RunHandle> runs;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -89,7 +89,13 @@ class Batch::State final : public std::enable_shared_from_this<State> {
         if (slot.started) runs.push_back(slot.run);
       }
     }
-    for (RunHandle& run : runs) run.cancel();
+    for (RunHandle& run : runs) {
+      if (interrupted) {
+        run.interrupt();
+      } else {
+        run.cancel();
+      }
+    }
     refill(kUnbounded);  // reports the inputs never started
   }
 
@@ -293,6 +299,7 @@ bool Batch::next(std::vector<Finished>& out, std::chrono::nanoseconds timeout) {
   return state_->next(out, timeout);
 }
 void Batch::cancel() { state_->cancel(); }
+void Batch::interrupt() { state_->cancel(/*interrupted=*/true); }
 std::size_t Batch::size() const noexcept { return state_->count(); }
 std::size_t Batch::window() const noexcept { return state_->window(); }
 std::size_t Batch::started() const { return state_->started(); }

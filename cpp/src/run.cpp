@@ -347,6 +347,7 @@ class DelegationObserver final : public RunObserver {
                                 {}});
         return;
       case RunStatus::Cancelled:
+      case RunStatus::Interrupted:
       case RunStatus::Running:
         completion.cancelled();
         return;
@@ -521,6 +522,7 @@ void RunHandle::wait() const {
 }
 
 bool RunHandle::cancel() { return state_->end(RunStatus::Cancelled); }
+bool RunHandle::interrupt() { return state_->end(RunStatus::Interrupted); }
 
 std::vector<std::pair<std::string, Payload>> RunHandle::sink_outputs() const {
   std::vector<std::pair<std::string, Payload>> outputs;

@@ -158,7 +158,7 @@ Runtime& Runtime::instance() {
 
 bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
   accepting_.store(false, std::memory_order_release);
-  for (const auto& run : impl_->live_runs()) run->end(RunStatus::Cancelled);
+  for (const auto& run : impl_->live_runs()) run->end(RunStatus::Interrupted);
   pool_->stop();
   const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
   while (inflight_invocations() > 0 && std::chrono::steady_clock::now() < deadline) {

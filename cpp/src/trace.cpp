@@ -28,6 +28,7 @@ const char* to_string(RunStatus status) noexcept {
     case RunStatus::Cancelled: return "cancelled";
     case RunStatus::TimedOut: return "timed_out";
     case RunStatus::NeedsReview: return "needs_review";
+    case RunStatus::Interrupted: return "interrupted";
   }
   return "unknown";
 }

@@ -23,15 +23,6 @@ def fingerprint(plan: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
 
 
-# The stored status of a run that Ctrl-C or interpreter exit stopped: not finished, not
-# cancelled on purpose, and no longer executing anywhere, so it is safe to resume.
-INTERRUPTED = "interrupted"
-
-# Set at interpreter exit, before the engine cancels the live runs: from then on a run
-# ending as cancelled was interrupted, not cancelled by its caller.
-_exiting = threading.Event()
-
-
 class CheckpointWriter:
     """Writes the outcomes a store's runs produce, in batches, on one thread; each
     outcome reaches its run only once it is written.
@@ -102,8 +93,6 @@ class CheckpointWriter:
         if store is None:
             return
         for run_key, status in ended:
-            if status == "cancelled" and _exiting.is_set():
-                status = INTERRUPTED
             try:
                 store.finish_run(run_key, status)
             except Exception:  # noqa: BLE001 - the run is over; its status stays "running"
@@ -178,12 +167,6 @@ def _store_closed(store: Store) -> None:
 
 
 on_close(_store_closed)
-
-
-def interrupt_runs() -> None:
-    """Called at interpreter exit before the engine cancels the live runs: durable runs
-    it ends are recorded as ``"interrupted"``, so they are listed for resume."""
-    _exiting.set()
 
 
 def stop_writers(wait: float = 2.0) -> None:

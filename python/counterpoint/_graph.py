@@ -388,6 +388,9 @@ class CompiledGraph:
                     yield Event._from_native(record)
             result = run.result()
             yield Event("end", None, run.id, handle.elapsed, result)
+        except KeyboardInterrupt:
+            handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
+            raise
         finally:
             run.cancel()
 

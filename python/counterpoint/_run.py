@@ -36,7 +36,7 @@ def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
     status = report.status
     outputs = report.outputs
     run_id = report.run_id
-    if status is _STATUS.cancelled:
+    if status is _STATUS.cancelled or status is _STATUS.interrupted:
         return RunCancelled(run_id, outputs)
     if status is _STATUS.timed_out:
         return RunTimeout(run_id, outputs)
@@ -200,21 +200,10 @@ class Run:
         return self._handle.done
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Waits (GIL released, Ctrl-C cancels the run) until the run ends or
-        ``timeout`` seconds pass. Returns True if the run has ended."""
-        try:
-            ended = self._handle.wait(-1.0 if timeout is None else timeout)
-        except KeyboardInterrupt:
-            # Ctrl-C cancelled the run (unless it ended just before): stored as
-            # "interrupted" (listed for resume), which the checkpoint writer's later
-            # "cancelled" does not overwrite.
-            if self._store is not None and self._handle.status == "cancelled":
-                store, self._store = self._store, None
-                try:
-                    store.set_status(self.run_key, "interrupted")
-                except Exception:  # noqa: BLE001 - the KeyboardInterrupt must go on
-                    pass
-            raise
+        """Waits (GIL released) until the run ends or ``timeout`` seconds pass. Ctrl-C
+        interrupts the run (a durable one is then listed by ``runs("interrupted")``)
+        and raises KeyboardInterrupt. Returns True if the run has ended."""
+        ended = self._handle.wait(-1.0 if timeout is None else timeout)
         if ended and self._store is not None:
             store, self._store = self._store, None
             store.set_status(self.run_key, self.status)

@@ -6,7 +6,7 @@ import atexit
 import os
 import warnings
 
-from ._durable import interrupt_runs, stop_writers
+from ._durable import stop_writers
 from ._loops import stop_engine_loop
 from ._native import _core
 
@@ -33,9 +33,6 @@ def _drain_seconds() -> float:
 
 def _shutdown() -> None:
     seconds = _drain_seconds()
-    # Before the engine cancels the live runs: durable ones are then stored as
-    # "interrupted", to be resumed, not as "cancelled", which reads as deliberate.
-    interrupt_runs()
     _core.shutdown(seconds)
     stop_writers()
     stop_engine_loop(seconds)

@@ -69,6 +69,8 @@ class Batch {
   // next(), cancelled, and the inputs never started come back with an empty run and
   // error "cancelled". Idempotent.
   void cancel();
+  // Like cancel(), but the runs in flight end Interrupted (Ctrl-C, process exit).
+  void interrupt();
 
   std::size_t size() const noexcept;
   std::size_t window() const noexcept;

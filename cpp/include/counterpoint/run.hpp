@@ -13,8 +13,12 @@
 namespace counterpoint {
 
 // TimedOut: the run's deadline passed. NeedsReview: the run stopped with agents whose
-// output awaits a human decision; resume it with that decision.
-enum class RunStatus : std::uint8_t { Running, Succeeded, Failed, Cancelled, TimedOut, NeedsReview };
+// output awaits a human decision; resume it with that decision. Interrupted: stopped
+// from outside the caller's intent (Ctrl-C, process exit), so a durable run is resumed
+// rather than treated as cancelled on purpose.
+enum class RunStatus : std::uint8_t {
+  Running, Succeeded, Failed, Cancelled, TimedOut, NeedsReview, Interrupted
+};
 // Pending at the end of a run means the agent never started (its run ended first).
 // Cancelled means it was running when its run ended, and its late result was discarded.
 // Skipped means its join could not be satisfied (not routed to, or a needed
@@ -105,6 +109,8 @@ class RunHandle {
   // are discarded when they arrive. No effect on a finished run. True if this call
   // ended it.
   bool cancel();
+  // Like cancel(), but the run ends Interrupted: the caller did not mean to stop it.
+  bool interrupt();
 
   // Results, meaningful once done(). sink_outputs() has the sinks that succeeded, by name.
   std::vector<std::pair<std::string, Payload>> sink_outputs() const;
