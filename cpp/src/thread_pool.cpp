@@ -75,7 +75,7 @@ ElasticThreadPool::ElasticThreadPool(Options options) : options_(options) {
 ElasticThreadPool::~ElasticThreadPool() {
   stop();
   std::unique_lock<std::mutex> lock(mutex_);
-  all_exited_.wait(lock, [&] { return threads_ == 0; });
+  all_exited_.wait(lock, [&] { return threads_ == 0 && exiting_ == 0; });
 }
 
 ElasticThreadPool* ElasticThreadPool::current() noexcept { return t_pool; }
@@ -118,8 +118,13 @@ void ElasticThreadPool::worker_loop() {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     // Threads that stood in for blocked ones retire once those return to work, so the
-    // pool settles back to max_threads running.
-    if (running_locked() > options_.max_threads) break;
+    // pool settles back to max_threads running. A retiring thread may have been woken for
+    // a queued task: it passes the wake-up on, and stops counting at once, so the next
+    // thread woken takes the task instead of retiring too.
+    if (running_locked() > options_.max_threads) {
+      if (!tasks_.empty()) work_ready_.notify_one();
+      break;
+    }
     if (!tasks_.empty()) {
       std::function<void()> task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -143,12 +148,16 @@ void ElasticThreadPool::worker_loop() {
     --idle_;
     if (!woke) break;
   }
+  // No longer a thread that can take work; still one that join() and the destructor
+  // wait for until its exit hook has run.
+  --threads_;
+  ++exiting_;
   std::function<void()> hook = exit_hook_;
   lock.unlock();
   if (hook) hook();
   lock.lock();
-  --threads_;
-  if (threads_ == 0) all_exited_.notify_all();
+  --exiting_;
+  if (threads_ == 0 && exiting_ == 0) all_exited_.notify_all();
 }
 
 void ElasticThreadPool::enter_blocked() {
@@ -203,12 +212,12 @@ void ElasticThreadPool::stop() {
 
 bool ElasticThreadPool::join(std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
-  return all_exited_.wait_for(lock, timeout, [&] { return threads_ == 0; });
+  return all_exited_.wait_for(lock, timeout, [&] { return threads_ == 0 && exiting_ == 0; });
 }
 
 std::size_t ElasticThreadPool::threads() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return threads_;
+  return threads_ + exiting_;
 }
 
 std::size_t ElasticThreadPool::idle_threads() const {

@@ -403,3 +403,45 @@ TEST(pool_blocked_scopes_nest) {
   CHECK_EQ(inner_blocked.load(), 1);
   CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
 }
+
+// Waiters back from their nested wait outnumber the cap while idle stand-ins remain: a
+// task submitted then must run as soon as the surplus drains, not after the idle timeout
+// (a stand-in woken for it must not retire and leave it stranded).
+TEST(pool_surplus_threads_do_not_strand_a_task) {
+  constexpr int kWaiters = 4;
+  ElasticThreadPool pool(options(2, seconds(30), 16));
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool released = false;
+  std::atomic<int> woke{0};
+  for (int i = 0; i < kWaiters; ++i) {
+    pool.submit([&] {
+      {
+        ElasticThreadPool::BlockedScope blocked;
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait_for(lock, seconds(20), [&] { return released; });
+      }
+      woke.fetch_add(1);
+      std::this_thread::sleep_for(milliseconds(300));  // back at work, over the cap
+    });
+  }
+  REQUIRE(cptest::eventually([&] { return pool.blocked_threads() == kWaiters; }));
+  // Stand-ins start only for queued work; give them some, then let them idle.
+  std::atomic<int> fillers{0};
+  for (int i = 0; i < 3; ++i) pool.submit([&] { fillers.fetch_add(1); });
+  REQUIRE(cptest::eventually([&] { return fillers.load() == 3; }));
+  REQUIRE(cptest::eventually([&] { return pool.idle_threads() >= 1; }));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    released = true;
+  }
+  changed.notify_all();
+  REQUIRE(cptest::eventually([&] { return woke.load() == kWaiters; }));
+  std::atomic<bool> ran{false};
+  const auto submitted = std::chrono::steady_clock::now();
+  pool.submit([&] { ran.store(true); });
+  CHECK(cptest::eventually([&] { return ran.load(); }, milliseconds(20000)));
+  CHECK(std::chrono::steady_clock::now() - submitted < seconds(5));
+  pool.stop();
+  CHECK(pool.join(milliseconds(10000)));
+}

@@ -87,7 +87,8 @@ class ElasticThreadPool {
   std::condition_variable all_exited_;
   std::deque<std::function<void()>> tasks_;
   std::function<void()> exit_hook_;
-  std::size_t threads_ = 0;
+  std::size_t threads_ = 0;  // threads that can take work
+  std::size_t exiting_ = 0;  // threads running their exit hook
   std::size_t idle_ = 0;
   std::size_t blocked_ = 0;
   bool stopping_ = false;
