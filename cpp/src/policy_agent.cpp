@@ -60,10 +60,11 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
         outer_(std::move(invocation.completion)) {}
 
   void start() {
-    if (!policy_.limits.empty()) {
-      // A call waiting for a limit when its run ends leaves the queue at once.
+    if (!policy_.limits.empty() || policy_.retry.max_attempts > 1) {
+      // A call waiting for a limit or a backoff when its run ends stops waiting at once.
+      // Registered here, before anything else can touch `outer_` from another thread.
       outer_.when_run_ends([weak = weak_from_this()] {
-        if (auto self = weak.lock()) self->withdraw();
+        if (auto self = weak.lock()) self->on_run_end();
       });
     }
     next_attempt();
@@ -197,7 +198,23 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     if (waiting_ticket_ == kAcquiring) waiting_ticket_ = ticket;  // not granted yet
   }
 
-  // The run ended: give up a place in a limit's queue, if the call still waits in one.
+  // The run ended. A call waiting for a backoff resolves at once instead of holding its
+  // flow graph (and Runtime::shutdown's drain) until the timer fires.
+  void on_run_end() {
+    TimerQueue::Id timer;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      run_over_ = true;
+      timer = backoff_timer_;
+      backoff_timer_ = 0;
+    }
+    if (timer != 0 && TimerQueue::instance().cancel(timer)) {
+      on_arena([self = shared_from_this()] { self->next_attempt(); });
+    }
+    if (!policy_.limits.empty()) withdraw();
+  }
+
+  // Gives up a place in a limit's queue, if the call still waits in one.
   void withdraw() {
     std::size_t index;
     std::uint64_t ticket;
@@ -295,18 +312,14 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     last_failure_ = failure;
     if (attempt_ < retry.max_attempts && retryable && !outer_.run_ended()) {
       const double wait = retry.delay(attempt_, unit_random());
-      const TimerQueue::Id timer =
-          TimerQueue::instance().schedule_after(wait, [self = shared_from_this()] {
-            on_arena([self] { self->next_attempt(); });
-          });
-      // A run that ends during the backoff ends the wait: the invocation resolves at once
-      // instead of holding its flow graph (and Runtime::shutdown's drain) until the timer.
-      outer_.when_run_ends([weak = weak_from_this(), timer] {
-        auto self = weak.lock();  // the timer's callback may hold the last reference
-        if (self && TimerQueue::instance().cancel(timer)) {
-          on_arena([self] { self->next_attempt(); });
-        }
-      });
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (run_over_) {
+        on_arena([self = shared_from_this()] { self->next_attempt(); });
+      } else {
+        // on_run_end() cancels it: the timer callback takes no lock.
+        backoff_timer_ = TimerQueue::instance().schedule_after(
+            wait, [self = shared_from_this()] { on_arena([self] { self->next_attempt(); }); });
+      }
       return;
     }
     finish(std::move(failure));
@@ -359,6 +372,8 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
   std::size_t waiting_index_ = 0;
   std::uint64_t waiting_ticket_ = kNotWaiting;
   bool admitted_ = false;  // the breaker let the current attempt through
+  bool run_over_ = false;   // the run has ended (set by on_run_end)
+  TimerQueue::Id backoff_timer_ = 0;
   Failure last_failure_;
 };
 
