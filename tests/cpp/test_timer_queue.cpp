@@ -44,11 +44,33 @@ struct FireLog {
   }
 };
 
+// Occupies the timer thread until released, so a test can schedule and cancel timers
+// whose deadlines pass meanwhile without racing it: on release, everything due fires in
+// deadline order. (On a loaded machine this thread may otherwise be descheduled for longer
+// than any deadline a test could afford to wait for.)
+class Hold {
+ public:
+  explicit Hold(TimerQueue& queue) {
+    queue.schedule_after(0.0, [this] {
+      running_.store(true);
+      gate_.wait();
+    });
+    REQUIRE(eventually([&] { return running_.load(); }));
+  }
+  ~Hold() { release(); }
+  void release() { gate_.open(); }
+
+ private:
+  std::atomic<bool> running_{false};
+  Gate gate_;
+};
+
 }  // namespace
 
 TEST(timer_fires_in_deadline_order) {
   FireLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
+  Hold hold(queue);
   const auto base = Clock::now() + milliseconds(30);
   // Scheduled out of order; three share a deadline and keep their scheduling order.
   queue.schedule(base + milliseconds(40), log.entry(5));
@@ -58,6 +80,7 @@ TEST(timer_fires_in_deadline_order) {
   queue.schedule(base + milliseconds(30), log.entry(40));
   queue.schedule(base + milliseconds(30), log.entry(41));
   queue.schedule(base + milliseconds(30), log.entry(42));
+  hold.release();
   REQUIRE(eventually([&] { return log.count() == 7; }));
   CHECK_EQ(log.snapshot(), (std::vector<int>{1, 2, 3, 40, 41, 42, 5}));
   std::lock_guard<std::mutex> lock(log.mutex);
@@ -83,10 +106,12 @@ TEST(timer_never_fires_early) {
 TEST(timer_past_deadlines_fire_at_once_in_order) {
   FireLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
+  Hold hold(queue);
   const auto now = Clock::now();
   queue.schedule(now - milliseconds(5), log.entry(2));
   queue.schedule(now - milliseconds(10), log.entry(1));
   queue.schedule_after(-3.0, log.entry(3));  // negative delays mean "now"
+  hold.release();
   REQUIRE(eventually([&] { return log.count() == 3; }));
   CHECK_EQ(log.snapshot(), (std::vector<int>{1, 2, 3}));
 }
@@ -94,6 +119,7 @@ TEST(timer_past_deadlines_fire_at_once_in_order) {
 TEST(timer_cancel_before_it_fires) {
   FireLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
+  Hold hold(queue);
   const auto cancelled = queue.schedule_after(0.05, log.entry(1));
   const auto kept = queue.schedule_after(0.05, log.entry(2));
   CHECK(cancelled != kept);
@@ -103,6 +129,7 @@ TEST(timer_cancel_before_it_fires) {
   CHECK(!queue.cancel(999999999));
   // A sentinel after both: once it has run, the cancelled one would have too.
   queue.schedule_after(0.1, log.entry(3));
+  hold.release();
   REQUIRE(eventually([&] { return log.count() == 2; }));
   CHECK_EQ(log.snapshot(), (std::vector<int>{2, 3}));
   CHECK(!queue.cancel(kept));  // already ran
@@ -122,12 +149,14 @@ TEST(timer_cancel_frees_the_callback) {
 TEST(timer_cancel_one_of_equal_deadlines) {
   FireLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
+  Hold hold(queue);
   const auto when = Clock::now() + milliseconds(40);
   queue.schedule(when, log.entry(1));
   const auto middle = queue.schedule(when, log.entry(2));
   queue.schedule(when, log.entry(3));
   CHECK(queue.cancel(middle));
   queue.schedule(when + milliseconds(20), log.entry(4));
+  hold.release();
   REQUIRE(eventually([&] { return log.count() == 3; }));
   CHECK_EQ(log.snapshot(), (std::vector<int>{1, 3, 4}));
 }
