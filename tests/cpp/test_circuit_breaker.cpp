@@ -150,11 +150,18 @@ TEST(breaker_probe_failure_reopens_for_a_full_timeout) {
   breaker.record_failure();
   REQUIRE(wait_half_open(breaker));
   REQUIRE(breaker.allow());
+  const auto failed_at = std::chrono::steady_clock::now();
   breaker.record_failure();
   auto snap = breaker.snapshot();
-  CHECK_EQ(snap.state, State::Open);
-  CHECK(snap.seconds_until_probe > 0.1);  // the timeout started over at the probe's failure
-  CHECK(!breaker.allow());
+  const bool allowed = breaker.allow();
+  // The first timeout has long passed, so "open" means it started over at the probe's
+  // failure (unless this thread slept through a whole new timeout meanwhile).
+  if (seconds_since(failed_at) < 0.15) {
+    CHECK_EQ(snap.state, State::Open);
+    CHECK(snap.seconds_until_probe > 0.0);
+    CHECK(!allowed);
+  }
+  if (allowed) breaker.record_failure();
   REQUIRE(wait_half_open(breaker));
   CHECK(breaker.allow());  // a new probe after the new timeout
 }
@@ -197,6 +204,7 @@ TEST(breaker_window_forgets_old_failures) {
   CHECK_EQ(breaker.snapshot().recent_failures, 2u);
   std::this_thread::sleep_for(milliseconds(500));
   CHECK_EQ(breaker.snapshot().recent_failures, 0u);
+  const auto fresh = std::chrono::steady_clock::now();
   breaker.record_failure();  // trims the two stale ones: 1 of 3
   auto snap = breaker.snapshot();
   CHECK_EQ(snap.state, State::Closed);
@@ -204,7 +212,8 @@ TEST(breaker_window_forgets_old_failures) {
   CHECK_EQ(snap.total_failures, 3u);
   breaker.record_failure();
   breaker.record_failure();
-  CHECK_EQ(breaker.snapshot().state, State::Open);
+  // Three within the window open it (if this thread was not descheduled past the window).
+  if (seconds_since(fresh) < 0.25) CHECK_EQ(breaker.snapshot().state, State::Open);
 }
 
 TEST(breaker_to_string_names_every_state) {

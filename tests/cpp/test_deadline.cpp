@@ -88,9 +88,9 @@ TEST(deadline_not_reached_changes_nothing) {
   GraphSpec spec;
   spec.add("quick", inline_agent(append("quick")));
   auto graph = CompiledGraph::compile(spec);
-  RunHandle run = finish(graph, with_deadline(0.15, observer));
+  RunHandle run = finish(graph, with_deadline(0.5, observer));
   CHECK_EQ(run.status(), RunStatus::Succeeded);
-  std::this_thread::sleep_for(milliseconds(300));  // past the deadline
+  std::this_thread::sleep_for(milliseconds(600));  // past the deadline
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(observer->calls(), 1);
   CHECK_EQ(observer->last_status(), RunStatus::Succeeded);

@@ -186,11 +186,17 @@ TEST(limiter_rate_allows_a_burst_then_spaces_calls) {
       threads.push_back(std::this_thread::get_id());
     });
   }
+  std::size_t at_once;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    CHECK_EQ(granted_at.size(), 3u);
+    at_once = granted_at.size();
   }
-  CHECK_EQ(limiter->snapshot().waiting, 3u);
+  const auto waiting = limiter->snapshot().waiting;
+  // Unless this thread was descheduled for a token's time (50 ms) while acquiring.
+  if (seconds_since(created) < 0.045) {
+    CHECK_EQ(at_once, 3u);
+    CHECK_EQ(waiting, 3u);
+  }
   REQUIRE(eventually([&] {
     std::lock_guard<std::mutex> lock(mutex);
     return granted_at.size() == 6;
