@@ -78,7 +78,8 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       if (!late) settled_ = true;
     }
     if (late) {
-      // Unlocked: a freed slot may start this call's own next attempt right here.
+      // Unlocked: the grant of a freed slot may be this call's own next attempt, whose
+      // grant callback takes this lock.
       release_limits(held);
       return;
     }
