@@ -6,10 +6,18 @@
 #   tsan   ThreadSanitizer: the engine is all cross-thread hand-offs
 #   asan   AddressSanitizer + UBSan (+ LeakSanitizer): lifetimes of runs and graphs
 #
+# Each mode's tests run once per oneTBB worker count (COUNTERPOINT_WORKERS), by default
+# 1, 2 and 8: one worker serializes every flow-graph hand-off, eight oversubscribe the
+# cores, and races and lost wake-ups hide in different places in each.
+#
 # Usage: scripts/run_native_tests.sh [plain|tsan|asan ...] [-- test-name-filter ...]
 #   PYTHON=/path/to/python   interpreter whose tbb-devel / nlohmann-json wheels are used
 #                            (default python3; installed for it when missing)
 #   JOBS=N                   build parallelism (default: ninja's)
+#   WORKERS="1 2 8"          oneTBB worker counts to run each mode with
+#   CPTEST_TEST_TIMEOUT_S=60 per-test watchdog: a test running longer aborts the run
+#                            with its name
+#   VERBOSE=1                print every test, not only failures and the totals
 # Exits nonzero if any selected mode fails to build or has a failing test or a
 # sanitizer report.
 set -euo pipefail
@@ -25,12 +33,17 @@ while (($#)); do
     plain | tsan | asan) modes+=("$1") ;;
     all) modes+=("${ALL_MODES[@]}") ;;
     --) shift; filters=("$@"); break ;;
-    -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown mode '$1' (expected: plain, tsan, asan, all)" >&2; exit 2 ;;
   esac
   shift
 done
 ((${#modes[@]})) || modes=("${ALL_MODES[@]}")
+read -r -a worker_counts <<<"${WORKERS:-1 2 8}"
+for w in "${worker_counts[@]}"; do
+  [[ "$w" =~ ^[1-9][0-9]*$ ]] || { echo "WORKERS: '$w' is not a positive number" >&2; exit 2; }
+done
+export CPTEST_TEST_TIMEOUT_S="${CPTEST_TEST_TIMEOUT_S:-60}"
 
 log() { printf '\n=== %s\n' "$*"; }
 
@@ -143,7 +156,6 @@ run_mode() {
   log "[$mode] build"
   cmake --build "$dir" --target engine_tests ${JOBS:+--parallel "$JOBS"} || return 1
 
-  log "[$mode] run"
   local -a env_vars=()
   case "$mode" in
     tsan)
@@ -163,26 +175,53 @@ run_mode() {
       env_vars+=("UBSAN_OPTIONS=$ubsan ${UBSAN_OPTIONS:-}")
       ;;
   esac
-  env "${env_vars[@]}" "$dir/engine_tests" "${filters[@]}"
+  local workers failed=0 started
+  for workers in "${worker_counts[@]}"; do
+    log "[$mode] run with $workers oneTBB worker(s)"
+    started=$(date +%s.%N)
+    # The full log stays in the build tree; the console gets failures and totals.
+    if env "${env_vars[@]}" COUNTERPOINT_WORKERS="$workers" "$dir/engine_tests" "${filters[@]}" \
+      >"$dir/run-w$workers.log"; then
+      result["$mode/$workers"]=passed
+    else
+      result["$mode/$workers"]=FAILED
+      failed=1
+    fi
+    if [[ -n "${VERBOSE:-}" ]]; then
+      cat "$dir/run-w$workers.log"
+    else
+      grep -v -E '^\[ (RUN   |    OK) \]' "$dir/run-w$workers.log" || true
+    fi
+    seconds_taken["$mode/$workers"]=$(elapsed_since "$started")
+  done
+  return "$failed"
+}
+
+elapsed_since() {
+  awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
 }
 
 # ---- all selected modes --------------------------------------------------------------
 
 declare -A result seconds_taken
 status=0
+all_started=$(date +%s.%N)
 for mode in "${modes[@]}"; do
   started=$(date +%s.%N)
-  if run_mode "$mode"; then
-    result[$mode]=passed
-  else
-    result[$mode]="FAILED"
-    status=1
-  fi
-  seconds_taken[$mode]=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  # A build failure leaves no per-worker result; the mode's row says so.
+  result[$mode]=passed
+  run_mode "$mode" || { result[$mode]=FAILED; status=1; }
+  seconds_taken[$mode]=$(elapsed_since "$started")
 done
 
-log "summary"
+log "summary (mode, oneTBB workers, result, seconds)"
 for mode in "${modes[@]}"; do
-  printf '  %-6s %-7s %6ss\n' "$mode" "${result[$mode]}" "${seconds_taken[$mode]}"
+  for workers in "${worker_counts[@]}"; do
+    printf '  %-6s %2s  %-7s %6ss\n' "$mode" "$workers" "${result[$mode/$workers]:-not run}" \
+      "${seconds_taken[$mode/$workers]:--}"
+  done
+  printf '  %-6s all %-7s %6ss (configure, build and runs)\n' "$mode" "${result[$mode]}" \
+    "${seconds_taken[$mode]}"
 done
+printf '  total %ss\n' "$(elapsed_since "$all_started")"
 exit "$status"

@@ -60,34 +60,45 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
         outer_(std::move(invocation.completion)) {}
 
   void start() {
-    if (!policy_.limits.empty()) {
-      // A call waiting for a limit when its run ends leaves the queue at once.
+    if (!policy_.limits.empty() || policy_.retry.max_attempts > 1) {
+      // A call waiting for a limit or a backoff when its run ends stops waiting at once.
+      // Registered here, before anything else can touch `outer_` from another thread.
       outer_.when_run_ends([weak = weak_from_this()] {
-        if (auto self = weak.lock()) self->withdraw();
+        if (auto self = weak.lock()) self->on_run_end();
       });
     }
     next_attempt();
   }
 
   void on_outcome(std::uint32_t attempt, std::size_t held, Outcome outcome) {
-    release_limits(held);
+    bool late;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (attempt != attempt_ || settled_) return;  // a timed-out attempt's late result
-      settled_ = true;
+      late = attempt != attempt_ || settled_;  // a timed-out attempt's result
+      if (!late) settled_ = true;
     }
-    cancel_timer();
-    if (outcome.kind == Outcome::Kind::Failed) {
-      if (policy_.breaker) policy_.breaker->record_failure();
-      after_failure(std::move(outcome.failure));
+    if (late) {
+      // Unlocked: the grant of a freed slot may be this call's own next attempt, whose
+      // grant callback takes this lock.
+      release_limits(held);
       return;
     }
+    cancel_timer();
+    // The verdict goes to the breaker before the slots are freed: the call the freed slot
+    // starts must find the breaker already open.
     if (policy_.breaker) {
-      if (outcome.kind == Outcome::Kind::Cancelled) {
+      if (outcome.kind == Outcome::Kind::Failed) {
+        policy_.breaker->record_failure();
+      } else if (outcome.kind == Outcome::Kind::Cancelled) {
         policy_.breaker->record_abandoned();
       } else {
         policy_.breaker->record_success();
       }
+    }
+    release_limits(held);
+    if (outcome.kind == Outcome::Kind::Failed) {
+      after_failure(std::move(outcome.failure));
+      return;
     }
     outer_.resolve(std::move(outcome));
   }
@@ -118,17 +129,54 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       finish(std::move(failure));
       return;
     }
-    if (policy_.breaker && !policy_.breaker->allow()) {
-      finish(Failure{"circuit breaker '" + policy_.breaker->name() + "' is open; failing fast",
-                     {},
-                     FailureKind::CircuitOpen});
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      admitted_ = false;
+    }
+    // The breaker decides when the call can start, i.e. once every limit slot is granted:
+    // a breaker that opened while the call queued must still refuse it (issue 7, defect
+    // 6), and a half-open probe must not be held by a call that is still queueing. An
+    // open breaker refuses at once rather than after the queue.
+    if (policy_.breaker && !policy_.limits.empty() &&
+        policy_.breaker->snapshot().state == CircuitBreaker::State::Open && !admit()) {
+      finish(circuit_open());
       return;
     }
     acquire_limit(0);
   }
 
+  // Asks the breaker, once per attempt. True if the call may start.
+  bool admit() {
+    if (!policy_.breaker) return true;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (admitted_) return true;  // it just turned half-open: this call is the probe
+    }
+    if (!policy_.breaker->allow()) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    admitted_ = true;
+    return true;
+  }
+
+  // Whether this attempt was let through by the breaker (and may hold its probe slot).
+  bool admitted() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return admitted_;
+  }
+
+  Failure circuit_open() const {
+    return Failure{"circuit breaker '" + policy_.breaker->name() + "' is open; failing fast",
+                   {},
+                   FailureKind::CircuitOpen};
+  }
+
   void acquire_limit(std::size_t index) {
     if (index == policy_.limits.size()) {
+      if (!admit()) {
+        release_limits(index);
+        finish(circuit_open());
+        return;
+      }
       launch(index);
       return;
     }
@@ -151,7 +199,23 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     if (waiting_ticket_ == kAcquiring) waiting_ticket_ = ticket;  // not granted yet
   }
 
-  // The run ended: give up a place in a limit's queue, if the call still waits in one.
+  // The run ended. A call waiting for a backoff resolves at once instead of holding its
+  // flow graph (and Runtime::shutdown's drain) until the timer fires.
+  void on_run_end() {
+    TimerQueue::Id timer;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      run_over_ = true;
+      timer = backoff_timer_;
+      backoff_timer_ = 0;
+    }
+    if (timer != 0 && TimerQueue::instance().cancel(timer)) {
+      on_arena([self = shared_from_this()] { self->next_attempt(); });
+    }
+    if (!policy_.limits.empty()) withdraw();
+  }
+
+  // Gives up a place in a limit's queue, if the call still waits in one.
   void withdraw() {
     std::size_t index;
     std::uint64_t ticket;
@@ -164,7 +228,8 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     if (ticket == kNotWaiting || ticket == kAcquiring) return;  // a grant will see the run ended
     if (!policy_.limits[index]->withdraw(ticket)) return;
     release_limits(index);
-    if (policy_.breaker) policy_.breaker->record_abandoned();  // frees a half-open probe
+    // Frees the half-open probe slot, but only if this call holds it.
+    if (policy_.breaker && admitted()) policy_.breaker->record_abandoned();
     outer_.cancelled();
   }
 
@@ -249,9 +314,14 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     // only when another attempt is possible at all.
     if (attempt_ < retry.max_attempts && !outer_.run_ended() && retry.should_retry(failure)) {
       const double wait = retry.delay(attempt_, unit_random());
-      TimerQueue::instance().schedule_after(wait, [self = shared_from_this()] {
-        on_arena([self] { self->next_attempt(); });
-      });
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (run_over_) {
+        on_arena([self = shared_from_this()] { self->next_attempt(); });
+      } else {
+        // on_run_end() cancels it: the timer callback takes no lock.
+        backoff_timer_ = TimerQueue::instance().schedule_after(
+            wait, [self = shared_from_this()] { on_arena([self] { self->next_attempt(); }); });
+      }
       return;
     }
     finish(std::move(failure));
@@ -303,6 +373,9 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
   static constexpr std::uint64_t kAcquiring = ~std::uint64_t{0};
   std::size_t waiting_index_ = 0;
   std::uint64_t waiting_ticket_ = kNotWaiting;
+  bool admitted_ = false;  // the breaker let the current attempt through
+  bool run_over_ = false;   // the run has ended (set by on_run_end)
+  TimerQueue::Id backoff_timer_ = 0;
   Failure last_failure_;
 };
 

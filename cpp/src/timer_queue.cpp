@@ -71,8 +71,11 @@ void TimerQueue::loop() {
     }
     const auto next = order_.begin();
     if (next->first > Clock::now()) {
-      wake_at_ = next->first;
-      changed_.wait_until(lock, next->first);
+      // A copy: wait_until reads its deadline again after waking, when cancel() may have
+      // erased the map node it would otherwise point into.
+      const Clock::time_point wake = next->first;
+      wake_at_ = wake;
+      changed_.wait_until(lock, wake);
       continue;
     }
     const Id id = next->second;
