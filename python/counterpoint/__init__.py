@@ -21,7 +21,7 @@ from ._errors import (
     StoreError,
 )
 from ._events import Event
-from ._graph import CompiledGraph, Graph
+from ._graph import CompiledGraph, Graph, delegate, route
 from ._native import TBB_VERSION, _core
 from ._results import (
     ChatResult,
@@ -77,6 +77,7 @@ __all__ = [
     "consensus",
     "CounterpointError",
     "Decision",
+    "delegate",
     "END",
     "EngineError",
     "Escalation",
@@ -102,6 +103,7 @@ __all__ = [
     "ReviewRejected",
     "ReviewRequest",
     "router",
+    "route",
     "Run",
     "RunCancelled",
     "RunResult",

@@ -97,3 +97,16 @@ def test_star_import(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_importing_counterpoint_imports_no_optional_integration():
+    code = (
+        "import sys, counterpoint\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('langchain_core', 'langchain', 'opentelemetry', 'ray', 'yaml'))\n"
+        "print(loaded)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
