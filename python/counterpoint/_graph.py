@@ -294,7 +294,7 @@ class CompiledGraph:
         """Runs the graph on ``input`` and returns the sink's output.
 
         With several sinks the result is ``{sink_name: output}``. The GIL is released
-        while the run executes; Ctrl-C cancels the run and raises KeyboardInterrupt.
+        while the run executes; Ctrl-C interrupts the run and raises KeyboardInterrupt.
 
         Raises:
             AgentError: an agent raised; its exception is ``__cause__``.
@@ -452,8 +452,11 @@ class CompiledGraph:
 
         reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare)
         if self._store is not None:
+            # Recorded here as well as by the checkpoint writer, so that once batch()
+            # returns the store agrees (an "interrupted" status is never overwritten).
             for report, key in zip(reports, keys):
-                self._store.set_status(key, report.status.name)
+                if key is not None:
+                    self._store.finish_run(key, report.status.name)
         if return_exceptions:
             return [as_exception(report, key) for report, key in zip(reports, keys)]
         return [unwrap(report, key) for report, key in zip(reports, keys)]
