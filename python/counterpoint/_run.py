@@ -203,11 +203,25 @@ class Run:
         """Waits (GIL released) until the run ends or ``timeout`` seconds pass. Ctrl-C
         interrupts the run (a durable one is then listed by ``runs("interrupted")``)
         and raises KeyboardInterrupt. Returns True if the run has ended."""
-        ended = self._handle.wait(-1.0 if timeout is None else timeout)
+        try:
+            ended = self._handle.wait(-1.0 if timeout is None else timeout)
+        except KeyboardInterrupt:
+            # The run ended "interrupted": record it now, as below, so that a notebook
+            # that catches the KeyboardInterrupt finds the run listed for resume at once.
+            self._record_end()
+            raise
         if ended and self._store is not None:
             store, self._store = self._store, None
             store.set_status(self.run_key, self.status)
         return ended
+
+    def _record_end(self) -> None:
+        if self._store is not None and self._handle.done:
+            store, self._store = self._store, None
+            try:
+                store.finish_run(self.run_key, self.status)
+            except Exception:  # noqa: BLE001 - the KeyboardInterrupt must go on
+                pass
 
     def cancel(self) -> bool:
         """Ends the run: agents not yet started never start, running agents' results are
