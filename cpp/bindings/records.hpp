@@ -1,7 +1,7 @@
 #pragma once
 // The typed records that cross the pybind11 boundary. Each one is a plain struct the
 // Python layer reads by attribute; statuses and kinds travel as the engine's enums
-// (bound as Python enums in enums.cpp), so no status string is spelled on both sides.
+// (bound as Python enums by register_enums in records.cpp), so no status string is spelled on both sides.
 #include <cstdint>
 #include <optional>
 #include <string>

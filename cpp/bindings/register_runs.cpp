@@ -1,5 +1,5 @@
 // Runs: starting them, waiting for them and reading how they ended. All waiting happens
-// here with the GIL released, in slices, so Ctrl-C is noticed (and cancels the run)
+// here with the GIL released, in slices, so Ctrl-C is noticed (and interrupts the run)
 // within one slice.
 #include <chrono>
 #include <condition_variable>
@@ -350,8 +350,8 @@ void register_runs(py::module_& m) {
   m.attr("DEFAULT_BATCH_WINDOW") = BatchOptions::kDefaultWindow;
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
         py::arg("window") = 0, py::arg("prepare") = py::none(),
-        "Runs the graph once per input, at most max_concurrency at once (0: all); "
-        "reports in input order.");
+        "Runs the graph once per input, at most `window` runs at once (0: "
+        "DEFAULT_BATCH_WINDOW); reports in input order.");
 }
 
 }  // namespace counterpoint::bindings

@@ -26,10 +26,17 @@ void register_runtime(py::module_& m) {
   m.def(
       "shutdown",
       [](double drain_timeout_seconds) {
-        // Stop native threads from taking the GIL before the interpreter starts to
-        // finalize; then cancel and drain without holding it, so agents can return.
-        mark_shutting_down();
+        // First stop intake and interrupt every live run, while agents can still
+        // finish normally: a run must end interrupted, not failed by an agent that
+        // found the interpreter gone. Then stop native threads from taking the GIL
+        // before the interpreter starts to finalize, and drain without holding it, so
+        // agents can return.
         bool drained;
+        {
+          py::gil_scoped_release nogil;
+          Runtime::instance().shutdown(std::chrono::milliseconds(0));
+        }
+        mark_shutting_down();
         {
           py::gil_scoped_release nogil;
           drained = Runtime::instance().shutdown(std::chrono::milliseconds(
@@ -39,7 +46,7 @@ void register_runtime(py::module_& m) {
         return drained;
       },
       py::arg("drain_timeout"),
-      "Cancels every run and waits up to drain_timeout seconds for running agents to return.");
+      "Interrupts every run and waits up to drain_timeout seconds for running agents to return.");
 }
 
 }  // namespace counterpoint::bindings

@@ -35,7 +35,7 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
 void refuse_wait_on_engine_thread(RunHandle run);
 
 // Waits for the run with the GIL released, in slices, checking for signals between them:
-// on a signal (KeyboardInterrupt) the run is cancelled and the exception propagates.
+// on a signal (KeyboardInterrupt) the run is interrupted and the exception propagates.
 // True once the run has ended; false if `timeout_seconds` (< 0: none) passed.
 bool wait_run(RunHandle run, double timeout_seconds);
 

@@ -96,7 +96,12 @@ class Retry:
                 predicate = None
             else:
                 def predicate(failure: Any) -> bool:
-                    return isinstance(failure.error, classes)
+                    # A failure the engine made itself (no exception) counts as a
+                    # RuntimeError, as it always has.
+                    error = failure.error
+                    if error is None:
+                        error = RuntimeError(failure.message)
+                    return isinstance(error, classes)
         else:
             timeouts = _core.RetryTimeouts.ask_predicate
 

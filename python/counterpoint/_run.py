@@ -122,8 +122,8 @@ class RunResult:
 
     Attributes:
         run_id: The run.
-        status: ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"`` or
-            ``"needs_review"``.
+        status: ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``,
+            ``"needs_review"`` or ``"interrupted"`` (Ctrl-C or interpreter exit).
         output: The result (as ``invoke`` returns it), or None if the run did not succeed.
         error: The exception ``invoke`` would have raised, or None.
         agents: Each agent's outcome, by name, in topological order.
@@ -191,8 +191,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        """``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``
-        or ``"needs_review"``."""
+        """``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``,
+        ``"needs_review"`` or ``"interrupted"`` (Ctrl-C or interpreter exit)."""
         return str(self._handle.status.name)
 
     @property

@@ -216,3 +216,11 @@ def test_compiling_twice_gives_independent_apps():
     assert second.invoke(1) == 4
     assert first.agents == ["a"]
     assert second.agents == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["a/b", "/", "outer/inner/leaf"])
+def test_names_with_a_slash_are_refused_as_it_separates_nested_agents(name):
+    with pytest.raises(cp.GraphError) as info:
+        cp.Graph().add(name, _ok).compile()
+    assert info.value.node == name
+    assert "/" in str(info.value)

@@ -225,3 +225,14 @@ def test_downstream_of_an_urgent_branch_inherits_its_priority():
     )
     nodes = {n["name"]: n["priority"] for n in g.compile().describe()["nodes"]}
     assert nodes == {"urgent": 10, "relaxed": -3, "notify": 10, "archive": 0, "explicit": 2}
+
+
+def test_an_explicit_zero_priority_is_kept_not_inherited():
+    g = (
+        cp.Graph()
+        .add("urgent", lambda x: x, priority=10)
+        .add("explicit_zero", lambda x: x, after="urgent", priority=0)
+        .add("unset", lambda x: x, after="urgent")
+    )
+    nodes = {n["name"]: n["priority"] for n in g.compile().describe()["nodes"]}
+    assert nodes == {"urgent": 10, "explicit_zero": 0, "unset": 10}
