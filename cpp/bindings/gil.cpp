@@ -73,7 +73,11 @@ PyObject* call_python(PyObject* callable, PyObject* argument) {
 
 void forget_thread_state() noexcept {
   if (t_state.tstate == nullptr || !python_alive()) return;
-  PyEval_RestoreThread(t_state.tstate);
+  try {
+    PyEval_RestoreThread(t_state.tstate);
+  } catch (abi::__forced_unwind&) {
+    park_thread_until_exit();  // the interpreter finalized while we waited for the GIL
+  }
   drain_released_objects();
   t_state.tstate = nullptr;
   PyGILState_Release(t_state.outer);  // deletes the thread state and drops the GIL

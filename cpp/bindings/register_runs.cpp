@@ -1,6 +1,7 @@
 // Runs: starting them, waiting for them and reading how they ended. All waiting happens
 // here with the GIL released, in slices, so Ctrl-C is noticed (and interrupts the run)
 // within one slice.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -35,6 +36,9 @@ constexpr auto kSpin = 50us;
 
 // Set on the thread that runs the engine's own event loop (see _loops.py).
 thread_local bool t_engine_loop_thread = false;
+// Python runs signal handlers on the main thread only: other threads need not wake up to
+// check for Ctrl-C, which matters when a thousand pool threads wait in nested invokes.
+unsigned long g_main_thread = 0;
 
 // An outcome known before a run starts: a checkpointed success, or a reviewer's rejection.
 struct RestoredSpec {
@@ -83,11 +87,21 @@ bool wait_run(RunHandle run, double timeout_seconds) {
                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                       std::chrono::duration<double>(timeout_seconds));
   auto spin = std::chrono::nanoseconds(kSpin);
+  const bool sees_signals = PyThread_get_thread_ident() == g_main_thread;
   for (;;) {
     bool finished;
     {
       py::gil_scoped_release nogil;
-      finished = run.wait_for(kWaitSlice, spin);
+      if (sees_signals) {
+        finished = run.wait_for(kWaitSlice, spin);
+      } else if (timeout_seconds < 0) {
+        run.wait();
+        finished = true;
+      } else {
+        finished = run.wait_for(std::max(deadline - std::chrono::steady_clock::now(),
+                                         std::chrono::steady_clock::duration::zero()),
+                                spin);
+      }
     }
     spin = std::chrono::nanoseconds(0);
     drain_released_objects();
@@ -240,6 +254,10 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
 }  // namespace
 
 void register_runs(py::module_& m) {
+  g_main_thread = py::module_::import("threading")
+                      .attr("main_thread")()
+                      .attr("ident")
+                      .cast<unsigned long>();
   py::register_exception<EngineError>(m, "EngineError", PyExc_RuntimeError);
   m.def("mark_engine_loop_thread", [] { t_engine_loop_thread = true; },
         "Marks the calling thread as the one running the engine's event loop: a wait "

@@ -34,7 +34,7 @@ void register_runtime(py::module_& m) {
         bool drained;
         {
           py::gil_scoped_release nogil;
-          Runtime::instance().shutdown(std::chrono::milliseconds(0));
+          Runtime::instance().interrupt_all();
         }
         mark_shutting_down();
         {

@@ -156,9 +156,13 @@ Runtime& Runtime::instance() {
   return *runtime;
 }
 
-bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
+void Runtime::interrupt_all() {
   accepting_.store(false, std::memory_order_release);
   for (const auto& run : impl_->live_runs()) run->end(RunStatus::Interrupted);
+}
+
+bool Runtime::shutdown(std::chrono::milliseconds drain_timeout) {
+  interrupt_all();
   pool_->stop();
   const auto deadline = std::chrono::steady_clock::now() + drain_timeout;
   while (inflight_invocations() > 0 && std::chrono::steady_clock::now() < deadline) {

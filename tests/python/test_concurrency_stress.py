@@ -204,7 +204,11 @@ def test_hundreds_of_runs_share_a_limit_and_a_breaker():
     assert breaker.snapshot()["rejected"] > 0  # the breaker opened at some point
     assert statuses[("enrich", "failed")] > 0
     assert statuses[("slowpoke", "timed_out")] > 0
-    assert statuses[("combine", "succeeded")] > 0
+    # The happy path happened too. Not necessarily all the way to `combine`: a breaker
+    # is asked again when a queued call gets its limit slot, so once it opens during the
+    # burst it may refuse every queued `enrich`.
+    assert statuses[("fetch", "succeeded")] > 0
+    assert statuses[("score", "succeeded")] > 0
     assert elapsed < 60
 
 

@@ -51,6 +51,9 @@ class Runtime {
   // and waits up to `drain_timeout` for agent invocations still executing to return.
   // True if everything drained in time.
   bool shutdown(std::chrono::milliseconds drain_timeout);
+  // The first step of shutdown() alone: stops intake and interrupts every live run, while
+  // the pool keeps serving the agents still running.
+  void interrupt_all();
 
   std::size_t live_runs() const;
   std::size_t inflight_invocations() const noexcept {
