@@ -79,10 +79,10 @@ run_clang_tidy() {
   local dir="$ROOT/build/lint"
   local pybind11_dir
   pybind11_dir="$("$PYTHON" -m pybind11 --cmakedir)" || return 1
-  # Configure only: clang-tidy needs the compile commands, not objects. No precompiled
-  # header (GCC's .gch is unreadable to clang) and the native tests' TUs included.
+  # Configure only: clang-tidy needs the compile commands, not objects. No
+  # unity build (clang-tidy must see each source file) and the native tests included.
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCOUNTERPOINT_PCH=OFF \
+    -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCOUNTERPOINT_UNITY_BINDINGS=OFF \
     -DCOUNTERPOINT_BUILD_PYTHON=ON -DCOUNTERPOINT_BUILD_TESTS=ON \
     -DPython_EXECUTABLE="$(command -v "$PYTHON")" -Dpybind11_DIR="$pybind11_dir" \
     >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
