@@ -143,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         mb, ma = statistics.median(b), statistics.median(a)
         ratio = ma / mb if mb else None
-        # A change counts only when the two builds' ranges do not overlap.
-        if max(a) < min(b):
+        # A change counts only when the two builds' ranges over >= 2 rounds do not overlap.
+        if min(len(a), len(b)) < 2:
+            verdict = "(needs >= 2 rounds)"
+        elif max(a) < min(b):
             verdict = "better" if not higher else "WORSE"
         elif min(a) > max(b):
             verdict = "WORSE" if not higher else "better"
