@@ -1,7 +1,16 @@
 # Locates oneTBB (tbb-devel wheel) and nlohmann/json (nlohmann-json wheel) through the
 # Python interpreter running the build. Works inside pip's isolated build environment,
 # where the wheels live in a temporary prefix CMake would never search on its own.
+include("${CMAKE_CURRENT_LIST_DIR}/StableDependencyPaths.cmake")
+
 function(counterpoint_locate_wheel_dependencies)
+  # A TBB_DIR found here is asked for again on every configure: pip builds in a new
+  # temporary environment each time, and the one cached by the previous build is gone
+  # (find_package would then search the system and might take a system TBB). A TBB_DIR
+  # given by the user (-DTBB_DIR=...) is kept.
+  if(TBB_DIR AND TBB_DIR STREQUAL COUNTERPOINT_TBB_DIR_FROM_WHEEL)
+    unset(TBB_DIR CACHE)
+  endif()
   if(NOT TBB_DIR)
     execute_process(
       COMMAND "${Python_EXECUTABLE}" -c [=[
@@ -18,6 +27,7 @@ for f in files:
       OUTPUT_VARIABLE _tbb_dir OUTPUT_STRIP_TRAILING_WHITESPACE)
     if(_tbb_dir)
       set(TBB_DIR "${_tbb_dir}" CACHE PATH "oneTBB CMake config from the tbb-devel wheel" FORCE)
+      set(COUNTERPOINT_TBB_DIR_FROM_WHEEL "${_tbb_dir}" CACHE INTERNAL "")
     else()
       message(FATAL_ERROR
         "counterpoint: the tbb-devel wheel is not installed for ${Python_EXECUTABLE}. "
@@ -37,5 +47,6 @@ for f in files:
     message(FATAL_ERROR
       "counterpoint: nlohmann/json.hpp not found. Run `pip install nlohmann-json`.")
   endif()
+  counterpoint_stable_include_dir(_json_include "${_json_include}" nlohmann_json nlohmann)
   set(COUNTERPOINT_NLOHMANN_INCLUDE "${_json_include}" PARENT_SCOPE)
 endfunction()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -61,7 +62,7 @@ EXPERT_WORDS = {
 }
 
 
-def cheap_classifier(ticket: dict) -> cp.Result:
+def cheap_classifier(ticket: dict[str, Any]) -> cp.Result:
     """Fast and shallow: confident only when exactly one label's words appear."""
     time.sleep(LATENCY["cheap"])
     text = ticket["text"].lower()
@@ -83,17 +84,17 @@ def expert_label(text: str, tie_break: tuple[str, ...]) -> str:
     return next(label for label in tie_break if scores[label] == best)
 
 
-def expert_a(ticket: dict) -> str:
+def expert_a(ticket: dict[str, Any]) -> str:
     time.sleep(LATENCY["expert_a"])
     return expert_label(ticket["text"], ("billing", "technical", "account", "shipping"))
 
 
-async def expert_b(ticket: dict) -> str:
+async def expert_b(ticket: dict[str, Any]) -> str:
     await asyncio.sleep(LATENCY["expert_b"])
     return expert_label(ticket["text"], ("shipping", "technical", "account", "billing"))
 
 
-async def expert_c(ticket: dict) -> str:
+async def expert_c(ticket: dict[str, Any]) -> str:
     await asyncio.sleep(LATENCY["expert_c"])
     return expert_label(ticket["text"], ("account", "billing", "technical", "shipping"))
 
@@ -110,7 +111,7 @@ def main() -> None:
     adaptive_wall = time.perf_counter() - started
 
     escalated = 0
-    for ticket, outcome in zip(TICKETS, outcomes):
+    for ticket, outcome in zip(TICKETS, outcomes, strict=True):
         if outcome.path == "escalated":
             escalated += 1
             merged = outcome.value  # a cp.Merged: the panel's vote
@@ -128,7 +129,7 @@ def main() -> None:
     panel_only = expert_panel.batch(TICKETS, max_concurrency=IN_FLIGHT)
     everything_wall = time.perf_counter() - started
 
-    agreed = sum(1 for o, p in zip(outcomes, panel_only)
+    agreed = sum(1 for o, p in zip(outcomes, panel_only, strict=True)
                  if (o.value.value if o.path == "escalated" else o.value) == p.value)
     panel = LATENCY["expert_a"] + LATENCY["expert_b"] + LATENCY["expert_c"]
     panel_critical = max(LATENCY["expert_a"], LATENCY["expert_b"], LATENCY["expert_c"])

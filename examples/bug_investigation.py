@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -45,18 +46,18 @@ LOGS = {
 # ---- tier 2: the log team, a supervisor of its own -----------------------------------
 
 
-def log_planner(assignment: dict) -> list[dict]:
+def log_planner(assignment: dict[str, Any]) -> list[dict[str, Any]]:
     time.sleep(LATENCY["logs.planner"])
     return [{"id": service, "task": f"read the {service} logs around the failures"}
             for service in LOGS]
 
 
-async def log_reader(subtask: dict) -> str:
+async def log_reader(subtask: dict[str, Any]) -> str:
     await asyncio.sleep(LATENCY[f"logs.{subtask['id']}"])
     return LOGS[subtask["id"]]
 
 
-def log_synthesizer(brief: dict) -> str:
+def log_synthesizer(brief: dict[str, Any]) -> str:
     time.sleep(LATENCY["logs.synthesizer"])
     notable = {svc: line for svc, line in brief["results"].items() if line != "nothing unusual"}
     return "; ".join(f"{svc}: {line}" for svc, line in notable.items())
@@ -67,7 +68,7 @@ log_team = cp.supervisor(log_planner, workers={"reader": log_reader},
 
 # ---- tier 1: the lead investigator and its workers ------------------------------------
 
-PLAN = [
+PLAN: list[dict[str, Any]] = [
     {"id": "reproduce", "worker": "reproducer", "task": BUG},
     {"id": "read_logs", "worker": "log_team", "task": "find errors around the failures"},
     {"id": "bisect", "worker": "bisector", "task": "find the first bad commit in 2.13..2.14"},
@@ -78,23 +79,23 @@ PLAN = [
 ]
 
 
-def lead_planner(bug: str) -> list[dict]:
+def lead_planner(bug: str) -> list[dict[str, Any]]:
     """Decomposes the investigation; `depends_on` says what each subtask needs."""
     time.sleep(LATENCY["lead.planner"])
     return PLAN
 
 
-def reproducer(subtask: dict) -> str:
+def reproducer(subtask: dict[str, Any]) -> str:
     time.sleep(LATENCY["reproduce"])
     return "reproduced: 101 items -> 500 after 30 s; 100 items -> 200 OK"
 
 
-async def bisector(subtask: dict) -> str:
+async def bisector(subtask: dict[str, Any]) -> str:
     await asyncio.sleep(LATENCY["bisect"])
     return "first bad commit 4e1f9ac 'update cart items in one batch statement'"
 
 
-def analyst(subtask: dict) -> str:
+def analyst(subtask: dict[str, Any]) -> str:
     time.sleep(LATENCY["root_cause"])
     found = subtask["deps"]  # exactly the three outputs it depends on
     assert set(found) == {"reproduce", "read_logs", "bisect"}
@@ -102,18 +103,18 @@ def analyst(subtask: dict) -> str:
             "escalates to a table lock and concurrent checkouts wait until timeout")
 
 
-def developer(subtask: dict) -> str:
+def developer(subtask: dict[str, Any]) -> str:
     time.sleep(LATENCY["patch"])
     return "patch: update cart items in chunks of 100 rows"
 
 
-async def tester(subtask: dict) -> str:
+async def tester(subtask: dict[str, Any]) -> str:
     await asyncio.sleep(LATENCY["test"])
     assert "chunks" in subtask["deps"]["patch"]
     return "regression test with 1, 100, 101 and 500 items: all pass"
 
 
-def lead_synthesizer(brief: dict) -> str:
+def lead_synthesizer(brief: dict[str, Any]) -> str:
     time.sleep(LATENCY["lead.synthesizer"])
     results = brief["results"]
     return "\n".join([f"Incident: {brief['task']}"] +
@@ -128,7 +129,7 @@ investigation = cp.supervisor(
 )
 
 
-def longest_path(plan: list[dict], latency: dict[str, float]) -> float:
+def longest_path(plan: list[dict[str, Any]], latency: dict[str, float]) -> float:
     """The critical path of a plan: the longest chain of dependent subtasks."""
     finish: dict[str, float] = {}
     for subtask in plan:  # the plan lists dependencies before their dependants
@@ -146,7 +147,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             summary = event.output
             break
-        timings.setdefault(event.agent, {})[event.kind] = event.time
+        timings.setdefault(event.agent or "(run)", {})[event.kind] = event.time
 
     print(summary)
 

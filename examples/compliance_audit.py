@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -43,14 +44,15 @@ LATENCY = {"ingest": 0.10, "validate": 0.15, "screen_sanctions": 0.20, "risk_sco
            "report": 0.10}
 
 
-def ingest(raw: str) -> list[dict]:
+def ingest(raw: str) -> list[dict[str, Any]]:
     """Parses the daily file into records."""
     time.sleep(LATENCY["ingest"])
     fields = ("id", "counterparty", "country", "amount", "currency")
-    return [dict(zip(fields, line.split(","))) for line in raw.splitlines() if line.strip()]
+    return [dict(zip(fields, line.split(","), strict=True))
+            for line in raw.splitlines() if line.strip()]
 
 
-async def validate(records: list[dict]) -> list[dict]:
+async def validate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rejects the whole file if any record is malformed: the audit must be complete."""
     await asyncio.sleep(LATENCY["validate"])
     valid = []
@@ -66,7 +68,7 @@ async def validate(records: list[dict]) -> list[dict]:
     return valid
 
 
-def screen_sanctions(records: list[dict]) -> list[dict]:
+def screen_sanctions(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Checks every counterparty against sanctions lists and the internal watchlist."""
     time.sleep(LATENCY["screen_sanctions"])
     screened = []
@@ -80,7 +82,7 @@ def screen_sanctions(records: list[dict]) -> list[dict]:
     return screened
 
 
-async def risk_score(records: list[dict]) -> list[dict]:
+async def risk_score(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Scores each screened transaction from 0 to 100."""
     await asyncio.sleep(LATENCY["risk_score"])
     scored = []
@@ -92,7 +94,7 @@ async def risk_score(records: list[dict]) -> list[dict]:
     return scored
 
 
-def report(records: list[dict]) -> dict:
+def report(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Writes the compliance report: what must be escalated, and why."""
     time.sleep(LATENCY["report"])
     escalate = [r for r in records if r["risk"] >= 50]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any, ClassVar
 
 import counterpoint as cp
 
@@ -36,7 +37,7 @@ MESSAGE = (
 
 # ---- stand-ins for the systems the agents would query ---------------------------------
 
-ORDERS = {
+ORDERS: dict[str, dict[str, Any]] = {
     "A-1042": {
         "customer": "Dana Whitfield",
         "total": 89.90,
@@ -46,7 +47,7 @@ ORDERS = {
         "tracking": "CPX-77310",
     }
 }
-CARRIER = {
+CARRIER: dict[str, dict[str, Any]] = {
     "CPX-77310": {
         "status": "in transit",
         "last_scan": "Leeds sorting hub",
@@ -55,7 +56,7 @@ CARRIER = {
         "interceptable": True,
     }
 }
-PROMOS = {"SPRING20": {"percent": 20, "valid": True}}
+PROMOS: dict[str, dict[str, Any]] = {"SPRING20": {"percent": 20, "valid": True}}
 
 INTENT_KEYWORDS = {
     "billing": ("charged twice", "refund", "overcharged", "duplicate"),
@@ -65,17 +66,25 @@ INTENT_KEYWORDS = {
 }
 
 
+def find(pattern: str, text: str, group: int = 1) -> str:
+    """The first match of ``pattern`` in ``text`` (stands in for real entity extraction)."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"no match for {pattern!r} in the message")
+    return match.group(group)
+
+
 # ---- the agents ----------------------------------------------------------------------
 
 
-def classify(message: str) -> dict:
+def classify(message: str) -> dict[str, Any]:
     """Entry agent: detects every intent in the message and which one is urgent."""
     text = message.lower()
     intents = [intent for intent, words in INTENT_KEYWORDS.items()
                if any(word in text for word in words)]
-    order_id = re.search(r"\b[A-Z]-\d{4}\b", message).group(0)
-    promo = re.search(r"promo code (\w+)", message).group(1)
-    new_address = re.search(r"new address, (.+?) -", message).group(1)
+    order_id = find(r"\b[A-Z]-\d{4}\b", message, 0)
+    promo = find(r"promo code (\w+)", message, 1)
+    new_address = find(r"new address, (.+?) -", message, 1)
     # An address change for a parcel that is still on its way is time-critical: it only
     # helps while the parcel can be redirected.
     urgent = ["address"] if {"address", "shipping"} <= set(intents) else []
@@ -83,7 +92,7 @@ def classify(message: str) -> dict:
             "promo_code": promo, "new_address": new_address}
 
 
-def billing_agent(ticket: dict) -> str:
+def billing_agent(ticket: dict[str, Any]) -> str:
     """Sync agent: pulls the charges and opens the dispute."""
     time.sleep(0.6)  # transaction history + dispute analysis
     order = ORDERS[ticket["order_id"]]
@@ -94,7 +103,7 @@ def billing_agent(ticket: dict) -> str:
             f"{charges[1][0][:10]}; the refund is on its way (3-5 business days).")
 
 
-async def shipping_agent(ticket: dict) -> str:
+async def shipping_agent(ticket: dict[str, Any]) -> str:
     """Async agent: asks the carrier for the live status."""
     await asyncio.sleep(0.8)  # carrier API
     shipment = CARRIER[ORDERS[ticket["order_id"]]["tracking"]]
@@ -102,7 +111,7 @@ async def shipping_agent(ticket: dict) -> str:
             f"it was held up by {shipment['delay']} and is now due {shipment['new_eta']}.")
 
 
-async def promotions_agent(ticket: dict) -> str:
+async def promotions_agent(ticket: dict[str, Any]) -> str:
     """Async agent: validates the code against the order."""
     await asyncio.sleep(0.5)  # promotions service
     order = ORDERS[ticket["order_id"]]
@@ -114,23 +123,24 @@ async def promotions_agent(ticket: dict) -> str:
             f"credited GBP {credit:.2f} ({promo['percent']}%) to your account.")
 
 
-def address_agent(ticket: dict) -> str:
+def address_agent(ticket: dict[str, Any]) -> str:
     """Sync agent, time-critical: redirects the parcel while it can still be redirected."""
     time.sleep(0.3)  # carrier intercept request
     shipment = CARRIER[ORDERS[ticket["order_id"]]["tracking"]]
     if not shipment["interceptable"]:
         return "Your parcel can no longer be redirected; we will re-send it to your new address."
-    return f"Your parcel was intercepted in transit and will be delivered to {ticket['new_address']}."
+    return ("Your parcel was intercepted in transit and will be delivered to "
+            f"{ticket['new_address']}.")
 
 
 class ReplyDrafter:
     """A LangChain-style runnable (an object with ``invoke``): joins the four findings."""
 
     ORDER = ("address", "billing", "shipping", "promotions")  # most time-critical first
-    TITLES = {"address": "Delivery address", "billing": "Billing dispute",
+    TITLES: ClassVar[dict[str, str]] = {"address": "Delivery address", "billing": "Billing dispute",
               "shipping": "Shipment status", "promotions": "Promo code"}
 
-    def invoke(self, findings: dict) -> str:
+    def invoke(self, findings: dict[str, Any]) -> str:
         order = ORDERS["A-1042"]
         lines = [f"Dear {order['customer']},", "",
                  "thank you for your message about order A-1042. Here is where everything stands:"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -54,11 +55,13 @@ LATENCY = {
 
 # ---- stand-ins for the systems the agents would query ---------------------------------
 
-ORDERS = {"A-1042": {"customer": "Dana Whitfield", "total": 89.90,
-                     "charges": [("2026-03-02 09:14", 89.90), ("2026-03-02 09:15", 89.90)],
-                     "tracking": "CPX-77310"}}
-CARRIER = {"CPX-77310": {"status": "in transit", "last_scan": "Leeds hub",
-                         "new_eta": "Thursday", "interceptable": True}}
+ORDERS: dict[str, dict[str, Any]] = {
+    "A-1042": {"customer": "Dana Whitfield", "total": 89.90,
+               "charges": [("2026-03-02 09:14", 89.90), ("2026-03-02 09:15", 89.90)],
+               "tracking": "CPX-77310"}}
+CARRIER: dict[str, dict[str, Any]] = {
+    "CPX-77310": {"status": "in transit", "last_scan": "Leeds hub",
+                  "new_eta": "Thursday", "interceptable": True}}
 PROMOS = {"SPRING20": 20}
 INTENT_KEYWORDS = {
     "billing": ("charged twice", "refund", "duplicate"),
@@ -70,14 +73,22 @@ INTENT_KEYWORDS = {
 
 
 def order_id(message: str) -> str:
-    return re.search(r"\b[A-Z]-\d{4}\b", message).group(0)
+    return find(r"\b[A-Z]-\d{4}\b", message, 0)
+
+
+def find(pattern: str, text: str, group: int = 1) -> str:
+    """The first match of ``pattern`` in ``text`` (stands in for real entity extraction)."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"no match for {pattern!r} in the message")
+    return match.group(group)
 
 
 # ---- the agents ----------------------------------------------------------------------
 # A router hands every specialist the original message; each extracts what it needs.
 
 
-def classify(message: str) -> dict:
+def classify(message: str) -> dict[str, Any]:
     time.sleep(LATENCY["classify"])  # intent-detection model
     text = message.lower()
     intents = [name for name, words in INTENT_KEYWORDS.items() if any(w in text for w in words)]
@@ -86,24 +97,25 @@ def classify(message: str) -> dict:
 
 def address(message: str) -> str:
     time.sleep(LATENCY["address"])  # carrier intercept request
-    new_address = re.search(r"new address, (.+?) -", message).group(1)
+    new_address = find(r"new address, (.+?) -", message, 1)
     parcel = CARRIER[ORDERS[order_id(message)]["tracking"]]
     if not parcel["interceptable"]:
         return "Your parcel can no longer be redirected; we will re-send it."
     return f"Parcel intercepted in transit; it will be delivered to {new_address}."
 
 
-def transactions(message: str) -> list:
+def transactions(message: str) -> list[Any]:
     time.sleep(LATENCY["billing.transactions"])  # payment ledger
-    return ORDERS[order_id(message)]["charges"]
+    charges: list[Any] = ORDERS[order_id(message)]["charges"]
+    return charges
 
 
-async def dispute_rules(message: str) -> dict:
+async def dispute_rules(message: str) -> dict[str, Any]:
     await asyncio.sleep(LATENCY["billing.rules"])  # policy knowledge base
     return {"duplicate_window_minutes": 10, "auto_refund": True}
 
 
-def resolve_dispute(found: dict) -> str:
+def resolve_dispute(found: dict[str, Any]) -> str:
     time.sleep(LATENCY["billing.resolve"])  # dispute-analysis model
     charges, rules = found["transactions"], found["rules"]
     duplicates = charges[1:]
@@ -125,7 +137,7 @@ async def shipping(message: str) -> str:
 
 async def promotions(message: str) -> str:
     await asyncio.sleep(LATENCY["promotions"])  # promotions service
-    code = re.search(r"promo code (\w+)", message).group(1)
+    code = find(r"promo code (\w+)", message, 1)
     percent = PROMOS.get(code)
     if percent is None:
         return f"{code} is not a valid code."
@@ -138,7 +150,7 @@ def escalate(message: str) -> str:
     return "Passed to a human colleague, who will reply within 24 hours."
 
 
-def reply(findings: dict) -> str:
+def reply(findings: dict[str, Any]) -> str:
     time.sleep(LATENCY["reply"])  # response-drafting model
     order = ORDERS["A-1042"]
     lines = [f"Dear {order['customer']}, here is where everything stands:"]
@@ -174,7 +186,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             final_reply = event.output
             break
-        name = event.agent.removeprefix("triage/")
+        name = (event.agent or "(run)").removeprefix("triage/")
         timings.setdefault(name, {})[event.kind] = event.time
         if event.kind == "finish" and name == "classify":
             print(f"  {event.time:6.3f} s  intents: {', '.join(event.output['intents'])}")

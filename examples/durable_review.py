@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -40,17 +41,17 @@ LATENCY = {"policy_lookup": 0.10, "claim_history": 0.15, "draft_decision": 0.20,
 REVIEW_BELOW = 0.8
 
 
-async def policy_lookup(claim: dict) -> dict:
+async def policy_lookup(claim: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(LATENCY["policy_lookup"])  # policy administration system
     return {"covers": ["fire", "water damage"], "excess": 250.0, "limit": 10000.0}
 
 
-def claim_history(claim: dict) -> dict:
+def claim_history(claim: dict[str, Any]) -> dict[str, Any]:
     time.sleep(LATENCY["claim_history"])  # claims database
     return {"previous_claims": 2, "last_claim": "water damage, 14 months ago"}
 
 
-def draft_decision(found: dict) -> dict:
+def draft_decision(found: dict[str, Any]) -> dict[str, Any]:
     """Proposes a decision; a repeat water-damage claim makes it unsure."""
     time.sleep(LATENCY["draft_decision"])  # decision model
     policy, history = found["policy_lookup"], found["claim_history"]
@@ -60,7 +61,7 @@ def draft_decision(found: dict) -> dict:
             "note": f"covered; {history['previous_claims']} previous claims"}
 
 
-def notify(decision: dict) -> str:
+def notify(decision: dict[str, Any]) -> str:
     time.sleep(LATENCY["notify"])  # email to the customer
     return (f"Claim {CLAIM['id']}: {decision['decision']}d, payout GBP {decision['payout']:.2f} "
             f"({decision['note']})")
@@ -81,6 +82,7 @@ def reviewer_process(store_path: str, run_key: str) -> None:
     app = build(store_path)
     waiting = [run.run_key for run in app.runs("needs_review")]
     print(f"  [reviewer process {os.getpid()}] runs awaiting review: {waiting}")
+    assert app.store is not None  # build() compiles with a store
     draft = app.store.load_run(run_key).outcomes["draft_decision"].output
     corrected = {**draft, "payout": draft["payout"] - 300.0, "confidence": 1.0,
                  "note": draft["note"] + "; GBP 300 deducted for pre-existing wear"}
@@ -127,8 +129,9 @@ def main() -> None:
             print(f"  run.result() raises {type(paused).__name__}: {paused}")
 
         print("\n2. A separate Python process decides and resumes it:")
-        command = [sys.executable, os.path.abspath(__file__), "--resume", store_path,
-                   result.run_key]
+        run_key = result.run_key
+        assert run_key is not None  # a durable run has a key
+        command = [sys.executable, os.path.abspath(__file__), "--resume", store_path, run_key]
         print(f"  $ python {os.path.basename(__file__)} --resume <store> {result.run_key}")
         child = subprocess.run(command, capture_output=True, text=True, timeout=60)
         print(child.stdout, end="")
@@ -137,10 +140,11 @@ def main() -> None:
             raise SystemExit(f"the reviewer process failed with exit code {child.returncode}")
 
         print("\n3. Back in this process, the store shows the outcome:")
-        stored = app.store.load_run(result.run_key)
+        assert app.store is not None
+        stored = app.store.load_run(run_key)
         print(f"  run {stored.run_key}: {stored.status}")
-        for name, outcome in stored.outcomes.items():
-            print(f"    {name:<15} {outcome.status:<10} {outcome.message}")
+        for name, saved in stored.outcomes.items():
+            print(f"    {name:<15} {saved.status:<10} {saved.message}")
         total = sum(LATENCY.values())
         full_critical = critical + LATENCY["notify"]
         print(f"  sum of agent latencies {total:.2f} s; critical path {full_critical:.2f} s "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -45,7 +46,7 @@ LATENCY = {"security": 0.40, "performance": 0.30, "style": 0.15, "tests": 0.25,
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2}
 
 
-def security(pr: dict) -> list[dict]:
+def security(pr: dict[str, Any]) -> list[dict[str, Any]]:
     """Looks only for injection and secrets."""
     time.sleep(LATENCY["security"])
     findings = []
@@ -55,7 +56,7 @@ def security(pr: dict) -> list[dict]:
     return findings
 
 
-async def performance(pr: dict) -> list[dict]:
+async def performance(pr: dict[str, Any]) -> list[dict[str, Any]]:
     """Looks only for queries in loops and unbounded results."""
     await asyncio.sleep(LATENCY["performance"])
     findings = []
@@ -71,7 +72,7 @@ async def performance(pr: dict) -> list[dict]:
     return findings
 
 
-def style(pr: dict) -> list[dict]:
+def style(pr: dict[str, Any]) -> list[dict[str, Any]]:
     """Looks only at readability."""
     time.sleep(LATENCY["style"])
     findings = []
@@ -82,7 +83,7 @@ def style(pr: dict) -> list[dict]:
     return findings
 
 
-async def tests(pr: dict) -> list[dict]:
+async def tests(pr: dict[str, Any]) -> list[dict[str, Any]]:
     """Looks only at test coverage."""
     await asyncio.sleep(LATENCY["tests"])
     if not pr["tests_changed"]:
@@ -91,7 +92,7 @@ async def tests(pr: dict) -> list[dict]:
     return []
 
 
-def synthesize(reviews: dict[str, list[dict]]) -> str:
+def synthesize(reviews: dict[str, list[dict[str, Any]]]) -> str:
     """Merges every reviewer's findings into one comment, most severe first."""
     time.sleep(LATENCY["synthesize"])
     findings = [dict(f, reviewer=name) for name, found in reviews.items() for f in found]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -28,7 +29,7 @@ QUESTION = "Do parallel multi-agent systems beat a single agent on latency and c
 
 # The library the planner chooses from: how long reading each source takes (a fetch plus
 # an LLM pass), and what it claims, as topic -> (subject, statement).
-SOURCES = {
+SOURCES: dict[str, dict[str, Any]] = {
     "arxiv-2507.08944": {"latency": 0.45, "claims": {
         "latency": ("wall time", "tracks the slowest sub-task"),
         "cost": ("token overhead", "3-5x a single agent")}},
@@ -47,7 +48,7 @@ SOURCES = {
 LATENCY = {"planner": 0.10, "synthesizer": 0.15}
 
 
-def planner(question: str) -> dict:
+def planner(question: str) -> dict[str, Any]:
     """Picks the sources that speak to the question's topics."""
     time.sleep(LATENCY["planner"])
     wanted = {topic for topic in ("latency", "cost", "quality") if topic in question.lower()}
@@ -56,7 +57,7 @@ def planner(question: str) -> dict:
     return {"question": question, "topics": sorted(wanted), "sources": picked}
 
 
-async def read_source(assignment: dict) -> dict:
+async def read_source(assignment: dict[str, Any]) -> dict[str, Any]:
     """One reader: sees only its own source and extracts its claims."""
     source = SOURCES[assignment["source"]]
     await asyncio.sleep(source["latency"])  # fetch + read
@@ -65,12 +66,12 @@ async def read_source(assignment: dict) -> dict:
     return {"source": assignment["source"], "claims": claims}
 
 
-def assignments(plan: dict) -> list[dict]:
+def assignments(plan: dict[str, Any]) -> list[dict[str, Any]]:
     """What the fan-out runs over: one assignment per source in the plan."""
     return [{"source": name, "topics": plan["topics"]} for name in plan["sources"]]
 
 
-def synthesizer(readings: list[dict]) -> str:
+def synthesizer(readings: list[dict[str, Any]]) -> str:
     """Reconciles the readers' claims subject by subject, flagging contradictions."""
     time.sleep(LATENCY["synthesizer"])
     by_subject: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -103,12 +104,12 @@ def main() -> None:
             wall = time.perf_counter() - started
             answer = event.output
             break
-        timings.setdefault(event.agent, {})[event.kind] = event.time
+        timings.setdefault(event.agent or "(run)", {})[event.kind] = event.time
         if event.kind == "finish" and event.agent == "planner":
             plan = event.output
             print(f"Plan: read {len(plan['sources'])} sources on {', '.join(plan['topics'])}: "
                   f"{', '.join(plan['sources'])}\n")
-        if event.kind == "finish" and "/worker[" in event.agent:
+        if event.kind == "finish" and event.agent and "/worker[" in event.agent:
             readers[event.agent] = event.output["source"]
 
     print("Synthesis:")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 import counterpoint as cp
 
@@ -59,12 +60,12 @@ def call_provider(latency: float) -> None:
 # ---- the agents -----------------------------------------------------------------------
 
 
-async def fetch(contract: dict) -> dict:
+async def fetch(contract: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(LATENCY["fetch"])  # document store
     return contract
 
 
-def summarize(contract: dict) -> cp.Result:
+def summarize(contract: dict[str, Any]) -> cp.Result:
     attempt = next(_summarize_calls)
     call_provider(LATENCY["summarize"])
     if attempt <= 2:  # the provider's hiccup: the first two calls of the process fail
@@ -84,12 +85,12 @@ def local_translation(summary: cp.Result) -> cp.Result:
                      usage={"tokens": 0})
 
 
-async def extract_parties(contract: dict) -> cp.Result:
+async def extract_parties(contract: dict[str, Any]) -> cp.Result:
     await asyncio.sleep(LATENCY["extract_parties"])
     return cp.Result(["Northwind Supplies Ltd", "Contoso Retail plc"], usage={"tokens": 90})
 
 
-def classify_risk(contract: dict) -> cp.Result:
+def classify_risk(contract: dict[str, Any]) -> cp.Result:
     call_provider(LATENCY["classify_risk"])
     return cp.Result("medium", confidence=0.55, usage={"tokens": 60})
 
@@ -101,7 +102,7 @@ def legal_reviewer(request: cp.ReviewRequest) -> cp.Decision:
     return cp.approve("high")
 
 
-def report(parts: dict) -> str:
+def report(parts: dict[str, Any]) -> str:
     time.sleep(LATENCY["report"])
     return (f"risk {cp.value_of(parts['classify_risk'])}; parties "
             f"{', '.join(cp.value_of(parts['extract_parties']))}; "
@@ -109,7 +110,7 @@ def report(parts: dict) -> str:
 
 
 def build() -> cp.CompiledGraph:
-    shared = {"limits": provider_limit, "breaker": provider_breaker}
+    shared: dict[str, Any] = {"limits": provider_limit, "breaker": provider_breaker}
     g = cp.Graph()
     g.add("fetch", fetch)
     g.add("summarize", summarize, after="fetch", **shared, priority=10,  # on the critical path
@@ -131,8 +132,8 @@ def print_outcomes(result: cp.RunResult) -> None:
         else:
             detail = outcome.error or outcome.reason
         timing = f"{outcome.duration:5.2f} s" if outcome.duration is not None else "    -  "
-        tokens = outcome.usage.get("tokens")
-        tokens = f"{tokens:4.0f} tok" if tokens is not None else "        "
+        used = outcome.usage.get("tokens")
+        tokens = f"{used:4.0f} tok" if used is not None else "        "
         print(f"    {name:<16} {outcome.status:<10} {timing} {tokens}  {detail[:70]}")
 
 

@@ -6,6 +6,8 @@ engine schedules them in C++ with the GIL released.
 
 from __future__ import annotations
 
+from importlib.metadata import version as _dist_version
+
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
 from ._errors import (
     AgentError,
@@ -60,7 +62,7 @@ EngineError = _core.EngineError
 _core.set_result_type(Result)
 _core.set_confidence_reader(confidence_of)
 
-__version__ = "0.1.0"
+__version__ = _dist_version("counterpoint")  # the one version source: pyproject.toml
 
 __all__ = [
     "adaptive",
