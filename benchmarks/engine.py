@@ -36,7 +36,8 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 try:
     import resource  # POSIX only: the fallback for peak-RSS figures
@@ -640,16 +641,16 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
     default_workers = min(32, (os.cpu_count() or 1) + 4)
     pool = None
     if impl == "engine":
-        run = lambda: app.batch(inputs)  # noqa: E731
+        run = lambda: app.batch(inputs)
     elif impl == "engine_mc64":
-        run = lambda: app.batch(inputs, max_concurrency=64)  # noqa: E731
+        run = lambda: app.batch(inputs, max_concurrency=64)
     elif impl == "engine_invoke_loop":
-        run = lambda: [app.invoke(x) for x in inputs]  # noqa: E731
+        run = lambda: [app.invoke(x) for x in inputs]
     elif impl == "tpe":
         pool = concurrent.futures.ThreadPoolExecutor()
-        run = lambda: list(pool.map(plain, inputs))  # noqa: E731
+        run = lambda: list(pool.map(plain, inputs))
     elif impl == "sequential":
-        run = lambda: [plain(x) for x in inputs]  # noqa: E731
+        run = lambda: [plain(x) for x in inputs]
     else:
         raise SystemExit(f"unknown batch implementation {impl!r}")
 

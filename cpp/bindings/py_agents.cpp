@@ -198,8 +198,6 @@ void register_agents(py::module_& m) {
       .def_property_readonly("mean_call_seconds", &SyncAgent::mean_call_seconds)
       .def_static("set_inline_threshold", &SyncAgent::set_inline_threshold)
       .def_static("inline_threshold", &SyncAgent::inline_threshold);
-  py::class_<SubgraphAgent, Agent, std::shared_ptr<SubgraphAgent>>(m, "SubgraphAgent")
-      .def(py::init<std::shared_ptr<CompiledGraph>>(), py::arg("graph"));
   py::class_<AsyncAgent, Agent, std::shared_ptr<AsyncAgent>>(m, "AsyncAgent")
       .def(py::init<py::object>(), py::arg("coroutine_function"));
 }

@@ -156,10 +156,12 @@ void register_enums(py::module_& m) {
       .value("available", JoinMode::Available)
       .value("settled", JoinMode::Settled)
       .finalize();
+  // `continue` is a Python keyword, so these are spelled as in the engine; Python maps
+  // its on_error strings onto them in _spec.py.
   py::native_enum<ErrorMode>(m, "ErrorMode", "enum.Enum", "What an agent's failure does to its run.")
       .value("inherit", ErrorMode::Inherit)
-      .value("fail", ErrorMode::FailRun)
-      .value("continue", ErrorMode::Continue)
+      .value("fail_run", ErrorMode::FailRun)
+      .value("continue_run", ErrorMode::Continue)
       .finalize();
   py::native_enum<Dispatch>(m, "Dispatch", "enum.Enum", "Where a plain callable runs.")
       .value("auto", Dispatch::Auto)

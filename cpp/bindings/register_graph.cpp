@@ -9,6 +9,7 @@
 #include "counterpoint/compiled_graph.hpp"
 #include "counterpoint/errors.hpp"
 #include "policies.hpp"
+#include "py_agents.hpp"
 #include "register.hpp"
 
 namespace counterpoint::bindings {
@@ -90,6 +91,9 @@ void register_graph(py::module_& m) {
                                return names;
                              })
       .def("plan_json", [](const CompiledGraph& g) { return g.plan().to_json(); });
+  // After CompiledGraph, whose type its constructor names.
+  py::class_<SubgraphAgent, Agent, std::shared_ptr<SubgraphAgent>>(m, "SubgraphAgent")
+      .def(py::init<std::shared_ptr<CompiledGraph>>(), py::arg("graph"));
 }
 
 }  // namespace counterpoint::bindings

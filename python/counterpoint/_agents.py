@@ -14,7 +14,8 @@ DISPATCH = {mode.name: mode for mode in _core.Dispatch}
 def _is_coroutine_function(obj: Any) -> bool:
     if inspect.iscoroutinefunction(obj):
         return True
-    call = getattr(type(obj), "__call__", None)
+    # The class's __call__, not callable(obj): is *calling* it a coroutine function?
+    call = getattr(type(obj), "__call__", None)  # noqa: B004
     return call is not None and not inspect.isroutine(obj) and inspect.iscoroutinefunction(call)
 
 

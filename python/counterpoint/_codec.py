@@ -163,7 +163,7 @@ class Codec:
                     "store with pickle=True (SQLiteStore(path, pickle=True)) only if you "
                     "trust it"
                 )
-            return pickle.loads(data)  # noqa: S301 - opted in by the user
+            return pickle.loads(data)
         raise StoreError(
             f"a stored value has format {fmt!r}, which this counterpoint cannot read; "
             "upgrade counterpoint to read it"

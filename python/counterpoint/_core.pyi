@@ -5,55 +5,231 @@ counterpoint's native engine (private; use the `counterpoint` package)
 """
 from __future__ import annotations
 import collections.abc
+import enum
 import typing
-__all__: list[str] = ['Agent', 'AsyncAgent', 'AsyncCompletion', 'CheckpointHook', 'CircuitBreaker', 'CompiledGraph', 'Delegation', 'Dispatch', 'EngineError', 'Failed', 'InvalidGraph', 'Limiter', 'LoopDispatcher', 'NodeHook', 'PendingCheckpoint', 'PolicyAgent', 'ReviewAgent', 'Routed', 'RunHandle', 'SubgraphAgent', 'SyncAgent', 'set_result_type', 'shutdown', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
-class Dispatch:
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+class RunStatus(enum.Enum):
     """
-    Members:
-    
-      AUTO
-    
-      INLINE
-    
-      THREAD
+    How a run stands or ended.
     """
-    AUTO: typing.ClassVar[Dispatch]
-    INLINE: typing.ClassVar[Dispatch]
-    THREAD: typing.ClassVar[Dispatch]
-    __members__: typing.ClassVar[dict[str, Dispatch]]
-    @typing.overload
-    def __eq__(self, other: Dispatch) -> bool:
+    cancelled: typing.ClassVar[RunStatus]
+    failed: typing.ClassVar[RunStatus]
+    interrupted: typing.ClassVar[RunStatus]
+    needs_review: typing.ClassVar[RunStatus]
+    running: typing.ClassVar[RunStatus]
+    succeeded: typing.ClassVar[RunStatus]
+    timed_out: typing.ClassVar[RunStatus]
+    @classmethod
+    def __new__(cls, value):
         ...
-    @typing.overload
-    def __eq__(self, other: typing.Any) -> bool:
+class NodeStatus(enum.Enum):
+    """
+    How one agent of a run stands or ended.
+    """
+    cancelled: typing.ClassVar[NodeStatus]
+    failed: typing.ClassVar[NodeStatus]
+    needs_review: typing.ClassVar[NodeStatus]
+    not_started: typing.ClassVar[NodeStatus]
+    running: typing.ClassVar[NodeStatus]
+    skipped: typing.ClassVar[NodeStatus]
+    succeeded: typing.ClassVar[NodeStatus]
+    timed_out: typing.ClassVar[NodeStatus]
+    @classmethod
+    def __new__(cls, value):
         ...
-    def __getstate__(self) -> int:
+class FailureKind(enum.Enum):
+    """
+    Why an agent failed.
+    """
+    budget: typing.ClassVar[FailureKind]
+    circuit_open: typing.ClassVar[FailureKind]
+    error: typing.ClassVar[FailureKind]
+    rejected: typing.ClassVar[FailureKind]
+    timeout: typing.ClassVar[FailureKind]
+    @classmethod
+    def __new__(cls, value):
         ...
-    def __hash__(self) -> int:
+class EventKind(enum.Enum):
+    """
+    What happened to an agent.
+    """
+    cancel: typing.ClassVar[EventKind]
+    error: typing.ClassVar[EventKind]
+    finish: typing.ClassVar[EventKind]
+    review: typing.ClassVar[EventKind]
+    skip: typing.ClassVar[EventKind]
+    start: typing.ClassVar[EventKind]
+    @classmethod
+    def __new__(cls, value):
         ...
-    def __index__(self) -> int:
+class JoinMode(enum.Enum):
+    """
+    When an agent with several predecessors runs.
+    """
+    all: typing.ClassVar[JoinMode]
+    any: typing.ClassVar[JoinMode]
+    available: typing.ClassVar[JoinMode]
+    settled: typing.ClassVar[JoinMode]
+    @classmethod
+    def __new__(cls, value):
         ...
-    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+class ErrorMode(enum.Enum):
+    """
+    What an agent's failure does to its run.
+    """
+    continue_run: typing.ClassVar[ErrorMode]
+    fail_run: typing.ClassVar[ErrorMode]
+    inherit: typing.ClassVar[ErrorMode]
+    @classmethod
+    def __new__(cls, value):
         ...
-    def __int__(self) -> int:
+class Dispatch(enum.Enum):
+    """
+    Where a plain callable runs.
+    """
+    auto: typing.ClassVar[Dispatch]
+    inline: typing.ClassVar[Dispatch]
+    thread: typing.ClassVar[Dispatch]
+    @classmethod
+    def __new__(cls, value):
         ...
-    @typing.overload
-    def __ne__(self, other: Dispatch) -> bool:
+class FailureInfo:
+    """
+    Why an agent failed.
+    """
+    @property
+    def error(self) -> typing.Any:
         ...
-    @typing.overload
-    def __ne__(self, other: typing.Any) -> bool:
+    @property
+    def kind(self) -> FailureKind:
         ...
-    def __repr__(self) -> str:
+    @property
+    def message(self) -> str:
         ...
-    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+class PendingReview:
+    """
+    An agent output awaiting a human decision.
+    """
+    @property
+    def agent(self) -> str:
         ...
-    def __str__(self) -> str:
+    @property
+    def confidence(self) -> float | None:
+        ...
+    @property
+    def output(self) -> typing.Any:
+        ...
+    @property
+    def reason(self) -> str:
+        ...
+class RunReport:
+    """
+    How a finished run ended.
+    """
+    @property
+    def budget_exhausted(self) -> bool:
+        ...
+    @property
+    def failed_agent(self) -> str | None:
+        ...
+    @property
+    def failure(self) -> FailureInfo | None:
+        ...
+    @property
+    def ok(self) -> bool:
+        ...
+    @property
+    def output(self) -> typing.Any:
+        ...
+    @property
+    def outputs(self) -> typing.Any:
+        ...
+    @property
+    def pending(self) -> list[PendingReview]:
+        ...
+    @property
+    def run_id(self) -> int:
+        ...
+    @property
+    def status(self) -> RunStatus:
+        ...
+    @property
+    def usage(self) -> typing.Any:
+        ...
+class AgentRecord:
+    """
+    How one agent of a run ended.
+    """
+    @property
+    def confidence(self) -> float | None:
+        ...
+    @property
+    def failure(self) -> FailureInfo | None:
+        ...
+    @property
+    def finished(self) -> float | None:
         ...
     @property
     def name(self) -> str:
         ...
     @property
-    def value(self) -> int:
+    def output(self) -> typing.Any:
+        ...
+    @property
+    def reason(self) -> str:
+        ...
+    @property
+    def restored(self) -> bool:
+        ...
+    @property
+    def routes(self) -> list[str]:
+        ...
+    @property
+    def started(self) -> float | None:
+        ...
+    @property
+    def status(self) -> NodeStatus:
+        ...
+    @property
+    def usage(self) -> dict:
+        ...
+class EventRecord:
+    """
+    One event of a run.
+    """
+    @property
+    def agent(self) -> str:
+        ...
+    @property
+    def kind(self) -> EventKind:
+        ...
+    @property
+    def message(self) -> str:
+        ...
+    @property
+    def payload(self) -> typing.Any:
+        ...
+    @property
+    def priority(self) -> int:
+        ...
+    @property
+    def run_id(self) -> int:
+        ...
+    @property
+    def seconds(self) -> float:
+        ...
+class RunEnd:
+    """
+    A run that ended.
+    """
+    @property
+    def key(self) -> str:
+        ...
+    @property
+    def run_id(self) -> int:
+        ...
+    @property
+    def status(self) -> RunStatus:
         ...
 class Agent:
     pass
@@ -64,7 +240,7 @@ class SyncAgent(Agent):
     @staticmethod
     def set_inline_threshold(arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
-    def __init__(self, callable: typing.Any, dispatch: Dispatch = Dispatch.AUTO) -> None:
+    def __init__(self, callable: typing.Any, dispatch: Dispatch = Dispatch.auto) -> None:
         ...
     @property
     def mean_call_seconds(self) -> float:
@@ -72,11 +248,113 @@ class SyncAgent(Agent):
     @property
     def runs_inline(self) -> bool:
         ...
-class SubgraphAgent(Agent):
-    def __init__(self, graph: ...) -> None:
-        ...
 class AsyncAgent(Agent):
     def __init__(self, coroutine_function: typing.Any) -> None:
+        ...
+class CircuitBreaker:
+    def __init__(self, name: str, failures: typing.SupportsInt | typing.SupportsIndex, window: typing.SupportsFloat | typing.SupportsIndex, reset_after: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def allow(self) -> bool:
+        ...
+    def record_failure(self) -> None:
+        ...
+    def record_success(self) -> None:
+        ...
+    def snapshot(self) -> dict:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+class Limiter:
+    def __init__(self, name: str, max_concurrent: typing.SupportsInt | typing.SupportsIndex, per_second: typing.SupportsFloat | typing.SupportsIndex, burst: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def snapshot(self) -> dict:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+class RetryTimeouts(enum.Enum):
+    """
+    Whether a timed-out attempt is retried.
+    """
+    always: typing.ClassVar[RetryTimeouts]
+    ask_predicate: typing.ClassVar[RetryTimeouts]
+    never: typing.ClassVar[RetryTimeouts]
+    @classmethod
+    def __new__(cls, value):
+        ...
+class RetrySpec:
+    """
+    Retry with exponential backoff and jitter.
+    """
+    def __init__(self, *, max_attempts: typing.SupportsInt | typing.SupportsIndex, initial_backoff: typing.SupportsFloat | typing.SupportsIndex, multiplier: typing.SupportsFloat | typing.SupportsIndex, max_backoff: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, retry_on: typing.Any = None, timeouts: RetryTimeouts = RetryTimeouts.always) -> None:
+        ...
+    @property
+    def max_attempts(self) -> int:
+        ...
+    @property
+    def timeouts(self) -> RetryTimeouts:
+        ...
+class PolicySpec:
+    """
+    The policies of one agent, as data.
+    """
+    def __init__(self, *, retry: RetrySpec | None = None, timeout: typing.SupportsFloat | typing.SupportsIndex = 0.0, breaker: CircuitBreaker = None, limits: collections.abc.Sequence[Limiter] = [], fallback: Agent = None) -> None:
+        ...
+    @property
+    def timeout(self) -> float:
+        ...
+class ReviewSpec:
+    """
+    A confidence gate.
+    """
+    def __init__(self, *, below: typing.SupportsFloat | typing.SupportsIndex, reviewer: typing.Any = None) -> None:
+        ...
+    @property
+    def below(self) -> float:
+        ...
+class ReviewVerdict:
+    """
+    A reviewer's decision on one output.
+    """
+    def __init__(self, *, approved: bool, output: typing.Any = None, reason: str = '') -> None:
+        ...
+    @property
+    def approved(self) -> bool:
+        ...
+    @property
+    def output(self) -> typing.Any:
+        ...
+    @property
+    def reason(self) -> str:
+        ...
+class InvalidGraph(ValueError):
+    pass
+class NodeSpec:
+    """
+    One agent of a graph, with its policies as data.
+    """
+    def __init__(self, name: str, agent: Agent, *, after: collections.abc.Sequence[str] = [], priority: typing.SupportsInt | typing.SupportsIndex | None = None, join: JoinMode = JoinMode.all, on_error: ErrorMode = ErrorMode.inherit, policy: PolicySpec | None = None, review: ReviewSpec | None = None) -> None:
+        ...
+    @property
+    def after(self) -> list[str]:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def priority(self) -> int | None:
+        ...
+class CompiledGraph:
+    def __init__(self, nodes: collections.abc.Sequence[NodeSpec], on_error: ErrorMode = ErrorMode.fail_run) -> None:
+        ...
+    def plan_json(self) -> str:
+        ...
+    @property
+    def names(self) -> list[str]:
+        ...
+class SubgraphAgent(Agent):
+    def __init__(self, graph: CompiledGraph) -> None:
         ...
 class Failed:
     """
@@ -99,9 +377,12 @@ class Routed:
     def value(self) -> typing.Any:
         ...
 class Delegation:
-    def __init__(self, graph: ..., input: typing.Any, then: Agent = None) -> None:
+    def __init__(self, graph: CompiledGraph, input: typing.Any, then: Agent = None) -> None:
         ...
-class AsyncCompletion:
+class AsyncCall:
+    """
+    One coroutine agent invocation for the event loop.
+    """
     def cancelled(self) -> None:
         ...
     def fail(self, error: typing.Any) -> None:
@@ -109,7 +390,38 @@ class AsyncCompletion:
     def succeed(self, value: typing.Any) -> None:
         ...
     @property
+    def argument(self) -> typing.Any:
+        ...
+    @property
+    def context(self) -> typing.Any:
+        ...
+    @property
+    def function(self) -> typing.Any:
+        ...
+    @property
+    def invocation_id(self) -> int:
+        ...
+    @property
     def run_ended(self) -> bool:
+        ...
+    @property
+    def run_id(self) -> int:
+        ...
+class LoopWork:
+    """
+    What an event loop has to do after a wake-up.
+    """
+    @property
+    def calls(self) -> list:
+        ...
+    @property
+    def cancels(self) -> list[int]:
+        ...
+    @property
+    def ended(self) -> list[RunEnd]:
+        ...
+    @property
+    def events(self) -> list[int]:
         ...
 class LoopDispatcher:
     def __init__(self) -> None:
@@ -118,7 +430,7 @@ class LoopDispatcher:
         ...
     def fileno(self) -> int:
         ...
-    def take(self) -> list:
+    def take(self) -> typing.Any:
         ...
 class NodeHook:
     pass
@@ -149,30 +461,75 @@ class PendingCheckpoint:
     def run_key(self) -> str:
         ...
     @property
-    def status(self) -> str:
+    def status(self) -> NodeStatus:
         ...
     @property
     def usage(self) -> dict:
+        ...
+class CheckpointWork:
+    @property
+    def ended(self) -> list[RunEnd]:
+        ...
+    @property
+    def outcomes(self) -> list:
         ...
 class CheckpointHook(NodeHook):
     def __init__(self) -> None:
         ...
     def close(self) -> None:
         ...
-    def take(self, timeout: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def take(self, timeout: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
         ...
-class InvalidGraph(ValueError):
-    pass
 class EngineError(RuntimeError):
     pass
+class RunRequest:
+    """
+    How to start one run.
+    """
+    hook: NodeHook
+    key: str
+    restored: typing.Any
+    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: bool = False, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '') -> None:
+        ...
+    @property
+    def dispatcher(self) -> LoopDispatcher:
+        ...
+    @property
+    def input(self) -> typing.Any:
+        ...
+class Restored:
+    """
+    An agent outcome known before the run starts.
+    """
+    @staticmethod
+    def rejected(agent: str, reason: str) -> Restored:
+        ...
+    @staticmethod
+    def succeeded(agent: str, output: typing.Any, routes: collections.abc.Sequence[str] | None = None, usage: typing.Any = None) -> Restored:
+        ...
+    @property
+    def agent(self) -> str:
+        ...
+class EventBatch:
+    """
+    Events taken from a run, and whether more may come.
+    """
+    @property
+    def events(self) -> list[EventRecord]:
+        ...
+    @property
+    def more(self) -> bool:
+        ...
 class RunHandle:
     def cancel(self) -> bool:
         ...
-    def next_events(self, timeout: typing.SupportsFloat | typing.SupportsIndex) -> tuple[list, bool]:
+    def interrupt(self) -> bool:
         ...
-    def outcomes(self) -> list:
+    def next_events(self, timeout: typing.SupportsFloat | typing.SupportsIndex) -> EventBatch:
         ...
-    def result(self) -> tuple:
+    def outcomes(self) -> list[AgentRecord]:
+        ...
+    def report(self) -> RunReport:
         ...
     def trace_json(self) -> str:
         ...
@@ -198,57 +555,35 @@ class RunHandle:
     def key(self) -> str:
         ...
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         ...
-class CompiledGraph:
-    def __init__(self, nodes: list, on_error: str = 'fail') -> None:
-        ...
-    def batch(self, inputs: list, dispatcher: LoopDispatcher = None, max_concurrency: typing.SupportsInt | typing.SupportsIndex = 0, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> list:
-        ...
-    def invoke(self, input: typing.Any, dispatcher: LoopDispatcher = None, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None) -> tuple:
-        ...
-    def plan_json(self) -> str:
-        ...
-    def start(self, input: typing.Any, dispatcher: LoopDispatcher = None, record_events: bool = False, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '') -> RunHandle:
-        ...
-    @property
-    def names(self) -> list[str]:
-        ...
-class CircuitBreaker:
-    def __init__(self, name: str, failures: typing.SupportsInt | typing.SupportsIndex, window: typing.SupportsFloat | typing.SupportsIndex, reset_after: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    def allow(self) -> bool:
-        ...
-    def record_failure(self) -> None:
-        ...
-    def record_success(self) -> None:
-        ...
-    def snapshot(self) -> dict:
-        ...
-    @property
-    def name(self) -> str:
-        ...
-class Limiter:
-    def __init__(self, name: str, max_concurrent: typing.SupportsInt | typing.SupportsIndex, per_second: typing.SupportsFloat | typing.SupportsIndex, burst: typing.SupportsFloat | typing.SupportsIndex) -> None:
-        ...
-    def snapshot(self) -> dict:
-        ...
-    @property
-    def name(self) -> str:
-        ...
-class PolicyAgent(Agent):
-    def __init__(self, inner: Agent, max_attempts: typing.SupportsInt | typing.SupportsIndex, initial_backoff: typing.SupportsFloat | typing.SupportsIndex, multiplier: typing.SupportsFloat | typing.SupportsIndex, max_backoff: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, retry_on: typing.Any, timeout: typing.SupportsFloat | typing.SupportsIndex, breaker: CircuitBreaker, limits: collections.abc.Sequence[Limiter], fallback: Agent) -> None:
-        ...
-class ReviewAgent(Agent):
-    def __init__(self, inner: Agent, check: typing.Any, reviewer: typing.Any) -> None:
-        ...
+def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing.SupportsInt | typing.SupportsIndex = 0, prepare: typing.Any = None) -> list[RunReport]:
+    """
+    Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order.
+    """
+def invoke(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> RunReport:
+    """
+    Runs the graph and reports how the run ended.
+    """
+def mark_engine_loop_thread() -> None:
+    """
+    Marks the calling thread as the one running the engine's event loop: a wait there would block every coroutine agent, so it fails at once.
+    """
+def set_confidence_reader(arg0: typing.Any) -> None:
+    """
+    Tells review gates how to read an output's confidence (counterpoint.confidence_of).
+    """
 def set_result_type(arg0: typing.Any) -> None:
     """
     Tells the engine which class carries usage (counterpoint.Result).
     """
 def shutdown(drain_timeout: typing.SupportsFloat | typing.SupportsIndex) -> bool:
     """
-    Cancels every run and waits up to drain_timeout seconds for running agents to return.
+    Interrupts every run and waits up to drain_timeout seconds for running agents to return.
+    """
+def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
+    """
+    Starts a run and returns its handle at once.
     """
 def stats() -> dict:
     ...
@@ -258,3 +593,4 @@ def tbb_runtime_interface_version() -> int:
     ...
 def tbb_runtime_version() -> str:
     ...
+DEFAULT_BATCH_WINDOW: int = 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -93,10 +94,9 @@ class CheckpointWriter:
         if store is None:
             return
         for run_key, status in ended:
-            try:
+            # A failure leaves the status "running": the run is over either way.
+            with contextlib.suppress(Exception):
                 store.finish_run(run_key, status)
-            except Exception:  # noqa: BLE001 - the run is over; its status stays "running"
-                pass
 
     def stop(self, wait: float = 2.0) -> None:
         """Stops writing: outcomes not yet taken fail their agents; the thread ends once
@@ -134,12 +134,11 @@ def writer_for(store: Store) -> CheckpointWriter:
         if writer is None or writer.stopped:
             writer = CheckpointWriter(store)
             _writers[id(store)] = writer
-            try:
-                # Not at exit: the shutdown hook stops every writer, after the engine
-                # has cancelled the runs whose ends they must still record.
+            # Not at exit: the shutdown hook stops every writer, after the engine has
+            # interrupted the runs whose ends they must still record. (A store that is
+            # not weakly referenceable keeps its writer until close() or exit.)
+            with contextlib.suppress(TypeError):
                 weakref.finalize(store, _forget, id(store), writer, 0.0).atexit = False
-            except TypeError:
-                pass
         return writer
 
 

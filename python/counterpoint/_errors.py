@@ -34,7 +34,7 @@ def _picklable(value: Any) -> Any:
     try:
         # A round trip: an exception whose __init__ takes other arguments than its args
         # pickles fine and fails only when unpickled, in the receiving process.
-        pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes
+        pickle.loads(pickle.dumps(value))
         return value
     except Exception:  # noqa: BLE001 - any pickling failure means "send a stand-in"
         pass

@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ._agents import check_agent, uses_event_loop
 from ._errors import AgentTimeout, GraphError
@@ -123,7 +123,7 @@ class _Shared:
     """Instances with a name are shared process-wide: building one again with the same
     name and settings returns the same object (and so the same native state)."""
 
-    _registry: dict[tuple[type, str], Any] = {}
+    _registry: ClassVar[dict[tuple[type, str], Any]] = {}
     _lock = threading.Lock()
     _anonymous = itertools.count(1)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._native import _core
-from ._results import ReviewRequest
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -18,7 +17,8 @@ from ._errors import (
     RunCancelled,
     RunTimeout,
 )
-
+from ._native import _core
+from ._results import ReviewRequest
 
 # The one mapping from how the engine says an agent failed to the exception users see
 # as the AgentError's __cause__ when the agent raised nothing itself.
@@ -218,10 +218,8 @@ class Run:
     def _record_end(self) -> None:
         if self._store is not None and self._handle.done:
             store, self._store = self._store, None
-            try:
+            with contextlib.suppress(Exception):  # the KeyboardInterrupt must go on
                 store.finish_run(self.run_key, self.status)
-            except Exception:  # noqa: BLE001 - the KeyboardInterrupt must go on
-                pass
 
     def cancel(self) -> bool:
         """Ends the run: agents not yet started never start, running agents' results are

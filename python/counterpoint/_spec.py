@@ -11,8 +11,8 @@ from ._native import _core
 from ._policies import Policed, policy
 
 JOINS = {mode.name: mode for mode in _core.JoinMode}
-GRAPH_ERROR_MODES = {"fail": _core.ErrorMode.fail, "continue": _core.ErrorMode["continue"]}
-NODE_ERROR_MODES = {mode.name: mode for mode in _core.ErrorMode}
+GRAPH_ERROR_MODES = {"fail": _core.ErrorMode.fail_run, "continue": _core.ErrorMode.continue_run}
+NODE_ERROR_MODES = {"inherit": _core.ErrorMode.inherit, **GRAPH_ERROR_MODES}
 _PRIORITY_RANGE = range(-(2**31), 2**31)
 
 

@@ -407,7 +407,7 @@ class SQLiteStore(Store):
                 usage = json.loads(usage) if usage else {}
             except StoreError as exc:
                 raise StoreError(f"run store {self.path}: {where}: {exc}") from exc
-            except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged row
+            except Exception as exc:
                 raise self._unreadable(where, exc) from exc
             outcomes[agent] = StoredOutcome(agent, ostatus, output, routes, usage,
                                             message or "", confidence)
@@ -416,7 +416,7 @@ class SQLiteStore(Store):
         except StoreError as exc:
             raise StoreError(f"run store {self.path}: the input of run {run_key!r}: {exc}") \
                 from exc
-        except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged row
+        except Exception as exc:
             raise self._unreadable(f"the input of run {run_key!r}", exc) from exc
         return StoredRun(run_key, graph, status, input, outcomes, created, updated)
 

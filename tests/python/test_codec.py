@@ -195,12 +195,12 @@ def test_rows_written_before_escaping_still_read():
 
 
 def test_outputs_with_the_tag_key_survive_the_store_and_a_resume(tmp_path):
-    shapes = _shapes(40, seed=11) + [{TAG: "nope"}, {TAG: "Merged", "fields": {"value": 1}}]
+    shapes = [*_shapes(40, seed=11), {TAG: "nope"}, {TAG: "Merged", "fields": {"value": 1}}]
     path = tmp_path / "runs.db"
     for shape in shapes:
         calls = []
 
-        def make(x, shape=shape):
+        def make(x, shape=shape, calls=calls):
             calls.append("make")
             return shape
 

@@ -45,9 +45,9 @@ def test_every_entry_agent_gets_the_input():
 def test_chain_passes_each_output_to_the_next():
     g = (
         cp.Graph()
-        .add("a", lambda x: x + [1])
-        .add("b", lambda x: x + [2], after="a")
-        .add("c", lambda x: x + [3], after="b")
+        .add("a", lambda x: [*x, 1])
+        .add("b", lambda x: [*x, 2], after="a")
+        .add("c", lambda x: [*x, 3], after="b")
     )
     assert g.compile().invoke([0]) == [0, 1, 2, 3]
 
@@ -251,7 +251,7 @@ def test_dispatch_modes_give_same_results(dispatch):
 
 
 def test_app_is_reusable_and_runs_do_not_share_state():
-    app = cp.Graph().add("a", lambda x: [x]).add("b", lambda x: x + [len(x)], after="a").compile()
+    app = cp.Graph().add("a", lambda x: [x]).add("b", lambda x: [*x, len(x)], after="a").compile()
     assert [app.invoke(i) for i in range(5)] == [[i, 1] for i in range(5)]
 
 
@@ -312,7 +312,7 @@ def test_unicode_names():
 def test_wide_fan_out_and_join():
     g = cp.Graph().add("src", lambda x: x)
     for i in range(64):
-        g.add(f"w{i}", (lambda i: lambda x: x + i)(i), after="src")
+        g.add(f"w{i}", (lambda k: lambda x: x + k)(i), after="src")
     g.add("join", lambda d: d, after=[f"w{i}" for i in range(64)])
     result = g.compile().invoke(1000)
     assert result == {f"w{i}": 1000 + i for i in range(64)}

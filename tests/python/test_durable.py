@@ -142,7 +142,7 @@ def test_stored_status_is_final_when_the_result_is_returned(tmp_path):
         assert ok_app.store.load_run(rec.run_key).status == "succeeded"
         with pytest.raises(cp.AgentError):
             bad_app.invoke("x")
-        assert [r.status for r in bad_app.runs()][0] == "failed"
+        assert next(r.status for r in bad_app.runs()) == "failed"
         rec = skip_app.run("x")  # ends on a skip, not on a checkpointed outcome
         assert skip_app.store.load_run(rec.run_key).status == rec.status == "succeeded"
     for app in (ok_app, bad_app, skip_app):

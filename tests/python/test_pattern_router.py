@@ -155,7 +155,7 @@ def test_classifier_output_forms(decision):
 
 def test_classifier_may_return_an_object_with_intents():
     class Decision:
-        intents = ["promo"]
+        intents = ("promo",)
 
     calls = Calls()
     app = cp.router(lambda t: Decision(), routes={"promo": calls.agent("promo")})

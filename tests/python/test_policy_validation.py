@@ -207,7 +207,7 @@ def test_huge_max_concurrent_fails_with_a_message():
 
 @pytest.mark.parametrize("limits", [1, "abc", [None], ["x"]])
 def test_limits_of_the_wrong_type_are_rejected(limits):
-    with pytest.raises(cp.GraphError, match="cp.Limit"):
+    with pytest.raises(cp.GraphError, match=r"cp\.Limit"):
         _build(limits=limits)
 
 
@@ -234,7 +234,7 @@ def test_review_reviewer_must_be_callable():
 
 
 def test_review_of_the_wrong_type_is_rejected():
-    with pytest.raises(cp.GraphError, match="cp.Review"):
+    with pytest.raises(cp.GraphError, match=r"cp\.Review"):
         _build(review=0.5)
 
 

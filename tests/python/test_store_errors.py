@@ -56,7 +56,7 @@ def test_a_missing_directory(tmp_path):
 
 
 def test_a_path_of_the_wrong_type_is_a_type_error():
-    with pytest.raises(TypeError, match="str or os.PathLike"):
+    with pytest.raises(TypeError, match=r"str or os\.PathLike"):
         cp.SQLiteStore(42)
 
 

@@ -18,10 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import GraphError
 from .._agents import check_agent
+from .._errors import GraphError
 from .._results import Failed, Merged, confidence_of, value_of
-
 
 
 @dataclass(frozen=True)

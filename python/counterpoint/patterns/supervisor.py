@@ -113,7 +113,7 @@ def _check_acyclic(subtasks: list[Subtask]) -> None:
         seen[current] = len(path)
         path.append(current)
         current = next(d for d in depends[current] if missing[d] > 0)
-    cycle = path[seen[current]:] + [current]
+    cycle = [*path[seen[current]:], current]
     raise PlanError(
         f"subtask {current!r} is part of a dependency cycle ({' -> '.join(cycle)})", current
     )
