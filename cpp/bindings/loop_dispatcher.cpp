@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
+#include <system_error>
 #include <stdexcept>
 #include <string>
 
@@ -80,7 +80,7 @@ struct LoopWork {
 LoopDispatcher::LoopDispatcher() {
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) {
-    throw std::runtime_error(std::string("eventfd failed: ") + std::strerror(errno));
+    throw std::system_error(errno, std::generic_category(), "eventfd failed");
   }
 }
 

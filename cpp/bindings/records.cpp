@@ -76,10 +76,10 @@ RunReport run_report(const RunHandle& run) {
     }
   }
   if (report.status == RunStatus::Failed) {
-    if (const auto node = run.failed_node()) {
-      const NodeOutcome failed = *run.outcome(*node);
-      report.failed_agent = std::string(failed.name);
-      report.failure = failure_info(failed.failure);
+    const auto node = run.failed_node();
+    if (const auto failed = node ? run.outcome(*node) : std::nullopt) {
+      report.failed_agent = failed->name;
+      report.failure = failure_info(failed->failure);
     }
   }
   return report;

@@ -57,7 +57,8 @@ void register_graph(py::module_& m) {
   static PyObject* invalid_graph =
       PyErr_NewException("counterpoint._core.InvalidGraph", PyExc_ValueError, nullptr);
   m.add_object("InvalidGraph", py::reinterpret_borrow<py::object>(invalid_graph));
-  py::register_local_exception_translator([](std::exception_ptr error) {
+  // pybind11 calls translators with an exception_ptr by value.
+  py::register_local_exception_translator([](std::exception_ptr error) {  // NOLINT(performance-unnecessary-value-param)
     try {
       if (error) std::rethrow_exception(error);
     } catch (const GraphError& e) {

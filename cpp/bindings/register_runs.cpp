@@ -199,10 +199,9 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
     auto context = std::static_pointer_cast<RunContext>(base.context);
     auto prepare_ref = std::make_shared<PyRef>(prepare);
     auto inputs_ref = std::make_shared<PyRef>(inputs);
-    auto target = graph;
     // A durable run is registered in the store when its slot opens: that takes the GIL
     // on the thread that ended the previous run, for one quick store write.
-    options.make_options = [base, context, prepare_ref, inputs_ref, target](std::size_t index) {
+    options.make_options = [base, context, prepare_ref, inputs_ref, target = graph](std::size_t index) {
       if (!python_alive()) throw EngineError("the Python interpreter is shutting down");
       ScopedGil gil;
       try {

@@ -293,7 +293,12 @@ Batch::Batch(std::shared_ptr<CompiledGraph> graph, std::size_t count, BatchOptio
   state_->refill(state_->window());
 }
 
-Batch::~Batch() { state_->abandon(); }
+Batch::~Batch() {
+  try {
+    state_->abandon();
+  } catch (...) {  // NOLINT(bugprone-empty-catch): a destructor has nobody to report to
+  }
+}
 
 bool Batch::next(std::vector<Finished>& out, std::chrono::nanoseconds timeout) {
   return state_->next(out, timeout);

@@ -64,7 +64,7 @@ void check_policy(const std::string& node, const AgentPolicy& policy) {
   check_number(node, "retry initial_backoff", retry.initial_backoff, 0.0, "a finite number >= 0");
   check_number(node, "retry multiplier", retry.multiplier, 1.0, "a finite number >= 1");
   check_number(node, "retry max_backoff", retry.max_backoff, 0.0, "a finite number >= 0");
-  if (!(retry.jitter >= 0.0 && retry.jitter <= 1.0)) {
+  if (retry.jitter < 0.0 || retry.jitter > 1.0 || std::isnan(retry.jitter)) {
     throw GraphError(node, "policy retry jitter must be between 0 and 1, got " +
                                std::to_string(retry.jitter));
   }
@@ -118,8 +118,11 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
     for (const std::string& pred : node.after) {
       auto found = index.find(pred);
       if (found == index.end()) {
-        throw GraphError(node.name, "runs after '" + pred + "', but no agent has that name; add '" +
-                                        pred + "' or correct the name in `after`");
+        std::string problem = "runs after '" + pred;
+        problem += "', but no agent has that name; add '";
+        problem += pred;
+        problem += "' or correct the name in `after`";
+        throw GraphError(node.name, problem);
       }
       if (found->second == i) {
         throw GraphError(node.name, "runs after itself; remove '" + pred + "' from its `after`");

@@ -321,8 +321,10 @@ class DelegationObserver final : public RunObserver {
         return;
       }
       case RunStatus::Failed: {
-        if (auto failed = child.failed_node()) {
-          NodeOutcome outcome = *child.outcome(*failed);
+        const auto failed = child.failed_node();
+        const auto failed_outcome = failed ? child.outcome(*failed) : std::nullopt;
+        if (failed_outcome) {
+          const NodeOutcome& outcome = *failed_outcome;
           Failure failure = outcome.failure;
           failure.message = "'" + agent_ + "/" + outcome.name + "' failed: " +
                             failure.message;
@@ -582,7 +584,9 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
 std::vector<NodeOutcome> RunHandle::outcomes() const {
   std::vector<NodeOutcome> all;
   all.reserve(state_->plan.size());
-  for (std::uint32_t i = 0; i < state_->plan.size(); ++i) all.push_back(*outcome(i));
+  for (std::uint32_t i = 0; i < state_->plan.size(); ++i) {
+    if (auto known = outcome(i)) all.push_back(std::move(*known));
+  }
   return all;
 }
 

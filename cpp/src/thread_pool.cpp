@@ -22,7 +22,7 @@ thread_local ElasticThreadPool* t_pool = nullptr;
 // count the thread once.
 thread_local int t_blocked_depth = 0;
 
-constexpr std::size_t kMiB = std::size_t{1} << 20;
+constexpr std::size_t kMiB = std::size_t{1} << 20U;
 
 std::size_t compute_stack_size() noexcept {
   // Unlimited on the main thread means "as deep as memory allows": give engine threads a
@@ -64,7 +64,7 @@ void detail::start_detached_thread(std::function<void()> body, std::size_t stack
   const int error = ::pthread_create(&thread, &attr, &thread_entry, owned.get());
   ::pthread_attr_destroy(&attr);
   if (error != 0) throw std::system_error(error, std::generic_category(), "pthread_create");
-  owned.release();  // the thread owns it now
+  (void)owned.release();  // the thread owns it now
 }
 
 ElasticThreadPool::ElasticThreadPool(Options options) : options_(options) {

@@ -32,6 +32,7 @@ struct Message {
     tsan::handoff_release();
   }
   Message& operator=(const Message& other) {
+    if (this == &other) return *this;
     run = other.run;
     from = other.from;
     tsan::handoff_release();

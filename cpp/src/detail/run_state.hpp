@@ -43,7 +43,7 @@ struct NodeSlot {
 };
 
 struct RunState : std::enable_shared_from_this<RunState> {
-  RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> graph, RunOptions&& options);
+  RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOptions&& options);
   ~RunState();
 
   std::int64_t now_ns() const noexcept {
