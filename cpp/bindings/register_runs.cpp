@@ -360,10 +360,14 @@ void register_runs(py::module_& m) {
           run = graph.start(std::move(options));
         }
         wait_run(run, -1.0);
-        return run_report(run);
+        // The hot path: a succeeded run returns its output itself, so no report object
+        // is made; any other end returns the RunReport, a type no agent can produce.
+        if (run.status() == RunStatus::Succeeded) return run_report(run).output;
+        return py::cast(run_report(run));
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
-      py::arg("deadline"), "Runs the graph and reports how the run ended.");
+      py::arg("deadline"),
+      "Runs the graph: its output if the run succeeded, else the RunReport of how it ended.");
   m.attr("DEFAULT_BATCH_WINDOW") = BatchOptions::kDefaultWindow;
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
         py::arg("window") = 0, py::arg("prepare") = py::none(),

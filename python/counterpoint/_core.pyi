@@ -561,9 +561,9 @@ def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing
     """
     Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order.
     """
-def invoke(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> RunReport:
+def invoke(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
     """
-    Runs the graph and reports how the run ended.
+    Runs the graph: its output if the run succeeded, else the RunReport of how it ended.
     """
 def mark_engine_loop_thread() -> None:
     """

@@ -16,7 +16,7 @@ from ._events import Event
 from ._loops import bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review
-from ._run import Run, RunResult, as_exception, unwrap
+from ._run import Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
 
@@ -25,6 +25,7 @@ _EVENT_SLICE = 0.05
 # Runs a batch keeps in flight when the caller sets no max_concurrency: enough to keep
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
 DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
+_RunReport = _core.RunReport
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -302,7 +303,10 @@ class CompiledGraph:
         """
         if self._store is None:
             budget, deadline = self._settings(budget, deadline)
-            return unwrap(_core.invoke(self._native, input, self._dispatcher(), budget, deadline))
+            result = _core.invoke(self._native, input, self._dispatcher(), budget, deadline)
+            if type(result) is _RunReport:  # any other result is the output itself
+                raise failure_exception(result)
+            return result
         return self.start(input, budget=budget, deadline=deadline).result()
 
     def resume(self, run_key: str, decision: Any = None, *,
