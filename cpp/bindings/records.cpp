@@ -11,9 +11,10 @@ namespace counterpoint::bindings {
 
 namespace {
 
-std::optional<double> seconds_or_none(double seconds) {
-  if (seconds < 0) return std::nullopt;
-  return seconds;
+// Times and confidences use -1 for "none".
+std::optional<double> if_set(double value) {
+  if (value < 0) return std::nullopt;
+  return value;
 }
 
 py::str str_of(std::string_view text) { return py::str(text.data(), text.size()); }
@@ -72,7 +73,7 @@ RunReport run_report(const RunHandle& run) {
       report.pending.push_back(PendingReview{std::string(outcome.name),
                                              from_payload(outcome.output),
                                              outcome.failure.message,
-                                             seconds_or_none(outcome.confidence)});
+                                             if_set(outcome.confidence)});
     }
   }
   if (report.status == RunStatus::Failed) {
@@ -95,13 +96,13 @@ std::vector<AgentRecord> agent_records(const RunHandle& run) {
     if (o.status == NodeStatus::Failed || o.status == NodeStatus::TimedOut) {
       record.failure = failure_info(o.failure);
     }
-    record.started = seconds_or_none(o.started);
-    record.finished = seconds_or_none(o.finished);
+    record.started = if_set(o.started);
+    record.finished = if_set(o.finished);
     record.routes = o.routes;
     record.usage = usage_to_python(o.usage);
     if (o.status == NodeStatus::Skipped) record.reason = o.skip_reason;
     if (o.status == NodeStatus::NeedsReview) record.reason = o.failure.message;
-    record.confidence = seconds_or_none(o.confidence);
+    record.confidence = if_set(o.confidence);
     record.restored = o.restored;
     records.push_back(std::move(record));
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ._agents import DISPATCH, native_agent
@@ -56,8 +57,10 @@ class NodeSpec:
                 raise self._fail(f"`after` must name agents by string, got {predecessor!r}")
         return list(after)
 
+    @cached_property
     def policed(self) -> Policed | None:
-        """The agent's policies, from ``add()``'s arguments and a ``cp.policy`` agent."""
+        """The agent's policies, from ``add()``'s arguments and a ``cp.policy`` agent
+        (worked out once; validate, pauses_for_review and to_native all read it)."""
         given = {"retry": self.retry, "timeout": self.timeout, "fallback": self.fallback,
                  "breaker": self.breaker, "limits": self.limits, "review": self.review}
         agent = self.agent
@@ -93,19 +96,19 @@ class NodeSpec:
         if self.on_error not in NODE_ERROR_MODES:
             raise self._fail(
                 f"on_error={self.on_error!r} is not one of {_choices(NODE_ERROR_MODES)}")
-        self.policed()
+        self.policed  # noqa: B018 - raises GraphError for a bad policy
 
     @property
     def pauses_for_review(self) -> bool:
         """True if a low-confidence output pauses the run for a human (no reviewer)."""
-        policed = self.policed()
+        policed = self.policed
         return policed is not None and policed.review is not None and \
             policed.review.reviewer is None
 
     def to_native(self) -> tuple[Any, bool]:
         """The engine's node spec, and whether the agent needs an event loop. Call
         :meth:`validate` first."""
-        policed = self.policed()
+        policed = self.policed
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
         native, is_async = native_agent(self.name, agent, dispatch)

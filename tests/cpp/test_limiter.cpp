@@ -21,33 +21,6 @@ using namespace counterpoint;
 using namespace cptest;
 using std::chrono::milliseconds;
 
-namespace {
-
-// Records the order in which grants arrive, and on which thread.
-struct GrantLog {
-  std::mutex mutex;
-  std::vector<int> order;
-  std::vector<std::thread::id> threads;
-
-  std::function<void()> grant(int id) {
-    return [this, id] {
-      std::lock_guard<std::mutex> lock(mutex);
-      order.push_back(id);
-      threads.push_back(std::this_thread::get_id());
-    };
-  }
-  std::size_t count() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return order.size();
-  }
-  std::vector<int> snapshot() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return order;
-  }
-};
-
-}  // namespace
-
 TEST(limiter_rejects_a_bad_rate) {
   CHECK_THROWS(std::invalid_argument, Limiter("neg", 1, -1.0, 1.0));
   CHECK_THROWS(std::invalid_argument,
@@ -62,8 +35,8 @@ TEST(limiter_rejects_a_bad_rate) {
 
 TEST(limiter_unlimited_grants_at_once) {
   auto limiter = std::make_shared<Limiter>("free", 0, 0.0, 0.0);
-  GrantLog log;
-  for (int i = 0; i < 100; ++i) limiter->acquire(log.grant(i));
+  CallLog log;
+  for (int i = 0; i < 100; ++i) limiter->acquire(log.entry(i));
   CHECK_EQ(log.count(), 100u);
   auto snap = limiter->snapshot();
   CHECK_EQ(snap.running, 100u);
@@ -75,8 +48,8 @@ TEST(limiter_unlimited_grants_at_once) {
 
 TEST(limiter_caps_concurrency_and_grants_in_arrival_order) {
   auto limiter = std::make_shared<Limiter>("cap", 2, 0.0, 0.0);
-  GrantLog log;
-  for (int i = 0; i < 6; ++i) limiter->acquire(log.grant(i));
+  CallLog log;
+  for (int i = 0; i < 6; ++i) limiter->acquire(log.entry(i));
   // The first two start inside acquire(), on this thread; the rest queue.
   CHECK_EQ(log.snapshot(), (std::vector<int>{0, 1}));
   auto snap = limiter->snapshot();
@@ -117,9 +90,9 @@ TEST(limiter_extra_release_creates_no_slot) {
   limiter->release();  // nothing held: must not underflow into a free slot
   limiter->release();
   CHECK_EQ(limiter->snapshot().running, 0u);
-  GrantLog log;
-  limiter->acquire(log.grant(0));
-  limiter->acquire(log.grant(1));
+  CallLog log;
+  limiter->acquire(log.entry(0));
+  limiter->acquire(log.entry(1));
   CHECK_EQ(log.snapshot(), (std::vector<int>{0}));
   CHECK_EQ(limiter->snapshot().running, 1u);
   CHECK_EQ(limiter->snapshot().waiting, 1u);
@@ -131,10 +104,10 @@ TEST(limiter_extra_release_creates_no_slot) {
 
 TEST(limiter_withdraw_removes_only_waiting_calls) {
   auto limiter = std::make_shared<Limiter>("withdraw", 1, 0.0, 0.0);
-  GrantLog log;
-  const auto first = limiter->acquire(log.grant(0));
-  const auto second = limiter->acquire(log.grant(1));
-  const auto third = limiter->acquire(log.grant(2));
+  CallLog log;
+  const auto first = limiter->acquire(log.entry(0));
+  const auto second = limiter->acquire(log.entry(1));
+  const auto third = limiter->acquire(log.entry(2));
   CHECK(first != second);
   CHECK(second != third);
   CHECK_EQ(limiter->snapshot().waiting, 2u);
@@ -220,16 +193,16 @@ TEST(limiter_idle_time_refills_no_more_than_the_burst) {
   // 5 per second, burst 2. After 0.8 s idle the bucket would hold 4 tokens without the
   // cap; it holds 2, so the third call of a new batch must wait for the rate.
   auto limiter = std::make_shared<Limiter>("burst", 0, 5.0, 2.0);
-  GrantLog log;
-  limiter->acquire(log.grant(0));
-  limiter->acquire(log.grant(1));
+  CallLog log;
+  limiter->acquire(log.entry(0));
+  limiter->acquire(log.entry(1));
   limiter->release();
   limiter->release();
   std::this_thread::sleep_for(milliseconds(800));
   const auto batch = std::chrono::steady_clock::now();
-  limiter->acquire(log.grant(2));
-  limiter->acquire(log.grant(3));
-  limiter->acquire(log.grant(4));
+  limiter->acquire(log.entry(2));
+  limiter->acquire(log.entry(3));
+  limiter->acquire(log.entry(4));
   const auto right_after = log.snapshot();
   // Only meaningful if this thread was not descheduled for a whole token's time (200 ms).
   if (seconds_since(batch) < 0.15) CHECK_EQ(right_after, (std::vector<int>{0, 1, 2, 3}));
@@ -242,8 +215,8 @@ TEST(limiter_rate_and_cap_together) {
   // The cap holds even when tokens are plentiful, and a freed slot with no token waits
   // for the refill timer.
   auto limiter = std::make_shared<Limiter>("both", 1, 50.0, 5.0);
-  GrantLog log;
-  for (int i = 0; i < 4; ++i) limiter->acquire(log.grant(i));
+  CallLog log;
+  for (int i = 0; i < 4; ++i) limiter->acquire(log.entry(i));
   CHECK_EQ(log.snapshot(), (std::vector<int>{0}));
   for (int expected = 2; expected <= 4; ++expected) {
     limiter->release();  // tokens are left from the burst: the next starts at once
@@ -252,7 +225,7 @@ TEST(limiter_rate_and_cap_together) {
   limiter->release();
   CHECK_EQ(limiter->snapshot().max_running_seen, 1u);
   // Burst spent (4 of 5, minus refills): six more queue behind a cap of one and the rate.
-  for (int i = 4; i < 10; ++i) limiter->acquire(log.grant(i));
+  for (int i = 4; i < 10; ++i) limiter->acquire(log.entry(i));
   for (int released = 0; released < 6; ++released) {
     REQUIRE(eventually([&] { return log.count() == static_cast<std::size_t>(5 + released); }));
     CHECK_EQ(limiter->snapshot().running, 1u);

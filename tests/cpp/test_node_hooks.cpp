@@ -68,28 +68,13 @@ class HoldingHook : public NodeHook {
   };
   void on_outcome(const RunHandle&, std::uint32_t node, Outcome outcome,
                   Completion deliver) override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      held_.push_back(Held{node, std::move(outcome), std::move(deliver)});
-    }
-    changed_.notify_all();
+    held_.put(Held{node, std::move(outcome), std::move(deliver)});
   }
-  Held take() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    REQUIRE(changed_.wait_for(lock, std::chrono::seconds(30), [&] { return !held_.empty(); }));
-    Held held = std::move(held_.front());
-    held_.pop_front();
-    return held;
-  }
-  std::size_t held() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return held_.size();
-  }
+  Held take() { return held_.take(); }
+  std::size_t held() const { return held_.size(); }
 
  private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Held> held_;
+  HandOff<Held> held_;
 };
 
 RunOptions hooked(std::shared_ptr<NodeHook> hook, Payload input = make(std::string("in"))) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <ostream>
@@ -128,6 +129,59 @@ class Gate {
   bool open_ = false;
 };
 
+// Records the order in which callbacks (limiter grants, timers) run, and on which thread.
+struct CallLog {
+  std::mutex mutex;
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+
+  std::function<void()> entry(int id) {
+    return [this, id] {
+      std::lock_guard<std::mutex> lock(mutex);
+      order.push_back(id);
+      threads.push_back(std::this_thread::get_id());
+    };
+  }
+  std::size_t count() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return order.size();
+  }
+  std::vector<int> snapshot() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return order;
+  }
+};
+
+// Values handed from whichever thread produces them to the test thread, which takes
+// them in order; take() REQUIREs that one arrives in time, so a test cannot hang.
+template <class T>
+class HandOff {
+ public:
+  void put(T value) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      items_.push_back(std::move(value));
+    }
+    changed_.notify_all();
+  }
+  T take(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    REQUIRE(changed_.wait_for(lock, timeout, [&] { return !items_.empty(); }));
+    T value = std::move(items_.front());
+    items_.pop_front();
+    return value;
+  }
+  std::size_t size() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return items_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<T> items_;
+};
+
 // Keeps every invocation it receives, unresolved, for the test to resolve when (and from
 // whichever thread) it likes. What is still held when the agent dies is dropped, which
 // fails those nodes, so a test that forgets one cannot hang.
@@ -135,29 +189,16 @@ class HeldAgent : public TestAgent {
  public:
   void invoke(Invocation invocation) override {
     record(invocation);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      held_.push_back(std::move(invocation));
-    }
-    changed_.notify_all();
+    held_.put(std::move(invocation));
   }
   // Waits for the next invocation and takes it; REQUIREs that one arrives.
   Invocation take(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000)) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    REQUIRE(changed_.wait_for(lock, timeout, [&] { return !held_.empty(); }));
-    Invocation invocation = std::move(held_.front());
-    held_.pop_front();
-    return invocation;
+    return held_.take(timeout);
   }
-  std::size_t held() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return held_.size();
-  }
+  std::size_t held() const { return held_.size(); }
 
  private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Invocation> held_;
+  HandOff<Invocation> held_;
 };
 
 // Resolves with `outcome_for(inputs)` on a pool thread after `delay`.

@@ -22,28 +22,6 @@ using Clock = TimerQueue::Clock;
 
 namespace {
 
-struct FireLog {
-  std::mutex mutex;
-  std::vector<int> order;
-  std::vector<std::thread::id> threads;
-
-  std::function<void()> entry(int id) {
-    return [this, id] {
-      std::lock_guard<std::mutex> lock(mutex);
-      order.push_back(id);
-      threads.push_back(std::this_thread::get_id());
-    };
-  }
-  std::size_t count() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return order.size();
-  }
-  std::vector<int> snapshot() {
-    std::lock_guard<std::mutex> lock(mutex);
-    return order;
-  }
-};
-
 // Occupies the timer thread until released, so a test can schedule and cancel timers
 // whose deadlines pass meanwhile without racing it: on release, everything due fires in
 // deadline order. (On a loaded machine this thread may otherwise be descheduled for longer
@@ -68,7 +46,7 @@ class Hold {
 }  // namespace
 
 TEST(timer_fires_in_deadline_order) {
-  FireLog log;  // outlives the queue: its destructor joins the timer thread
+  CallLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
   Hold hold(queue);
   const auto base = Clock::now() + milliseconds(30);
@@ -104,7 +82,7 @@ TEST(timer_never_fires_early) {
 }
 
 TEST(timer_past_deadlines_fire_at_once_in_order) {
-  FireLog log;  // outlives the queue: its destructor joins the timer thread
+  CallLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
   Hold hold(queue);
   const auto now = Clock::now();
@@ -117,7 +95,7 @@ TEST(timer_past_deadlines_fire_at_once_in_order) {
 }
 
 TEST(timer_cancel_before_it_fires) {
-  FireLog log;  // outlives the queue: its destructor joins the timer thread
+  CallLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
   Hold hold(queue);
   const auto cancelled = queue.schedule_after(0.05, log.entry(1));
@@ -147,7 +125,7 @@ TEST(timer_cancel_frees_the_callback) {
 }
 
 TEST(timer_cancel_one_of_equal_deadlines) {
-  FireLog log;  // outlives the queue: its destructor joins the timer thread
+  CallLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
   Hold hold(queue);
   const auto when = Clock::now() + milliseconds(40);
@@ -220,7 +198,7 @@ TEST(timer_sooner_timer_wakes_the_thread) {
 }
 
 TEST(timer_later_timer_does_not_delay_a_sooner_one) {
-  FireLog log;  // outlives the queue: its destructor joins the timer thread
+  CallLog log;  // outlives the queue: its destructor joins the timer thread
   TimerQueue queue;
   queue.schedule_after(0.03, log.entry(1));
   queue.schedule_after(3600.0, log.entry(2));  // must not replace the 30 ms wake-up
