@@ -19,11 +19,7 @@ std::atomic<std::int64_t> g_inline_threshold_ns{20'000};
 constexpr std::int64_t kSlowFactor = 50;
 constexpr std::uint32_t kBlockingCalls = 3;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using SteadyClock = std::chrono::steady_clock;
 }  // namespace
 
 PyRef::~PyRef() { release_object(object_); }
@@ -110,9 +106,11 @@ void SyncAgent::call(Invocation& invocation) {
   AgentResult output;
   Failure failure;
   bool succeeded = false;
+  SteadyClock::time_point finished;
   {
     ScopedGil gil;
-    const std::int64_t started = now_ns();
+    // Timed from here, after the GIL was taken: waiting for it is not the agent's time.
+    const SteadyClock::time_point started = SteadyClock::now();
     try {
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
@@ -149,14 +147,19 @@ void SyncAgent::call(Invocation& invocation) {
     } catch (const std::exception& error) {
       failure = Failure{error.what(), {}};
     }
-    record(now_ns() - started);
+    // Also the agent's recorded finish (Outcome::finished_at): one clock read serves both.
+    finished = SteadyClock::now();
+    record(std::chrono::duration_cast<std::chrono::nanoseconds>(finished - started).count());
     invocation.inputs.items.clear();  // drop the references while the GIL is held
     drain_released_objects();
   }
   if (succeeded) {
+    output.finished_at = finished;
     deliver(invocation.completion, std::move(output), invocation.cancellation);
   } else {
-    invocation.completion.fail(std::move(failure));
+    Outcome outcome = Outcome::failed(std::move(failure));
+    outcome.finished_at = finished;
+    invocation.completion.resolve(std::move(outcome));
   }
 }
 

@@ -31,6 +31,10 @@ namespace {
 
 using namespace std::chrono_literals;
 constexpr auto kWaitSlice = 20ms;
+// A batch's caller wakes for this many finished runs at a time (or after a slice): each
+// wake takes the GIL from the threads running agents, so one per run would make them
+// queue for it once per run.
+constexpr std::size_t kReportGroup = 64;
 // Spinning this long before sleeping is cheaper than a sleep and a wake-up.
 constexpr auto kSpin = 50us;
 
@@ -226,7 +230,7 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
     bool more;
     {
       py::gil_scoped_release nogil;
-      more = batch->next(finished, kWaitSlice);
+      more = batch->next(finished, kWaitSlice, kReportGroup);
     }
     for (Batch::Finished& item : finished) {
       reports[item.index] = item.run ? run_report(item.run) : unstarted_report(item.error);

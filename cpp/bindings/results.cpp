@@ -8,8 +8,17 @@
 namespace counterpoint::bindings {
 
 namespace {
-// counterpoint.Result, registered by the Python package at import.
-py::handle g_result_type;
+// counterpoint.Result, registered by the Python package at import, and the two
+// engine-bound result wrappers. Checked with PyObject_TypeCheck, not isinstance():
+// every agent call checks its output against all three, and isinstance() on a miss
+// looks up and calls type.__instancecheck__ each time (a third of a microsecond).
+PyTypeObject* g_result_type = nullptr;
+PyTypeObject* g_routed_type = nullptr;
+PyTypeObject* g_delegation_type = nullptr;
+
+bool is_a(py::handle object, PyTypeObject* type) {
+  return type != nullptr && PyObject_TypeCheck(object.ptr(), type);
+}
 
 Usage usage_of(py::handle result) {
   Usage usage;
@@ -24,13 +33,13 @@ Usage usage_of(py::handle result) {
 
 AgentResult interpret_result(py::object result) {
   AgentResult out;
-  if (g_result_type && py::isinstance(result, g_result_type)) out.usage = usage_of(result);
-  if (py::isinstance<Routed>(result)) {
+  if (is_a(result, g_result_type)) out.usage = usage_of(result);
+  if (is_a(result, g_routed_type)) {
     auto& routed = result.cast<Routed&>();
     out.kind = AgentResult::Kind::Routed;
     out.value = to_payload(routed.value);
     out.routes = routed.routes;
-  } else if (py::isinstance<Delegation>(result)) {
+  } else if (is_a(result, g_delegation_type)) {
     auto& delegation = result.cast<Delegation&>();
     out.kind = AgentResult::Kind::Delegated;
     out.value = to_payload(delegation.input);
@@ -48,6 +57,7 @@ void deliver(Completion& completion, AgentResult result,
     case AgentResult::Kind::Value: {
       Outcome outcome = Outcome::success(std::move(result.value));
       outcome.usage = std::move(result.usage);
+      outcome.finished_at = result.finished_at;
       completion.resolve(std::move(outcome));
       return;
     }
@@ -56,6 +66,7 @@ void deliver(Completion& completion, AgentResult result,
       outcome.routed = true;
       outcome.routes = std::move(result.routes);
       outcome.usage = std::move(result.usage);
+      outcome.finished_at = result.finished_at;
       completion.resolve(std::move(outcome));
       return;
     }
@@ -69,7 +80,10 @@ void deliver(Completion& completion, AgentResult result,
 }
 
 void register_results(py::module_& m) {
-  m.def("set_result_type", [](py::object type) { g_result_type = type.release(); },
+  m.def("set_result_type",
+        [](const py::type& type) {
+          g_result_type = reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());
+        },
         "Tells the engine which class carries usage (counterpoint.Result).");
   py::class_<FailedInput>(m, "Failed",
                           "Stands in for the output of a predecessor that failed (settled joins).")
@@ -78,13 +92,16 @@ void register_results(py::module_& m) {
       .def("__repr__", [](const FailedInput& f) {
         return "Failed(" + std::string(py::repr(f.error)) + ")";
       });
-  py::class_<Routed>(m, "Routed")
+  auto routed = py::class_<Routed>(m, "Routed")
       .def(py::init<py::object, std::vector<std::string>>(), py::arg("value"), py::arg("routes"))
       .def_readonly("value", &Routed::value)
       .def_readonly("routes", &Routed::routes);
-  py::class_<Delegation>(m, "Delegation")
+  auto delegation = py::class_<Delegation>(m, "Delegation")
       .def(py::init<std::shared_ptr<CompiledGraph>, py::object, std::shared_ptr<Agent>>(),
            py::arg("graph"), py::arg("input"), py::arg("then") = nullptr);
+  // Held for the life of the process, like the module that owns them.
+  g_routed_type = reinterpret_cast<PyTypeObject*>(routed.inc_ref().ptr());
+  g_delegation_type = reinterpret_cast<PyTypeObject*>(delegation.inc_ref().ptr());
 }
 
 }  // namespace counterpoint::bindings

@@ -2,6 +2,7 @@
 // Values an agent can return to steer its run instead of just producing output:
 // Routed (deliver the output to some successors only) and Delegation (the result is a
 // child graph's result). Both are built by the pattern builders in Python.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +41,7 @@ struct AgentResult {
   std::shared_ptr<CompiledGraph> graph;
   std::shared_ptr<Agent> then;
   Usage usage;  // from counterpoint.Result(usage=...)
+  std::chrono::steady_clock::time_point finished_at{};  // see Outcome::finished_at
 };
 
 AgentResult interpret_result(py::object result);  // requires the GIL

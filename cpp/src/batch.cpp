@@ -110,9 +110,11 @@ class Batch::State final : public std::enable_shared_from_this<State> {
     cancel();
   }
 
-  bool next(std::vector<Finished>& out, std::chrono::nanoseconds timeout) {
+  bool next(std::vector<Finished>& out, std::chrono::nanoseconds timeout,
+            std::size_t at_least) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (finished_.empty() && taken_ < count_ && timeout.count() > 0) {
+    const std::size_t wanted = std::max<std::size_t>(1, std::min(at_least, count_ - taken_));
+    if (finished_.size() < wanted && taken_ < count_ && timeout.count() > 0) {
       lock.unlock();
       std::optional<ElasticThreadPool::BlockedScope> blocked;
       if (Runtime::on_engine_thread()) {
@@ -129,7 +131,9 @@ class Batch::State final : public std::enable_shared_from_this<State> {
         throw;
       }
       lock.lock();
-      changed_.wait_for(lock, timeout, [&] { return !finished_.empty() || taken_ >= count_; });
+      wanted_ = wanted;
+      changed_.wait_for(lock, timeout, [&] { return finished_.size() >= wanted; });
+      wanted_ = 1;
     }
     const bool took = !finished_.empty();
     taken_ += finished_.size();
@@ -254,13 +258,17 @@ class Batch::State final : public std::enable_shared_from_this<State> {
   }
 
   void announce() {
-    changed_.notify_all();
-    if (!on_ready_) return;
+    bool wake;
+    bool ready;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (abandoned_) return;  // nobody listens after ~Batch
+      // A waiter sleeps until it has the group it asked for: waking it earlier would
+      // only send it back to sleep (after a trip through the GIL, in the bindings).
+      wake = finished_.size() >= wanted_;
+      ready = on_ready_ && !abandoned_;  // nobody listens after ~Batch
     }
-    on_ready_();
+    if (wake) changed_.notify_all();
+    if (ready) on_ready_();
   }
 
   const std::shared_ptr<CompiledGraph> graph_;
@@ -279,6 +287,7 @@ class Batch::State final : public std::enable_shared_from_this<State> {
   std::size_t most_in_flight_ = 0;
   std::size_t completed_ = 0;   // finished, or never started
   std::size_t taken_ = 0;       // handed out by next()
+  std::size_t wanted_ = 1;      // finished runs the thread waiting in next() needs
   bool refilling_ = false;
   bool cancelled_ = false;
   bool abandoned_ = false;
@@ -300,8 +309,9 @@ Batch::~Batch() {
   }
 }
 
-bool Batch::next(std::vector<Finished>& out, std::chrono::nanoseconds timeout) {
-  return state_->next(out, timeout);
+bool Batch::next(std::vector<Finished>& out, std::chrono::nanoseconds timeout,
+                 std::size_t at_least) {
+  return state_->next(out, timeout, at_least);
 }
 void Batch::cancel() { state_->cancel(); }
 void Batch::interrupt() { state_->cancel(/*interrupted=*/true); }

@@ -215,7 +215,9 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outc
   NodeSlot& slot = run->slots[node];
   const PlanNode& spec = run->plan.nodes()[node];
   FlowGraph& graph = *run->graph;
-  slot.finished_ns = run->now_ns();
+  slot.finished_ns = outcome.finished_at.time_since_epoch().count() != 0
+                         ? run->ns_at(outcome.finished_at)
+                         : run->now_ns();
   std::vector<std::uint32_t> routes;
   if (outcome.kind == Outcome::Kind::Succeeded && outcome.routed) {
     resolve_routes(*run, node, outcome, routes);

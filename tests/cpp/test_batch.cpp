@@ -126,6 +126,40 @@ TEST(batch_default_window_bounds_memory) {
   CHECK(batch.most_in_flight() <= BatchOptions::kDefaultWindow);
 }
 
+// next(..., at_least) sleeps until that many runs have finished, takes fewer only when
+// fewer remain or the timeout passes, and a timed-out wait still returns what is there.
+TEST(batch_next_waits_for_a_group) {
+  constexpr std::size_t kItems = 50;
+  auto graph = doubling_graph(pooled_agent(milliseconds(2), [](const Inputs& in) {
+    return in.items.at(0).value;
+  }));
+  Batch batch(graph, kItems, inputs_from(std::vector<int>(kItems, 1), 4));
+  std::vector<Batch::Finished> got;
+  std::size_t groups = 0;
+  while (batch.next(got, seconds(30), 16)) {
+    ++groups;
+    // Every group but the last holds at least 16 runs; the last holds the rest.
+    if (got.size() < kItems) CHECK(got.size() >= 16 * groups);
+  }
+  CHECK_EQ(got.size(), kItems);
+  CHECK(groups <= kItems / 16 + 1);
+
+  // A group larger than the batch is capped at what remains; a short timeout returns
+  // whatever finished so far, perhaps nothing, without waiting for the whole group.
+  auto slow = doubling_graph(pooled_agent(milliseconds(200), [](const Inputs& in) {
+    return in.items.at(0).value;
+  }));
+  Batch pending(slow, 3, inputs_from(std::vector<int>(3, 1)));
+  std::vector<Batch::Finished> early;
+  const auto started = std::chrono::steady_clock::now();
+  CHECK(pending.next(early, milliseconds(20), 1000));
+  CHECK(std::chrono::steady_clock::now() - started < milliseconds(150));
+  CHECK(early.size() < 3);
+  while (pending.next(early, seconds(30), 1000)) {
+  }
+  CHECK_EQ(early.size(), std::size_t{3});
+}
+
 // The caller never calls next(): the threads that end runs start the next ones.
 TEST(batch_refills_without_the_caller) {
   constexpr int kItems = 30;

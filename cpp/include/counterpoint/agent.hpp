@@ -7,6 +7,7 @@
 // from any thread; a Completion dropped unresolved fails the agent, so no invocation
 // can be lost silently.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -72,6 +73,10 @@ struct Outcome {
   std::vector<std::string> routes;
   Usage usage;
   double confidence = -1.0;         // NeedsReview: the confidence that triggered it
+  // When the agent's body returned, if the agent timed itself anyway; the engine then
+  // records it as the agent's finish instead of reading the clock again. Unset (zero):
+  // the engine reads the clock when the outcome reaches the run.
+  std::chrono::steady_clock::time_point finished_at{};
 
   static Outcome success(Payload output) {
     Outcome outcome;

@@ -60,11 +60,14 @@ class Batch {
   Batch(const Batch&) = delete;
   Batch& operator=(const Batch&) = delete;
 
-  // Moves the runs finished so far into `out` (appending), waiting up to `timeout` when
-  // there are none yet. Returns false once every run has finished and been taken.
+  // Moves the runs finished so far into `out` (appending), waiting up to `timeout` until
+  // `at_least` of them (or all that remain, if fewer) have finished. Returns false once
+  // every run has finished and been taken. Asking for several at a time lets a caller
+  // that must take a lock to use them (the GIL) wake once per group, not once per run.
   // Waiting on a oneTBB worker throws EngineError; on a pool thread it counts as a
   // nested wait (ElasticThreadPool::BlockedScope).
-  bool next(std::vector<Finished>& out, std::chrono::nanoseconds timeout);
+  bool next(std::vector<Finished>& out, std::chrono::nanoseconds timeout,
+            std::size_t at_least = 1);
   // Starts no further runs and cancels those in flight; each still comes back from
   // next(), cancelled, and the inputs never started come back with an empty run and
   // error "cancelled". Idempotent.

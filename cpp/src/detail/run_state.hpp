@@ -46,9 +46,9 @@ struct RunState : std::enable_shared_from_this<RunState> {
   RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOptions&& options);
   ~RunState();
 
-  std::int64_t now_ns() const noexcept {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started_at)
-        .count();
+  std::int64_t now_ns() const noexcept { return ns_at(Clock::now()); }
+  std::int64_t ns_at(Clock::time_point when) const noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(when - started_at).count();
   }
   // Moves the run to a final status once; true if this call did. Wakes waiters, cancels
   // child runs and tells the observer.
