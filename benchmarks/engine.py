@@ -91,13 +91,19 @@ class _DispatchProbe:
         self.handles: list[Any] = []
 
     def __enter__(self) -> _DispatchProbe:
-        try:
-            import counterpoint._graph as graph_module
+        import importlib
 
+        self._module = None
+        # Where node specs build their native agents; older builds did it in _graph.
+        for name in ("counterpoint._spec", "counterpoint._graph"):
+            try:
+                graph_module = importlib.import_module(name)
+                self._original = graph_module.native_agent
+            except (ImportError, AttributeError):
+                continue
             self._module = graph_module
-            self._original = graph_module.native_agent
-        except (ImportError, AttributeError):
-            self._module = None
+            break
+        if self._module is None:
             return self
 
         def capture(*args: Any, **kwargs: Any) -> Any:

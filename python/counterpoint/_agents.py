@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import FunctionType
 from typing import Any
 
 from ._errors import GraphError
@@ -74,6 +75,10 @@ def native_agent(name: str, agent: Any, dispatch: _core.Dispatch) -> tuple[Any, 
     ``ainvoke`` is a real async path (see :func:`_async_path_is_real`), which then runs
     as a coroutine, as do objects with only ``ainvoke``.
     """
+    if type(agent) is FunctionType:  # the common case, without probing for methods
+        if inspect.iscoroutinefunction(agent):
+            return _core.AsyncAgent(agent), True
+        return _core.SyncAgent(agent, dispatch), _declares_loop(agent)
     graph = _native_graph(agent)
     if graph is not None:
         return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)

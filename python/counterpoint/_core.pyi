@@ -573,7 +573,7 @@ def set_confidence_reader(arg0: typing.Any) -> None:
     """
     Tells review gates how to read an output's confidence (counterpoint.confidence_of).
     """
-def set_result_type(arg0: typing.Any) -> None:
+def set_result_type(arg0: type) -> None:
     """
     Tells the engine which class carries usage (counterpoint.Result).
     """
