@@ -140,6 +140,11 @@ void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
   wake_locked();
 }
 
+bool LoopDispatcher::has_work() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return signalled_;
+}
+
 py::object LoopDispatcher::take() {
   std::vector<Start> starts;
   std::vector<End> ends;
@@ -213,6 +218,7 @@ void register_loop_dispatcher(py::module_& m) {
   py::class_<LoopDispatcher, std::shared_ptr<LoopDispatcher>>(m, "LoopDispatcher")
       .def(py::init<>())
       .def("fileno", &LoopDispatcher::fileno)
+      .def("has_work", &LoopDispatcher::has_work)
       .def("take", &LoopDispatcher::take)
       .def("close", &LoopDispatcher::close, py::call_guard<py::gil_scoped_release>());
 }

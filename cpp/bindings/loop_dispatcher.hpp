@@ -30,6 +30,9 @@ class LoopDispatcher final : public RunObserver,
   void on_event_recorded(std::uint64_t run_id) override;
 
   int fileno() const noexcept { return event_fd_; }
+  // True if something was queued since the last take(): the loop thread can take it at
+  // once instead of waiting for its selector to report the file descriptor.
+  bool has_work();
   // With the GIL: everything queued since the last call (a LoopWork).
   py::object take();
   // The loop is going away: fail what is queued and refuse what comes later.

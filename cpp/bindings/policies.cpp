@@ -159,6 +159,7 @@ class ReviewAgent final : public Agent {
     invocation.completion = gate->intercept(std::move(invocation.completion));
     inner_->invoke(std::move(invocation));
   }
+  bool hands_off() const noexcept override { return inner_->hands_off(); }
 
  private:
   std::shared_ptr<Agent> inner_;

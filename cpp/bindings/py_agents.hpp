@@ -92,6 +92,7 @@ class AsyncAgent final : public Agent {
   explicit AsyncAgent(py::object coroutine_function)
       : function_(std::make_shared<const PyRef>(std::move(coroutine_function))) {}
   void invoke(Invocation invocation) override;
+  bool hands_off() const noexcept override { return true; }  // it only queues for the loop
 
  private:
   std::shared_ptr<const PyRef> function_;

@@ -128,12 +128,47 @@ FlowGraph::~FlowGraph() {
   graph_.reset();
 }
 
+namespace {
+// Messages delivered on the current thread (see FlowGraph::forward) nest when a node
+// resolves at once (skipped, restored, failed to start) inside its predecessor's
+// delivery. Past this depth they go through oneTBB, so no graph can grow the stack.
+constexpr int kMaxDirectDepth = 32;
+thread_local int t_direct_depth = 0;
+
+class DirectDelivery {
+ public:
+  static bool allowed() noexcept { return t_direct_depth < kMaxDirectDepth; }
+  DirectDelivery() noexcept { ++t_direct_depth; }
+  ~DirectDelivery() { --t_direct_depth; }
+  DirectDelivery(const DirectDelivery&) = delete;
+  DirectDelivery& operator=(const DirectDelivery&) = delete;
+};
+}  // namespace
+
 void FlowGraph::start(const std::shared_ptr<RunState>& run) {
-  for (std::uint32_t entry : plan_->entries()) nodes_[entry]->try_put(Message{run, kStartSignal});
+  for (std::uint32_t entry : plan_->entries()) {
+    if (plan_->nodes()[entry].agent->hands_off() && DirectDelivery::allowed()) {
+      const DirectDelivery direct;
+      on_message(entry, Message{run, kStartSignal});
+    } else {
+      nodes_[entry]->try_put(Message{run, kStartSignal});
+    }
+  }
 }
 
 void FlowGraph::forward(const std::shared_ptr<RunState>& run, std::uint32_t node) {
-  if (!plan_->nodes()[node].successors.empty()) gateway(node).try_put(Message{run, node});
+  const PlanNode& spec = plan_->nodes()[node];
+  if (spec.successors.empty()) return;
+  if (spec.successors_hand_off && DirectDelivery::allowed()) {
+    // Every successor only queues work for another executor (coroutines for an event
+    // loop), so telling them here is as quick as handing the message to a oneTBB
+    // worker, and spares the hop: a coroutine that finishes on the loop thread starts
+    // its successors' coroutines without leaving it.
+    const DirectDelivery direct;
+    for (std::uint32_t succ : spec.successors) on_message(succ, Message{run, node});
+    return;
+  }
+  gateway(node).try_put(Message{run, node});
 }
 
 void FlowGraph::on_message(std::uint32_t node, const Message& message) {

@@ -359,6 +359,8 @@ class CompiledGraph:
         bridge = bridge_for_running_loop()
         run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline)
         finished = bridge.run_finished(run.id)
+        if bridge.dispatcher.has_work():
+            bridge.drain()  # coroutine entries were queued by the start itself
         try:
             if not run.done:
                 await finished

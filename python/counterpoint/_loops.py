@@ -16,23 +16,33 @@ from typing import Any
 from ._native import _core
 
 
-async def _run_agent(call: Any) -> None:
-    # The run may have ended (cancel() returned True) between the hand-off and this
-    # task's first step: then the body must not start at all.
-    if call.run_ended:
-        call.cancelled()
-        return
+async def _run_agent(call: Any, bridge: LoopBridge) -> None:
     try:
-        result = await call.function(call.argument)
-    except asyncio.CancelledError:
-        call.cancelled()
-        raise
-    except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
-        # SystemExit / KeyboardInterrupt raised by an agent fail that agent; re-raised here
-        # they would stop the event loop every later run depends on.
-        call.fail(exc)
-    else:
-        call.succeed(result)
+        # The run may have ended (cancel() returned True) between the hand-off and this
+        # task's first step: then the body must not start at all.
+        if call.run_ended:
+            call.cancelled()
+            return
+        try:
+            result = await call.function(call.argument)
+        except asyncio.CancelledError:
+            call.cancelled()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
+            # SystemExit / KeyboardInterrupt raised by an agent fail that agent; re-raised
+            # here they would stop the event loop every later run depends on.
+            call.fail(exc)
+        else:
+            call.succeed(result)
+    finally:
+        # Here rather than in a done callback: one callback less per agent call. A task
+        # cancelled before its first step never gets here; its run's end forgets it.
+        bridge.task_done(call)
+    # The engine tells coroutine successors on this thread (FlowGraph::forward), so the
+    # work this outcome unlocked, or its run's end, is queued by now: take it in this
+    # step instead of after a trip through the selector.
+    if bridge.dispatcher.has_work():
+        bridge.drain()
 
 
 class LoopBridge:
@@ -42,11 +52,12 @@ class LoopBridge:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
         self.dispatcher = _core.LoopDispatcher()
-        self._tasks: dict[int, set[asyncio.Task]] = {}
+        # The agent tasks of each run, to cancel those left when it ends.
+        self._tasks: dict[int, dict[int, asyncio.Task]] = {}
         self._finished: dict[int, asyncio.Future] = {}
         self._events: dict[int, asyncio.Event] = {}
         self._cancellable: dict[int, asyncio.Task] = {}
-        loop.add_reader(self.dispatcher.fileno(), self._drain)
+        loop.add_reader(self.dispatcher.fileno(), self.drain)
 
     def run_finished(self, run_id: int) -> asyncio.Future:
         """A future resolved with the run's status when it ends (loop thread only)."""
@@ -68,24 +79,37 @@ class LoopBridge:
             loop.remove_reader(self.dispatcher.fileno())
         self.dispatcher.close()
 
-    def _drain(self) -> None:
+    def task_done(self, call: Any) -> None:
+        """An agent task is finishing: stop tracking it."""
+        if call.invocation_id:
+            self._cancellable.pop(call.invocation_id, None)
+        tasks = self._tasks.get(call.run_id)
+        if tasks is not None:
+            tasks.pop(id(call), None)
+            if not tasks:
+                del self._tasks[call.run_id]
+
+    def drain(self) -> None:
+        """Starts the queued coroutine agents, cancels timed-out ones, and reports new
+        events and run ends (the loop's reader callback, and the tail of agent tasks)."""
         loop = self._loop()
+        if loop is None:
+            return
         work = self.dispatcher.take()
         for call in work.calls:
             try:
                 # Each task runs in a copy of its own run's caller context (contextvars),
-                # never in whatever context this reader callback happens to have.
-                context = call.context
-                task = loop.create_task(_run_agent(call)) if context is None \
-                    else context.run(loop.create_task, _run_agent(call))
+                # never in whatever context this callback happens to have.
+                task = loop.create_task(_run_agent(call, self), context=call.context)
             except BaseException as exc:  # noqa: BLE001
                 call.fail(exc)
                 continue
-            run_id, invocation_id = call.run_id, call.invocation_id
-            self._tasks.setdefault(run_id, set()).add(task)
-            if invocation_id:
-                self._cancellable[invocation_id] = task
-            task.add_done_callback(self._forget_task(run_id, invocation_id))
+            tasks = self._tasks.get(call.run_id)
+            if tasks is None:
+                tasks = self._tasks[call.run_id] = {}
+            tasks[id(call)] = task
+            if call.invocation_id:
+                self._cancellable[call.invocation_id] = task
         for invocation_id in work.cancels:
             task = self._cancellable.pop(invocation_id, None)
             if task is not None:
@@ -97,7 +121,7 @@ class LoopBridge:
         for end in work.ended:
             # Coroutines still running when their run ended (cancelled, failed, or the
             # losers of a first-success merge) have nothing left to feed.
-            for task in self._tasks.get(end.run_id, ()):
+            for task in self._tasks.pop(end.run_id, {}).values():
                 task.cancel()
             finished = self._finished.pop(end.run_id, None)
             if finished is not None and not finished.done():
@@ -105,19 +129,6 @@ class LoopBridge:
             ready = self._events.get(end.run_id)
             if ready is not None:
                 ready.set()
-
-    def _forget_task(self, run_id: int, invocation_id: int):
-        def forget(task: asyncio.Task) -> None:
-            self._cancellable.pop(invocation_id, None)
-            tasks = self._tasks.get(run_id)
-            if tasks is not None:
-                tasks.discard(task)
-                if not tasks:
-                    del self._tasks[run_id]
-            if not task.cancelled():
-                task.exception()  # retrieved: failures are reported through the run
-
-        return forget
 
 
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (

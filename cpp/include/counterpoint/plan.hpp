@@ -21,6 +21,9 @@ struct PlanNode {
   int priority = 0;
   JoinMode join = JoinMode::All;
   ErrorMode on_error = ErrorMode::FailRun;  // resolved against the graph's mode
+  // Every successor's agent hands_off(): a resolved outcome can reach them on the
+  // resolving thread (see FlowGraph::forward).
+  bool successors_hand_off = false;
 };
 
 class Plan {

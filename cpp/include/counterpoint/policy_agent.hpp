@@ -20,6 +20,8 @@ class PolicyAgent final : public Agent, public std::enable_shared_from_this<Poli
  public:
   PolicyAgent(std::shared_ptr<Agent> inner, AgentPolicy policy);
   void invoke(Invocation invocation) override;
+  // Policies only queue, time and count calls; whether a call blocks is the inner agent's.
+  bool hands_off() const noexcept override { return inner_->hands_off(); }
   const AgentPolicy& policy() const noexcept { return policy_; }
 
  private:
