@@ -9,40 +9,79 @@ descriptor, so no engine thread needs the GIL to hand work over.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
+import types
 import weakref
+from collections.abc import Generator
 from typing import Any
 
 from ._native import _core
 
 
-async def _run_agent(call: Any, bridge: LoopBridge) -> None:
-    try:
-        # The run may have ended (cancel() returned True) between the hand-off and this
-        # task's first step: then the body must not start at all.
-        if call.run_ended:
-            call.cancelled()
-            return
+@types.coroutine
+def _in_context(context: contextvars.Context, awaitable: Any) -> Generator[Any, Any, Any]:
+    """Awaits ``awaitable`` with every step of it run in ``context``: how an agent call
+    continued inside another call's task still runs in its own run's context."""
+    steps = awaitable.__await__()
+    value: Any = None
+    error: BaseException | None = None
+    while True:
         try:
-            result = await call.function(call.argument)
-        except asyncio.CancelledError:
-            call.cancelled()
+            if error is None:
+                yielded = context.run(steps.send, value)
+            else:
+                yielded = context.run(steps.throw, error)
+        except StopIteration as stop:
+            return stop.value
+        value, error = None, None
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            steps.close()
             raise
-        except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
-            # SystemExit / KeyboardInterrupt raised by an agent fail that agent; re-raised
-            # here they would stop the event loop every later run depends on.
-            call.fail(exc)
-        else:
-            call.succeed(result)
-    finally:
-        # Here rather than in a done callback: one callback less per agent call. A task
-        # cancelled before its first step never gets here; its run's end forgets it.
-        bridge.task_done(call)
-    # The engine tells coroutine successors on this thread (FlowGraph::forward), so the
-    # work this outcome unlocked, or its run's end, is queued by now: take it in this
-    # step instead of after a trip through the selector.
-    if bridge.dispatcher.has_work():
-        bridge.drain()
+        except BaseException as exc:  # noqa: BLE001 - the task's cancellation, passed on
+            error = exc
+
+
+async def _run_agents(call: Any, bridge: LoopBridge) -> None:
+    """One agent task: runs ``call``, then, while the outcome unlocked another call of the
+    same run, that one too, in the same task (each in its own context). A chain of
+    coroutine agents thus costs no task and no loop iteration per agent."""
+    continued = False
+    while call is not None:
+        try:
+            # The run may have ended (cancel() returned True) between the hand-off and
+            # this step: then the body must not start at all.
+            if call.run_ended:
+                call.cancelled()
+                return
+            try:
+                if continued and call.context is not None:
+                    result = await _in_context(
+                        call.context, call.context.run(call.function, call.argument))
+                else:
+                    result = await call.function(call.argument)
+            except asyncio.CancelledError:
+                call.cancelled()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every failure is the agent's result
+                # SystemExit / KeyboardInterrupt raised by an agent fail that agent;
+                # re-raised here they would stop the event loop every later run needs.
+                call.fail(exc)
+            else:
+                call.succeed(result)
+        finally:
+            # Here rather than in a done callback: one callback less per agent call. A
+            # task cancelled before its first step never gets here; its run's end
+            # forgets it.
+            bridge.task_done(call)
+        # The engine tells coroutine successors on this thread (FlowGraph::forward), so
+        # the work this outcome unlocked, or its run's end, is queued by now: take it in
+        # this step instead of after a trip through the selector.
+        call = bridge.drain(continue_run=call.run_id) if bridge.dispatcher.has_work() \
+            else None
+        continued = True
 
 
 class LoopBridge:
@@ -89,21 +128,33 @@ class LoopBridge:
             if not tasks:
                 del self._tasks[call.run_id]
 
-    def drain(self) -> None:
+    def drain(self, continue_run: int = 0) -> Any:
         """Starts the queued coroutine agents, cancels timed-out ones, and reports new
-        events and run ends (the loop's reader callback, and the tail of agent tasks)."""
+        events and run ends (the loop's reader callback, and the tail of agent tasks).
+
+        With ``continue_run`` (from an agent task of that run), returns the first queued
+        call of that run that no timeout may cancel on its own, for the calling task to
+        run itself instead of starting a task for it; None if there is none.
+        """
         loop = self._loop()
         if loop is None:
-            return
+            return None
         work = self.dispatcher.take()
+        continued = None
         for call in work.calls:
-            try:
-                # Each task runs in a copy of its own run's caller context (contextvars),
-                # never in whatever context this callback happens to have.
-                task = loop.create_task(_run_agent(call, self), context=call.context)
-            except BaseException as exc:  # noqa: BLE001
-                call.fail(exc)
-                continue
+            if continued is None and call.run_id == continue_run and not call.invocation_id:
+                # A timeout cancels its call's task, so only calls without one continue
+                # in a task that may go on to other calls.
+                continued = call
+                task = asyncio.current_task(loop)
+            else:
+                try:
+                    # Each task runs in a copy of its own run's caller context
+                    # (contextvars), never in whatever context this callback has.
+                    task = loop.create_task(_run_agents(call, self), context=call.context)
+                except BaseException as exc:  # noqa: BLE001
+                    call.fail(exc)
+                    continue
             tasks = self._tasks.get(call.run_id)
             if tasks is None:
                 tasks = self._tasks[call.run_id] = {}
@@ -129,6 +180,7 @@ class LoopBridge:
             ready = self._events.get(end.run_id)
             if ready is not None:
                 ready.set()
+        return continued
 
 
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopBridge] = (

@@ -137,6 +137,47 @@ def test_cancelling_ainvoke_task_cancels_the_run():
     assert "slow.cancelled" in log
 
 
+def test_cancelling_ainvoke_cancels_a_coroutine_continued_in_its_predecessors_task():
+    # `slow` runs in the task that ran `quick` (its predecessor); cancelling the run must
+    # cancel it there, and nothing after it may start.
+    log = []
+
+    async def quick(x):
+        log.append("quick")
+        return x
+
+    async def slow(x):
+        log.append("slow.start")
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            log.append("slow.cancelled")
+            raise
+        log.append("slow.end")
+        return x
+
+    async def last(x):
+        log.append("last")
+        return x
+
+    app = cp.Graph().add("quick", quick).add("slow", slow, after="quick") \
+        .add("last", last, after="slow").compile()
+
+    async def main():
+        task = asyncio.create_task(app.ainvoke(1))
+        await asyncio.sleep(0.1)
+        assert log == ["quick", "slow.start"]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.7)
+        assert await app.ainvoke(2) == 2  # the loop and the bridge still work
+
+    asyncio.run(main())
+    assert log[:3] == ["quick", "slow.start", "slow.cancelled"]
+    assert "slow.end" not in log[:4] and log.count("last") == 1
+
+
 def test_cancelling_ainvoke_with_sync_agent_stops_the_run():
     log = []
     slow_returned = threading.Event()
@@ -445,3 +486,66 @@ def test_same_app_invoke_and_ainvoke_interleaved():
         return results
 
     assert asyncio.run(main()) == [2, 3, 101]
+
+
+def test_coroutine_successors_start_without_leaving_the_loop_thread():
+    # Every agent of a coroutine fan-out runs on the caller's loop, inside a task, and the
+    # whole run stays on that thread: asyncio.timeout (which needs the current task)
+    # works in each agent, and each sees its own input.
+    seen = []
+
+    async def step(x):
+        async with asyncio.timeout(5):
+            await asyncio.sleep(0)
+        seen.append((threading.get_ident(), asyncio.current_task()))
+        return x + 1
+
+    async def total(parts):
+        seen.append((threading.get_ident(), asyncio.current_task()))
+        return sum(parts.values())
+
+    g = cp.Graph().add("src", step)
+    for i in range(5):
+        g.add(f"w{i}", step, after="src")
+    app = g.add("join", total, after=[f"w{i}" for i in range(5)]).compile()
+
+    async def main():
+        return [await app.ainvoke(i) for i in range(20)], threading.get_ident()
+
+    results, loop_thread = asyncio.run(main())
+    assert results == [5 * (i + 2) for i in range(20)]
+    assert {thread for thread, _ in seen} == {loop_thread}
+    assert all(task is not None for _, task in seen)
+    # A task that finishes an agent goes on with one call its outcome unlocked (src with
+    # w0, the last worker with join); the other workers get tasks of their own.
+    assert len({id(task) for _, task in seen[:7]}) == 5
+
+
+def test_long_coroutine_chains_succeed_and_skip_past_a_failure():
+    # Successors are told on the resolving thread with a bounded nesting depth: a long
+    # chain neither overflows the stack when it runs nor when a failure skips all of it.
+    async def inc(x):
+        return x + 1
+
+    async def boom(x):
+        raise ValueError("boom")
+
+    length = 3000
+    chain = cp.Graph()
+    failing = cp.Graph(on_error="continue").add("head", boom)
+    for i in range(length):
+        chain.add(f"a{i}", inc, after=f"a{i - 1}" if i else None)
+        failing.add(f"a{i}", inc, after=f"a{i - 1}" if i else "head")
+    app, skipping = chain.compile(), failing.compile()
+
+    async def main():
+        value = await app.ainvoke(0)
+        with pytest.raises(cp.AgentError):
+            await skipping.ainvoke(0)
+        return value
+
+    assert asyncio.run(main()) == length
+    assert app.invoke(0) == length
+    result = skipping.run(0)
+    assert result.status == "failed"
+    assert result.agents[f"a{length - 1}"].status == "skipped"

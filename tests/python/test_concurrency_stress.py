@@ -123,10 +123,10 @@ def test_hundreds_of_runs_share_a_limit_and_a_breaker():
 
     started = time.monotonic()
     runs = [app.start(i) for i in range(RUNS)]
-    # cancel every 25th run shortly after it starts
-    cancelled = set(range(0, RUNS, 25))
-    for i in sorted(cancelled):
-        runs[i].cancel()
+    # cancel every 25th run shortly after it starts; one that already finished (an early
+    # run may, while the later ones are started) is not cancelled, and cancel() says so
+    cancelled = {i for i in range(0, RUNS, 25) if runs[i].cancel()}
+    assert len(cancelled) >= RUNS // 25 // 2
     for run in runs:
         assert run.wait(60), "a run never finished"
     elapsed = time.monotonic() - started

@@ -116,3 +116,34 @@ def test_nested_graphs_and_batches_inherit_the_callers_context() -> None:
         assert [e.output for e in outer.stream(None) if e.kind == "end"] == ["outer-caller"]
     finally:
         request_id.reset(token)
+
+
+def test_coroutine_calls_continued_in_one_task_each_keep_their_own_context():
+    # The task that ran `first` goes on to run `second` (its successor) itself; `second`
+    # must still start from the run's caller context, not from what `first` set.
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen = []
+
+    async def first(x):
+        seen.append(var.get())
+        var.set("first")
+        await asyncio.sleep(0)
+        seen.append(var.get())
+        return x
+
+    async def second(x):
+        seen.append(var.get())
+        var.set("second")
+        await asyncio.sleep(0)
+        seen.append(var.get())
+        return x + 1
+
+    app = cp.Graph().add("first", first).add("second", second, after="first").compile()
+
+    async def main():
+        var.set("caller")
+        result = await app.ainvoke(1)
+        return result, var.get()
+
+    assert asyncio.run(main()) == (2, "caller")
+    assert seen == ["caller", "first", "caller", "second"]
