@@ -67,12 +67,13 @@ class AsyncCall {
   std::shared_ptr<CancelToken> cancellation_;  // a timeout abandoning this call
 };
 
-// Everything the loop has to do after one wake-up.
+// Everything the loop has to do after one wake-up. Python lists, made once here: the
+// loop reads every field of every LoopWork, often several times per run.
 struct LoopWork {
-  py::list calls;                       // AsyncCall, higher priorities first
-  std::vector<std::uint64_t> cancels;   // invocation ids whose timeout passed
-  std::vector<RunEnd> ended;            // runs that ended: cancel their leftover tasks
-  std::vector<std::uint64_t> events;    // runs with new events to stream
+  py::list calls;    // AsyncCall, higher priorities first
+  py::list cancels;  // invocation ids whose timeout passed
+  py::list ended;    // ids of runs that ended: cancel their leftover tasks, wake awaiters
+  py::list events;   // ids of runs with new events to stream
 };
 
 }  // namespace
@@ -126,7 +127,7 @@ void LoopDispatcher::submit(std::shared_ptr<const PyRef> function, Invocation in
 void LoopDispatcher::on_run_finished(const RunHandle& run) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return;
-  ends_.push_back(End{run.id(), run.status()});
+  ends_.push_back(run.id());
   wake_locked();
 }
 
@@ -140,18 +141,14 @@ void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
   wake_locked();
 }
 
-bool LoopDispatcher::has_work() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return signalled_;
-}
-
 py::object LoopDispatcher::take() {
   std::vector<Start> starts;
-  std::vector<End> ends;
+  std::vector<std::uint64_t> ends;
   std::vector<std::uint64_t> event_runs;
   std::vector<std::uint64_t> cancels;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!signalled_) return py::none();
     std::uint64_t counter = 0;
     [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
     signalled_ = false;
@@ -177,9 +174,9 @@ py::object LoopDispatcher::take() {
         start.invocation.run_id, start.id, std::move(start.invocation.completion),
         std::move(start.invocation.cancellation))));
   }
-  work.cancels = std::move(cancels);
-  work.events = std::move(event_runs);
-  for (const End& end : ends) work.ended.push_back(RunEnd{end.run_id, {}, end.status});
+  for (std::uint64_t id : cancels) work.cancels.append(id);
+  for (std::uint64_t run_id : event_runs) work.events.append(run_id);
+  for (std::uint64_t run_id : ends) work.ended.append(run_id);
   return py::cast(std::move(work));
 }
 
@@ -218,7 +215,6 @@ void register_loop_dispatcher(py::module_& m) {
   py::class_<LoopDispatcher, std::shared_ptr<LoopDispatcher>>(m, "LoopDispatcher")
       .def(py::init<>())
       .def("fileno", &LoopDispatcher::fileno)
-      .def("has_work", &LoopDispatcher::has_work)
       .def("take", &LoopDispatcher::take)
       .def("close", &LoopDispatcher::close, py::call_guard<py::gil_scoped_release>());
 }

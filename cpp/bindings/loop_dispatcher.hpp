@@ -30,10 +30,8 @@ class LoopDispatcher final : public RunObserver,
   void on_event_recorded(std::uint64_t run_id) override;
 
   int fileno() const noexcept { return event_fd_; }
-  // True if something was queued since the last take(): the loop thread can take it at
-  // once instead of waiting for its selector to report the file descriptor.
-  bool has_work();
-  // With the GIL: everything queued since the last call (a LoopWork).
+  // With the GIL: everything queued since the last call (a LoopWork), or None if
+  // nothing was.
   py::object take();
   // The loop is going away: fail what is queued and refuse what comes later.
   void close();
@@ -44,16 +42,12 @@ class LoopDispatcher final : public RunObserver,
     Invocation invocation;
     std::uint64_t id;  // 0 unless the invocation can be cancelled on its own
   };
-  struct End {
-    std::uint64_t run_id;
-    RunStatus status;
-  };
   void wake_locked();
 
   int event_fd_ = -1;
   std::mutex mutex_;
   std::vector<Start> starts_;
-  std::vector<End> ends_;
+  std::vector<std::uint64_t> ends_;  // runs that ended
   std::vector<std::uint64_t> event_runs_;
   std::vector<std::uint64_t> cancels_;
   std::uint64_t next_id_ = 1;

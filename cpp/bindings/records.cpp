@@ -40,6 +40,13 @@ FailureInfo failure_info(const Failure& failure) {
   return FailureInfo{failure.message, from_payload(failure.error), failure.kind};
 }
 
+py::object output_or_report(const RunHandle& run) {
+  // The hot path: a succeeded run returns its output itself, so no report object is
+  // made; any other end returns the RunReport, a type no agent can produce.
+  if (run.status() == RunStatus::Succeeded) return run_report(run).output;
+  return py::cast(run_report(run));
+}
+
 RunReport run_report(const RunHandle& run) {
   RunReport report;
   report.run_id = run.id();

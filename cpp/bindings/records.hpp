@@ -86,6 +86,8 @@ py::dict usage_to_python(const Usage& usage);
 Usage usage_from_python(const py::handle& mapping);  // None or {name: number}
 FailureInfo failure_info(const Failure& failure);
 RunReport run_report(const RunHandle& run);
+// An ended run's output if it succeeded (as run_report(run).output), else its RunReport.
+py::object output_or_report(const RunHandle& run);
 std::vector<AgentRecord> agent_records(const RunHandle& run);
 EventRecord event_record(const Event& event);
 

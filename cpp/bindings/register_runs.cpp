@@ -318,6 +318,8 @@ void register_runs(py::module_& m) {
       .def("cancel", &RunHandle::cancel, py::call_guard<py::gil_scoped_release>())
       .def("interrupt", &RunHandle::interrupt, py::call_guard<py::gil_scoped_release>())
       .def("report", &run_report)
+      .def("output_or_report", &output_or_report,
+           "An ended run's output if it succeeded, else its RunReport.")
       .def("outcomes", &agent_records)
       .def(
           "next_events",
@@ -351,6 +353,19 @@ void register_runs(py::module_& m) {
       },
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
   m.def(
+      "start",
+      [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
+         py::object budget, double deadline) {
+        // The hot path of ainvoke: no RunRequest object, since nothing durable rides along.
+        RunOptions options = run_options(
+            graph, RunRequest{std::move(input), std::move(dispatcher), false, std::move(budget),
+                              deadline, py::none(), nullptr, {}});
+        py::gil_scoped_release nogil;
+        return graph.start(std::move(options));
+      },
+      py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
+      py::arg("deadline"), "Starts a run that is not durable and returns its handle at once.");
+  m.def(
       "invoke",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
          py::object budget, double deadline) {
@@ -364,10 +379,7 @@ void register_runs(py::module_& m) {
           run = graph.start(std::move(options));
         }
         wait_run(run, -1.0);
-        // The hot path: a succeeded run returns its output itself, so no report object
-        // is made; any other end returns the RunReport, a type no agent can produce.
-        if (run.status() == RunStatus::Succeeded) return run_report(run).output;
-        return py::cast(run_report(run));
+        return output_or_report(run);
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -415,13 +415,13 @@ class LoopWork:
     def calls(self) -> list:
         ...
     @property
-    def cancels(self) -> list[int]:
+    def cancels(self) -> list:
         ...
     @property
-    def ended(self) -> list[RunEnd]:
+    def ended(self) -> list:
         ...
     @property
-    def events(self) -> list[int]:
+    def events(self) -> list:
         ...
 class LoopDispatcher:
     def __init__(self) -> None:
@@ -429,8 +429,6 @@ class LoopDispatcher:
     def close(self) -> None:
         ...
     def fileno(self) -> int:
-        ...
-    def has_work(self) -> bool:
         ...
     def take(self) -> typing.Any:
         ...
@@ -531,6 +529,10 @@ class RunHandle:
         ...
     def outcomes(self) -> list[AgentRecord]:
         ...
+    def output_or_report(self) -> typing.Any:
+        """
+        An ended run's output if it succeeded, else its RunReport.
+        """
     def report(self) -> RunReport:
         ...
     def trace_json(self) -> str:
@@ -582,6 +584,10 @@ def set_result_type(arg0: type) -> None:
 def shutdown(drain_timeout: typing.SupportsFloat | typing.SupportsIndex) -> bool:
     """
     Interrupts every run and waits up to drain_timeout seconds for running agents to return.
+    """
+def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> RunHandle:
+    """
+    Starts a run that is not durable and returns its handle at once.
     """
 def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """

@@ -357,19 +357,30 @@ class CompiledGraph:
         Cancelling the awaiting task cancels the run.
         """
         bridge = bridge_for_running_loop()
-        run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline)
-        finished = bridge.run_finished(run.id)
-        if bridge.dispatcher.has_work():
-            bridge.drain()  # coroutine entries were queued by the start itself
+        run = None
+        if self._store is None:
+            budget, deadline = self._settings(budget, deadline)
+            handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline)
+        else:
+            run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline)
+            handle = run._handle
+        run_id = handle.id
+        finished = bridge.run_finished(run_id)
+        bridge.drain()  # coroutine entries were queued by the start itself
         try:
-            if not run.done:
+            if not handle.done:
                 await finished
         except asyncio.CancelledError:
-            run.cancel()
+            handle.cancel()
             raise
         finally:
-            bridge.forget(run.id)
-        return run.result()
+            bridge.forget(run_id)
+        if run is not None:
+            return run.result()  # a durable run's end is recorded in its store too
+        result = handle.output_or_report()
+        if type(result) is _RunReport:  # any other result is the output itself
+            raise failure_exception(result)
+        return result
 
     def stream(self, input: Any, *, budget: Mapping[str, float] | None = None,
                deadline: float | None = None) -> Iterator[Event]:

@@ -48,9 +48,10 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
     """One agent task: runs ``call``, then, while the outcome unlocked another call of the
     same run, that one too, in the same task (each in its own context). A chain of
     coroutine agents thus costs no task and no loop iteration per agent."""
+    run_id = call.run_id
     continued = False
-    while call is not None:
-        try:
+    try:
+        while call is not None:
             # The run may have ended (cancel() returned True) between the hand-off and
             # this step: then the body must not start at all.
             if call.run_ended:
@@ -71,17 +72,18 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
                 call.fail(exc)
             else:
                 call.succeed(result)
-        finally:
-            # Here rather than in a done callback: one callback less per agent call. A
-            # task cancelled before its first step never gets here; its run's end
-            # forgets it.
-            bridge.task_done(call)
-        # The engine tells coroutine successors on this thread (FlowGraph::forward), so
-        # the work this outcome unlocked, or its run's end, is queued by now: take it in
-        # this step instead of after a trip through the selector.
-        call = bridge.drain(continue_run=call.run_id) if bridge.dispatcher.has_work() \
-            else None
-        continued = True
+            finally:
+                if call.invocation_id:
+                    bridge.forget_cancellable(call.invocation_id)
+            # The engine tells coroutine successors on this thread (FlowGraph::forward),
+            # so the work this outcome unlocked, or its run's end, is queued by now: take
+            # it in this step instead of after a trip through the selector.
+            call = bridge.drain(continue_run=run_id)
+            continued = True
+    finally:
+        # Here rather than in a done callback: one callback less per task. A task
+        # cancelled before its first step never gets here; its run's end forgets it.
+        bridge.task_done(run_id)
 
 
 class LoopBridge:
@@ -92,14 +94,14 @@ class LoopBridge:
         self._loop = weakref.ref(loop)
         self.dispatcher = _core.LoopDispatcher()
         # The agent tasks of each run, to cancel those left when it ends.
-        self._tasks: dict[int, dict[int, asyncio.Task]] = {}
+        self._tasks: dict[int, set[asyncio.Task]] = {}
         self._finished: dict[int, asyncio.Future] = {}
         self._events: dict[int, asyncio.Event] = {}
         self._cancellable: dict[int, asyncio.Task] = {}
         loop.add_reader(self.dispatcher.fileno(), self.drain)
 
     def run_finished(self, run_id: int) -> asyncio.Future:
-        """A future resolved with the run's status when it ends (loop thread only)."""
+        """A future resolved (with None) when the run ends (loop thread only)."""
         future = asyncio.get_running_loop().create_future()
         self._finished[run_id] = future
         return future
@@ -118,15 +120,16 @@ class LoopBridge:
             loop.remove_reader(self.dispatcher.fileno())
         self.dispatcher.close()
 
-    def task_done(self, call: Any) -> None:
-        """An agent task is finishing: stop tracking it."""
-        if call.invocation_id:
-            self._cancellable.pop(call.invocation_id, None)
-        tasks = self._tasks.get(call.run_id)
+    def forget_cancellable(self, invocation_id: int) -> None:
+        self._cancellable.pop(invocation_id, None)
+
+    def task_done(self, run_id: int) -> None:
+        """The current agent task of ``run_id`` is finishing: stop tracking it."""
+        tasks = self._tasks.get(run_id)
         if tasks is not None:
-            tasks.pop(id(call), None)
+            tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
             if not tasks:
-                del self._tasks[call.run_id]
+                del self._tasks[run_id]
 
     def drain(self, continue_run: int = 0) -> Any:
         """Starts the queued coroutine agents, cancels timed-out ones, and reports new
@@ -136,48 +139,57 @@ class LoopBridge:
         call of that run that no timeout may cancel on its own, for the calling task to
         run itself instead of starting a task for it; None if there is none.
         """
+        work = self.dispatcher.take()
+        if work is None:
+            return None
         loop = self._loop()
         if loop is None:
             return None
-        work = self.dispatcher.take()
         continued = None
         for call in work.calls:
             if continued is None and call.run_id == continue_run and not call.invocation_id:
                 # A timeout cancels its call's task, so only calls without one continue
-                # in a task that may go on to other calls.
+                # in a task that may go on to other calls. This task is already tracked
+                # as one of the run's.
                 continued = call
-                task = asyncio.current_task(loop)
-            else:
-                try:
-                    # Each task runs in a copy of its own run's caller context
-                    # (contextvars), never in whatever context this callback has.
-                    task = loop.create_task(_run_agents(call, self), context=call.context)
-                except BaseException as exc:  # noqa: BLE001
-                    call.fail(exc)
-                    continue
+                continue
+            try:
+                # Each task runs in a copy of its own run's caller context (contextvars),
+                # never in whatever context this callback has.
+                task = loop.create_task(_run_agents(call, self), context=call.context)
+            except BaseException as exc:  # noqa: BLE001
+                call.fail(exc)
+                continue
             tasks = self._tasks.get(call.run_id)
             if tasks is None:
-                tasks = self._tasks[call.run_id] = {}
-            tasks[id(call)] = task
+                self._tasks[call.run_id] = {task}
+            else:
+                tasks.add(task)
             if call.invocation_id:
                 self._cancellable[call.invocation_id] = task
-        for invocation_id in work.cancels:
-            task = self._cancellable.pop(invocation_id, None)
-            if task is not None:
-                task.cancel()
-        for run_id in work.events:
-            ready = self._events.get(run_id)
-            if ready is not None:
-                ready.set()
-        for end in work.ended:
+        if work.cancels:
+            for invocation_id in work.cancels:
+                task = self._cancellable.pop(invocation_id, None)
+                if task is not None:
+                    task.cancel()
+        if work.events:
+            for run_id in work.events:
+                ready = self._events.get(run_id)
+                if ready is not None:
+                    ready.set()
+        for run_id in work.ended:
             # Coroutines still running when their run ended (cancelled, failed, or the
             # losers of a first-success merge) have nothing left to feed.
-            for task in self._tasks.pop(end.run_id, {}).values():
-                task.cancel()
-            finished = self._finished.pop(end.run_id, None)
+            leftovers = self._tasks.pop(run_id, None)
+            if leftovers:
+                current = asyncio.current_task(loop)  # a task ending its own run ends anyway
+                for task in leftovers:
+                    if task is not current:
+                        task.cancel()
+            finished = self._finished.pop(run_id, None)
             if finished is not None and not finished.done():
-                finished.set_result(end.status)
-            ready = self._events.get(end.run_id)
+                finished.set_result(None)
+            ready = self._events.get(run_id)
             if ready is not None:
                 ready.set()
         return continued
