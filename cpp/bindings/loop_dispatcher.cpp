@@ -22,14 +22,33 @@ namespace counterpoint::bindings {
 
 namespace {
 
+// Set while an agent task hands its call's output to the engine (AsyncCall::succeed),
+// which _run_agents follows with a take() on the same thread: what the outcome queues on that
+// dispatcher needs no wake-up through the file descriptor (two syscalls per agent).
+thread_local const LoopDispatcher* t_take_follows = nullptr;
+
+class TakeFollows {
+ public:
+  explicit TakeFollows(const LoopDispatcher* dispatcher) noexcept : outer_(t_take_follows) {
+    t_take_follows = dispatcher;
+  }
+  ~TakeFollows() { t_take_follows = outer_; }
+  TakeFollows(const TakeFollows&) = delete;
+  TakeFollows& operator=(const TakeFollows&) = delete;
+
+ private:
+  const LoopDispatcher* outer_;
+};
+
 // One coroutine invocation handed to the loop: what to call, in which context, and the
 // Completion its task resolves.
 class AsyncCall {
  public:
-  AsyncCall(py::object function, py::object argument, py::object context, std::uint64_t run_id,
-            std::uint64_t invocation_id, Completion completion,
-            std::shared_ptr<CancelToken> cancellation)
-      : function(std::move(function)),
+  AsyncCall(const LoopDispatcher* dispatcher, py::object function, py::object argument,
+            py::object context, std::uint64_t run_id, std::uint64_t invocation_id,
+            Completion completion, std::shared_ptr<CancelToken> cancellation)
+      : dispatcher_(dispatcher),
+        function(std::move(function)),
         argument(std::move(argument)),
         context(std::move(context)),
         run_id(run_id),
@@ -37,7 +56,10 @@ class AsyncCall {
         completion_(std::move(completion)),
         cancellation_(std::move(cancellation)) {}
 
+  // Called by the agent task, which takes the loop's work right after (failures are
+  // rare, and may come from elsewhere: they wake the loop the usual way).
   void succeed(py::object value) {
+    const TakeFollows take_follows(dispatcher_);
     resolve([&] { deliver(completion_, interpret_result(std::move(value)), cancellation_); });
   }
   void fail(py::object error) {
@@ -63,6 +85,7 @@ class AsyncCall {
     }
     body();
   }
+  const LoopDispatcher* dispatcher_;  // compared, never dereferenced
   Completion completion_;
   std::shared_ptr<CancelToken> cancellation_;  // a timeout abandoning this call
 };
@@ -91,8 +114,9 @@ LoopDispatcher::~LoopDispatcher() {
 }
 
 void LoopDispatcher::wake_locked() {
-  if (signalled_) return;
   signalled_ = true;
+  if (fd_armed_ || t_take_follows == this) return;
+  fd_armed_ = true;
   const std::uint64_t one = 1;
   // EAGAIN means the counter is already non-zero: the loop is awake either way.
   [[maybe_unused]] ssize_t written = ::write(event_fd_, &one, sizeof(one));
@@ -149,8 +173,11 @@ py::object LoopDispatcher::take() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!signalled_) return py::none();
-    std::uint64_t counter = 0;
-    [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
+    if (fd_armed_) {
+      std::uint64_t counter = 0;
+      [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
+      fd_armed_ = false;
+    }
     signalled_ = false;
     starts.swap(starts_);
     ends.swap(ends_);
@@ -169,7 +196,7 @@ py::object LoopDispatcher::take() {
     PyObject* context = copy_run_context(start.invocation);
     if (context == nullptr && PyErr_Occurred()) throw py::error_already_set();
     work.calls.append(py::cast(AsyncCall(
-        py::reinterpret_borrow<py::object>(start.function->get()), std::move(input),
+        this, py::reinterpret_borrow<py::object>(start.function->get()), std::move(input),
         context ? py::reinterpret_steal<py::object>(context) : py::none(),
         start.invocation.run_id, start.id, std::move(start.invocation.completion),
         std::move(start.invocation.cancellation))));

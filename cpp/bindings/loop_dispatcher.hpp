@@ -51,7 +51,8 @@ class LoopDispatcher final : public RunObserver,
   std::vector<std::uint64_t> event_runs_;
   std::vector<std::uint64_t> cancels_;
   std::uint64_t next_id_ = 1;
-  bool signalled_ = false;
+  bool signalled_ = false;  // something is queued that take() has not taken
+  bool fd_armed_ = false;   // the eventfd was written and not read since
   bool closed_ = false;
 };
 
