@@ -59,8 +59,10 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
                 return
             try:
                 if continued and call.context is not None:
-                    result = await _in_context(
-                        call.context, call.context.run(call.function, call.argument))
+                    # Calling a coroutine function runs none of its body (coroutine
+                    # agents are `async def` functions or methods), so only the steps
+                    # need the call's context.
+                    result = await _in_context(call.context, call.function(call.argument))
                 else:
                     result = await call.function(call.argument)
             except asyncio.CancelledError:
