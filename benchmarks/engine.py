@@ -14,12 +14,14 @@ Sections (see benchmarks/README.md for what each figure means):
     chain1000  2. 1,000-agent chain: cost per agent
     sync64     3. 64 sync agents doing time.sleep(0.05) in one fan-out
     async1000  4. 1,000 async agents doing await asyncio.sleep(0.05) in one fan-out
-    batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s and peak memory
+    batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s against a loop of
+                  invoke, peak memory, and peak memory for 10,000 and 100,000 inputs
+                  with the default in-flight window
 
 Methodology in short: warm up first, time many iterations per repeat, take the median
 (and report the best) over several repeats, and interleave engine and baseline repeats
 so that both see the same machine noise. Memory of section 5 is measured in a fresh
-child process per implementation.
+child process per implementation or configuration.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ CHAIN_LONG = 1000
 SYNC_WIDTH = 64
 ASYNC_WIDTH = 1000
 BATCH_RUNS = 10_000
+# Section 5: peak RSS of a batch with the default in-flight window, for these input counts.
+WINDOW_INPUTS = (10_000, 100_000)
 
 # Published LangGraph figures for the same two shapes, quoted for context only. They are
 # NOT measured by this harness (different machine, library and methodology).
@@ -650,8 +654,6 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
         run = lambda: app.batch(inputs)
     elif impl == "engine_mc64":
         run = lambda: app.batch(inputs, max_concurrency=64)
-    elif impl == "engine_invoke_loop":
-        run = lambda: [app.invoke(x) for x in inputs]
     elif impl == "tpe":
         pool = concurrent.futures.ThreadPoolExecutor()
         run = lambda: list(pool.map(plain, inputs))
@@ -665,8 +667,6 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
     small = inputs[:200]
     if impl in ("engine", "engine_mc64"):
         warm = app.batch(small)
-    elif impl == "engine_invoke_loop":
-        warm = [app.invoke(x) for x in small]
     elif impl == "tpe":
         warm = list(pool.map(plain, small))
     else:
@@ -718,20 +718,159 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def run_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_batch-child", impl,
-           "--_runs", str(runs), "--_repeats", str(repeats)]
+def _child(options: list[str]) -> dict[str, Any]:
+    """Runs this script in a fresh interpreter with hidden `options` and returns the JSON
+    line it prints last."""
+    cmd = [sys.executable, os.path.abspath(__file__), *options]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise RuntimeError(f"batch child {impl!r} failed:\n{proc.stderr}")
+        raise RuntimeError(f"child process {options!r} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
+    return _child(["--_batch-child", impl, "--_runs", str(runs), "--_repeats", str(repeats)])
+
+
+def first_branch(joined):
+    """A no-op join that passes on its first branch's output (the run's input object)."""
+    return joined["w0"]
+
+
+def window_child(runs: int, window: int) -> dict[str, Any]:
+    """Runs in a fresh interpreter: peak RSS growth of one `batch` of `runs` no-op
+    fan-out runs with at most `window` in flight (0: the default window).
+
+    The join returns its first branch's output, which is the input object itself, so the
+    outputs cost the caller nothing but their list: what grows with the number of inputs
+    is the batch's own bookkeeping, not the results' contents.
+    """
+    g = cp.Graph()
+    names = [f"w{i}" for i in range(FANOUT_WIDTH)]
+    for name in names:
+        g.add(name, noop)
+    g.add("join", first_branch, after=names)
+    app = g.compile()
+    inputs = list(range(runs))
+    # Warm on a small batch only (threads started, `auto` dispatch inline), so that the
+    # measured batch still has to grow the heap.
+    warm = app.batch(inputs[:200])
+    assert warm == inputs[:200]
+    del warm
+    gc.collect()
+    rss_before, _ = _rss_kib()
+    reset = _reset_peak_rss()
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
+    start = time.perf_counter()
+    out = app.batch(inputs, max_concurrency=window or None)
+    seconds = time.perf_counter() - start
+    _, peak = _rss_kib()
+    if (not reset or peak is None) and resource is not None:
+        # ru_maxrss (KiB on Linux), as batch_child does: in a fresh process this batch is
+        # the peak so far.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = rss_before if rss_before is not None else maxrss_before
+    assert out == inputs
+    return {
+        "runs": runs,
+        "window": window or _default_window(),
+        "seconds": seconds,
+        "rss_before_kib": rss_before,
+        "rss_peak_delta_kib": (peak or 0) - (rss_before or 0),
+        "rss_method": "VmHWM reset via /proc/self/clear_refs" if reset else "ru_maxrss",
+    }
+
+
+def _default_window() -> int:
+    try:
+        from counterpoint._graph import DEFAULT_BATCH_WINDOW
+    except ImportError:  # an engine without a default window: every run in flight
+        return 0
+    return int(DEFAULT_BATCH_WINDOW)
+
+
+def _batch_vs_invoke_loop(res: Results, cfg: dict[str, Any]) -> None:
+    """`app.batch(inputs)` against a plain loop of `app.invoke` over the same inputs, in
+    this process, repeats interleaved."""
+    app, plain = fanout_graph()
+    inputs = list(range(BATCH_RUNS))
+    expected = [plain(x) for x in inputs]
+    assert app.batch(inputs) == expected
+    assert [app.invoke(x) for x in inputs] == expected
+    del expected
+    samples = interleaved(
+        {
+            "batch": (lambda: app.batch(inputs), 1),
+            "loop": (lambda: [app.invoke(x) for x in inputs], 1),
+        },
+        cfg["loop_repeats"],
+    )
+    bat, loop = summary(samples["batch"]), summary(samples["loop"])
+    rate, loop_rate = BATCH_RUNS / bat["median"], BATCH_RUNS / loop["median"]
+    res.add("batch.rate_vs_invoke_loop",
+            "5.   throughput vs loop of app.invoke (interleaved, same process)",
+            rate, "runs/s", baseline=loop_rate, baseline_label="invoke loop",
+            ratio_label="(speed-up)", target=1.0, target_on="ratio",
+            target_label=">= 1.0x of the loop", higher_is_better=True,
+            details={"batch": bat, "invoke_loop": loop, "inputs": BATCH_RUNS})
+    print(f"    in one process, interleaved: batch {fmt(bat['median'], 's')} "
+          f"({rate:,.0f} runs/s), loop of app.invoke {fmt(loop['median'], 's')} "
+          f"({loop_rate:,.0f} runs/s): {rate / loop_rate:.2f}x", flush=True)
+
+
+def _batch_window_memory(res: Results, cfg: dict[str, Any]) -> None:
+    """Peak RSS growth of a batch with the default window, for 10,000 and 100,000
+    inputs, next to 100,000 inputs all in flight; one fresh process per figure."""
+    small, large = WINDOW_INPUTS
+    configs = [("window", small, 0), ("window", large, 0), ("all", large, large)]
+    per_config: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (kind, runs): [] for kind, runs, _ in configs}
+    for _ in range(cfg["batch_children"]):
+        for kind, runs, window in configs:
+            per_config[(kind, runs)].append(
+                _child(["--_window-child", str(window), "--_runs", str(runs)]))
+
+    def mib(kind: str, runs: int) -> float:
+        return statistics.median(
+            c["rss_peak_delta_kib"] for c in per_config[(kind, runs)]) / 1024
+
+    window = per_config[("window", small)][0]["window"]
+    w_small, w_large, everything = mib("window", small), mib("window", large), mib("all", large)
+    # Two points, two unknowns: a part that grows with the inputs and one that does not
+    # (bounded by the window).
+    per_input = (w_large - w_small) * 2**20 / (large - small)
+    fixed = w_small - per_input * small / 2**20
+    label = f"window {window:,}" if window else "no window"
+    res.add("batch.window_rss_small", f"5.   {label}: peak RSS, {small:,} inputs",
+            w_small, "MiB", details={
+                "bytes_per_input": w_small * 2**20 / small,
+                "children": per_config[("window", small)]})
+    res.add("batch.window_rss_large", f"5.   {label}: peak RSS, {large:,} inputs",
+            w_large, "MiB", baseline=w_small, baseline_label=f"{small:,} inputs",
+            target=0.9 * large / small, target_on="ratio",
+            target_label=f"< {0.9 * large / small:.0f}x ({large // small}x: unbounded)",
+            details={"bytes_per_input": w_large * 2**20 / large,
+                     "bytes_per_extra_input": per_input,
+                     "part_not_growing_with_inputs_MiB": fixed,
+                     "children": per_config[("window", large)]})
+    res.add("batch.window_rss_vs_all", f"5.   {large:,} inputs: peak RSS vs all in flight (info)",
+            w_large, "MiB", baseline=everything,
+            baseline_label=f"max_concurrency={large:,}",
+            details={"all_in_flight_bytes_per_input": everything * 2**20 / large,
+                     "children": per_config[("all", large)]})
+    print(f"    {label}: peak RSS +{w_small:.1f} MiB for {small:,} inputs "
+          f"({w_small * 2**20 / small:,.0f} B each), +{w_large:.1f} MiB for {large:,} "
+          f"({w_large * 2**20 / large:,.0f} B each): {w_large / w_small:.1f}x; "
+          f"{per_input:,.0f} B per extra input, {fixed:.1f} MiB not growing with them; "
+          f"all {large:,} in flight: +{everything:.1f} MiB "
+          f"({everything * 2**20 / large:,.0f} B each)", flush=True)
 
 
 def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
     runs = BATCH_RUNS
     print(f"[5] batch of {runs:,} runs of the {FANOUT_WIDTH}-way fan-out + join "
           "(one fresh process per implementation)", flush=True)
-    impls = ("engine", "engine_mc64", "engine_invoke_loop", "tpe", "sequential")
+    impls = ("engine", "engine_mc64", "tpe", "sequential")
     # Child processes take turns (engine, ..., sequential, engine, ...) so that a burst of
     # background load is shared out rather than landing on one implementation.
     per_impl: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
@@ -779,10 +918,7 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
             rate("engine"), "runs/s", baseline=rate("sequential"), baseline_label="sequential",
             ratio_label="(speed-up)", higher_is_better=True,
             details={"sequential": data["sequential"]})
-    res.add("batch.rate_vs_invoke_loop", "5.   throughput vs loop of app.invoke (info)",
-            rate("engine"), "runs/s", baseline=rate("engine_invoke_loop"),
-            baseline_label="invoke loop", ratio_label="(speed-up)", higher_is_better=True,
-            details={"engine_invoke_loop": data["engine_invoke_loop"]})
+    _batch_vs_invoke_loop(res, cfg)
     res.add("batch.rss", "5.   peak RSS delta", rss("engine"), "MiB",
             baseline=rss("tpe"), baseline_label=tpe_label,
             details={"method": data["engine"]["rss_method"]})
@@ -799,6 +935,8 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
             details={"engine_mc64": data["engine_mc64"]})
     res.add("batch_mc64.rss", "5.   max_concurrency=64: peak RSS delta (info)",
             rss("engine_mc64"), "MiB", baseline=rss("tpe"), baseline_label=tpe_label)
+    _batch_window_memory(res, cfg)
+
 
 # --------------------------------------------------------------------------------------
 # Driver
@@ -808,9 +946,11 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
 def config(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(quick=True, warmup_invokes=500, invokes=2000, repeats=5, warmup_long=5,
-                    long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1)
+                    long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1,
+                    loop_repeats=3)
     return dict(quick=False, warmup_invokes=3000, invokes=10000, repeats=9, warmup_long=30,
-                long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3)
+                long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3,
+                loop_repeats=7)
 
 
 class CpuMeter:
@@ -891,8 +1031,10 @@ def loadavg() -> list[float] | None:
 
 
 def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hidden options of the batch child processes of section 5 (see run_child)."""
+    """The hidden options of the child processes of section 5 (see _child)."""
     parser.add_argument("--_batch-child", dest="batch_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_window-child", dest="window_child", type=int, default=None,
+                        help=argparse.SUPPRESS)
     parser.add_argument("--_runs", dest="runs", type=int, default=BATCH_RUNS,
                         help=argparse.SUPPRESS)
     parser.add_argument("--_repeats", dest="child_repeats", type=int, default=3,
@@ -900,11 +1042,14 @@ def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_batch_child(args: argparse.Namespace) -> int | None:
-    """In a batch child process, runs its batches and prints their figures as one JSON
-    line instead of running the harness."""
-    if not args.batch_child:
+    """In a child process, measures what it was started for and prints the figures as
+    one JSON line instead of running the harness."""
+    if args.batch_child:
+        print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
+    elif args.window_child is not None:
+        print(json.dumps(window_child(args.runs, args.window_child)))
+    else:
         return None
-    print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
     return 0
 
 
