@@ -17,6 +17,8 @@ Sections (see benchmarks/README.md for what each figure means):
     batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s against a loop of
                   invoke, peak memory, and peak memory for 10,000 and 100,000 inputs
                   with the default in-flight window
+    batchwait  6. batch of 10,000 runs whose agents time.sleep(0.010), 256 in flight:
+                  throughput against the ideal, pool threads used
 
 Methodology in short: warm up first, time many iterations per repeat, take the median
 (and report the best) over several repeats, and interleave engine and baseline repeats
@@ -56,6 +58,12 @@ ASYNC_WIDTH = 1000
 BATCH_RUNS = 10_000
 # Section 5: peak RSS of a batch with the default in-flight window, for these input counts.
 WINDOW_INPUTS = (10_000, 100_000)
+# Section 6: a batch whose agents wait.
+WAIT_RUNS = 10_000
+WAIT_SLEEP = 0.010       # seconds each agent sleeps
+WAIT_WIDTH = 5           # src -> WAIT_WIDTH workers -> join
+WAIT_CONCURRENCY = 256   # max_concurrency of the batch
+WAIT_LEVELS = 3          # agents on the critical path: src, a worker, join
 
 # Published LangGraph figures for the same two shapes, quoted for context only. They are
 # NOT measured by this harness (different machine, library and methodology).
@@ -318,6 +326,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} runs/s"
     if unit == "MiB":
         return f"{value:,.1f} MiB"
+    if unit == "threads":
+        return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
 
 
@@ -939,6 +949,171 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# 6. batch of runs whose agents wait (time.sleep), 256 in flight
+# --------------------------------------------------------------------------------------
+
+
+def wait_sleeper(x):
+    time.sleep(WAIT_SLEEP)
+    return x
+
+
+async def wait_async_sleeper(x):
+    await asyncio.sleep(WAIT_SLEEP)
+    return x
+
+
+def wait_graph(agent: Any) -> cp.CompiledGraph:
+    """src -> WAIT_WIDTH workers -> join, every agent `agent`; the join returns the
+    {worker: output} dict it receives."""
+    g = cp.Graph()
+    g.add("src", agent)
+    names = [f"w{i}" for i in range(WAIT_WIDTH)]
+    for name in names:
+        g.add(name, agent, after="src")
+    g.add("join", agent, after=names)
+    return g.compile()
+
+
+class PlainWaitBatch:
+    """The same batch written by hand with threads: WAIT_CONCURRENCY threads run whole
+    runs (so at most that many are in flight, as with max_concurrency), and each run's
+    workers go to a second pool big enough that no worker ever waits for a thread."""
+
+    def __init__(self) -> None:
+        self.runs = concurrent.futures.ThreadPoolExecutor(max_workers=WAIT_CONCURRENCY)
+        self.workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=WAIT_CONCURRENCY * WAIT_WIDTH)
+
+    def one(self, x: Any) -> Any:
+        x = wait_sleeper(x)
+        futures = [self.workers.submit(wait_sleeper, x) for _ in range(WAIT_WIDTH)]
+        return wait_sleeper({f"w{i}": f.result() for i, f in enumerate(futures)})
+
+    def __call__(self, inputs: list[Any]) -> list[Any]:
+        return list(self.runs.map(self.one, inputs))
+
+    def close(self) -> None:
+        self.runs.shutdown()
+        self.workers.shutdown()
+
+
+def _pool_threads() -> int | None:
+    """Threads of the engine's pool for blocking agents (idle ones included: they exit
+    after 10 s idle, so right after a batch this is the most it needed at once)."""
+    try:
+        return int(cp._core.stats()["pool_threads"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
+    runs = cfg["wait_runs"]
+    agents = WAIT_WIDTH + 2
+    critical = WAIT_LEVELS * WAIT_SLEEP
+    ideal = WAIT_CONCURRENCY / critical
+    print(f"[6] batch of {runs:,} runs of src -> {WAIT_WIDTH} workers -> join, every agent "
+          f"time.sleep({WAIT_SLEEP}), max_concurrency={WAIT_CONCURRENCY}", flush=True)
+    inputs = list(range(runs))
+    app = wait_graph(wait_sleeper)
+    app_async = wait_graph(wait_async_sleeper)
+    plain = PlainWaitBatch()
+    expected = {f"w{i}": 7 for i in range(WAIT_WIDTH)}
+    # Warm-up: pool threads started (the engine's and the executors'), agents measured
+    # as blocking by `auto` dispatch.
+    warm = inputs[: 2 * WAIT_CONCURRENCY]
+    for fn in (app.batch, app_async.batch):
+        assert fn([7], max_concurrency=WAIT_CONCURRENCY) == [expected]
+        fn(warm, max_concurrency=WAIT_CONCURRENCY)
+    assert plain([7]) == [expected]
+    plain(warm)
+    slept = statistics.median(once(lambda: time.sleep(WAIT_SLEEP)) for _ in range(20))
+
+    candidates: dict[str, Callable[[], Any]] = {
+        "engine": lambda: app.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
+        "threads": lambda: plain(inputs),
+        "engine_async": lambda: app_async.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in candidates}
+    cpu: dict[str, list[float]] = {name: [] for name in candidates}
+    threads_seen: list[int] = []
+    names = list(candidates)
+    for r in range(cfg["wait_repeats"]):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            cpu_start = time.process_time()
+            wall[name].append(once(candidates[name]))
+            cpu[name].append(time.process_time() - cpu_start)
+            if name == "engine":
+                seen = _pool_threads()
+                if seen is not None:
+                    threads_seen.append(seen)
+    plain.close()
+
+    def rate(name: str) -> float:
+        return runs / statistics.median(wall[name])
+
+    def cpu_per_agent(name: str) -> float:
+        return statistics.median(cpu[name]) / (runs * agents)
+
+    cores = os.cpu_count() or 1
+    cpu_ceiling = cores / (statistics.median(cpu["engine"]) / runs)
+    pool = max(threads_seen) if threads_seen else None
+    steady = WAIT_CONCURRENCY * agents / WAIT_LEVELS
+    lockstep = WAIT_CONCURRENCY * WAIT_WIDTH
+    details = {
+        "runs": runs, "max_concurrency": WAIT_CONCURRENCY, "sleep": WAIT_SLEEP,
+        "critical_path_seconds": critical, "measured_sleep_seconds": slept,
+        "ideal_with_measured_sleep": WAIT_CONCURRENCY / (WAIT_LEVELS * slept),
+        "wall": {name: summary(v) for name, v in wall.items()},
+        "cpu_seconds": {name: summary(v) for name, v in cpu.items()},
+        "cpu_bound_ceiling_runs_per_s": cpu_ceiling, "cores": cores,
+    }
+    res.add("batchwait.rate",
+            f"6. batch {runs:,} x sleep(10 ms) src->{WAIT_WIDTH}->join, {WAIT_CONCURRENCY} in flight",
+            rate("engine"), "runs/s", baseline=ideal,
+            baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
+            target=0.9, target_on="ratio", target_label=">= 0.9x ideal",
+            higher_is_better=True, details=details)
+    res.add("batchwait.vs_threads", "6.   vs the same by hand with threads (info)",
+            rate("engine"), "runs/s", baseline=rate("threads"),
+            baseline_label="2 ThreadPoolExecutors", ratio_label="(speed-up)",
+            higher_is_better=True)
+    res.add("batchwait.cpu_per_agent", "6.   CPU per agent call (info)",
+            cpu_per_agent("engine"), "s", baseline=cpu_per_agent("threads"),
+            baseline_label="by hand with threads",
+            details={"async_agents": cpu_per_agent("engine_async")})
+    res.add("batchwait.async", "6.   same with async agents (asyncio.sleep) (info)",
+            rate("engine_async"), "runs/s", baseline=ideal,
+            baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
+            higher_is_better=True)
+    if pool is not None:
+        res.add("batchwait.pool_threads", "6.   engine pool threads after the batch (info)",
+                float(pool), "threads", baseline=steady,
+                baseline_label=f"{WAIT_CONCURRENCY} runs x {agents}/{WAIT_LEVELS} agents",
+                details={"samples": threads_seen, "lockstep_worst_case": lockstep})
+    print(
+        f"    engine {rate('engine'):,.0f} runs/s = {rate('engine') / ideal:.2f}x ideal "
+        f"({ideal:,.0f}; {WAIT_CONCURRENCY / (WAIT_LEVELS * slept):,.0f} with the measured "
+        f"sleep of {fmt(slept, 's')}); by hand with threads {rate('threads'):,.0f} runs/s; "
+        f"async agents {rate('engine_async'):,.0f} runs/s\n"
+        f"    CPU per agent call: engine {fmt(cpu_per_agent('engine'), 's')}, threads "
+        f"{fmt(cpu_per_agent('threads'), 's')}, async {fmt(cpu_per_agent('engine_async'), 's')}; "
+        f"the {cores} cores allow at most {cpu_ceiling:,.0f} runs/s at the engine's CPU per run\n"
+        f"    pool threads after the batch: {pool} (steady state needs ~{steady:,.0f}: "
+        f"{WAIT_CONCURRENCY} runs x {agents} sleeping agents / {WAIT_LEVELS} levels; "
+        f"{lockstep:,} if every run were in its fan-out at once)",
+        flush=True,
+    )
+    if rate("engine") < 0.9 * ideal and cpu_ceiling < ideal:
+        res.note(
+            f"6: the ideal {ideal:,.0f} runs/s means {ideal * agents:,.0f} agent calls/s; at "
+            f"the measured {fmt(cpu_per_agent('engine'), 's')} of CPU per call the "
+            f"{cores} cores of this machine allow at most {cpu_ceiling:,.0f} runs/s, so the "
+            "figure is CPU-bound here (compare the by-hand threads baseline)")
+
+
+# --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
 
@@ -947,10 +1122,10 @@ def config(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(quick=True, warmup_invokes=500, invokes=2000, repeats=5, warmup_long=5,
                     long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1,
-                    loop_repeats=3)
+                    loop_repeats=3, wait_runs=2_000, wait_repeats=1)
     return dict(quick=False, warmup_invokes=3000, invokes=10000, repeats=9, warmup_long=30,
                 long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3,
-                loop_repeats=7)
+                loop_repeats=7, wait_runs=WAIT_RUNS, wait_repeats=3)
 
 
 class CpuMeter:
@@ -1067,7 +1242,8 @@ def main(argv: list[str] | None = None) -> int:
     import _harness
 
     sections = {"overhead": bench_overhead, "chain1000": bench_chain1000,
-                "sync64": bench_sync64, "async1000": bench_async1000, "batch": bench_batch}
+                "sync64": bench_sync64, "async1000": bench_async1000, "batch": bench_batch,
+                "batchwait": bench_batchwait}
     return _harness.main(
         __doc__, sections, config, argv,
         quick_help="fewer iterations and repeats (about 10 s instead of ~1 min)",
