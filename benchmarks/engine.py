@@ -19,11 +19,12 @@ Sections (see benchmarks/README.md for what each figure means):
                   with the default in-flight window
     batchwait  6. batch of 10,000 runs whose agents time.sleep(0.010), 256 in flight:
                   throughput against the ideal, pool threads used
+    memory     7. bytes per in-flight run: native (engine) side and Python side
 
 Methodology in short: warm up first, time many iterations per repeat, take the median
 (and report the best) over several repeats, and interleave engine and baseline repeats
-so that both see the same machine noise. Memory of section 5 is measured in a fresh
-child process per implementation or configuration.
+so that both see the same machine noise. Memory of sections 5 and 7 is measured in a
+fresh child process per implementation or configuration.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import ctypes
 import datetime as _dt
 import gc
 import json
@@ -64,6 +66,8 @@ WAIT_SLEEP = 0.010       # seconds each agent sleeps
 WAIT_WIDTH = 5           # src -> WAIT_WIDTH workers -> join
 WAIT_CONCURRENCY = 256   # max_concurrency of the batch
 WAIT_LEVELS = 3          # agents on the critical path: src, a worker, join
+# Section 7: runs held in flight while memory is measured.
+MEMORY_RUNS = 2_000
 
 # Published LangGraph figures for the same two shapes, quoted for context only. They are
 # NOT measured by this harness (different machine, library and methodology).
@@ -326,7 +330,7 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} runs/s"
     if unit == "MiB":
         return f"{value:,.1f} MiB"
-    if unit == "threads":
+    if unit in ("B", "threads"):
         return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
 
@@ -1114,6 +1118,206 @@ def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# 7. bytes per in-flight run (each configuration in a fresh child process)
+# --------------------------------------------------------------------------------------
+#
+# Method. N runs are held in flight: the graph's first agent is a coroutine awaiting an
+# asyncio.Event, so a waiting run holds no thread (runs started with `app.start`, their
+# coroutines parked on the engine's event loop). Two passes of N runs:
+#
+#   A, untraced: glibc's malloc statistics (mallinfo2: uordblks + hblkhd, every arena)
+#      before and while the N runs wait. This counts every malloc'd byte: the engine's
+#      C++ state, the bindings' native objects, and the Python objects of more than 512
+#      bytes. It does not count CPython's small objects: pymalloc serves those (<= 512
+#      bytes) from 1 MiB arenas it maps with mmap, not malloc. (It does not count what
+#      oneTBB allocates through libtbbmalloc either; a parked run has no oneTBB task.)
+#   B, traced: tracemalloc's delta over the same N runs = every Python allocation, small
+#      or large (requested sizes). The large ones (> 512 bytes, the only ones pymalloc
+#      passes on to malloc) are summed from snapshots.
+#
+# Python side = B's tracemalloc delta. Native (engine) side = A's malloc delta minus B's
+# large Python blocks. The passes run apart, each in a fresh process warmed the same way:
+# A is untraced because tracemalloc keeps its own table of traces in malloc'd memory (tens
+# of bytes per Python block), which would land on the engine's side; and each pass
+# leaves tables grown (dicts and sets of tasks, hash tables of runs) that a second pass
+# in the same process would not grow again. Malloc figures count chunks (8-byte header,
+# 16-byte rounding), tracemalloc requested sizes; chunks freed but cached per thread
+# (tcache) still count as in use (a few KiB, spread over N). The RSS growth of pass A is
+# a coarser check of the total. Growth of tables that hold every run (the engine's
+# registry of runs, the loop's task sets) counts, amortized, as part of a run's cost.
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes glibc malloc has handed out and not had back, over every arena: chunks in
+    the heaps (uordblks) plus chunks mapped on their own (hblkhd). None without glibc
+    2.33 or later."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _Mallinfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def _large_traced() -> int:
+    """Bytes of the traced Python blocks larger than 512 bytes (those pymalloc passes on
+    to malloc)."""
+    snapshot = tracemalloc.take_snapshot()
+    total = sum(trace.size for trace in snapshot.traces if trace.size > 512)
+    del snapshot
+    return total
+
+
+_GATE: dict[str, Any] = {"started": 0}
+
+
+async def gate(x):
+    """Parks its run until the benchmark sets the event."""
+    _GATE["loop"] = asyncio.get_running_loop()
+    _GATE["started"] += 1
+    await _GATE["event"].wait()
+    return x
+
+
+MEMORY_SHAPES = {
+    "one": "1-agent graph",
+    "fanout5": f"gate -> {FANOUT_WIDTH} -> join (7 agents)",
+}
+
+
+def memory_graph(shape: str) -> cp.CompiledGraph:
+    g = cp.Graph()
+    g.add("gate", gate)
+    if shape == "fanout5":
+        names = [f"w{i}" for i in range(FANOUT_WIDTH)]
+        for name in names:
+            g.add(name, noop, after="gate")
+        g.add("join", noop, after=names)
+    return g.compile()
+
+
+def _hold(app: cp.CompiledGraph, runs: int) -> list[Any]:
+    """Starts `runs` runs and returns their handles once every one waits in its gate."""
+    _GATE["event"] = asyncio.Event()
+    _GATE["started"] = 0
+    # One shared input (a cached small int): the input is the caller's data, not a cost
+    # of the run.
+    handles = [app.start(1) for _ in range(runs)]
+    deadline = time.monotonic() + 120
+    while _GATE["started"] < runs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {_GATE['started']} of {runs} runs reached their gate")
+        time.sleep(0.005)
+    time.sleep(0.05)  # the loop thread parks the last gate and goes idle
+    gc.collect()
+    return handles
+
+
+def _release(handles: list[Any]) -> None:
+    _GATE["loop"].call_soon_threadsafe(_GATE["event"].set)
+    for handle in handles:
+        handle.wait()
+    assert all(handle.status == "succeeded" for handle in handles)
+
+
+def memory_child(shape: str, runs: int, traced: bool) -> dict[str, Any]:
+    """Runs in a fresh interpreter: what `runs` runs of `shape` cost while in flight;
+    pass A (malloc and RSS, untraced) or pass B (`traced`: Python allocations)."""
+    app = memory_graph(shape)
+    # Warm-up: the engine's event loop thread, its bridge, the runtime's threads.
+    for _ in range(2):
+        _release(_hold(app, 50))
+    gc.collect()
+    out: dict[str, Any] = {"shape": shape, "runs": runs, "pass": "traced" if traced else "malloc"}
+    if not traced:
+        rss0, _ = _rss_kib()
+        malloc0 = _malloc_in_use()
+        handles = _hold(app, runs)
+        malloc1 = _malloc_in_use()
+        rss1, _ = _rss_kib()
+        _release(handles)
+        if malloc0 is not None and malloc1 is not None:
+            out["malloc_bytes_per_run"] = (malloc1 - malloc0) / runs
+        if rss0 is not None and rss1 is not None:
+            out["rss_bytes_per_run"] = (rss1 - rss0) * 1024 / runs
+        return out
+    tracemalloc.start()
+    gc.collect()
+    large0 = _large_traced()
+    traced0 = tracemalloc.get_traced_memory()[0]
+    handles = _hold(app, runs)
+    traced1 = tracemalloc.get_traced_memory()[0]
+    large1 = _large_traced()
+    _release(handles)
+    tracemalloc.stop()
+    out["python_bytes_per_run"] = (traced1 - traced0) / runs
+    out["python_large_bytes_per_run"] = (large1 - large0) / runs
+    return out
+
+
+def _memory_pair(shape: str, runs: int) -> dict[str, Any]:
+    """Passes A and B, each in its own fresh process (so that each starts from the same
+    state: a pass leaves containers grown that the next one would not grow again), and
+    the figures derived from the two."""
+    base = ["--_memory-child", shape, "--_runs", str(runs)]
+    malloc_pass = _child(base)
+    traced_pass = _child([*base, "--_traced"])
+    out = {**malloc_pass, **traced_pass, "pass": "both"}
+    if "malloc_bytes_per_run" in malloc_pass:
+        out["native_bytes_per_run"] = (malloc_pass["malloc_bytes_per_run"]
+                                       - traced_pass["python_large_bytes_per_run"])
+    return out
+
+
+def bench_memory(res: Results, cfg: dict[str, Any]) -> None:
+    runs = cfg["memory_runs"]
+    print(f"[7] bytes per in-flight run: {runs:,} runs parked in a coroutine agent "
+          "(per shape and repeat, two fresh processes: a malloc pass and a traced pass)",
+          flush=True)
+    per_shape: dict[str, list[dict[str, Any]]] = {shape: [] for shape in MEMORY_SHAPES}
+    for _ in range(cfg["memory_children"]):
+        for shape in MEMORY_SHAPES:
+            per_shape[shape].append(_memory_pair(shape, runs))
+
+    def med(shape: str, key: str) -> float | None:
+        values = [c[key] for c in per_shape[shape] if c.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    native_by_shape: dict[str, float] = {}
+    for shape, label in MEMORY_SHAPES.items():
+        native, python = med(shape, "native_bytes_per_run"), med(shape, "python_bytes_per_run")
+        rss = med(shape, "rss_bytes_per_run")
+        details = {"children": per_shape[shape]}
+        if native is not None:
+            native_by_shape[shape] = native
+            res.add(f"memory.{shape}.native", f"7. {label}: engine (native) bytes per run",
+                    native, "B", target=1024.0, target_label="<= 1 KB", details=details)
+        if python is not None:
+            res.add(f"memory.{shape}.python", f"7.   {label}: Python bytes per run (info)",
+                    python, "B",
+                    details={"of_which_large_blocks": med(shape, "python_large_bytes_per_run")})
+        if rss is not None:
+            res.add(f"memory.{shape}.rss", f"7.   {label}: RSS growth per run (info)", rss, "B",
+                    baseline=(native or 0.0) + (python or 0.0), baseline_label="engine + Python")
+        print(f"    {label}: engine {native if native is None else f'{native:,.0f}'} B, "
+              f"Python {python:,.0f} B, RSS {rss if rss is None else f'{rss:,.0f}'} B per run",
+              flush=True)
+    if not native_by_shape:
+        res.note("7: glibc's mallinfo2 is not available here, so the engine's side of the "
+                 "memory per run was not measured (Python side and RSS only)")
+    elif len(native_by_shape) == 2:
+        per_node = (native_by_shape["fanout5"] - native_by_shape["one"]) / (FANOUT_WIDTH + 1)
+        print(f"    each agent more in the graph: {per_node:,.0f} B per run", flush=True)
+
+# --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
 
@@ -1122,10 +1326,12 @@ def config(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(quick=True, warmup_invokes=500, invokes=2000, repeats=5, warmup_long=5,
                     long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1,
-                    loop_repeats=3, wait_runs=2_000, wait_repeats=1)
+                    loop_repeats=3, wait_runs=2_000, wait_repeats=1,
+                    memory_runs=MEMORY_RUNS, memory_children=1)
     return dict(quick=False, warmup_invokes=3000, invokes=10000, repeats=9, warmup_long=30,
                 long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3,
-                loop_repeats=7, wait_runs=WAIT_RUNS, wait_repeats=3)
+                loop_repeats=7, wait_runs=WAIT_RUNS, wait_repeats=3,
+                memory_runs=MEMORY_RUNS, memory_children=3)
 
 
 class CpuMeter:
@@ -1206,10 +1412,12 @@ def loadavg() -> list[float] | None:
 
 
 def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hidden options of the child processes of section 5 (see _child)."""
+    """The hidden options of the child processes of sections 5 and 7 (see _child)."""
     parser.add_argument("--_batch-child", dest="batch_child", help=argparse.SUPPRESS)
     parser.add_argument("--_window-child", dest="window_child", type=int, default=None,
                         help=argparse.SUPPRESS)
+    parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_traced", dest="traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_runs", dest="runs", type=int, default=BATCH_RUNS,
                         help=argparse.SUPPRESS)
     parser.add_argument("--_repeats", dest="child_repeats", type=int, default=3,
@@ -1223,6 +1431,8 @@ def _run_batch_child(args: argparse.Namespace) -> int | None:
         print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
     elif args.window_child is not None:
         print(json.dumps(window_child(args.runs, args.window_child)))
+    elif args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.runs, args.traced)))
     else:
         return None
     return 0
@@ -1243,7 +1453,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sections = {"overhead": bench_overhead, "chain1000": bench_chain1000,
                 "sync64": bench_sync64, "async1000": bench_async1000, "batch": bench_batch,
-                "batchwait": bench_batchwait}
+                "batchwait": bench_batchwait, "memory": bench_memory}
     return _harness.main(
         __doc__, sections, config, argv,
         quick_help="fewer iterations and repeats (about 10 s instead of ~1 min)",
