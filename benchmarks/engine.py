@@ -14,14 +14,19 @@ Sections (see benchmarks/README.md for what each figure means):
     chain1000  2. 1,000-agent chain: cost per agent
     sync64     3. 64 sync agents doing time.sleep(0.05) in one fan-out
     async1000  4. 1,000 async agents doing await asyncio.sleep(0.05) in one fan-out
-    batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s and peak memory
-    coroutines 6. coroutine agents against plain asyncio: a 5-way fan-out + join awaited
+    batch      5. batch of 10,000 runs of the 5-way fan-out: runs/s against a loop of
+                  invoke, peak memory, and peak memory for 10,000 and 100,000 inputs
+                  with the default in-flight window
+    batchwait  6. batch of 10,000 runs whose agents time.sleep(0.010), 256 in flight:
+                  throughput against the ideal, pool threads used
+    memory     7. bytes per in-flight run: native (engine) side and Python side
+    coroutines 8. coroutine agents against plain asyncio: a 5-way fan-out + join awaited
                   with ainvoke vs asyncio.gather, a 100-agent chain vs awaiting in turn
 
 Methodology in short: warm up first, time many iterations per repeat, take the median
 (and report the best) over several repeats, and interleave engine and baseline repeats
-so that both see the same machine noise. Memory of section 5 is measured in a fresh
-child process per implementation.
+so that both see the same machine noise. Memory of sections 5 and 7 is measured in a
+fresh child process per implementation or configuration.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import ctypes
 import datetime as _dt
 import gc
 import json
@@ -53,8 +59,18 @@ FANOUT_WIDTH = 5
 CHAIN_LONG = 1000
 SYNC_WIDTH = 64
 ASYNC_WIDTH = 1000
-CORO_CHAIN = 100  # agents in section 6's coroutine chains
+CORO_CHAIN = 100  # agents in section 8's coroutine chains
 BATCH_RUNS = 10_000
+# Section 5: peak RSS of a batch with the default in-flight window, for these input counts.
+WINDOW_INPUTS = (10_000, 100_000)
+# Section 6: a batch whose agents wait.
+WAIT_RUNS = 10_000
+WAIT_SLEEP = 0.010       # seconds each agent sleeps
+WAIT_WIDTH = 5           # src -> WAIT_WIDTH workers -> join
+WAIT_CONCURRENCY = 256   # max_concurrency of the batch
+WAIT_LEVELS = 3          # agents on the critical path: src, a worker, join
+# Section 7: runs held in flight while memory is measured.
+MEMORY_RUNS = 2_000
 
 # Published LangGraph figures for the same two shapes, quoted for context only. They are
 # NOT measured by this harness (different machine, library and methodology).
@@ -317,6 +333,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:,.0f} runs/s"
     if unit == "MiB":
         return f"{value:,.1f} MiB"
+    if unit in ("B", "threads"):
+        return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
 
 
@@ -653,8 +671,6 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
         run = lambda: app.batch(inputs)
     elif impl == "engine_mc64":
         run = lambda: app.batch(inputs, max_concurrency=64)
-    elif impl == "engine_invoke_loop":
-        run = lambda: [app.invoke(x) for x in inputs]
     elif impl == "tpe":
         pool = concurrent.futures.ThreadPoolExecutor()
         run = lambda: list(pool.map(plain, inputs))
@@ -668,8 +684,6 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
     small = inputs[:200]
     if impl in ("engine", "engine_mc64"):
         warm = app.batch(small)
-    elif impl == "engine_invoke_loop":
-        warm = [app.invoke(x) for x in small]
     elif impl == "tpe":
         warm = list(pool.map(plain, small))
     else:
@@ -721,20 +735,159 @@ def batch_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def run_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--_batch-child", impl,
-           "--_runs", str(runs), "--_repeats", str(repeats)]
+def _child(options: list[str]) -> dict[str, Any]:
+    """Runs this script in a fresh interpreter with hidden `options` and returns the JSON
+    line it prints last."""
+    cmd = [sys.executable, os.path.abspath(__file__), *options]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise RuntimeError(f"batch child {impl!r} failed:\n{proc.stderr}")
+        raise RuntimeError(f"child process {options!r} failed:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(impl: str, runs: int, repeats: int) -> dict[str, Any]:
+    return _child(["--_batch-child", impl, "--_runs", str(runs), "--_repeats", str(repeats)])
+
+
+def first_branch(joined):
+    """A no-op join that passes on its first branch's output (the run's input object)."""
+    return joined["w0"]
+
+
+def window_child(runs: int, window: int) -> dict[str, Any]:
+    """Runs in a fresh interpreter: peak RSS growth of one `batch` of `runs` no-op
+    fan-out runs with at most `window` in flight (0: the default window).
+
+    The join returns its first branch's output, which is the input object itself, so the
+    outputs cost the caller nothing but their list: what grows with the number of inputs
+    is the batch's own bookkeeping, not the results' contents.
+    """
+    g = cp.Graph()
+    names = [f"w{i}" for i in range(FANOUT_WIDTH)]
+    for name in names:
+        g.add(name, noop)
+    g.add("join", first_branch, after=names)
+    app = g.compile()
+    inputs = list(range(runs))
+    # Warm on a small batch only (threads started, `auto` dispatch inline), so that the
+    # measured batch still has to grow the heap.
+    warm = app.batch(inputs[:200])
+    assert warm == inputs[:200]
+    del warm
+    gc.collect()
+    rss_before, _ = _rss_kib()
+    reset = _reset_peak_rss()
+    maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss if resource else 0
+    start = time.perf_counter()
+    out = app.batch(inputs, max_concurrency=window or None)
+    seconds = time.perf_counter() - start
+    _, peak = _rss_kib()
+    if (not reset or peak is None) and resource is not None:
+        # ru_maxrss (KiB on Linux), as batch_child does: in a fresh process this batch is
+        # the peak so far.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = rss_before if rss_before is not None else maxrss_before
+    assert out == inputs
+    return {
+        "runs": runs,
+        "window": window or _default_window(),
+        "seconds": seconds,
+        "rss_before_kib": rss_before,
+        "rss_peak_delta_kib": (peak or 0) - (rss_before or 0),
+        "rss_method": "VmHWM reset via /proc/self/clear_refs" if reset else "ru_maxrss",
+    }
+
+
+def _default_window() -> int:
+    try:
+        from counterpoint._graph import DEFAULT_BATCH_WINDOW
+    except ImportError:  # an engine without a default window: every run in flight
+        return 0
+    return int(DEFAULT_BATCH_WINDOW)
+
+
+def _batch_vs_invoke_loop(res: Results, cfg: dict[str, Any]) -> None:
+    """`app.batch(inputs)` against a plain loop of `app.invoke` over the same inputs, in
+    this process, repeats interleaved."""
+    app, plain = fanout_graph()
+    inputs = list(range(BATCH_RUNS))
+    expected = [plain(x) for x in inputs]
+    assert app.batch(inputs) == expected
+    assert [app.invoke(x) for x in inputs] == expected
+    del expected
+    samples = interleaved(
+        {
+            "batch": (lambda: app.batch(inputs), 1),
+            "loop": (lambda: [app.invoke(x) for x in inputs], 1),
+        },
+        cfg["loop_repeats"],
+    )
+    bat, loop = summary(samples["batch"]), summary(samples["loop"])
+    rate, loop_rate = BATCH_RUNS / bat["median"], BATCH_RUNS / loop["median"]
+    res.add("batch.rate_vs_invoke_loop",
+            "5.   throughput vs loop of app.invoke (interleaved, same process)",
+            rate, "runs/s", baseline=loop_rate, baseline_label="invoke loop",
+            ratio_label="(speed-up)", target=1.0, target_on="ratio",
+            target_label=">= 1.0x of the loop", higher_is_better=True,
+            details={"batch": bat, "invoke_loop": loop, "inputs": BATCH_RUNS})
+    print(f"    in one process, interleaved: batch {fmt(bat['median'], 's')} "
+          f"({rate:,.0f} runs/s), loop of app.invoke {fmt(loop['median'], 's')} "
+          f"({loop_rate:,.0f} runs/s): {rate / loop_rate:.2f}x", flush=True)
+
+
+def _batch_window_memory(res: Results, cfg: dict[str, Any]) -> None:
+    """Peak RSS growth of a batch with the default window, for 10,000 and 100,000
+    inputs, next to 100,000 inputs all in flight; one fresh process per figure."""
+    small, large = WINDOW_INPUTS
+    configs = [("window", small, 0), ("window", large, 0), ("all", large, large)]
+    per_config: dict[tuple[str, int], list[dict[str, Any]]] = {
+        (kind, runs): [] for kind, runs, _ in configs}
+    for _ in range(cfg["batch_children"]):
+        for kind, runs, window in configs:
+            per_config[(kind, runs)].append(
+                _child(["--_window-child", str(window), "--_runs", str(runs)]))
+
+    def mib(kind: str, runs: int) -> float:
+        return statistics.median(
+            c["rss_peak_delta_kib"] for c in per_config[(kind, runs)]) / 1024
+
+    window = per_config[("window", small)][0]["window"]
+    w_small, w_large, everything = mib("window", small), mib("window", large), mib("all", large)
+    # Two points, two unknowns: a part that grows with the inputs and one that does not
+    # (bounded by the window).
+    per_input = (w_large - w_small) * 2**20 / (large - small)
+    fixed = w_small - per_input * small / 2**20
+    label = f"window {window:,}" if window else "no window"
+    res.add("batch.window_rss_small", f"5.   {label}: peak RSS, {small:,} inputs",
+            w_small, "MiB", details={
+                "bytes_per_input": w_small * 2**20 / small,
+                "children": per_config[("window", small)]})
+    res.add("batch.window_rss_large", f"5.   {label}: peak RSS, {large:,} inputs",
+            w_large, "MiB", baseline=w_small, baseline_label=f"{small:,} inputs",
+            target=0.9 * large / small, target_on="ratio",
+            target_label=f"< {0.9 * large / small:.0f}x ({large // small}x: unbounded)",
+            details={"bytes_per_input": w_large * 2**20 / large,
+                     "bytes_per_extra_input": per_input,
+                     "part_not_growing_with_inputs_MiB": fixed,
+                     "children": per_config[("window", large)]})
+    res.add("batch.window_rss_vs_all", f"5.   {large:,} inputs: peak RSS vs all in flight (info)",
+            w_large, "MiB", baseline=everything,
+            baseline_label=f"max_concurrency={large:,}",
+            details={"all_in_flight_bytes_per_input": everything * 2**20 / large,
+                     "children": per_config[("all", large)]})
+    print(f"    {label}: peak RSS +{w_small:.1f} MiB for {small:,} inputs "
+          f"({w_small * 2**20 / small:,.0f} B each), +{w_large:.1f} MiB for {large:,} "
+          f"({w_large * 2**20 / large:,.0f} B each): {w_large / w_small:.1f}x; "
+          f"{per_input:,.0f} B per extra input, {fixed:.1f} MiB not growing with them; "
+          f"all {large:,} in flight: +{everything:.1f} MiB "
+          f"({everything * 2**20 / large:,.0f} B each)", flush=True)
 
 
 def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
     runs = BATCH_RUNS
     print(f"[5] batch of {runs:,} runs of the {FANOUT_WIDTH}-way fan-out + join "
           "(one fresh process per implementation)", flush=True)
-    impls = ("engine", "engine_mc64", "engine_invoke_loop", "tpe", "sequential")
+    impls = ("engine", "engine_mc64", "tpe", "sequential")
     # Child processes take turns (engine, ..., sequential, engine, ...) so that a burst of
     # background load is shared out rather than landing on one implementation.
     per_impl: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
@@ -782,10 +935,7 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
             rate("engine"), "runs/s", baseline=rate("sequential"), baseline_label="sequential",
             ratio_label="(speed-up)", higher_is_better=True,
             details={"sequential": data["sequential"]})
-    res.add("batch.rate_vs_invoke_loop", "5.   throughput vs loop of app.invoke (info)",
-            rate("engine"), "runs/s", baseline=rate("engine_invoke_loop"),
-            baseline_label="invoke loop", ratio_label="(speed-up)", higher_is_better=True,
-            details={"engine_invoke_loop": data["engine_invoke_loop"]})
+    _batch_vs_invoke_loop(res, cfg)
     res.add("batch.rss", "5.   peak RSS delta", rss("engine"), "MiB",
             baseline=rss("tpe"), baseline_label=tpe_label,
             details={"method": data["engine"]["rss_method"]})
@@ -802,9 +952,376 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
             details={"engine_mc64": data["engine_mc64"]})
     res.add("batch_mc64.rss", "5.   max_concurrency=64: peak RSS delta (info)",
             rss("engine_mc64"), "MiB", baseline=rss("tpe"), baseline_label=tpe_label)
+    _batch_window_memory(res, cfg)
+
 
 # --------------------------------------------------------------------------------------
-# 6. coroutine agents against plain asyncio
+# 6. batch of runs whose agents wait (time.sleep), 256 in flight
+# --------------------------------------------------------------------------------------
+
+
+def wait_sleeper(x):
+    time.sleep(WAIT_SLEEP)
+    return x
+
+
+async def wait_async_sleeper(x):
+    await asyncio.sleep(WAIT_SLEEP)
+    return x
+
+
+def wait_graph(agent: Any) -> cp.CompiledGraph:
+    """src -> WAIT_WIDTH workers -> join, every agent `agent`; the join returns the
+    {worker: output} dict it receives."""
+    g = cp.Graph()
+    g.add("src", agent)
+    names = [f"w{i}" for i in range(WAIT_WIDTH)]
+    for name in names:
+        g.add(name, agent, after="src")
+    g.add("join", agent, after=names)
+    return g.compile()
+
+
+class PlainWaitBatch:
+    """The same batch written by hand with threads: WAIT_CONCURRENCY threads run whole
+    runs (so at most that many are in flight, as with max_concurrency), and each run's
+    workers go to a second pool big enough that no worker ever waits for a thread."""
+
+    def __init__(self) -> None:
+        self.runs = concurrent.futures.ThreadPoolExecutor(max_workers=WAIT_CONCURRENCY)
+        self.workers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=WAIT_CONCURRENCY * WAIT_WIDTH)
+
+    def one(self, x: Any) -> Any:
+        x = wait_sleeper(x)
+        futures = [self.workers.submit(wait_sleeper, x) for _ in range(WAIT_WIDTH)]
+        return wait_sleeper({f"w{i}": f.result() for i, f in enumerate(futures)})
+
+    def __call__(self, inputs: list[Any]) -> list[Any]:
+        return list(self.runs.map(self.one, inputs))
+
+    def close(self) -> None:
+        self.runs.shutdown()
+        self.workers.shutdown()
+
+
+def _pool_threads() -> int | None:
+    """Threads of the engine's pool for blocking agents (idle ones included: they exit
+    after 10 s idle, so right after a batch this is the most it needed at once)."""
+    try:
+        return int(cp._core.stats()["pool_threads"])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
+    runs = cfg["wait_runs"]
+    agents = WAIT_WIDTH + 2
+    critical = WAIT_LEVELS * WAIT_SLEEP
+    ideal = WAIT_CONCURRENCY / critical
+    print(f"[6] batch of {runs:,} runs of src -> {WAIT_WIDTH} workers -> join, every agent "
+          f"time.sleep({WAIT_SLEEP}), max_concurrency={WAIT_CONCURRENCY}", flush=True)
+    inputs = list(range(runs))
+    app = wait_graph(wait_sleeper)
+    app_async = wait_graph(wait_async_sleeper)
+    plain = PlainWaitBatch()
+    expected = {f"w{i}": 7 for i in range(WAIT_WIDTH)}
+    # Warm-up: pool threads started (the engine's and the executors'), agents measured
+    # as blocking by `auto` dispatch.
+    warm = inputs[: 2 * WAIT_CONCURRENCY]
+    for fn in (app.batch, app_async.batch):
+        assert fn([7], max_concurrency=WAIT_CONCURRENCY) == [expected]
+        fn(warm, max_concurrency=WAIT_CONCURRENCY)
+    assert plain([7]) == [expected]
+    plain(warm)
+    slept = statistics.median(once(lambda: time.sleep(WAIT_SLEEP)) for _ in range(20))
+
+    candidates: dict[str, Callable[[], Any]] = {
+        "engine": lambda: app.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
+        "threads": lambda: plain(inputs),
+        "engine_async": lambda: app_async.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in candidates}
+    cpu: dict[str, list[float]] = {name: [] for name in candidates}
+    threads_seen: list[int] = []
+    names = list(candidates)
+    for r in range(cfg["wait_repeats"]):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            cpu_start = time.process_time()
+            wall[name].append(once(candidates[name]))
+            cpu[name].append(time.process_time() - cpu_start)
+            if name == "engine":
+                seen = _pool_threads()
+                if seen is not None:
+                    threads_seen.append(seen)
+    plain.close()
+
+    def rate(name: str) -> float:
+        return runs / statistics.median(wall[name])
+
+    def cpu_per_agent(name: str) -> float:
+        return statistics.median(cpu[name]) / (runs * agents)
+
+    cores = os.cpu_count() or 1
+    cpu_ceiling = cores / (statistics.median(cpu["engine"]) / runs)
+    pool = max(threads_seen) if threads_seen else None
+    steady = WAIT_CONCURRENCY * agents / WAIT_LEVELS
+    lockstep = WAIT_CONCURRENCY * WAIT_WIDTH
+    details = {
+        "runs": runs, "max_concurrency": WAIT_CONCURRENCY, "sleep": WAIT_SLEEP,
+        "critical_path_seconds": critical, "measured_sleep_seconds": slept,
+        "ideal_with_measured_sleep": WAIT_CONCURRENCY / (WAIT_LEVELS * slept),
+        "wall": {name: summary(v) for name, v in wall.items()},
+        "cpu_seconds": {name: summary(v) for name, v in cpu.items()},
+        "cpu_bound_ceiling_runs_per_s": cpu_ceiling, "cores": cores,
+    }
+    res.add("batchwait.rate",
+            f"6. batch {runs:,} x sleep(10 ms) src->{WAIT_WIDTH}->join, {WAIT_CONCURRENCY} in flight",
+            rate("engine"), "runs/s", baseline=ideal,
+            baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
+            target=0.9, target_on="ratio", target_label=">= 0.9x ideal",
+            higher_is_better=True, details=details)
+    res.add("batchwait.vs_threads", "6.   vs the same by hand with threads (info)",
+            rate("engine"), "runs/s", baseline=rate("threads"),
+            baseline_label="2 ThreadPoolExecutors", ratio_label="(speed-up)",
+            higher_is_better=True)
+    res.add("batchwait.cpu_per_agent", "6.   CPU per agent call (info)",
+            cpu_per_agent("engine"), "s", baseline=cpu_per_agent("threads"),
+            baseline_label="by hand with threads",
+            details={"async_agents": cpu_per_agent("engine_async")})
+    res.add("batchwait.async", "6.   same with async agents (asyncio.sleep) (info)",
+            rate("engine_async"), "runs/s", baseline=ideal,
+            baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
+            higher_is_better=True)
+    if pool is not None:
+        res.add("batchwait.pool_threads", "6.   engine pool threads after the batch (info)",
+                float(pool), "threads", baseline=steady,
+                baseline_label=f"{WAIT_CONCURRENCY} runs x {agents}/{WAIT_LEVELS} agents",
+                details={"samples": threads_seen, "lockstep_worst_case": lockstep})
+    print(
+        f"    engine {rate('engine'):,.0f} runs/s = {rate('engine') / ideal:.2f}x ideal "
+        f"({ideal:,.0f}; {WAIT_CONCURRENCY / (WAIT_LEVELS * slept):,.0f} with the measured "
+        f"sleep of {fmt(slept, 's')}); by hand with threads {rate('threads'):,.0f} runs/s; "
+        f"async agents {rate('engine_async'):,.0f} runs/s\n"
+        f"    CPU per agent call: engine {fmt(cpu_per_agent('engine'), 's')}, threads "
+        f"{fmt(cpu_per_agent('threads'), 's')}, async {fmt(cpu_per_agent('engine_async'), 's')}; "
+        f"the {cores} cores allow at most {cpu_ceiling:,.0f} runs/s at the engine's CPU per run\n"
+        f"    pool threads after the batch: {pool} (steady state needs ~{steady:,.0f}: "
+        f"{WAIT_CONCURRENCY} runs x {agents} sleeping agents / {WAIT_LEVELS} levels; "
+        f"{lockstep:,} if every run were in its fan-out at once)",
+        flush=True,
+    )
+    if rate("engine") < 0.9 * ideal and cpu_ceiling < ideal:
+        res.note(
+            f"6: the ideal {ideal:,.0f} runs/s means {ideal * agents:,.0f} agent calls/s; at "
+            f"the measured {fmt(cpu_per_agent('engine'), 's')} of CPU per call the "
+            f"{cores} cores of this machine allow at most {cpu_ceiling:,.0f} runs/s, so the "
+            "figure is CPU-bound here (compare the by-hand threads baseline)")
+
+
+# --------------------------------------------------------------------------------------
+# 7. bytes per in-flight run (each configuration in a fresh child process)
+# --------------------------------------------------------------------------------------
+#
+# Method. N runs are held in flight: the graph's first agent is a coroutine awaiting an
+# asyncio.Event, so a waiting run holds no thread (runs started with `app.start`, their
+# coroutines parked on the engine's event loop). Two passes of N runs:
+#
+#   A, untraced: glibc's malloc statistics (mallinfo2: uordblks + hblkhd, every arena)
+#      before and while the N runs wait. This counts every malloc'd byte: the engine's
+#      C++ state, the bindings' native objects, and the Python objects of more than 512
+#      bytes. It does not count CPython's small objects: pymalloc serves those (<= 512
+#      bytes) from 1 MiB arenas it maps with mmap, not malloc. (It does not count what
+#      oneTBB allocates through libtbbmalloc either; a parked run has no oneTBB task.)
+#   B, traced: tracemalloc's delta over the same N runs = every Python allocation, small
+#      or large (requested sizes). The large ones (> 512 bytes, the only ones pymalloc
+#      passes on to malloc) are summed from snapshots.
+#
+# Python side = B's tracemalloc delta. Native (engine) side = A's malloc delta minus B's
+# large Python blocks. The passes run apart, each in a fresh process warmed the same way:
+# A is untraced because tracemalloc keeps its own table of traces in malloc'd memory (tens
+# of bytes per Python block), which would land on the engine's side; and each pass
+# leaves tables grown (dicts and sets of tasks, hash tables of runs) that a second pass
+# in the same process would not grow again. Malloc figures count chunks (8-byte header,
+# 16-byte rounding), tracemalloc requested sizes; chunks freed but cached per thread
+# (tcache) still count as in use (a few KiB, spread over N). The RSS growth of pass A is
+# a coarser check of the total. Growth of tables that hold every run (the engine's
+# registry of runs, the loop's task sets) counts, amortized, as part of a run's cost.
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> int | None:
+    """Bytes glibc malloc has handed out and not had back, over every arena: chunks in
+    the heaps (uordblks) plus chunks mapped on their own (hblkhd). None without glibc
+    2.33 or later."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _Mallinfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def _large_traced() -> int:
+    """Bytes of the traced Python blocks larger than 512 bytes (those pymalloc passes on
+    to malloc)."""
+    snapshot = tracemalloc.take_snapshot()
+    total = sum(trace.size for trace in snapshot.traces if trace.size > 512)
+    del snapshot
+    return total
+
+
+_GATE: dict[str, Any] = {"started": 0}
+
+
+async def gate(x):
+    """Parks its run until the benchmark sets the event."""
+    _GATE["loop"] = asyncio.get_running_loop()
+    _GATE["started"] += 1
+    await _GATE["event"].wait()
+    return x
+
+
+MEMORY_SHAPES = {
+    "one": "1-agent graph",
+    "fanout5": f"gate -> {FANOUT_WIDTH} -> join (7 agents)",
+}
+
+
+def memory_graph(shape: str) -> cp.CompiledGraph:
+    g = cp.Graph()
+    g.add("gate", gate)
+    if shape == "fanout5":
+        names = [f"w{i}" for i in range(FANOUT_WIDTH)]
+        for name in names:
+            g.add(name, noop, after="gate")
+        g.add("join", noop, after=names)
+    return g.compile()
+
+
+def _hold(app: cp.CompiledGraph, runs: int) -> list[Any]:
+    """Starts `runs` runs and returns their handles once every one waits in its gate."""
+    _GATE["event"] = asyncio.Event()
+    _GATE["started"] = 0
+    # One shared input (a cached small int): the input is the caller's data, not a cost
+    # of the run.
+    handles = [app.start(1) for _ in range(runs)]
+    deadline = time.monotonic() + 120
+    while _GATE["started"] < runs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {_GATE['started']} of {runs} runs reached their gate")
+        time.sleep(0.005)
+    time.sleep(0.05)  # the loop thread parks the last gate and goes idle
+    gc.collect()
+    return handles
+
+
+def _release(handles: list[Any]) -> None:
+    _GATE["loop"].call_soon_threadsafe(_GATE["event"].set)
+    for handle in handles:
+        handle.wait()
+    assert all(handle.status == "succeeded" for handle in handles)
+
+
+def memory_child(shape: str, runs: int, traced: bool) -> dict[str, Any]:
+    """Runs in a fresh interpreter: what `runs` runs of `shape` cost while in flight;
+    pass A (malloc and RSS, untraced) or pass B (`traced`: Python allocations)."""
+    app = memory_graph(shape)
+    # Warm-up: the engine's event loop thread, its bridge, the runtime's threads.
+    for _ in range(2):
+        _release(_hold(app, 50))
+    gc.collect()
+    out: dict[str, Any] = {"shape": shape, "runs": runs, "pass": "traced" if traced else "malloc"}
+    if not traced:
+        rss0, _ = _rss_kib()
+        malloc0 = _malloc_in_use()
+        handles = _hold(app, runs)
+        malloc1 = _malloc_in_use()
+        rss1, _ = _rss_kib()
+        _release(handles)
+        if malloc0 is not None and malloc1 is not None:
+            out["malloc_bytes_per_run"] = (malloc1 - malloc0) / runs
+        if rss0 is not None and rss1 is not None:
+            out["rss_bytes_per_run"] = (rss1 - rss0) * 1024 / runs
+        return out
+    tracemalloc.start()
+    gc.collect()
+    large0 = _large_traced()
+    traced0 = tracemalloc.get_traced_memory()[0]
+    handles = _hold(app, runs)
+    traced1 = tracemalloc.get_traced_memory()[0]
+    large1 = _large_traced()
+    _release(handles)
+    tracemalloc.stop()
+    out["python_bytes_per_run"] = (traced1 - traced0) / runs
+    out["python_large_bytes_per_run"] = (large1 - large0) / runs
+    return out
+
+
+def _memory_pair(shape: str, runs: int) -> dict[str, Any]:
+    """Passes A and B, each in its own fresh process (so that each starts from the same
+    state: a pass leaves containers grown that the next one would not grow again), and
+    the figures derived from the two."""
+    base = ["--_memory-child", shape, "--_runs", str(runs)]
+    malloc_pass = _child(base)
+    traced_pass = _child([*base, "--_traced"])
+    out = {**malloc_pass, **traced_pass, "pass": "both"}
+    if "malloc_bytes_per_run" in malloc_pass:
+        out["native_bytes_per_run"] = (malloc_pass["malloc_bytes_per_run"]
+                                       - traced_pass["python_large_bytes_per_run"])
+    return out
+
+
+def bench_memory(res: Results, cfg: dict[str, Any]) -> None:
+    runs = cfg["memory_runs"]
+    print(f"[7] bytes per in-flight run: {runs:,} runs parked in a coroutine agent "
+          "(per shape and repeat, two fresh processes: a malloc pass and a traced pass)",
+          flush=True)
+    per_shape: dict[str, list[dict[str, Any]]] = {shape: [] for shape in MEMORY_SHAPES}
+    for _ in range(cfg["memory_children"]):
+        for shape in MEMORY_SHAPES:
+            per_shape[shape].append(_memory_pair(shape, runs))
+
+    def med(shape: str, key: str) -> float | None:
+        values = [c[key] for c in per_shape[shape] if c.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    native_by_shape: dict[str, float] = {}
+    for shape, label in MEMORY_SHAPES.items():
+        native, python = med(shape, "native_bytes_per_run"), med(shape, "python_bytes_per_run")
+        rss = med(shape, "rss_bytes_per_run")
+        details = {"children": per_shape[shape]}
+        if native is not None:
+            native_by_shape[shape] = native
+            res.add(f"memory.{shape}.native", f"7. {label}: engine (native) bytes per run",
+                    native, "B", target=1024.0, target_label="<= 1 KB", details=details)
+        if python is not None:
+            res.add(f"memory.{shape}.python", f"7.   {label}: Python bytes per run (info)",
+                    python, "B",
+                    details={"of_which_large_blocks": med(shape, "python_large_bytes_per_run")})
+        if rss is not None:
+            res.add(f"memory.{shape}.rss", f"7.   {label}: RSS growth per run (info)", rss, "B",
+                    baseline=(native or 0.0) + (python or 0.0), baseline_label="engine + Python")
+        print(f"    {label}: engine {native if native is None else f'{native:,.0f}'} B, "
+              f"Python {python:,.0f} B, RSS {rss if rss is None else f'{rss:,.0f}'} B per run",
+              flush=True)
+    if not native_by_shape:
+        res.note("7: glibc's mallinfo2 is not available here, so the engine's side of the "
+                 "memory per run was not measured (Python side and RSS only)")
+    elif len(native_by_shape) == 2:
+        per_node = (native_by_shape["fanout5"] - native_by_shape["one"]) / (FANOUT_WIDTH + 1)
+        print(f"    each agent more in the graph: {per_node:,.0f} B per run", flush=True)
+
+# --------------------------------------------------------------------------------------
+# 8. coroutine agents against plain asyncio
 # --------------------------------------------------------------------------------------
 
 
@@ -822,7 +1339,7 @@ async def async_step(x):
 
 
 def bench_coroutines(res: Results, cfg: dict[str, Any]) -> None:
-    print("[6] coroutine agents against plain asyncio", flush=True)
+    print("[8] coroutine agents against plain asyncio", flush=True)
     g = cp.Graph().add("src", async_noop)
     for i in range(FANOUT_WIDTH):
         g.add(f"w{i}", async_noop, after="src")
@@ -876,10 +1393,10 @@ def bench_coroutines(res: Results, cfg: dict[str, Any]) -> None:
         loop.close()
 
     rows = {
-        "fanout": ("6. coroutine fan-out-5 + join: await ainvoke", "asyncio.gather", 2.0),
-        "chain_step": (f"6. {CORO_CHAIN}-agent coroutine chain (each sleep(0))",
+        "fanout": ("8. coroutine fan-out-5 + join: await ainvoke", "asyncio.gather", 2.0),
+        "chain_step": (f"8. {CORO_CHAIN}-agent coroutine chain (each sleep(0))",
                        "awaited in turn", 2.0),
-        "chain_noop": (f"6. {CORO_CHAIN}-agent chain of no-op coroutines (info)",
+        "chain_noop": (f"8. {CORO_CHAIN}-agent chain of no-op coroutines (info)",
                        "awaited in turn", None),
     }
     for name, (figure, baseline_label, target) in rows.items():
@@ -915,9 +1432,13 @@ def bench_coroutines(res: Results, cfg: dict[str, Any]) -> None:
 def config(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(quick=True, warmup_invokes=500, invokes=2000, repeats=5, warmup_long=5,
-                    long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1)
+                    long_invokes=20, sleep_repeats=3, batch_repeats=2, batch_children=1,
+                    loop_repeats=3, wait_runs=2_000, wait_repeats=1,
+                    memory_runs=MEMORY_RUNS, memory_children=1)
     return dict(quick=False, warmup_invokes=3000, invokes=10000, repeats=9, warmup_long=30,
-                long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3)
+                long_invokes=100, sleep_repeats=9, batch_repeats=3, batch_children=3,
+                loop_repeats=7, wait_runs=WAIT_RUNS, wait_repeats=3,
+                memory_runs=MEMORY_RUNS, memory_children=3)
 
 
 class CpuMeter:
@@ -998,8 +1519,12 @@ def loadavg() -> list[float] | None:
 
 
 def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
-    """The hidden options of the batch child processes of section 5 (see run_child)."""
+    """The hidden options of the child processes of sections 5 and 7 (see _child)."""
     parser.add_argument("--_batch-child", dest="batch_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_window-child", dest="window_child", type=int, default=None,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--_memory-child", dest="memory_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_traced", dest="traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_runs", dest="runs", type=int, default=BATCH_RUNS,
                         help=argparse.SUPPRESS)
     parser.add_argument("--_repeats", dest="child_repeats", type=int, default=3,
@@ -1007,11 +1532,16 @@ def _add_child_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_batch_child(args: argparse.Namespace) -> int | None:
-    """In a batch child process, runs its batches and prints their figures as one JSON
-    line instead of running the harness."""
-    if not args.batch_child:
+    """In a child process, measures what it was started for and prints the figures as
+    one JSON line instead of running the harness."""
+    if args.batch_child:
+        print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
+    elif args.window_child is not None:
+        print(json.dumps(window_child(args.runs, args.window_child)))
+    elif args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.runs, args.traced)))
+    else:
         return None
-    print(json.dumps(batch_child(args.batch_child, args.runs, args.child_repeats)))
     return 0
 
 
@@ -1030,6 +1560,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sections = {"overhead": bench_overhead, "chain1000": bench_chain1000,
                 "sync64": bench_sync64, "async1000": bench_async1000, "batch": bench_batch,
+                "batchwait": bench_batchwait, "memory": bench_memory,
                 "coroutines": bench_coroutines}
     return _harness.main(
         __doc__, sections, config, argv,
