@@ -233,7 +233,7 @@ void FlowGraph::on_message(std::uint32_t node, const Message& message) {
       inputs.items.push_back(InputItem{name, run->slots[pred].output, false});
       ++delivered;
     } else if (spec.join == JoinMode::Settled && failed(*run, pred)) {
-      inputs.items.push_back(InputItem{name, run->slots[pred].failure.error, true});
+      inputs.items.push_back(InputItem{name, run->slots[pred].details().failure.error, true});
     }
   }
   const bool satisfied = spec.join == JoinMode::All ? delivered == preds.size()

@@ -161,7 +161,9 @@ void RunState::add_usage(const Usage& usage) {
 bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
   const NodeSlot& slot = slots[pred];
   if (slot.status.load(std::memory_order_acquire) != NodeStatus::Succeeded) return false;
-  return !slot.routed || std::find(slot.routes.begin(), slot.routes.end(), node) != slot.routes.end();
+  if (!slot.routed) return true;
+  const std::vector<std::uint32_t>& routes = slot.details().routes;
+  return std::find(routes.begin(), routes.end(), node) != routes.end();
 }
 
 void RunState::push_event(Event event) {
@@ -228,12 +230,15 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outc
   } else if (outcome.kind == Outcome::Kind::Succeeded) {
     slot.output = std::move(outcome.output);
     slot.routed = outcome.routed;
-    slot.routes = std::move(routes);
-    slot.usage = std::move(outcome.usage);
-    run->add_usage(slot.usage);
+    run->add_usage(outcome.usage);
+    if (!routes.empty() || !outcome.usage.empty()) {
+      NodeDetails& details = slot.details_to_write();
+      details.routes = std::move(routes);
+      details.usage = std::move(outcome.usage);
+    }
     slot.status.store(NodeStatus::Succeeded, std::memory_order_release);
     std::string routed_to;
-    for (std::uint32_t r : slot.routes) {
+    for (std::uint32_t r : slot.details().routes) {
       routed_to += (routed_to.empty() ? "" : ",") + run->plan.nodes()[r].name;
     }
     run->emit(EventKind::Finish, node, slot.output, std::move(routed_to));
@@ -241,23 +246,25 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outc
     run->node_resolved(node);
   } else if (outcome.kind == Outcome::Kind::NeedsReview) {
     slot.output = std::move(outcome.output);
-    slot.failure = std::move(outcome.failure);
-    slot.confidence = outcome.confidence;
-    slot.usage = std::move(outcome.usage);
-    run->add_usage(slot.usage);
+    run->add_usage(outcome.usage);
+    NodeDetails& details = slot.details_to_write();
+    details.failure = std::move(outcome.failure);
+    details.confidence = outcome.confidence;
+    details.usage = std::move(outcome.usage);
     run->awaiting_review.fetch_add(1, std::memory_order_acq_rel);
     slot.status.store(NodeStatus::NeedsReview, std::memory_order_release);
-    run->emit(EventKind::Review, node, slot.output, slot.failure.message);
+    run->emit(EventKind::Review, node, slot.output, details.failure.message);
     graph.forward(run, node);
     run->node_resolved(node);
   } else if (outcome.kind == Outcome::Kind::Failed) {
     const bool timed_out = outcome.failure.kind == FailureKind::Timeout;
-    slot.failure = std::move(outcome.failure);
-    slot.usage = std::move(outcome.usage);
-    run->add_usage(slot.usage);
+    run->add_usage(outcome.usage);
+    NodeDetails& details = slot.details_to_write();
+    details.failure = std::move(outcome.failure);
+    details.usage = std::move(outcome.usage);
     slot.status.store(timed_out ? NodeStatus::TimedOut : NodeStatus::Failed,
                       std::memory_order_release);
-    run->emit(EventKind::Error, node, slot.failure.error, slot.failure.message);
+    run->emit(EventKind::Error, node, details.failure.error, details.failure.message);
     if (spec.on_error == ErrorMode::Continue) {
       std::int64_t none = -1;
       run->first_failure.compare_exchange_strong(none, node, std::memory_order_acq_rel);
@@ -553,16 +560,16 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
   switch (out.status) {
     case NodeStatus::Succeeded:
       out.output = slot.output;
-      for (std::uint32_t r : slot.routes) out.routes.push_back(plan.nodes()[r].name);
+      for (std::uint32_t r : slot.details().routes) out.routes.push_back(plan.nodes()[r].name);
       break;
     case NodeStatus::NeedsReview:
       out.output = slot.output;
-      out.failure = slot.failure;
-      out.confidence = slot.confidence;
+      out.failure = slot.details().failure;
+      out.confidence = slot.details().confidence;
       break;
     case NodeStatus::Failed:
     case NodeStatus::TimedOut:
-      out.failure = slot.failure;
+      out.failure = slot.details().failure;
       break;
     case NodeStatus::Skipped:
       out.skip_reason = slot.skip_reason;
@@ -571,7 +578,7 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
       break;
   }
   if (out.status != NodeStatus::Pending && out.status != NodeStatus::Running) {
-    out.usage = slot.usage;
+    out.usage = slot.details().usage;
   }
   out.restored = slot.restored != nullptr && out.status != NodeStatus::Pending;
   if (out.status != NodeStatus::Pending && out.status != NodeStatus::Skipped) {

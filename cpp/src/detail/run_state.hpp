@@ -24,21 +24,37 @@ class FlowGraph;
 using Clock = std::chrono::steady_clock;
 constexpr std::uint32_t kStartSignal = 0xFFFFFFFFu;
 
+// What only some outcomes carry, kept out of line: a slot is then 72 bytes instead of
+// 176 for the common agent that just succeeds with an output (every run has one slot
+// per agent, so this is most of a run's memory).
+struct NodeDetails {
+  Failure failure;                    // Failed, TimedOut; NeedsReview: why
+  std::vector<std::uint32_t> routes;  // a routed output's successors
+  Usage usage;
+  double confidence = -1.0;           // NeedsReview
+};
+
 struct NodeSlot {
   std::atomic<std::uint32_t> pending{0};  // predecessors (or the start signal) still due
   std::atomic<NodeStatus> status{NodeStatus::Pending};
   std::atomic<bool> fired{false};         // JoinMode::Any: the node was dispatched or skipped
   // Written once by the thread that resolves the node, before `status` is released.
   Payload output;
-  Failure failure;
-  bool routed = false;                    // the output goes only to `routes`
-  std::vector<std::uint32_t> routes;
-  Usage usage;
+  bool routed = false;                    // the output goes only to details().routes
   const char* skip_reason = "";
-  double confidence = -1.0;               // NeedsReview
   std::int64_t started_ns = -1;
   std::int64_t finished_ns = -1;
+  std::unique_ptr<NodeDetails> extra;     // null: no failure, routes, usage or confidence
   std::unique_ptr<Outcome> restored;      // known before the run started
+
+  const NodeDetails& details() const noexcept {
+    static const NodeDetails kNone;
+    return extra ? *extra : kNone;
+  }
+  NodeDetails& details_to_write() {
+    if (!extra) extra = std::make_unique<NodeDetails>();
+    return *extra;
+  }
 };
 
 struct RunState : std::enable_shared_from_this<RunState> {
