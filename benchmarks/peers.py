@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import importlib.metadata
+import inspect
 import operator
 import os
 import random
@@ -58,7 +59,11 @@ from _harness import NOISY_CORES, Results, fmt, fmt_ratio, interleaved, once, su
 
 try:
     from langgraph.graph import END, START, StateGraph
-    from langgraph.types import Send
+
+    try:
+        from langgraph.types import Send
+    except ImportError:  # langgraph < 0.2.x
+        from langgraph.constants import Send  # type: ignore[no-redef]
 except ImportError:  # the LangGraph rows are skipped
     StateGraph = None  # type: ignore[assignment,misc]
 
@@ -85,6 +90,14 @@ PEER_CONFIG = {
     PLAIN: "the same functions called by a Python loop, or awaited (asyncio.gather for "
            "parallel shapes) on the same event loop",
 }
+
+
+def schema_kwargs(fn: Callable[..., Any], **schemas: Any) -> dict[str, Any]:
+    """`input_schema=` / `output_schema=` for langgraph >= 0.5; `input=` / `output=`
+    (their names before) for older releases."""
+    params = inspect.signature(fn).parameters
+    return {name if name in params else name.removesuffix("_schema"): value
+            for name, value in schemas.items()}
 
 
 def versions() -> dict[str, str | None]:
@@ -134,6 +147,7 @@ def report(res: Results, key: str, figure: str, stats: dict[str, dict[str, Any]]
     targets: peer -> (target, "measured" or "ratio", label)."""
     higher = unit == "runs/s"
     base = stats.get(baseline)
+    labels = {PLAIN: "plain Python", **(labels or {})}
     # Rows in a fixed order: counterpoint, LangGraph, others, the baseline last.
     order = [CP, LG, *(p for p in stats if p not in (CP, LG, baseline)), baseline]
     stats = {peer: stats[peer] for peer in order if peer in stats}
@@ -142,7 +156,7 @@ def report(res: Results, key: str, figure: str, stats: dict[str, dict[str, Any]]
         target = (targets or {}).get(peer)
         res.add(
             f"{key}.{peer.lower()}",
-            f"{figure}: {(labels or {}).get(peer, peer)}",
+            f"{figure}: {labels.get(peer, peer)}",
             s["median"],
             unit,
             baseline=None if is_base or base is None else base["median"],
@@ -162,6 +176,13 @@ def report(res: Results, key: str, figure: str, stats: dict[str, dict[str, Any]]
     print(f"    {figure}: {line}", flush=True)
 
 
+def ratio_text(ratio: float | None) -> str:
+    """engine.fmt_ratio, with two significant digits below 0.01x instead of 0.00x."""
+    if ratio is not None and 0 < ratio < 0.01:
+        return f"{ratio:.2g}x"
+    return fmt_ratio(ratio)
+
+
 def print_table(results: Results) -> None:
     """engine.print_table with a spread column (min..max over the repeats)."""
     headers = ("Figure", "Measured", "Spread (min..max)", "Baseline (same run)", "Ratio",
@@ -173,7 +194,7 @@ def print_table(results: Results) -> None:
         baseline = "-"
         if row["baseline"] is not None:
             baseline = f"{fmt(row['baseline'], unit)} {row['baseline_label']}".strip()
-        ratio = fmt_ratio(row["ratio"])
+        ratio = ratio_text(row["ratio"])
         if row["ratio_label"]:
             ratio = f"{ratio} {row['ratio_label']}"
         status = row["status"]
@@ -331,7 +352,7 @@ def lg_fanout(width: int, agent: Any = noop, join: bool = True) -> Any:
         else:
             def node(s, name=name):
                 return {name: agent(s["x"])}
-        b.add_node(name, node, input_schema=XState)
+        b.add_node(name, node, **schema_kwargs(b.add_node, input_schema=XState))
         b.add_edge(START, name)
     if join:
         b.add_node("join", lambda s: {"out": noop({n: s[n] for n in names})})
@@ -796,7 +817,8 @@ def lg_fanout_to_subgraph(use_async: bool) -> Any:
 
         nodes = {"edit": edit, "generate": generate, "bump": bump}
 
-    subgraph = StateGraph(JokeState, input_schema=JokeInput, output_schema=JokeOutput)
+    subgraph = StateGraph(JokeState, **schema_kwargs(StateGraph, input_schema=JokeInput,
+                                                     output_schema=JokeOutput))
     for name, fn in nodes.items():
         subgraph.add_node(name, fn)
     subgraph.set_entry_point("edit")
@@ -916,6 +938,7 @@ def _start(args: argparse.Namespace) -> None:
             f" {found['langgraph']} (langchain-core {found['langchain-core']})"
             if StateGraph is not None else " NOT INSTALLED: rows skipped")}.get(peer, "")
         print(f"  {peer}{version}: {text}")
+    print(f"  (counterpoint imported from {os.path.dirname(cp.__file__)})")
     if StateGraph is None:
         print("LangGraph is not installed (pip install \".[peers]\"): only counterpoint and "
               "plain Python are measured.")
