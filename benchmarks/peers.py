@@ -56,6 +56,7 @@ from typing import Annotated, Any, TypedDict
 import _harness as h
 import counterpoint as cp
 from _harness import NOISY_CORES, Results, fmt, fmt_ratio, interleaved, once, summary
+from engine import _DispatchProbe, warn_if_moved
 
 try:
     from langgraph.graph import END, START, StateGraph
@@ -373,6 +374,22 @@ def plain_fanout(width: int) -> Callable[[Any], Any]:
     return plain
 
 
+def probed(build: Callable[[], cp.CompiledGraph]) -> tuple[cp.CompiledGraph, _DispatchProbe]:
+    """Builds a graph under engine.py's dispatch probe (diagnostics: how many no-op
+    agents `auto` dispatch still runs inline at the end)."""
+    probe = _DispatchProbe()
+    with probe:
+        app = build()
+    return app, probe
+
+
+def inline_report(probe: _DispatchProbe, res: Results) -> None:
+    inline = probe.inline_count()
+    if inline:
+        print(f"    counterpoint: {inline[0]}/{inline[1]} agents still inline", flush=True)
+    warn_if_moved(inline, res)
+
+
 def lg_available(res: Results) -> bool:
     if StateGraph is None:
         print("    LangGraph is not installed: its rows are skipped (pip install \".[peers]\")",
@@ -389,12 +406,13 @@ def bench_overhead(res: Results, cfg: dict[str, Any]) -> None:
     print("[1] per invoke, no-op sync agents: 3-agent chain, 5-way fan-out + join", flush=True)
     have_lg = lg_available(res)
     shapes = [
-        ("chain3", "1. chain-3, per invoke", cp_chain(3), lg_chain(3) if have_lg else None,
-         plain_chain(3)),
-        ("fanout5", f"1. fan-out-{FANOUT_WIDTH} + join, per invoke", cp_fanout(FANOUT_WIDTH),
+        ("chain3", "1. chain-3, per invoke", *probed(lambda: cp_chain(3)),
+         lg_chain(3) if have_lg else None, plain_chain(3)),
+        ("fanout5", f"1. fan-out-{FANOUT_WIDTH} + join, per invoke",
+         *probed(lambda: cp_fanout(FANOUT_WIDTH)),
          lg_fanout(FANOUT_WIDTH) if have_lg else None, plain_fanout(FANOUT_WIDTH)),
     ]
-    for key, figure, app, graph, plain in shapes:
+    for key, figure, app, probe, graph, plain in shapes:
         assert app.invoke(7) == plain(7)
         if graph is not None:
             got = graph.invoke({"x": 7})
@@ -405,6 +423,7 @@ def bench_overhead(res: Results, cfg: dict[str, Any]) -> None:
             candidates[LG] = lambda graph=graph: graph.invoke({"x": 1})
         stats = measure(candidates, cfg, warm_calls={LG: 20, PLAIN: 100})
         report(res, key, figure, stats)
+        inline_report(probe, res)
         if key == "chain3":
             PER_AGENT[3] = {peer: scaled(s, 1 / 3) for peer, s in stats.items()}
 
@@ -419,7 +438,7 @@ def bench_chain(res: Results, cfg: dict[str, Any]) -> None:
           "invoke time / length", flush=True)
     have_lg = lg_available(res)
     for n in CHAIN_SIZES:
-        app, plain = cp_chain(n), plain_chain(n)
+        (app, probe), plain = probed(lambda n=n: cp_chain(n)), plain_chain(n)
         start = time.perf_counter()
         graph = lg_chain(n) if have_lg else None
         lg_compile = time.perf_counter() - start
@@ -436,6 +455,7 @@ def bench_chain(res: Results, cfg: dict[str, Any]) -> None:
         targets = {CP: (2e-6, "measured", "<= 2 us")} if n == 1000 else None
         report(res, f"chain{n}", f"2. {n:,}-chain, per agent", per_agent,
                baseline_label="plain call", targets=targets)
+        inline_report(probe, res)
         if graph is not None and n >= 1000:
             print(f"    (LangGraph compiled the {n:,}-chain in {fmt(lg_compile, 's')})",
                   flush=True)
@@ -652,7 +672,7 @@ def bench_sequential_1000(res: Results, cfg: dict[str, Any]) -> None:
     print(f"[6] LangGraph's bench graph sequential_{SEQ_NODES} and its counterpoint port",
           flush=True)
     have_lg = lg_available(res)
-    sync_app = cp_chain_of(state_noop, SEQ_NODES)
+    sync_app, probe = probed(lambda: cp_chain_of(state_noop, SEQ_NODES))
     async_app = cp_chain_of(state_anoop, SEQ_NODES)
     graph = lg_sequential(SEQ_NODES) if have_lg else None
 
@@ -677,6 +697,7 @@ def bench_sequential_1000(res: Results, cfg: dict[str, Any]) -> None:
     report(res, "sequential_1000.sync", f"6. sequential_{SEQ_NODES}, sync, per run", stats,
            labels={CP: "counterpoint invoke", LG: "LangGraph stream"},
            baseline_label="plain loop")
+    inline_report(probe, res)
 
     loop = asyncio.new_event_loop()
     try:
@@ -956,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
     return h.main(
         __doc__, sections, config, argv,
         quick_help="fewer repeats, a batch of 1,000 runs, fanout_to_subgraph 10x only "
-        "(about a minute instead of several)",
+        "(under a minute instead of about 5)",
         add_arguments=_add_arguments,
         run_instead=_start,
         table=print_table,
