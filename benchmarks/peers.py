@@ -574,7 +574,7 @@ def bench_async1000(res: Results, cfg: dict[str, Any]) -> None:
     report(res, "async1000", f"4. {ASYNC_WIDTH:,} x asyncio.sleep(50 ms), ainvoke wall",
            stats, baseline_label="asyncio.gather",
            labels={PLAIN: "plain asyncio.gather"},
-           targets={CP: (1.2, "ratio", "<= 1.2x gather")})
+           targets={CP: (1.1, "ratio", "<= 1.1x gather")})
 
 
 # --------------------------------------------------------------------------------------
