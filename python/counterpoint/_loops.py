@@ -82,6 +82,11 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
             # it in this step instead of after a trip through the selector.
             call = bridge.drain(continue_run=run_id)
             continued = True
+    except BaseException:
+        # Leaving early (cancelled, or the engine refused an outcome): what the last
+        # outcome queued was announced to no one (see AsyncCall::succeed), so take it.
+        bridge.drain()
+        raise
     finally:
         # Here rather than in a done callback: one callback less per task. A task
         # cancelled before its first step never gets here; its run's end forgets it.
