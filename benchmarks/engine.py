@@ -348,16 +348,25 @@ def fmt_ratio(ratio: float | None) -> str:
     return f"{ratio:.2f}x"
 
 
-def print_table(results: Results, fmt: Callable[[float, str], str] = fmt) -> None:
-    """Prints the results table; `fmt` formats each value with its unit."""
-    headers = ("Figure", "Measured", "Baseline (same run)", "Ratio", "Target", "Result")
+def print_table(
+    results: Results,
+    fmt: Callable[[float, str], str] = fmt,
+    *,
+    ratio_fmt: Callable[[float | None], str] = fmt_ratio,
+    extra: tuple[str, Callable[[dict[str, Any]], str]] | None = None,
+) -> None:
+    """Prints the results table; `fmt` formats each value with its unit, `ratio_fmt` each
+    ratio, and `extra` (header, cell of a row) adds a column after "Measured"."""
+    headers = ["Figure", "Measured", "Baseline (same run)", "Ratio", "Target", "Result"]
+    if extra is not None:
+        headers.insert(2, extra[0])
     rows = []
     noisy = False
     for row in results.rows:
         baseline = "-"
         if row["baseline"] is not None:
             baseline = f"{fmt(row['baseline'], row['unit'])} {row['baseline_label']}".strip()
-        ratio = fmt_ratio(row["ratio"])
+        ratio = ratio_fmt(row["ratio"])
         if row["ratio_label"]:
             ratio = f"{ratio} {row['ratio_label']}"
         status = row["status"]
@@ -366,10 +375,13 @@ def print_table(results: Results, fmt: Callable[[float, str], str] = fmt) -> Non
         if (row.get("background_cores") or 0.0) > NOISY_CORES:
             status += " *"
             noisy = True
-        rows.append(
-            (row["figure"], fmt(row["measured"], row["unit"]), baseline, ratio,
-             row["target_label"] or "-", status)
-        )
+        cells = [row["figure"], fmt(row["measured"], row["unit"]), baseline, ratio,
+                 row["target_label"] or "-", status]
+        if extra is not None:
+            cells.insert(2, extra[1](row))
+        rows.append(cells)
+    if not rows:
+        return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     print()

@@ -55,8 +55,9 @@ from typing import Annotated, Any, TypedDict
 
 import _harness as h
 import counterpoint as cp
-from _harness import NOISY_CORES, Results, fmt, fmt_ratio, interleaved, once, summary
+from _harness import Results, fmt, fmt_ratio, interleaved, once, summary
 from engine import _DispatchProbe, warn_if_moved
+from engine import print_table as print_results_table
 
 try:
     from langgraph.graph import END, START, StateGraph
@@ -186,40 +187,12 @@ def ratio_text(ratio: float | None) -> str:
 
 def print_table(results: Results) -> None:
     """engine.print_table with a spread column (min..max over the repeats)."""
-    headers = ("Figure", "Measured", "Spread (min..max)", "Baseline (same run)", "Ratio",
-               "Target", "Result")
-    rows = []
-    noisy = False
-    for row in results.rows:
-        unit = row["unit"]
-        baseline = "-"
-        if row["baseline"] is not None:
-            baseline = f"{fmt(row['baseline'], unit)} {row['baseline_label']}".strip()
-        ratio = ratio_text(row["ratio"])
-        if row["ratio_label"]:
-            ratio = f"{ratio} {row['ratio_label']}"
-        status = row["status"]
-        if status == "MISS" and row["miss_by"] is not None:
-            status = f"MISS (+{row['miss_by'] * 100:.0f}%)"
-        if (row.get("background_cores") or 0.0) > NOISY_CORES:
-            status += " *"
-            noisy = True
+    def spread_cell(row: dict[str, Any]) -> str:
         s = row["details"].get("summary")
-        rows.append((row["figure"], fmt(row["measured"], unit), spread(s, unit) if s else "-",
-                     baseline, ratio, row["target_label"] or "-", status))
-    if not rows:
-        return
-    widths = [max(len(hd), *(len(r[i]) for r in rows)) for i, hd in enumerate(headers)]
-    line = "  ".join(hd.ljust(w) for hd, w in zip(headers, widths))
-    print()
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    if noisy:
-        print(f"* measured while other processes kept more than {NOISY_CORES} cores busy: "
-              "treat as an upper bound and rerun on a quiet machine")
-    print()
+        return spread(s, row["unit"]) if s else "-"
+
+    print_results_table(results, fmt, ratio_fmt=ratio_text,
+                        extra=("Spread (min..max)", spread_cell))
 
 
 def print_side_by_side(sections: list[str]) -> None:
