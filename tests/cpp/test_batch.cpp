@@ -53,19 +53,6 @@ std::shared_ptr<CompiledGraph> doubling_graph(std::shared_ptr<Agent> agent) {
   return CompiledGraph::compile(spec);
 }
 
-// Counts how many of its invocations run at once.
-struct Concurrency {
-  std::atomic<int> now{0};
-  std::atomic<int> most{0};
-  void enter() {
-    const int value = now.fetch_add(1) + 1;
-    int seen = most.load();
-    while (value > seen && !most.compare_exchange_weak(seen, value)) {
-    }
-  }
-  void leave() { now.fetch_sub(1); }
-};
-
 }  // namespace
 
 TEST(batch_returns_every_index_with_its_run) {

@@ -65,13 +65,7 @@ TEST(budget_spent_stops_agents_from_starting) {
   auto c = spends(10);
   auto d = spends(10);
   auto e = spends(10);
-  GraphSpec spec;
-  spec.add("a", a);
-  spec.add("b", b, {"a"});
-  spec.add("c", c, {"b"});
-  spec.add("d", d, {"c"});
-  spec.add("e", e, {"d"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"a", a}, {"b", b}, {"c", c}, {"d", d}, {"e", e}});
   RunHandle run = finish(graph, with_budget({{"tokens", 25}, {"cost", 100}}));
   CHECK_EQ(run.status(), RunStatus::Failed);  // the sink never ran
   CHECK(run.budget_exhausted());

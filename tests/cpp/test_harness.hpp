@@ -6,6 +6,7 @@
 //
 // CHECK* record a failure and let the test go on (one run shows every broken check);
 // REQUIRE* end the test, for checks that later lines depend on.
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -17,6 +18,19 @@
 #include <utility>
 
 namespace cptest {
+
+// Counts how many of something run at once, and the most that ever did.
+struct Concurrency {
+  std::atomic<int> now{0};
+  std::atomic<int> most{0};
+  void enter() {
+    const int value = now.fetch_add(1) + 1;
+    int seen = most.load();
+    while (value > seen && !most.compare_exchange_weak(seen, value)) {
+    }
+  }
+  void leave() { now.fetch_sub(1); }
+};
 
 using TestFn = void (*)();
 

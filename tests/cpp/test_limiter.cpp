@@ -259,8 +259,7 @@ TEST(limiter_cap_holds_under_contention) {
   // which check the cap from the outside before releasing.
   constexpr unsigned kCap = 3;
   auto limiter = std::make_shared<Limiter>("contended", kCap, 0.0, 0.0);
-  std::atomic<int> active{0};
-  std::atomic<int> max_active{0};
+  Concurrency concurrency;
   std::atomic<int> completed{0};
   std::mutex mutex;
   std::condition_variable ready;
@@ -268,10 +267,7 @@ TEST(limiter_cap_holds_under_contention) {
   bool stop = false;
 
   auto on_grant = [&] {
-    const int now = active.fetch_add(1) + 1;
-    int seen = max_active.load();
-    while (now > seen && !max_active.compare_exchange_weak(seen, now)) {
-    }
+    concurrency.enter();
     {
       std::lock_guard<std::mutex> lock(mutex);
       work.push_back(1);
@@ -288,7 +284,7 @@ TEST(limiter_cap_holds_under_contention) {
         work.pop_front();
         lock.unlock();
         std::this_thread::yield();
-        active.fetch_sub(1);
+        concurrency.leave();
         completed.fetch_add(1);
         limiter->release();
         lock.lock();
@@ -309,7 +305,7 @@ TEST(limiter_cap_holds_under_contention) {
   }
   ready.notify_all();
   for (auto& t : releasers) t.join();
-  CHECK(max_active.load() <= static_cast<int>(kCap));
+  CHECK(concurrency.most.load() <= static_cast<int>(kCap));
   auto snap = limiter->snapshot();
   CHECK_EQ(snap.running, 0u);
   CHECK_EQ(snap.waiting, 0u);
@@ -344,17 +340,13 @@ TEST(limiter_waiting_agents_hold_no_pool_thread) {
   // continuations, so the blocking pool never grows by more than a thread or two (the
   // finishing call's thread is busy while it starts the next).
   auto limiter = std::make_shared<Limiter>("one-at-a-time", 1, 0.0, 0.0);
-  std::atomic<int> active{0};
-  std::atomic<int> max_active{0};
+  Concurrency concurrency;
   auto slow = lambda_agent([&](Invocation inv) {
     auto shared = std::make_shared<Invocation>(std::move(inv));
     Runtime::instance().pool().submit([&, shared] {
-      const int now = active.fetch_add(1) + 1;
-      int seen = max_active.load();
-      while (now > seen && !max_active.compare_exchange_weak(seen, now)) {
-      }
+      concurrency.enter();
       std::this_thread::sleep_for(milliseconds(2));
-      active.fetch_sub(1);
+      concurrency.leave();
       shared->completion.succeed(make(1));
     });
   });
@@ -371,7 +363,7 @@ TEST(limiter_waiting_agents_hold_no_pool_thread) {
     CHECK_EQ(run.status(), RunStatus::Succeeded);
   }
   CHECK_EQ(slow->calls(), 30);
-  CHECK_EQ(max_active.load(), 1);
+  CHECK_EQ(concurrency.most.load(), 1);
   CHECK(Runtime::instance().pool().threads() <= pool_before + 3);
   CHECK(eventually([&] { return limiter->snapshot().running == 0; }));
   CHECK_EQ(limiter->snapshot().max_running_seen, 1u);

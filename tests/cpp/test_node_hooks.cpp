@@ -123,10 +123,7 @@ TEST(hook_sees_every_outcome_before_the_run) {
 TEST(hook_delays_delivery_from_another_thread) {
   auto a = inline_agent(append("a"));
   auto b = inline_agent(append("b"));
-  GraphSpec spec;
-  spec.add("a", a);
-  spec.add("b", b, {"a"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"a", a}, {"b", b}});
   auto hook = std::make_shared<HoldingHook>();
   RunHandle run = start_with(graph, hooked(hook));
   auto first = hook->take();
@@ -154,10 +151,7 @@ TEST(hook_dropped_delivery_fails_the_node) {
     void on_outcome(const RunHandle&, std::uint32_t, Outcome, Completion) override {}
   };
   auto after = inline_agent(append("after"));
-  GraphSpec spec;
-  spec.add("work", inline_agent(append("work")));
-  spec.add("after", after, {"work"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"work", inline_agent(append("work"))}, {"after", after}});
   RunHandle run = finish(graph, hooked(std::make_shared<DroppingHook>()));
   CHECK_EQ(run.status(), RunStatus::Failed);
   auto work = outcome_of(run, graph, "work");
@@ -198,10 +192,7 @@ TEST(hook_may_change_what_it_delivers) {
     }
   };
   auto next = inline_agent(append("next"));
-  GraphSpec spec;
-  spec.add("draft", inline_agent(append("draft")));
-  spec.add("next", next, {"draft"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"draft", inline_agent(append("draft"))}, {"next", next}});
   RunHandle run = finish(graph, hooked(std::make_shared<GateHook>()));
   CHECK_EQ(run.status(), RunStatus::NeedsReview);
   auto draft = outcome_of(run, graph, "draft");

@@ -75,6 +75,21 @@ std::shared_ptr<CompiledGraph> single(const std::string& name, std::shared_ptr<A
   return CompiledGraph::compile(spec);
 }
 
+// A healthy service behind `breaker` and a one-slot limit that the test holds, so a call
+// queues for the slot until the test releases it.
+struct GuardedService {
+  explicit GuardedService(std::shared_ptr<CircuitBreaker> breaker) {
+    limit->acquire([] {});
+    AgentPolicy policy;
+    policy.breaker = std::move(breaker);
+    policy.limits = {limit};
+    graph = single("svc", with_policy(healthy, policy));
+  }
+  std::shared_ptr<Limiter> limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
+  std::shared_ptr<Service> healthy = service(0);
+  std::shared_ptr<CompiledGraph> graph;
+};
+
 // Fails inside invoke(), on the oneTBB worker.
 std::shared_ptr<LambdaAgent> failing_inline(std::string message) {
   return lambda_agent([message](Invocation inv) { inv.completion.fail(Failure{message, {}}); });
@@ -499,18 +514,14 @@ TEST(policy_cancelled_probe_is_abandoned_not_failed) {
 TEST(policy_shared_limit_caps_several_agents) {
   // Two agents share one provider limit of 2; six calls of each in one fan-out.
   auto limit = std::make_shared<Limiter>("provider", 2, 0.0, 0.0);
-  std::atomic<int> active{0};
-  std::atomic<int> max_active{0};
+  Concurrency concurrency;
   auto make_worker = [&] {
     return lambda_agent([&](Invocation inv) {
       auto shared = std::make_shared<Invocation>(std::move(inv));
       Runtime::instance().pool().submit([&, shared] {
-        const int now = active.fetch_add(1) + 1;
-        int seen = max_active.load();
-        while (now > seen && !max_active.compare_exchange_weak(seen, now)) {
-        }
+        concurrency.enter();
         std::this_thread::sleep_for(milliseconds(5));
-        active.fetch_sub(1);
+        concurrency.leave();
         shared->completion.succeed(make(1));
       });
     });
@@ -535,7 +546,7 @@ TEST(policy_shared_limit_caps_several_agents) {
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(as_int(run.sink_outputs().at(0).second), 12);
   CHECK_EQ(a->calls() + b->calls(), 12);
-  CHECK(max_active.load() <= 2);
+  CHECK(concurrency.most.load() <= 2);
   CHECK(limit->snapshot().max_running_seen <= 2u);
   CHECK(eventually([&] { return limit->snapshot().running == 0; }));
   CHECK_EQ(limit->snapshot().granted, 12u);
@@ -690,36 +701,30 @@ TEST(policy_refused_grant_gives_back_its_slot) {
   // Queued while closed, refused at the grant because the breaker opened meanwhile: the
   // limit slot comes back, the probe slot is untouched, and the breaker heals normally.
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.5);
-  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
-  limit->acquire([] {});  // the test holds the only slot
-  auto healthy = service(0);
-  AgentPolicy policy;
-  policy.breaker = breaker;
-  policy.limits = {limit};
-  auto graph = single("svc", with_policy(healthy, policy));
-  RunHandle queued = start_input(graph);
-  REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
+  GuardedService s(breaker);
+  RunHandle queued = start_input(s.graph);
+  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
   const auto opened = std::chrono::steady_clock::now();
   breaker->record_failure();  // another caller saw the service fail: open
-  limit->release();
+  s.limit->release();
   wait_end(queued);
   // Unless the grant took longer than the reset timeout (then the call was the probe).
   if (seconds_since(opened) < 0.45) {
     CHECK_EQ(queued.status(), RunStatus::Failed);
     CHECK_EQ(queued.outcome(0)->failure.kind, FailureKind::CircuitOpen);
-    CHECK_EQ(healthy->calls(), 0);
+    CHECK_EQ(s.healthy->calls(), 0);
     CHECK_EQ(breaker->snapshot().rejected, 1u);
   }
-  CHECK(eventually([&] { return limit->snapshot().running == 0; }));
+  CHECK(eventually([&] { return s.limit->snapshot().running == 0; }));
   if (queued.status() == RunStatus::Failed) {
     // After the reset timeout the next call is the probe, and it closes the breaker.
     REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
-    RunHandle probe = finish_input(graph);
+    RunHandle probe = finish_input(s.graph);
     CHECK_EQ(probe.status(), RunStatus::Succeeded);
   }
   CHECK_EQ(breaker->snapshot().state, BreakerState::Closed);
-  CHECK_EQ(healthy->calls(), 1);
-  CHECK(eventually([&] { return limit->snapshot().running == 0; }));
+  CHECK_EQ(s.healthy->calls(), 1);
+  CHECK(eventually([&] { return s.limit->snapshot().running == 0; }));
 }
 
 TEST(policy_probe_waiting_for_a_limit_is_not_lost) {
@@ -729,88 +734,65 @@ TEST(policy_probe_waiting_for_a_limit_is_not_lost) {
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.05);
   breaker->record_failure();
   REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
-  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
-  limit->acquire([] {});
-  auto healthy = service(0);
-  AgentPolicy policy;
-  policy.breaker = breaker;
-  policy.limits = {limit};
-  auto graph = single("svc", with_policy(healthy, policy));
-  RunHandle run = start_input(graph);
-  REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
-  limit->release();
+  GuardedService s(breaker);
+  RunHandle run = start_input(s.graph);
+  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
+  s.limit->release();
   wait_end(run);
   CHECK_EQ(run.status(), RunStatus::Succeeded);
-  CHECK_EQ(healthy->calls(), 1);
+  CHECK_EQ(s.healthy->calls(), 1);
   CHECK_EQ(breaker->snapshot().state, BreakerState::Closed);
-  CHECK_EQ(finish_input(graph).status(), RunStatus::Succeeded);
-  CHECK(eventually([&] { return limit->snapshot().running == 0; }));
+  CHECK_EQ(finish_input(s.graph).status(), RunStatus::Succeeded);
+  CHECK(eventually([&] { return s.limit->snapshot().running == 0; }));
 }
 
 TEST(policy_refused_grant_does_not_free_another_calls_probe) {
   // Half-open with a probe in flight elsewhere; a queued call granted now is refused, and
   // its refusal must not free the probe slot it never held (a second probe would go out).
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.05);
-  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
-  limit->acquire([] {});
-  auto healthy = service(0);
-  AgentPolicy policy;
-  policy.breaker = breaker;
-  policy.limits = {limit};
-  auto graph = single("svc", with_policy(healthy, policy));
-  RunHandle queued = start_input(graph);
-  REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
+  GuardedService s(breaker);
+  RunHandle queued = start_input(s.graph);
+  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
   breaker->record_failure();
   REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
   REQUIRE(breaker->allow());  // another caller's probe is now in flight
-  limit->release();
+  s.limit->release();
   wait_end(queued);
   CHECK_EQ(queued.outcome(0)->failure.kind, FailureKind::CircuitOpen);
-  CHECK_EQ(healthy->calls(), 0);
+  CHECK_EQ(s.healthy->calls(), 0);
   CHECK(!breaker->allow());  // still that caller's probe
   breaker->record_success();
   CHECK_EQ(breaker->snapshot().state, BreakerState::Closed);
-  CHECK(eventually([&] { return limit->snapshot().running == 0; }));
+  CHECK(eventually([&] { return s.limit->snapshot().running == 0; }));
 }
 
 TEST(policy_withdrawn_call_does_not_free_another_calls_probe) {
   // A call queued while the breaker was closed is withdrawn (its run was cancelled) while
   // another caller probes: the withdrawal must leave that probe slot alone.
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.05);
-  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
-  limit->acquire([] {});
-  auto healthy = service(0);
-  AgentPolicy policy;
-  policy.breaker = breaker;
-  policy.limits = {limit};
-  auto graph = single("svc", with_policy(healthy, policy));
-  RunHandle queued = start_input(graph);
-  REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
+  GuardedService s(breaker);
+  RunHandle queued = start_input(s.graph);
+  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
   breaker->record_failure();
   REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
   REQUIRE(breaker->allow());  // the other caller's probe
   CHECK(queued.cancel());
-  CHECK_EQ(limit->snapshot().waiting, 0u);
+  CHECK_EQ(s.limit->snapshot().waiting, 0u);
   CHECK(!breaker->allow());  // the probe slot is still taken
   breaker->record_success();
-  limit->release();
-  CHECK_EQ(healthy->calls(), 0);
+  s.limit->release();
+  CHECK_EQ(s.healthy->calls(), 0);
 }
 
 TEST(policy_open_breaker_fails_fast_without_queueing) {
   // While the breaker is open, a call does not wait for a limit slot to be refused.
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 60.0);
   breaker->record_failure();
-  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
-  limit->acquire([] {});  // held for the whole test
-  auto healthy = service(0);
-  AgentPolicy policy;
-  policy.breaker = breaker;
-  policy.limits = {limit};
-  RunHandle run = finish_input(single("svc", with_policy(healthy, policy)));
+  GuardedService s(breaker);
+  RunHandle run = finish_input(s.graph);
   CHECK_EQ(run.outcome(0)->failure.kind, FailureKind::CircuitOpen);
-  CHECK_EQ(limit->snapshot().waiting, 0u);
+  CHECK_EQ(s.limit->snapshot().waiting, 0u);
   CHECK_EQ(breaker->snapshot().rejected, 1u);
-  limit->release();
-  CHECK_EQ(healthy->calls(), 0);
+  s.limit->release();
+  CHECK_EQ(s.healthy->calls(), 0);
 }

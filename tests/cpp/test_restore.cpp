@@ -36,31 +36,18 @@ Outcome routed(Payload output, std::vector<std::string> routes) {
   return outcome;
 }
 
-std::vector<Event> all_events(RunHandle& run) {
-  std::vector<Event> events;
-  for (int rounds = 0; rounds < 10000; ++rounds) {
-    if (!run.next_events(events, milliseconds(100))) return events;
-  }
-  report_failure(__FILE__, __LINE__, "next_events never reported the end of the run");
-  return events;
-}
-
 }  // namespace
 
 TEST(restore_outcomes_resolve_without_running) {
   auto a = inline_agent(append("a"));
   auto b = pooled_agent(milliseconds(1), append("b"));
   auto c = inline_agent(append("c"));
-  GraphSpec spec;
-  spec.add("a", a);
-  spec.add("b", b, {"a"});
-  spec.add("c", c, {"b"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"a", a}, {"b", b}, {"c", c}});
   RunOptions options = resume({known(graph, "a", Outcome::success(make(std::string("A*")))),
                                known(graph, "b", Outcome::success(make(std::string("B*"))))});
   options.record_events = true;
   RunHandle run = graph->start(std::move(options));
-  auto events = all_events(run);
+  auto events = drain_events(run);
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(a->calls() + b->calls(), 0);
   CHECK_EQ(c->calls(), 1);
@@ -89,11 +76,7 @@ TEST(restore_a_middle_node_waits_for_its_predecessors) {
   auto a = inline_agent(append("a"));
   auto b = inline_agent(append("b"));
   auto c = inline_agent(append("c"));
-  GraphSpec spec;
-  spec.add("a", a);
-  spec.add("b", b, {"a"});
-  spec.add("c", c, {"b"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"a", a}, {"b", b}, {"c", c}});
   RunHandle run =
       finish(graph, resume({known(graph, "b", Outcome::success(make(std::string("B*"))))}));
   CHECK_EQ(run.status(), RunStatus::Succeeded);
@@ -107,10 +90,7 @@ TEST(restore_a_middle_node_waits_for_its_predecessors) {
 TEST(restore_everything_runs_no_agent) {
   auto a = inline_agent(append("a"));
   auto b = inline_agent(append("b"));
-  GraphSpec spec;
-  spec.add("a", a);
-  spec.add("b", b, {"a"});
-  auto graph = CompiledGraph::compile(spec);
+  auto graph = chain_of({{"a", a}, {"b", b}});
   RunHandle run = finish(graph, resume({known(graph, "a", Outcome::success(make(std::string("A")))),
                                         known(graph, "b", Outcome::success(make(std::string("B"))))}));
   CHECK_EQ(run.status(), RunStatus::Succeeded);

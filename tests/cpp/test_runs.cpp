@@ -14,10 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "counterpoint/counterpoint.hpp"
-#include "counterpoint/policy_agent.hpp"
-#include "test_agents.hpp"
-#include "test_harness.hpp"
+#include "test_support.hpp"
 
 using namespace counterpoint;
 using namespace cptest;
@@ -59,21 +56,6 @@ NodeStatus node_status(const RunHandle& run, const std::shared_ptr<CompiledGraph
 Payload node_output(const RunHandle& run, const std::shared_ptr<CompiledGraph>& graph,
                     const std::string& name) {
   return run.outcome(index_of(graph, name))->output;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-// Collects every event of a recording run, in order, until the run has ended and the
-// queue is drained.
-std::vector<Event> drain_events(RunHandle& run) {
-  std::vector<Event> events;
-  for (int rounds = 0; rounds < 10000; ++rounds) {
-    if (!run.next_events(events, milliseconds(100))) return events;
-  }
-  report_failure(__FILE__, __LINE__, "next_events never reported the end of the run");
-  return events;
 }
 
 }  // namespace
@@ -1061,10 +1043,6 @@ TEST(run_cancel_reaches_delegated_child) {
 // they are here mostly for the sanitizers.
 
 namespace {
-std::shared_ptr<Agent> with_policy(std::shared_ptr<Agent> inner, AgentPolicy policy) {
-  return std::make_shared<PolicyAgent>(std::move(inner), std::move(policy));
-}
-
 // Fails on a pool thread until `failures` attempts have failed, then succeeds.
 std::shared_ptr<LambdaAgent> flaky_agent(int failures, std::shared_ptr<std::atomic<int>> attempts) {
   return lambda_agent([failures, attempts](Invocation inv) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <fstream>
+#include <initializer_list>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,22 @@ inline RunHandle finish_input(const std::shared_ptr<CompiledGraph>& graph, Paylo
   return finish(graph, std::move(options));
 }
 
+// A chain of agents, each after the one before it, named as given.
+inline std::shared_ptr<CompiledGraph> chain_of(
+    std::initializer_list<std::pair<std::string, std::shared_ptr<Agent>>> agents) {
+  GraphSpec spec;
+  const std::string* previous = nullptr;
+  for (const auto& [name, agent] : agents) {
+    if (previous == nullptr) {
+      spec.add(name, agent);
+    } else {
+      spec.add(name, agent, {*previous});
+    }
+    previous = &name;
+  }
+  return CompiledGraph::compile(spec);
+}
+
 inline std::uint32_t node_index(const std::shared_ptr<CompiledGraph>& graph,
                                 const std::string& name) {
   const auto index = graph->plan().find(name);
@@ -85,6 +102,17 @@ inline NodeOutcome outcome_of(const RunHandle& run, const std::shared_ptr<Compil
 inline NodeStatus status_of(const RunHandle& run, const std::shared_ptr<CompiledGraph>& graph,
                             const std::string& name) {
   return outcome_of(run, graph, name).status;
+}
+
+// Collects every event of a recording run, in order, until the run has ended and the
+// queue is drained.
+inline std::vector<Event> drain_events(RunHandle& run) {
+  std::vector<Event> events;
+  for (int rounds = 0; rounds < 10000; ++rounds) {
+    if (!run.next_events(events, std::chrono::milliseconds(100))) return events;
+  }
+  report_failure(__FILE__, __LINE__, "next_events never reported the end of the run");
+  return events;
 }
 
 inline bool contains(const std::string& text, const std::string& part) {

@@ -112,25 +112,21 @@ TEST(pool_reuses_idle_threads) {
 
 TEST(pool_respects_max_threads) {
   constexpr int kTasks = 6;
-  std::atomic<int> running{0};
-  std::atomic<int> most{0};
+  cptest::Concurrency concurrency;
   std::atomic<int> done{0};
   ElasticThreadPool pool(options(2, seconds(10)));
   for (int i = 0; i < kTasks; ++i) {
     pool.submit([&] {
-      const int now = running.fetch_add(1) + 1;
-      int seen = most.load();
-      while (now > seen && !most.compare_exchange_weak(seen, now)) {
-      }
+      concurrency.enter();
       std::this_thread::sleep_for(milliseconds(100));
-      running.fetch_sub(1);
+      concurrency.leave();
       done.fetch_add(1);
     });
   }
   CHECK(pool.threads() <= 2);
   CHECK(pool.queued() >= 2);
   CHECK(cptest::eventually([&] { return done.load() == kTasks; }, milliseconds(20000)));
-  CHECK(most.load() <= 2);
+  CHECK(concurrency.most.load() <= 2);
   CHECK_EQ(pool.threads(), std::size_t{2});
 }
 
@@ -314,22 +310,18 @@ TEST(pool_blocked_threads_do_not_count_against_the_cap) {
   CHECK_EQ(timed_out.load(), 0);
   CHECK(cptest::eventually([&] { return pool.blocked_threads() == 0; }));
   // Stand-ins retire once the waiters are back: at most max_threads run tasks again.
-  std::atomic<int> most{0};
-  std::atomic<int> running{0};
+  cptest::Concurrency concurrency;
   std::atomic<int> done{0};
   for (int i = 0; i < 8; ++i) {
     pool.submit([&] {
-      const int now = running.fetch_add(1) + 1;
-      int seen = most.load();
-      while (now > seen && !most.compare_exchange_weak(seen, now)) {
-      }
+      concurrency.enter();
       std::this_thread::sleep_for(milliseconds(20));
-      running.fetch_sub(1);
+      concurrency.leave();
       done.fetch_add(1);
     });
   }
   CHECK(cptest::eventually([&] { return done.load() == 8; }, milliseconds(15000)));
-  CHECK(most.load() <= 2 + kWaiters);  // surplus threads may finish one task each
+  CHECK(concurrency.most.load() <= 2 + kWaiters);  // surplus threads may finish one task each
 }
 
 TEST(pool_blocked_limit_fails_at_once) {
