@@ -56,7 +56,7 @@ from typing import Annotated, Any, TypedDict
 import _harness as h
 import counterpoint as cp
 from _harness import Results, fmt, fmt_ratio, interleaved, once, summary
-from engine import _DispatchProbe, warn_if_moved
+from engine import SLEEP, _DispatchProbe, async_sleeper, noop, sleeper, warn_if_moved
 from engine import print_table as print_results_table
 
 try:
@@ -69,7 +69,6 @@ try:
 except ImportError:  # the LangGraph rows are skipped
     StateGraph = None  # type: ignore[assignment,misc]
 
-SLEEP = 0.05
 FANOUT_WIDTH = 5
 CHAIN_SIZES = (10, 100, 1000)
 SYNC_WIDTH = 64
@@ -251,20 +250,6 @@ def on_loop(loop: asyncio.AbstractEventLoop,
 # --------------------------------------------------------------------------------------
 # Agents and the three implementations of each shape
 # --------------------------------------------------------------------------------------
-
-
-def noop(x):
-    return x
-
-
-def sleeper(x):
-    time.sleep(SLEEP)
-    return x
-
-
-async def async_sleeper(x):
-    await asyncio.sleep(SLEEP)
-    return x
 
 
 class XState(TypedDict):

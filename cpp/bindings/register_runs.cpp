@@ -163,6 +163,15 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
 
 namespace {
 
+// The options of a run that is neither durable nor recording events: the hot paths of
+// invoke and ainvoke, which take their few arguments directly instead of a RunRequest.
+RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
+                             std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
+                             double deadline) {
+  return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), false,
+                                       std::move(budget), deadline, py::none(), nullptr, {}});
+}
+
 // What a run that could not start (shutting down, a durable run whose record could not be
 // written) reports in its batch slot.
 RunReport unstarted_report(const std::string& error) {
@@ -356,10 +365,8 @@ void register_runs(py::module_& m) {
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
          py::object budget, double deadline) {
-        // The hot path of ainvoke: no RunRequest object, since nothing durable rides along.
-        RunOptions options = run_options(
-            graph, RunRequest{std::move(input), std::move(dispatcher), false, std::move(budget),
-                              deadline, py::none(), nullptr, {}});
+        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
+                                               std::move(budget), deadline);
         py::gil_scoped_release nogil;
         return graph.start(std::move(options));
       },
@@ -369,10 +376,8 @@ void register_runs(py::module_& m) {
       "invoke",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
          py::object budget, double deadline) {
-        // The hot path: no RunRequest object, since nothing durable rides along.
-        RunOptions options = run_options(
-            graph, RunRequest{std::move(input), std::move(dispatcher), false, std::move(budget),
-                              deadline, py::none(), nullptr, {}});
+        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
+                                               std::move(budget), deadline);
         RunHandle run;
         {
           py::gil_scoped_release nogil;

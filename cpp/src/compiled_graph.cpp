@@ -147,7 +147,7 @@ class DirectDelivery {
 
 void FlowGraph::start(const std::shared_ptr<RunState>& run) {
   for (std::uint32_t entry : plan_->entries()) {
-    if (plan_->nodes()[entry].agent->hands_off() && DirectDelivery::allowed()) {
+    if (plan_->nodes()[entry].hands_off && DirectDelivery::allowed()) {
       const DirectDelivery direct;
       on_message(entry, Message{run, kStartSignal});
     } else {

@@ -191,11 +191,12 @@ std::shared_ptr<const Plan> Plan::build(const GraphSpec& spec) {
       }
     }
   }
+  for (PlanNode& node : plan->nodes_) node.hands_off = node.agent->hands_off();
   for (PlanNode& node : plan->nodes_) {
     node.successors_hand_off =
         !node.successors.empty() &&
         std::all_of(node.successors.begin(), node.successors.end(),
-                    [&](std::uint32_t succ) { return plan->nodes_[succ].agent->hands_off(); });
+                    [&](std::uint32_t succ) { return plan->nodes_[succ].hands_off; });
   }
   for (std::uint32_t i = 0; i < plan->nodes_.size(); ++i) {
     if (plan->nodes_[i].predecessors.empty()) plan->entries_.push_back(i);

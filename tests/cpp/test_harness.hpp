@@ -6,7 +6,10 @@
 //
 // CHECK* record a failure and let the test go on (one run shows every broken check);
 // REQUIRE* end the test, for checks that later lines depend on.
+#include <pthread.h>
+
 #include <atomic>
+#include <cstddef>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -18,6 +21,16 @@
 #include <utility>
 
 namespace cptest {
+
+// The stack size of the calling thread (0 if it cannot be read).
+inline std::size_t current_stack_size() {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+  std::size_t size = 0;
+  pthread_attr_getstacksize(&attr, &size);
+  pthread_attr_destroy(&attr);
+  return size;
+}
 
 // Counts how many of something run at once, and the most that ever did.
 struct Concurrency {

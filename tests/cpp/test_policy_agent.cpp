@@ -78,13 +78,24 @@ std::shared_ptr<CompiledGraph> single(const std::string& name, std::shared_ptr<A
 // A healthy service behind `breaker` and a one-slot limit that the test holds, so a call
 // queues for the slot until the test releases it.
 struct GuardedService {
-  explicit GuardedService(std::shared_ptr<CircuitBreaker> breaker) {
+  explicit GuardedService(std::shared_ptr<CircuitBreaker> breaker_) : breaker(std::move(breaker_)) {
     limit->acquire([] {});
     AgentPolicy policy;
-    policy.breaker = std::move(breaker);
+    policy.breaker = breaker;
     policy.limits = {limit};
     graph = single("svc", with_policy(healthy, policy));
   }
+  // Starts a call that queues for the held slot; then the breaker fails into half-open
+  // and another caller takes its probe.
+  RunHandle queue_while_another_probes() {
+    RunHandle queued = start_input(graph);
+    REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
+    breaker->record_failure();
+    REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
+    REQUIRE(breaker->allow());  // the other caller's probe
+    return queued;
+  }
+  std::shared_ptr<CircuitBreaker> breaker;
   std::shared_ptr<Limiter> limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
   std::shared_ptr<Service> healthy = service(0);
   std::shared_ptr<CompiledGraph> graph;
@@ -751,11 +762,7 @@ TEST(policy_refused_grant_does_not_free_another_calls_probe) {
   // its refusal must not free the probe slot it never held (a second probe would go out).
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.05);
   GuardedService s(breaker);
-  RunHandle queued = start_input(s.graph);
-  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
-  breaker->record_failure();
-  REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
-  REQUIRE(breaker->allow());  // another caller's probe is now in flight
+  RunHandle queued = s.queue_while_another_probes();
   s.limit->release();
   wait_end(queued);
   CHECK_EQ(queued.outcome(0)->failure.kind, FailureKind::CircuitOpen);
@@ -771,11 +778,7 @@ TEST(policy_withdrawn_call_does_not_free_another_calls_probe) {
   // another caller probes: the withdrawal must leave that probe slot alone.
   auto breaker = std::make_shared<CircuitBreaker>("svc", 1, 60.0, 0.05);
   GuardedService s(breaker);
-  RunHandle queued = start_input(s.graph);
-  REQUIRE(eventually([&] { return s.limit->snapshot().waiting == 1; }));
-  breaker->record_failure();
-  REQUIRE(eventually([&] { return breaker->snapshot().state == BreakerState::HalfOpen; }));
-  REQUIRE(breaker->allow());  // the other caller's probe
+  RunHandle queued = s.queue_while_another_probes();
   CHECK(queued.cancel());
   CHECK_EQ(s.limit->snapshot().waiting, 0u);
   CHECK(!breaker->allow());  // the probe slot is still taken

@@ -1153,15 +1153,6 @@ std::shared_ptr<ElasticThreadPool> small_pool(std::size_t max_threads, std::size
   return std::make_shared<ElasticThreadPool>(options);
 }
 
-std::size_t current_stack_size() {
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
-  std::size_t size = 0;
-  pthread_attr_getstacksize(&attr, &size);
-  pthread_attr_destroy(&attr);
-  return size;
-}
-
 // Uses about `bytes` of stack.
 [[gnu::noinline]] int recurse(std::size_t bytes) {
   volatile char frame[4096];

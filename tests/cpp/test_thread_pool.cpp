@@ -65,16 +65,6 @@ ElasticThreadPool::Options options(std::size_t max_threads, milliseconds idle,
   return o;
 }
 
-// The stack size of the calling thread.
-std::size_t current_stack_size() {
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
-  std::size_t size = 0;
-  pthread_attr_getstacksize(&attr, &size);
-  pthread_attr_destroy(&attr);
-  return size;
-}
-
 }  // namespace
 
 TEST(pool_grows_for_blocking_tasks) {
@@ -374,7 +364,7 @@ TEST(pool_threads_get_the_main_thread_stack) {
   CHECK(expected >= std::size_t{2} << 20);
   std::atomic<std::size_t> seen{0};
   ElasticThreadPool pool(options(2, seconds(10)));
-  pool.submit([&] { seen.store(current_stack_size()); });
+  pool.submit([&] { seen.store(cptest::current_stack_size()); });
   REQUIRE(cptest::eventually([&] { return seen.load() != 0; }));
   CHECK(seen.load() >= expected);
 }

@@ -21,9 +21,11 @@ struct PlanNode {
   int priority = 0;
   JoinMode join = JoinMode::All;
   ErrorMode on_error = ErrorMode::FailRun;  // resolved against the graph's mode
-  // Every successor's agent hands_off(): a resolved outcome can reach them on the
-  // resolving thread (see FlowGraph::forward).
-  bool successors_hand_off = false;
+  // agent->hands_off(), asked once here rather than in every run: the node can be told
+  // on the thread that starts the run or resolves its predecessors (FlowGraph::forward).
+  bool hands_off = false;
+  bool successors_hand_off = false;  // every successor hands_off
+
 };
 
 class Plan {
