@@ -425,7 +425,7 @@ def bench_customer(res: Results, cfg: dict[str, Any]) -> None:
                 samples[name].append(runners[name]())
         # One streamed run (untimed): when did each route start and finish?
         timeline: dict[str, dict[str, float]] = {}
-        for event in app.stream(MESSAGE):
+        for event in app.stream(MESSAGE, stream_mode="events"):
             if event.agent and event.kind in ("start", "finish"):
                 timeline.setdefault(event.agent, {})[event.kind] = event.time
     finally:

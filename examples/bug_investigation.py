@@ -142,7 +142,7 @@ def main() -> None:
     print(f"Bug: {BUG}\n")
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
-    for event in investigation.stream(BUG):
+    for event in investigation.stream(BUG, stream_mode="events"):
         if event.kind == "end":
             wall = time.perf_counter() - started
             summary = event.output

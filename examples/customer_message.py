@@ -212,7 +212,7 @@ def main() -> None:
     print("\n".join(f"  | {line}" for line in parallel_reply.splitlines()))
 
     print("\nStreaming the parallel run (events as they happen):")
-    for event in app.stream(MESSAGE):
+    for event in app.stream(MESSAGE, stream_mode="events"):
         agent = event.agent or "(run)"
         print(f"  {event.time:6.3f} s  {agent:<11} {event.kind}")
         if event.kind == "finish" and event.agent in ticket["urgent"]:

@@ -181,7 +181,7 @@ def main() -> None:
     print("Streaming the run (events as they happen):")
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
-    for event in app.stream(MESSAGE):
+    for event in app.stream(MESSAGE, stream_mode="events"):
         if event.kind == "end":
             wall = time.perf_counter() - started
             final_reply = event.output

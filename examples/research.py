@@ -99,7 +99,7 @@ def main() -> None:
     timings: dict[str, dict[str, float]] = {}
     readers: dict[str, str] = {}
     started = time.perf_counter()
-    for event in research.stream(QUESTION):
+    for event in research.stream(QUESTION, stream_mode="events"):
         if event.kind == "end":
             wall = time.perf_counter() - started
             answer = event.output

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gil.hpp"
+#include "observer.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
 #include "records.hpp"
@@ -191,6 +192,7 @@ py::object LoopDispatcher::take() {
   });
   LoopWork work;
   for (Start& start : starts) {
+    observe_call(start.invocation);
     py::object input = inputs_to_python(start.invocation.inputs);
     start.invocation.inputs.items.clear();
     PyObject* context = copy_run_context(start.invocation);

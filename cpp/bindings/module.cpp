@@ -10,6 +10,7 @@ PYBIND11_MODULE(_core, m) {
   register_graph(m);
   register_results(m);
   register_loop_dispatcher(m);
+  register_observer(m);
   register_checkpoints(m);
   register_runs(m);
   register_runtime(m);

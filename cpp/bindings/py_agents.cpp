@@ -5,6 +5,7 @@
 #include "counterpoint/runtime.hpp"
 #include "gil.hpp"
 #include "loop_dispatcher.hpp"
+#include "observer.hpp"
 #include "py_payload.hpp"
 #include "results.hpp"
 #include "register.hpp"
@@ -24,11 +25,13 @@ using SteadyClock = std::chrono::steady_clock;
 
 PyRef::~PyRef() { release_object(object_); }
 
-std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher) {
+std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher,
+                                             py::object observer) {
   PyObject* context = PyContext_CopyCurrent();
   if (context == nullptr) throw py::error_already_set();
-  return std::make_shared<RunContext>(std::move(dispatcher),
-                                      py::reinterpret_steal<py::object>(context));
+  return std::make_shared<RunContext>(
+      std::move(dispatcher), py::reinterpret_steal<py::object>(context),
+      observer.is_none() ? nullptr : std::make_shared<const PyRef>(std::move(observer)));
 }
 
 PyObject* copy_run_context(const Invocation& invocation) {
@@ -112,6 +115,7 @@ void SyncAgent::call(Invocation& invocation) {
     // Timed from here, after the GIL was taken: waiting for it is not the agent's time.
     const SteadyClock::time_point started = SteadyClock::now();
     try {
+      observe_call(invocation);
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
       PyObject* context = copy_run_context(invocation);
@@ -175,11 +179,21 @@ void AsyncAgent::invoke(Invocation invocation) {
 
 void SubgraphAgent::invoke(Invocation invocation) {
   Payload input;
-  if (invocation.inputs.kind == Inputs::Kind::Joined) {
+  const bool joined = invocation.inputs.kind == Inputs::Kind::Joined;
+  if (joined || has_observer(invocation)) {
     if (!python_alive()) {
       invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
       return;
     }
+    ScopedGil gil;
+    try {
+      observe_call(invocation);  // its child run's agents then nest under this call
+    } catch (py::error_already_set& error) {
+      invocation.completion.fail(failure_from(error));
+      return;
+    }
+  }
+  if (joined) {
     ScopedGil gil;
     input = to_payload(inputs_to_python(invocation.inputs));
     invocation.inputs.items.clear();

@@ -31,18 +31,24 @@ class PyRef {
 class LoopDispatcher;
 
 // What the bindings attach to every run (RunOptions::context, inherited by child runs):
-// the event loop its coroutine agents run on, and the contextvars.Context of the code
-// that started it. Every agent call runs in a fresh copy of that context, on pool threads
-// and on the loop alike, so callbacks and trace context follow their own run.
+// the event loop its coroutine agents run on, the contextvars.Context of the code that
+// started it, and the run's observer, if any (see observer.hpp). Every agent call runs in
+// a fresh copy of that context, on pool threads and on the loop alike, so callbacks and
+// trace context follow their own run.
 struct RunContext {
-  RunContext(std::shared_ptr<LoopDispatcher> loop, py::object context)
-      : dispatcher(std::move(loop)), caller_context(std::move(context)) {}
+  RunContext(std::shared_ptr<LoopDispatcher> loop, py::object context,
+             std::shared_ptr<const PyRef> run_observer)
+      : dispatcher(std::move(loop)),
+        caller_context(std::move(context)),
+        observer(std::move(run_observer)) {}
   std::shared_ptr<LoopDispatcher> dispatcher;  // null: the run has no coroutine agents
   PyRef caller_context;
+  std::shared_ptr<const PyRef> observer;       // null: nobody observes agent calls
 };
 
-// Requires the GIL. Captures the calling thread's current context.
-std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher);
+// Requires the GIL. Captures the calling thread's current context; `observer` may be None.
+std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dispatcher,
+                                             py::object observer = py::none());
 // Requires the GIL. A new reference to a copy of the run's caller context, or null when
 // the invocation carries none.
 PyObject* copy_run_context(const Invocation& invocation);

@@ -157,6 +157,8 @@ void register_enums(py::module_& m) {
       .value("cancel", EventKind::Cancel)
       .value("skip", EventKind::Skip)
       .value("review", EventKind::Review)
+      .value("custom", EventKind::Custom)
+      .value("message", EventKind::Message)
       .finalize();
   py::native_enum<JoinMode>(m, "JoinMode", "enum.Enum", "When an agent with several predecessors runs.")
       .value("all", JoinMode::All)

@@ -144,7 +144,8 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
                        std::shared_ptr<RunContext> context) {
   RunOptions options;
   options.input = to_payload(request.input);
-  options.context = context ? std::move(context) : make_run_context(request.dispatcher);
+  options.context =
+      context ? std::move(context) : make_run_context(request.dispatcher, request.observer);
   options.context_observer = request.dispatcher;
   options.record_events = request.record_events;
   options.budget = usage_from_python(request.budget);
@@ -169,7 +170,8 @@ RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
                              double deadline) {
   return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), false,
-                                       std::move(budget), deadline, py::none(), nullptr, {}});
+                                       std::move(budget), deadline, py::none(), nullptr, {},
+                                       py::none()});
 }
 
 // What a run that could not start (shutting down, a durable run whose record could not be
@@ -220,7 +222,16 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
       try {
         py::object item = py::reinterpret_borrow<py::list>(inputs_ref->get())[index];
         py::object request = prepare_ref->get()(index, item);
-        RunOptions run = run_options(*target, request.cast<const RunRequest&>(), context);
+        const auto& prepared = request.cast<const RunRequest&>();
+        // A run observed on its own (its own callbacks) keeps the batch caller's context.
+        RunOptions run = run_options(
+            *target, prepared,
+            prepared.observer.is_none()
+                ? context
+                : std::make_shared<RunContext>(
+                      context->dispatcher,
+                      py::reinterpret_borrow<py::object>(context->caller_context.get()),
+                      std::make_shared<const PyRef>(prepared.observer)));
         drain_released_objects();
         return run;
       } catch (py::error_already_set& error) {
@@ -278,20 +289,22 @@ void register_runs(py::module_& m) {
   py::class_<RunRequest>(m, "RunRequest", "How to start one run.")
       .def(py::init([](py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
                        bool record_events, py::object budget, double deadline,
-                       py::object restored, std::shared_ptr<NodeHook> hook, std::string key) {
+                       py::object restored, std::shared_ptr<NodeHook> hook, std::string key,
+                       py::object observer) {
              return RunRequest{std::move(input), std::move(dispatcher), record_events,
                                std::move(budget), deadline, std::move(restored),
-                               std::move(hook), std::move(key)};
+                               std::move(hook), std::move(key), std::move(observer)};
            }),
            py::arg("input"), py::kw_only(), py::arg("dispatcher") = nullptr,
            py::arg("record_events") = false, py::arg("budget") = py::none(),
            py::arg("deadline") = 0.0, py::arg("restored") = py::none(),
-           py::arg("hook") = nullptr, py::arg("key") = "")
+           py::arg("hook") = nullptr, py::arg("key") = "", py::arg("observer") = py::none())
       .def_readonly("input", &RunRequest::input)
       .def_readonly("dispatcher", &RunRequest::dispatcher)
       .def_readwrite("restored", &RunRequest::restored)
       .def_readwrite("hook", &RunRequest::hook)
-      .def_readwrite("key", &RunRequest::key);
+      .def_readwrite("key", &RunRequest::key)
+      .def_readwrite("observer", &RunRequest::observer);
 
   py::class_<RestoredSpec>(m, "Restored", "An agent outcome known before the run starts.")
       .def_static(

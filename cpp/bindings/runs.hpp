@@ -23,10 +23,11 @@ struct RunRequest {
   py::object restored = py::none();  // a list of Restored outcomes, or None
   std::shared_ptr<NodeHook> hook;  // checkpoints of a durable run
   std::string key;                 // a durable run's key
+  py::object observer = py::none();  // told of every agent call (observer.hpp)
 };
 
 // Requires the GIL. The run's agents run in `context`, or, when it is null, in the
-// caller's current contextvars context.
+// caller's current contextvars context, observed by the request's observer.
 RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
                        std::shared_ptr<RunContext> context = nullptr);
 

@@ -469,6 +469,25 @@ std::string Completion::agent_name() const {
   return run_ ? run_->plan.nodes()[node_].name : std::string();
 }
 
+std::string Completion::agent_path() const {
+  return run_ ? run_->event_prefix + run_->plan.nodes()[node_].name : std::string();
+}
+
+EventChannel Completion::channel() const noexcept {
+  return run_ ? EventChannel(run_, node_) : EventChannel();
+}
+
+bool EventChannel::publish(EventKind kind, Payload payload, std::string message) const {
+  const std::shared_ptr<detail::RunState> run = run_.lock();
+  if (!run || !run->record_events) return false;
+  detail::RunState& root = run->root();
+  if (!root.running()) return false;  // its reader may already have taken the last events
+  const PlanNode& spec = run->plan.nodes()[node_];
+  root.push_event(Event{kind, root.id, node_, run->event_prefix + spec.name, 0.0,
+                        spec.priority, std::move(payload), std::move(message)});
+  return true;
+}
+
 // ---- RunHandle --------------------------------------------------------------------
 
 std::uint64_t RunHandle::id() const noexcept { return state_->id; }

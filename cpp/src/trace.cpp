@@ -16,6 +16,8 @@ const char* to_string(EventKind kind) noexcept {
     case EventKind::Cancel: return "cancel";
     case EventKind::Skip: return "skip";
     case EventKind::Review: return "review";
+    case EventKind::Custom: return "custom";
+    case EventKind::Message: return "message";
   }
   return "unknown";
 }

@@ -7,6 +7,7 @@ engine schedules them in C++ with the GIL released.
 from __future__ import annotations
 
 from importlib.metadata import version as _dist_version
+from importlib.util import find_spec as _find_spec
 
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
 from ._errors import (
@@ -23,7 +24,7 @@ from ._errors import (
     StoreError,
 )
 from ._events import Event
-from ._graph import CompiledGraph, Graph, delegate, route
+from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core
 from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
 from ._results import (
@@ -39,6 +40,7 @@ from ._results import (
 )
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
+from ._streaming import STREAM_MODES, emit
 from .patterns import (
     END,
     PlanError,
@@ -61,6 +63,20 @@ from .patterns import (
 EngineError = _core.EngineError
 _core.set_result_type(Result)
 _core.set_confidence_reader(confidence_of)
+
+
+
+def _runnable_graph_class() -> type[CompiledGraph]:
+    from .integrations.langchain import RunnableGraph
+
+    return RunnableGraph
+
+
+# With langchain-core installed, compiled graphs are LangChain runnables; its import
+# (a few hundred ms) waits for the first compile(), and nothing of it is imported when it
+# is not installed.
+if _find_spec("langchain_core") is not None:
+    register_compiled_class(_runnable_graph_class)
 
 __version__ = _dist_version("counterpoint")  # the one version source: pyproject.toml
 
@@ -93,6 +109,7 @@ __all__ = [
     "Review",
     "ReviewRejected",
     "ReviewRequest",
+    "STREAM_MODES",
     "Run",
     "RunCancelled",
     "RunResult",
@@ -111,6 +128,7 @@ __all__ = [
     "confidence_of",
     "consensus",
     "delegate",
+    "emit",
     "fan_out",
     "group_chat",
     "judge",

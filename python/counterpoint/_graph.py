@@ -7,18 +7,18 @@ import json
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
 from ._errors import GraphError
-from ._events import Event
 from ._loops import bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review
 from ._run import Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
+from ._streaming import AgentObserver, StreamModes
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
@@ -60,6 +60,28 @@ def _check_deadline(deadline: Any) -> float:
             not deadline > 0 or math.isinf(deadline):
         raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
     return float(deadline)
+
+
+# The class compile() builds. With langchain-core installed, the package registers a
+# loader of its Runnable subclass (counterpoint.integrations.langchain), imported at the
+# first compile() rather than with counterpoint, and never imported from here.
+_compiled_class_loader: Callable[[], type[CompiledGraph]] | None = None
+_compiled_class: type[CompiledGraph] | None = None
+
+
+def register_compiled_class(loader: Callable[[], type[CompiledGraph]]) -> None:
+    """Makes ``compile()`` build the class ``loader()`` returns (a CompiledGraph subclass),
+    loaded at the first compile."""
+    global _compiled_class_loader, _compiled_class
+    _compiled_class_loader, _compiled_class = loader, None
+
+
+def compiled_graph_class() -> type[CompiledGraph]:
+    global _compiled_class
+    if _compiled_class is None:
+        _compiled_class = CompiledGraph if _compiled_class_loader is None \
+            else _compiled_class_loader()
+    return _compiled_class
 
 
 class Graph:
@@ -193,8 +215,8 @@ class Graph:
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
-        return CompiledGraph(native_graph, has_async, store=store, budget=budget,
-                             deadline=deadline_seconds)
+        return compiled_graph_class()(native_graph, has_async, store=store, budget=budget,
+                                      deadline=deadline_seconds, specs=tuple(self._nodes))
 
 
 class CompiledGraph:
@@ -206,8 +228,10 @@ class CompiledGraph:
     """
 
     def __init__(self, native: Any, has_async: bool, *, store: Store | None = None,
-                 budget: dict[str, float] | None = None, deadline: float = 0.0) -> None:
+                 budget: dict[str, float] | None = None, deadline: float = 0.0,
+                 specs: tuple[NodeSpec, ...] = ()) -> None:
         self._native = native
+        self._specs = specs  # what it was built from: for pictures and schemas
         self._has_async = has_async
         self._store = store
         self._budget = budget
@@ -242,10 +266,10 @@ class CompiledGraph:
         return budget, deadline
 
     def _request(self, input: Any, dispatcher: Any, *, record_events: bool = False,
-                 budget: Any = None, deadline: Any = None) -> Any:
+                 budget: Any = None, deadline: Any = None, observer: Any = None) -> Any:
         budget, deadline = self._settings(budget, deadline)
         return _core.RunRequest(input, dispatcher=dispatcher, record_events=record_events,
-                                budget=budget, deadline=deadline)
+                                budget=budget, deadline=deadline, observer=observer)
 
     def _durable_request(self, request: Any, run_key: str | None = None,
                          restored: list[Any] | None = None) -> tuple[Any, str]:
@@ -266,9 +290,9 @@ class CompiledGraph:
 
     def _launch(self, input: Any, dispatcher: Any, *, record_events: bool = False,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
-                restored: list[Any] | None = None) -> Run:
+                restored: list[Any] | None = None, observer: Any = None) -> Run:
         request = self._request(input, dispatcher, record_events=record_events, budget=budget,
-                                deadline=deadline)
+                                deadline=deadline, observer=observer)
         if self._store is None:
             return Run(_core.start_run(self._native, request))
         request, run_key = self._durable_request(request, run_key, restored)
@@ -356,13 +380,18 @@ class CompiledGraph:
 
         Cancelling the awaiting task cancels the run.
         """
+        return await self._ainvoke_observed(input, None, budget=budget, deadline=deadline)
+
+    async def _ainvoke_observed(self, input: Any, observer: Any, *, budget: Any = None,
+                                deadline: Any = None) -> Any:
         bridge = bridge_for_running_loop()
         run = None
-        if self._store is None:
+        if self._store is None and observer is None:
             budget, deadline = self._settings(budget, deadline)
             handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline)
         else:
-            run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline)
+            run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline,
+                               observer=observer)
             handle = run._handle
         run_id = handle.id
         finished = bridge.run_finished(run_id)
@@ -382,54 +411,97 @@ class CompiledGraph:
             raise failure_exception(result)
         return result
 
-    def stream(self, input: Any, *, budget: Mapping[str, float] | None = None,
-               deadline: float | None = None) -> Iterator[Event]:
-        """Runs the graph, yielding an :class:`Event` for each agent start, finish,
-        error, skip and review as it happens, then an ``"end"`` event carrying the result.
+    def stream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
+               budget: Mapping[str, float] | None = None,
+               deadline: float | None = None) -> Iterator[Any]:
+        """Runs the graph, yielding what ``stream_mode`` asks for as it happens.
 
+        Modes (one, or a list of them for ``(mode, chunk)`` pairs):
+
+        - ``"values"`` (default): the run's result, as :meth:`invoke` returns it.
+        - ``"updates"``: ``{agent_path: output}`` as each agent finishes.
+        - ``"events"``: an :class:`Event` for each agent start, finish, error, skip and
+          review, then an ``"end"`` event carrying the result.
+        - ``"custom"``: what agents send with :func:`counterpoint.emit`.
+        - ``"messages"``: ``(chunk, metadata)`` for each chunk a LangChain chat model
+          streams inside an agent (needs langchain-core); ``metadata["agent"]`` is the
+          agent's path.
+
+        Agents of nested graphs and patterns are named ``"<agent>/<child agent>"``.
         Closing the iterator early cancels the run.
 
         Raises:
             AgentError: after yielding the failing agent's ``"error"`` event (and the
                 other exceptions of :meth:`invoke`).
         """
-        run = self._launch(input, self._dispatcher(), record_events=True, budget=budget,
-                           deadline=deadline)
+        modes = StreamModes(stream_mode)
+        return self._stream(input, modes, self._observer_for(modes), budget, deadline)
+
+    def _observer_for(self, modes: StreamModes) -> Any:
+        if "messages" in modes.modes:
+            raise ImportError(
+                "stream_mode='messages' streams the chunks of LangChain chat models called "
+                "inside agents; install langchain-core: pip install 'counterpoint[langchain]'"
+            )
+        return AgentObserver() if modes.publishes else None
+
+    def _stream(self, input: Any, modes: StreamModes, observer: Any, budget: Any = None,
+                deadline: Any = None) -> Iterator[Any]:
+        run = self._launch(input, self._dispatcher(), record_events=modes.records_events,
+                           budget=budget, deadline=deadline, observer=observer)
         handle = run._handle
         try:
-            more = True
+            more = modes.records_events
             while more:
                 batch = handle.next_events(_EVENT_SLICE)
                 more = batch.more
                 for record in batch.events:
-                    yield Event._from_native(record)
+                    chunks = modes.from_native(record)
+                    if chunks:
+                        yield from chunks
             result = run.result()
-            yield Event("end", None, run.id, handle.elapsed, result)
+            yield from modes.end(run.id, handle.elapsed, result)
         except KeyboardInterrupt:
             handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
             raise
         finally:
             run.cancel()
 
-    async def astream(self, input: Any, *, budget: Mapping[str, float] | None = None,
-                      deadline: float | None = None) -> AsyncIterator[Event]:
+    def astream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
+                budget: Mapping[str, float] | None = None,
+                deadline: float | None = None) -> AsyncIterator[Any]:
         """Like :meth:`stream`, for ``async for``; coroutine agents run on the caller's loop."""
+        modes = StreamModes(stream_mode)
+        return self._astream(input, modes, self._observer_for(modes), budget, deadline)
+
+    async def _astream(self, input: Any, modes: StreamModes, observer: Any,
+                       budget: Any = None, deadline: Any = None) -> AsyncIterator[Any]:
         bridge = bridge_for_running_loop()
-        run = self._launch(input, bridge.dispatcher, record_events=True, budget=budget,
-                           deadline=deadline)
+        run = self._launch(input, bridge.dispatcher, record_events=modes.records_events,
+                           budget=budget, deadline=deadline, observer=observer)
         handle = run._handle
-        ready = bridge.events_ready(run.id)
         try:
-            while True:
-                ready.clear()
-                batch = handle.next_events(0.0)
-                for record in batch.events:
-                    yield Event._from_native(record)
-                if not batch.more:
-                    break
-                if not batch.events:
-                    await ready.wait()
-            yield Event("end", None, run.id, handle.elapsed, run.result())
+            if modes.records_events:
+                ready = bridge.events_ready(run.id)
+                while True:
+                    ready.clear()
+                    batch = handle.next_events(0.0)
+                    for record in batch.events:
+                        chunks = modes.from_native(record)
+                        if chunks:
+                            for chunk in chunks:
+                                yield chunk
+                    if not batch.more:
+                        break
+                    if not batch.events:
+                        await ready.wait()
+            else:
+                finished = bridge.run_finished(run.id)
+                bridge.drain()  # coroutine entries were queued by the start itself
+                if not handle.done:
+                    await finished
+            for chunk in modes.end(run.id, handle.elapsed, run.result()):
+                yield chunk
         finally:
             run.cancel()
             bridge.forget(run.id)
@@ -455,16 +527,26 @@ class CompiledGraph:
                 raising the first one (in input order) after every run has finished.
             budget, deadline: Per run, as for :meth:`start`.
         """
+        return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
+
+    def _batch(self, inputs: Iterable[Any], max_concurrency: int | None,
+               return_exceptions: bool, budget: Any, deadline: Any,
+               observers: Sequence[Any] | None = None) -> list[Any]:
+        """``batch``, each run observed by its entry of ``observers`` if given."""
         _check_max_concurrency(max_concurrency)
         inputs = list(inputs)
         shared = self._request(None, self._dispatcher(), budget=budget, deadline=deadline)
         keys: list[str | None] = [None] * len(inputs)
         prepare = None
-        if self._store is not None:
+        if self._store is not None or observers is not None:
+            durable = self._store is not None
+
             def prepare(index: int, item: Any) -> Any:
-                request = self._request(item, shared.dispatcher, budget=budget,
-                                        deadline=deadline)
-                request, keys[index] = self._durable_request(request)
+                request = self._request(
+                    item, shared.dispatcher, budget=budget, deadline=deadline,
+                    observer=None if observers is None else observers[index])
+                if durable:
+                    request, keys[index] = self._durable_request(request)
                 return request
 
         reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare)
@@ -488,14 +570,23 @@ class CompiledGraph:
         deadline: float | None = None,
     ) -> list[Any]:
         """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop."""
+        return await self._abatch_each(
+            list(inputs), max_concurrency, return_exceptions,
+            lambda _, item: self.ainvoke(item, budget=budget, deadline=deadline))
+
+    @staticmethod
+    async def _abatch_each(inputs: list[Any], max_concurrency: int | None,
+                           return_exceptions: bool,
+                           run: Callable[[int, Any], Awaitable[Any]]) -> list[Any]:
+        """Awaits ``run(index, input)`` for every input, at most ``max_concurrency`` at once."""
         _check_max_concurrency(max_concurrency)
         limit = asyncio.Semaphore(max_concurrency or DEFAULT_BATCH_WINDOW)
 
-        async def one(item: Any) -> Any:
+        async def one(index: int, item: Any) -> Any:
             async with limit:
-                return await self.ainvoke(item, budget=budget, deadline=deadline)
+                return await run(index, item)
 
-        return await asyncio.gather(*(one(item) for item in inputs),
+        return await asyncio.gather(*(one(index, item) for index, item in enumerate(inputs)),
                                     return_exceptions=return_exceptions)
 
     def __repr__(self) -> str:

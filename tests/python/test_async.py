@@ -98,7 +98,7 @@ def test_stream_from_inside_a_running_loop():
     app = cp.Graph().add("agent", agent).compile()
 
     async def main():
-        return [e.kind for e in app.stream(1)]
+        return [e.kind for e in app.stream(1, stream_mode="events")]
 
     assert asyncio.run(main())[-1] == "end"
 
@@ -357,7 +357,7 @@ def test_astream_yields_events():
     app = cp.Graph().add("a", a).add("b", lambda x: x * 2, after="a").compile()
 
     async def main():
-        return [event async for event in app.astream(1)]
+        return [event async for event in app.astream(1, stream_mode="events")]
 
     events = asyncio.run(main())
     kinds = [(e.kind, e.agent) for e in events]
@@ -381,7 +381,7 @@ def test_astream_error_then_raises():
     async def main():
         events = []
         with pytest.raises(cp.AgentError):
-            async for event in app.astream(1):
+            async for event in app.astream(1, stream_mode="events"):
                 events.append(event)
         return events
 
@@ -406,7 +406,7 @@ def test_astream_aclose_early_cancels_run():
     )
 
     async def main():
-        stream = app.astream(1)
+        stream = app.astream(1, stream_mode="events")
         async for event in stream:
             if event.kind == "start" and event.agent == "slow":
                 break

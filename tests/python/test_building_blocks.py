@@ -31,7 +31,7 @@ def test_delegate_runs_a_child_graph_and_then_continues():
 
     app = cp.Graph().add("grow", lambda x: cp.delegate(double, x, then=until_big)).compile()
     assert app.invoke(3) == 192
-    names = {e.agent for e in app.stream(3) if e.kind == "finish"}
+    names = {e.agent for e in app.stream(3, stream_mode="events") if e.kind == "finish"}
     assert "grow/double" in names
 
 

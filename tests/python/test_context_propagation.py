@@ -113,7 +113,7 @@ def test_nested_graphs_and_batches_inherit_the_callers_context() -> None:
     try:
         assert outer.invoke(None) == "outer-caller"
         assert outer.batch([None] * 5) == ["outer-caller"] * 5
-        assert [e.output for e in outer.stream(None) if e.kind == "end"] == ["outer-caller"]
+        assert [e.output for e in outer.stream(None, stream_mode="events") if e.kind == "end"] == ["outer-caller"]
     finally:
         request_id.reset(token)
 

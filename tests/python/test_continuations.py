@@ -34,7 +34,7 @@ def test_many_concurrent_async_loops_survive_their_graphs_being_dropped():
             for run in runs:
                 result = run.result()
                 assert result.value == 4 and result.iterations == 4, result
-            events = [e.agent for e in cp.loop(worker, evaluator).stream(0) if e.agent]
+            events = [e.agent for e in cp.loop(worker, evaluator).stream(0, stream_mode="events") if e.agent]
             assert any(name.startswith("loop/") for name in events), events
         print("ok")
         """

@@ -287,7 +287,7 @@ def test_stream_yields_error_event_then_raises():
     )
     events = []
     with pytest.raises(cp.AgentError) as info:
-        for event in g.compile().stream(1):
+        for event in g.compile().stream(1, stream_mode="events"):
             events.append(event)
     assert info.value.agent == "bad"
     assert info.value.__cause__ is raised[0]

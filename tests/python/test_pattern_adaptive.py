@@ -50,7 +50,7 @@ def test_confident_path_skips_the_escalation_agent_in_the_record_and_stream():
     record = app.run("q")
     assert record.agents["escalate"].status == "skipped"
     assert record.agents["cheap"].status == "succeeded"
-    started = [e.agent for e in app.stream("q") if e.kind == "start"]
+    started = [e.agent for e in app.stream("q", stream_mode="events") if e.kind == "start"]
     assert "cheap" in started
     assert "escalate" not in started
     assert heavy.calls == []

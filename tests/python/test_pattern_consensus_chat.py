@@ -430,7 +430,7 @@ def test_manager_may_return_a_result():
 def test_stream_shows_the_turns():
     room = Room("alice", "bob")
     app = cp.group_chat(room.participants, manager=scripted("alice", "bob"))
-    events = list(app.stream("T"))
+    events = list(app.stream("T", stream_mode="events"))
     spoke = [e.agent for e in events if e.kind == "finish" and e.agent in ("chat/alice", "chat/bob")]
     assert spoke == ["chat/alice", "chat/bob"]
     assert events[-1].output.turns == 2

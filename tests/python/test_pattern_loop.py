@@ -135,7 +135,7 @@ def test_a_failing_evaluator_stops_the_loop():
 
 def test_stream_shows_each_iteration():
     app = cp.loop(Writer(), lambda r: r["iteration"] == 3, max_iterations=5)
-    events = list(app.stream("t"))
+    events = list(app.stream("t", stream_mode="events"))
     worker_starts = [e for e in events if e.kind == "start" and e.agent == "loop/worker"]
     evaluator_finishes = [e for e in events if e.kind == "finish" and e.agent == "loop/evaluator"]
     assert len(worker_starts) == 3

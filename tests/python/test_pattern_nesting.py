@@ -23,7 +23,7 @@ def test_parallel_inside_sequential_inside_a_supervisor_worker():
                         synthesizer=lambda s: " ".join(s["results"][t.id] for t in s["plan"]))
     assert app.invoke("ab cde") == "AB/2 CDE/3"
 
-    starts = {e.agent for e in app.stream("ab") if e.kind == "start"}
+    starts = {e.agent for e in app.stream("ab", stream_mode="events") if e.kind == "start"}
     assert {"dispatch/ab", "dispatch/ab/step2", "dispatch/ab/step2/upper",
             "dispatch/ab/step2/length", "dispatch/ab/step2/merge"} <= starts
 
@@ -51,7 +51,7 @@ def test_deep_nesting_computes_and_names_events_by_path():
     # x=1: 2 -> (3*4)=12 ; x=2: 4 -> (5*6)=30
     assert level0.invoke([1, 2]) == 42
 
-    events = list(level0.stream([1]))
+    events = list(level0.stream([1], stream_mode="events"))
     names = [e.agent for e in events if e.kind == "finish"]
     assert "step1/fan_out/worker[0]/step2/a" in names
     assert "step1/fan_out/worker[0]/step2/merge" in names
@@ -117,7 +117,7 @@ def test_astream_of_a_nested_pattern():
     app = cp.sequential(step, cp.parallel(p=step, q=step))
 
     async def main():
-        return [e async for e in app.astream(0)]
+        return [e async for e in app.astream(0, stream_mode="events")]
 
     events = asyncio.run(main())
     names = {e.agent for e in events if e.kind == "finish"}
@@ -140,7 +140,7 @@ def test_a_failure_deep_inside_names_the_path_and_keeps_the_cause():
 
     events = []
     with pytest.raises(cp.AgentError):
-        for event in app.stream(1):
+        for event in app.stream(1, stream_mode="events"):
             events.append(event)
     errors = [e.agent for e in events if e.kind == "error"]
     assert errors[0] == "step2/a/boom"
@@ -218,7 +218,7 @@ def test_closing_a_nested_stream_cancels_the_child_run():
         return x
 
     app = cp.sequential(cp.sequential(slow, later), later)
-    gen = app.stream(1)
+    gen = app.stream(1, stream_mode="events")
     for event in gen:
         if event.kind == "start" and event.agent == "step1/slow":
             break

@@ -663,7 +663,7 @@ def test_fan_out_over_may_return_any_iterable():
 
 def test_fan_out_stream_shows_the_workers():
     app = cp.fan_out(lambda x: x, over=lambda x: x)
-    names = {e.agent for e in app.stream([1, 2]) if e.kind == "start"}
+    names = {e.agent for e in app.stream([1, 2], stream_mode="events") if e.kind == "start"}
     assert {"fan_out", "fan_out/worker[0]", "fan_out/worker[1]"} <= names
 
 

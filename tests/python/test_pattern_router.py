@@ -214,7 +214,7 @@ def test_routes_can_be_patterns():
     billing = cp.sequential(lambda x: x.upper(), lambda x: f"[{x}]")
     app = cp.router(lambda t: "billing", routes={"billing": billing})
     assert app.invoke("refund") == {"billing": "[REFUND]"}
-    names = [e.agent for e in app.stream("refund") if e.kind == "start"]
+    names = [e.agent for e in app.stream("refund", stream_mode="events") if e.kind == "start"]
     assert "billing/step1" in names and "billing/step2" in names
 
 

@@ -104,7 +104,7 @@ def test_a_name_agent_pair_names_the_step():
     app = cp.sequential(("clean", inner), qa, ("final", lambda x: x + "!"))
     assert app.agents == ["clean", "qa", "final"]
     assert app.invoke(" x ") == "<X>!"
-    starts = [e.agent for e in app.stream(" x ") if e.kind == "start"]
+    starts = [e.agent for e in app.stream(" x ", stream_mode="events") if e.kind == "start"]
     assert starts == ["clean", "clean/extract", "clean/translate", "qa", "final"]
 
 
@@ -199,7 +199,7 @@ def test_async_agents_with_ainvoke_and_invoke():
 
 def test_stream_shows_the_steps_in_order():
     app = cp.sequential(extract, translate, qa)
-    events = list(app.stream(" q "))
+    events = list(app.stream(" q ", stream_mode="events"))
     assert [(e.kind, e.agent) for e in events] == [
         ("start", "extract"),
         ("finish", "extract"),

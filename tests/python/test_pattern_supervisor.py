@@ -193,7 +193,7 @@ def test_planner_sees_the_task_and_stream_shows_worker_names():
         return [{"id": "a", "task": 1}, {"id": "b", "task": 2, "depends_on": ["a"]}]
 
     app = cp.supervisor(planner, workers={"w": echo_worker}, synthesizer=lambda s: "ok")
-    events = list(app.stream("the task"))
+    events = list(app.stream("the task", stream_mode="events"))
     assert seen == ["the task"]
     started = [e.agent for e in events if e.kind == "start"]
     for name in ("planner", "dispatch", "dispatch/a", "dispatch/b", "synthesizer"):
@@ -273,7 +273,7 @@ def test_invalid_plans_show_an_error_event_in_the_stream(plan, subtask, text):
     app = cp.supervisor(lambda t: plan, workers={"w": lambda b: b}, synthesizer=passthrough)
     events = []
     with pytest.raises(cp.AgentError) as info:
-        for event in app.stream("T"):
+        for event in app.stream("T", stream_mode="events"):
             events.append(event)
     _assert_plan_error(info, subtask, text)
     errors = [e for e in events if e.kind == "error"]
@@ -374,7 +374,7 @@ def test_a_worker_may_itself_be_a_supervisor():
     assert app.invoke("T") == {"research": "r()", "build": "b.x()+b.y(x=b.x())"}
     assert inner_planner_inputs == [{"id": "build", "task": "b", "deps": {"research": "r()"}}]
 
-    starts = [e.agent for e in app.stream("T") if e.kind == "start"]
+    starts = [e.agent for e in app.stream("T", stream_mode="events") if e.kind == "start"]
     assert "dispatch/build/dispatch/x" in starts
     assert "dispatch/build/planner" in starts
 

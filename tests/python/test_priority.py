@@ -19,10 +19,10 @@ PAUSE = 0.6  # how long the consumer falls behind; every agent below ends well b
 
 
 def lagging_stream(app, value):
-    """Consumes app.stream(value), pausing after the first event so that everything
+    """Consumes app.stream(value, stream_mode="events"), pausing after the first event so that everything
     after it is ready together when the consumer looks again."""
     events = []
-    for event in app.stream(value):
+    for event in app.stream(value, stream_mode="events"):
         if not events:
             time.sleep(PAUSE)
         events.append(event)
@@ -84,7 +84,7 @@ def test_customer_router_streams_the_address_change_before_billing():
     """The seeds' example: a message with four intents; the address change matters most
     and billing is slow. Address's result is streamed before billing's."""
     app = customer_router({"billing": 0.3, "shipping": 0.05, "promo": 0.05, "address": 0.05})
-    events = list(app.stream("I moved, was double charged, where is my parcel? any promo?"))
+    events = list(app.stream("I moved, was double charged, where is my parcel? any promo?", stream_mode="events"))
     order = finish_order(events, set(CUSTOMER_INTENTS))
     assert order.index("address") < order.index("billing")
     address = next(e for e in events if e.kind == "finish" and e.agent == "address")
@@ -119,7 +119,7 @@ def test_priority_does_not_reorder_events_against_causality():
 def test_priorities_of_nested_pattern_agents_are_reported_on_their_events():
     inner = cp.parallel(urgent=lambda x: x, later=lambda x: x, priorities={"urgent": 7})
     app = cp.sequential(inner)
-    events = list(app.stream(1))
+    events = list(app.stream(1, stream_mode="events"))
     by_name = {e.agent: e.priority for e in events if e.agent}
     assert by_name["step1/urgent"] == 7
     assert by_name["step1/later"] == 0

@@ -20,7 +20,7 @@ def _record() -> cp.RunResult:
 
 def _events() -> list[cp.Event]:
     app = cp.Graph().add("a", lambda x: x).compile()
-    return list(app.stream("in"))
+    return list(app.stream("in", stream_mode="events"))
 
 
 VALUES = {

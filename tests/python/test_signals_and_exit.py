@@ -148,7 +148,7 @@ def test_ctrl_c_during_stream():
     )
     interrupt_after(0.3)
     try:
-        for event in app.stream(1):
+        for event in app.stream(1, stream_mode="events"):
             pass
         print("RESULT returned", flush=True)
     except KeyboardInterrupt:
@@ -286,7 +286,7 @@ def test_exit_with_runs_in_flight_in_daemon_threads():
         lambda: async_app.invoke(1),
         lambda: sync_app.batch([1, 2, 3]),
         lambda: async_app.batch([1, 2]),
-        lambda: list(sync_app.stream(1)),
+        lambda: list(sync_app.stream(1, stream_mode="events")),
         lambda: asyncio.run(async_app.ainvoke(1)),
     ]
     for call in calls:

@@ -30,7 +30,7 @@ def _diamond(dispatch="auto", billing_priority=2):
 
 def _collect(app, slow_consumer):
     events = []
-    for event in app.stream("q"):
+    for event in app.stream("q", stream_mode="events"):
         events.append(event)
         if slow_consumer:
             time.sleep(0.001)  # e.g. a UI rendering each event: later events queue up
@@ -84,7 +84,7 @@ def test_event_order_is_causal_when_agents_have_priorities(dispatch):
 
 
 def test_event_payloads_and_metadata():
-    events = list(_diamond().stream("q"))
+    events = list(_diamond().stream("q", stream_mode="events"))
     finishes = {e.agent: e.output for e in events if e.kind == "finish"}
     assert finishes == {
         "classify": "Q",
@@ -107,7 +107,7 @@ def test_event_times_reflect_agent_duration():
         time.sleep(0.2)
         return x
 
-    events = list(cp.Graph().add("slow", slow).compile().stream(1))
+    events = list(cp.Graph().add("slow", slow).compile().stream(1, stream_mode="events"))
     start = next(e for e in events if e.kind == "start")
     finish = next(e for e in events if e.kind == "finish")
     assert 0.15 < finish.time - start.time < 2.0
@@ -122,7 +122,7 @@ def test_events_arrive_while_the_run_is_in_progress():
         return x
 
     app = cp.Graph().add("first", lambda x: x).add("slow", slow, after="first").compile()
-    gen = app.stream(1)
+    gen = app.stream(1, stream_mode="events")
     seen = []
     try:
         for event in gen:
@@ -156,7 +156,7 @@ def test_closing_generator_early_cancels_run():
         .add("later", later, after="slow")
         .compile()
     )
-    gen = app.stream(1)
+    gen = app.stream(1, stream_mode="events")
     for event in gen:
         if event.kind == "start" and event.agent == "slow":
             break
@@ -180,7 +180,7 @@ def test_dropping_generator_cancels_run():
         .add("later", lambda x: log.append("later"), after="slow")
         .compile()
     )
-    gen = app.stream(1)
+    gen = app.stream(1, stream_mode="events")
     first = next(gen)
     assert first.kind == "start"
     del gen  # refcount drop closes the generator
@@ -197,7 +197,7 @@ def test_stream_async_agents():
         return x * 3
 
     app = cp.Graph().add("a", a).add("b", b, after="a").compile()
-    events = list(app.stream(1))
+    events = list(app.stream(1, stream_mode="events"))
     assert [(e.kind, e.agent) for e in events] == [
         ("start", "a"),
         ("finish", "a"),
@@ -210,14 +210,14 @@ def test_stream_async_agents():
 
 def test_stream_multiple_sinks_end_output_is_dict():
     app = cp.Graph().add("x", lambda v: v + 1).add("y", lambda v: v - 1).compile()
-    events = list(app.stream(10))
+    events = list(app.stream(10, stream_mode="events"))
     assert events[-1].output == {"x": 11, "y": 9}
 
 
 def test_stream_is_lazy_nothing_runs_before_iteration():
     calls = []
     app = cp.Graph().add("a", lambda x: calls.append(x)).compile()
-    gen = app.stream(1)
+    gen = app.stream(1, stream_mode="events")
     time.sleep(0.05)
     assert calls == []
     list(gen)
@@ -233,7 +233,7 @@ def test_many_streams_in_parallel_threads():
     results = {}
 
     def worker(i):
-        results[i] = [e for e in app.stream(i)][-1].output
+        results[i] = [e for e in app.stream(i, stream_mode="events")][-1].output
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:

@@ -78,7 +78,7 @@ CORRECT = textwrap.dedent(
         app = build()
         result: Any = app.invoke("I was charged twice")
         print(result, cp.__version__)
-        for event in app.stream("again"):
+        for event in app.stream("again", stream_mode="events"):
             print(event.kind, event.agent, event.time)
 
 

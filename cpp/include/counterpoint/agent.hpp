@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "counterpoint/event.hpp"
 #include "counterpoint/payload.hpp"
 
 namespace counterpoint {
@@ -120,6 +121,23 @@ class CancelToken {
   std::vector<std::function<void()>> callbacks_;
 };
 
+// Lets an agent add its own events to its run's event stream while it runs: data it
+// reports (Custom) and the chunks a language model it calls streams (Message). Holds the
+// run weakly: a channel kept past its run keeps nothing alive and publishes nothing.
+class EventChannel {
+ public:
+  EventChannel() = default;
+  EventChannel(std::weak_ptr<detail::RunState> run, std::uint32_t node) noexcept
+      : run_(std::move(run)), node_(node) {}
+  // Appended to the root run's events, named by the agent's path, if the run records
+  // events and is still running; dropped otherwise. True if it was recorded. Any thread.
+  bool publish(EventKind kind, Payload payload, std::string message = {}) const;
+
+ private:
+  std::weak_ptr<detail::RunState> run_;
+  std::uint32_t node_ = 0;
+};
+
 class Completion {
  public:
   Completion() = default;
@@ -161,6 +179,11 @@ class Completion {
   bool resolved() const noexcept { return !run_; }
   // The agent's name (a copy: the caller may outlive the run); empty once resolved.
   std::string agent_name() const;
+  // The agent's path from the root run, as its events name it: "<delegating agent>/<agent>"
+  // in a child run. Empty once resolved.
+  std::string agent_path() const;
+  // A channel for the agent's own events; inert once resolved.
+  EventChannel channel() const noexcept;
 
  private:
   std::shared_ptr<detail::RunState> run_;

@@ -7,7 +7,9 @@
 
 namespace counterpoint {
 
-enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip, Review };
+// Custom and Message events are published by an agent while it runs (EventChannel):
+// data it chose to report, and the chunks a language model it calls streams.
+enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip, Review, Custom, Message };
 
 const char* to_string(EventKind kind) noexcept;
 
@@ -19,9 +21,9 @@ struct Event {
   std::string agent;       // "<delegating agent>/<agent>" for agents of child runs
   double seconds = 0.0;    // since the run started
   int priority = 0;
-  Payload payload;         // Finish: the output; Error: the error object
+  Payload payload;         // Finish: the output; Error: the error object; Custom, Message: the data
   // Error: the failure summary; Finish of a router: its routes; Skip: why; Review: why
-  // the output awaits a decision.
+  // the output awaits a decision; Message: who published it (the embedder's tag).
   std::string message;
 };
 

@@ -72,6 +72,9 @@ def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGra
         return delegate(iteration, first, then=after_iteration)
 
     start.uses_event_loop = iteration.uses_event_loop  # type: ignore[attr-defined]
+    # What integrations draw in place of the agent (see integrations/langchain/_drawing.py).
+    start._cp_child_graph = iteration  # type: ignore[attr-defined]
+    start._cp_child_repeats = True  # type: ignore[attr-defined]
 
     outer = Graph()
     outer.add("loop", start, dispatch="inline")
@@ -130,6 +133,9 @@ def group_chat(
         # Only a turn that happened is shown to `until`.
         return route(turn_record, ["outcome", "until:transcript"] if until else ["outcome"])
 
+    # Both route, so their edges are drawn as conditional.
+    pick._cp_routes = record._cp_routes = True  # type: ignore[attr-defined]
+
     g = Graph()
     g.add("state", identity, dispatch="inline")
     g.add("manager", manager, after="state")
@@ -166,6 +172,9 @@ def group_chat(
         return delegate(turn, {"task": task, "transcript": (), "turn": 1}, then=after_turn)
 
     start.uses_event_loop = turn.uses_event_loop  # type: ignore[attr-defined]
+    # What integrations draw in place of the agent (see integrations/langchain/_drawing.py).
+    start._cp_child_graph = turn  # type: ignore[attr-defined]
+    start._cp_child_repeats = True  # type: ignore[attr-defined]
 
     outer = Graph()
     outer.add("chat", start, dispatch="inline")

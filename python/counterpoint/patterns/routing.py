@@ -83,6 +83,8 @@ def router(
             chosen.append("default")
         return route_to(decision["input"], chosen)
 
+    route._cp_routes = True  # type: ignore[attr-defined]  # drawn with conditional edges
+
     g = Graph()
     g.add("input", identity, dispatch="inline")
     g.add("classify", classify)
@@ -130,6 +132,8 @@ def adaptive(cheap: Any, *, escalate_to: Any, below: float = 0.7) -> CompiledGra
         if decision["escalate"]:
             return route_to(state["input"], ["escalate"])
         return route_to(value_of(decision["cheap_output"]), ["accept"])
+
+    gate._cp_routes = True  # type: ignore[attr-defined]  # drawn with conditional edges
 
     def result(state: dict[str, Any]) -> Escalation:
         decision = state["decide"]

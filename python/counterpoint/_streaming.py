@@ -1,0 +1,137 @@
+"""What a run streams: the stream modes, and the data agents publish while they run.
+
+A run records one ordered queue of native events. Each stream mode is a view of it:
+``"events"`` every agent event, ``"updates"`` the finishes, ``"custom"`` and
+``"messages"`` what agents publish themselves (``emit``, a chat model's chunks), and
+``"values"`` the run's result. Modes that were not asked for cost nothing: a run records
+events only for the modes that need them, and agents get a channel to publish on only
+when ``"custom"`` or ``"messages"`` is streamed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from ._events import Event
+from ._native import _core
+
+STREAM_MODES = ("values", "updates", "events", "custom", "messages")
+
+_KIND = _core.EventKind
+# The channel of the agent call whose code is running, while its run streams "custom"
+# or "messages"; None everywhere else.
+_channel: ContextVar[Any] = ContextVar("counterpoint_agent_channel", default=None)
+
+
+def emit(data: Any) -> bool:
+    """Sends ``data`` to whoever streams the run with ``stream_mode="custom"``.
+
+    Call it from inside an agent (sync or ``async def``, at any depth of nested graphs
+    and patterns). It is a no-op, returning False, when nobody streams custom data:
+    agents can call it unconditionally.
+
+    Returns:
+        True if the data was recorded for the stream.
+    """
+    channel = _channel.get()
+    if channel is None:
+        return False
+    return bool(channel.publish(_KIND.custom, data))
+
+
+def agent_channel() -> Any:
+    """The running agent call's event channel, or None (for integrations that publish
+    ``"message"`` events, e.g. chat model chunks)."""
+    return _channel.get()
+
+
+class StreamModes:
+    """A validated ``stream_mode`` argument: one mode (chunks yielded as they are) or a
+    list of modes (``(mode, chunk)`` pairs)."""
+
+    __slots__ = ("modes", "single")
+
+    def __init__(self, stream_mode: str | Sequence[str]) -> None:
+        if isinstance(stream_mode, str):
+            requested = [stream_mode]
+            self.single: str | None = stream_mode
+        elif isinstance(stream_mode, Sequence) and stream_mode:
+            requested = list(stream_mode)
+            self.single = None
+        else:
+            raise ValueError(
+                f"stream_mode must be one of {', '.join(map(repr, STREAM_MODES))} or a "
+                f"non-empty list of them, got {stream_mode!r}"
+            )
+        for mode in requested:
+            if mode not in STREAM_MODES:
+                raise ValueError(
+                    f"unknown stream_mode {mode!r}; use one of "
+                    f"{', '.join(map(repr, STREAM_MODES))}, or a list of them"
+                )
+        self.modes = frozenset(requested)
+
+    @property
+    def records_events(self) -> bool:
+        """Whether the run must record events (only ``"values"`` needs none)."""
+        return bool(self.modes - {"values"})
+
+    @property
+    def publishes(self) -> bool:
+        """Whether agents publish events of their own (``"custom"``, ``"messages"``)."""
+        return "custom" in self.modes or "messages" in self.modes
+
+    def chunk(self, mode: str, data: Any) -> Any:
+        return data if self.single is not None else (mode, data)
+
+    def from_native(self, record: Any) -> Any:
+        """The chunk a native event makes in the requested modes, or None."""
+        kind = record.kind
+        if kind is _KIND.finish and "updates" in self.modes:
+            update = {record.agent: record.payload}
+            if "events" in self.modes:  # both: the update follows its event
+                return [self.chunk("events", Event._from_native(record)),
+                        self.chunk("updates", update)]
+            return [self.chunk("updates", update)]
+        if kind is _KIND.custom:
+            return [self.chunk("custom", record.payload)] if "custom" in self.modes else None
+        if kind is _KIND.message:
+            return [self.chunk("messages", record.payload)] if "messages" in self.modes \
+                else None
+        if "events" in self.modes:
+            return [self.chunk("events", Event._from_native(record))]
+        return None
+
+    def end(self, run_id: int, seconds: float, result: Any) -> list[Any]:
+        """The chunks that close a run that succeeded."""
+        chunks = []
+        if "events" in self.modes:
+            chunks.append(self.chunk("events", Event("end", None, run_id, seconds, result)))
+        if "values" in self.modes:
+            chunks.append(self.chunk("values", result))
+        return chunks
+
+
+class AgentObserver:
+    """Told of every agent call of a run, at any depth, on whichever thread runs it.
+
+    ``agent_started(call)`` runs (with the GIL) before the agent's body: context
+    variables it sets in ``call.context`` are seen by the body. ``agent_ended(call)``
+    runs once the call's outcome is known (``call.status``, ``output``, ``error``),
+    before the run uses it. Neither may block, and exceptions they raise are reported
+    as unraisable and otherwise ignored: an observer cannot change a run.
+
+    This base gives each agent call its channel for :func:`emit` when ``publish`` is set.
+    """
+
+    def __init__(self, *, publish: bool = True) -> None:
+        self.publish = publish
+
+    def agent_started(self, call: Any) -> None:
+        if self.publish:
+            call.context.run(_channel.set, call.channel)
+
+    def agent_ended(self, call: Any) -> None:
+        pass
