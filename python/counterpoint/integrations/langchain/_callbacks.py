@@ -127,6 +127,11 @@ class CallbackObserver(AgentObserver):
         path = call.path
         callbacks = self._parent_callbacks(path)
         if self._messages:
+            # The innermost agent owns the tokens: drop the handler a delegating agent
+            # (a nested graph) passed down, or each chunk would be published twice.
+            for handler in list(callbacks.handlers):
+                if isinstance(handler, MessagesHandler):
+                    callbacks.remove_handler(handler)
             callbacks.add_handler(MessagesHandler(call.channel, path), inherit=True)
         if self._root is None and not self._messages:
             child = callbacks
