@@ -82,6 +82,7 @@ __version__ = _dist_version("counterpoint")  # the one version source: pyproject
 
 __all__ = [
     "END",
+    "STREAM_MODES",
     "TBB_VERSION",
     "AgentError",
     "AgentOutcome",
@@ -109,7 +110,6 @@ __all__ = [
     "Review",
     "ReviewRejected",
     "ReviewRequest",
-    "STREAM_MODES",
     "Run",
     "RunCancelled",
     "RunResult",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -54,8 +54,10 @@ class EventKind(enum.Enum):
     What happened to an agent.
     """
     cancel: typing.ClassVar[EventKind]
+    custom: typing.ClassVar[EventKind]
     error: typing.ClassVar[EventKind]
     finish: typing.ClassVar[EventKind]
+    message: typing.ClassVar[EventKind]
     review: typing.ClassVar[EventKind]
     skip: typing.ClassVar[EventKind]
     start: typing.ClassVar[EventKind]
@@ -432,6 +434,41 @@ class LoopDispatcher:
         ...
     def take(self) -> typing.Any:
         ...
+class EventChannel:
+    """
+    Publishes an agent's own events into its run's event stream.
+    """
+    def publish(self, kind: EventKind, data: typing.Any, message: str = '') -> bool:
+        ...
+class ObservedCall:
+    """
+    One agent call, as its run's observer sees it.
+    """
+    state: typing.Any
+    @property
+    def channel(self) -> EventChannel:
+        ...
+    @property
+    def context(self) -> typing.Any:
+        ...
+    @property
+    def error(self) -> typing.Any:
+        ...
+    @property
+    def input(self) -> typing.Any:
+        ...
+    @property
+    def message(self) -> str:
+        ...
+    @property
+    def output(self) -> typing.Any:
+        ...
+    @property
+    def path(self) -> str:
+        ...
+    @property
+    def status(self) -> NodeStatus:
+        ...
 class NodeHook:
     pass
 class PendingCheckpoint:
@@ -488,8 +525,9 @@ class RunRequest:
     """
     hook: NodeHook
     key: str
+    observer: typing.Any
     restored: typing.Any
-    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: bool = False, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '') -> None:
+    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: bool = False, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '', observer: typing.Any = None) -> None:
         ...
     @property
     def dispatcher(self) -> LoopDispatcher:

@@ -7,7 +7,15 @@ import json
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
@@ -447,6 +455,10 @@ class CompiledGraph:
 
     def _stream(self, input: Any, modes: StreamModes, observer: Any, budget: Any = None,
                 deadline: Any = None) -> Iterator[Any]:
+        if not modes.records_events and observer is None:  # "values" alone: one result
+            yield from modes.end(0, 0.0, CompiledGraph.invoke(self, input, budget=budget,
+                                                               deadline=deadline))
+            return
         run = self._launch(input, self._dispatcher(), record_events=modes.records_events,
                            budget=budget, deadline=deadline, observer=observer)
         handle = run._handle
@@ -476,6 +488,11 @@ class CompiledGraph:
 
     async def _astream(self, input: Any, modes: StreamModes, observer: Any,
                        budget: Any = None, deadline: Any = None) -> AsyncIterator[Any]:
+        if not modes.records_events and observer is None:  # "values" alone: one result
+            result = await CompiledGraph.ainvoke(self, input, budget=budget, deadline=deadline)
+            for chunk in modes.end(0, 0.0, result):
+                yield chunk
+            return
         bridge = bridge_for_running_loop()
         run = self._launch(input, bridge.dispatcher, record_events=modes.records_events,
                            budget=budget, deadline=deadline, observer=observer)

@@ -119,7 +119,7 @@ def test_nested_run_tree():
     inner = [run for run in recorder.runs.values() if run["parent"] == style_id]
     assert [run["kind"] for run in inner] == ["chain"]
     # The chat model inside the polish agent's chain nests under it, two levels down.
-    (llm_id, llm), = [(i, r) for i, r in recorder.runs.items() if r["kind"] == "llm"]
+    (_, llm), = [(i, r) for i, r in recorder.runs.items() if r["kind"] == "llm"]
     chain_id = llm["parent"]
     assert recorder.runs[recorder.runs[chain_id]["parent"]]["name"] == "polish"
     # Tags reach every run in the tree.
@@ -153,7 +153,7 @@ def test_async_agents_and_ainvoke_nest_too():
 
     app = cp.Graph().add("fetch", fetch).add("double", lambda x: x * 2, after="fetch").compile()
     assert asyncio.run(app.ainvoke(1, {"callbacks": [recorder], "run_name": "root"})) == 4
-    fetch_id, fetch_run = recorder.one("fetch")
+    fetch_id, _ = recorder.one("fetch")
     assert recorder.parent_name("fetch") == "root"
     nested = [run for run in recorder.runs.values() if run["parent"] == fetch_id]
     assert len(nested) == 1  # the RunnableLambda awaited inside the coroutine agent

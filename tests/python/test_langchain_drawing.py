@@ -333,6 +333,11 @@ def test_patterns_that_build_their_child_graph_per_run_are_one_node() -> None:
     mermaid = drawn.draw_mermaid()
     assert {"\tsubgraph team\n", "\tsubgraph judge\n", "\tsubgraph escalate\n"} == {
         line + "\n" for line in mermaid.splitlines() if "subgraph" in line}
+    # Nested graphs of one agent are that agent, named by its whole path.
+    wrapped = cp.sequential(("outer", cp.sequential(("research", research))), report)
+    assert nodes(plan_graph(wrapped)) == {"__start__": "__start__",
+                                          "outer": "outer/research/fan_out",
+                                          "report": "report", "__end__": "__end__"}
 
 
 def test_runnable_agents_and_policies_draw_with_the_runnable_as_data() -> None:
@@ -433,10 +438,10 @@ def test_schemas_of_runnable_agents_are_their_own() -> None:
     model = FakeListChatModel(responses=["looks fine"])
     app = cp.Graph().add("prompt", prompt).add("model", model, after="prompt").compile()
     given = input_schema(app, name="Reviewer")
-    assert given.model_json_schema() == prompt.get_input_schema().model_json_schema()
+    assert given.model_json_schema() == prompt.get_input_jsonschema()
     assert given.model_json_schema()["required"] == ["code"]
     returned = output_schema(app, name="Reviewer")
-    assert returned.model_json_schema() == model.get_output_schema().model_json_schema()
+    assert returned.model_json_schema() == model.get_output_jsonschema()
     # Through a policy and a nested graph too.
     outer = cp.Graph().add("inner", cp.policy(app, retry=2)).compile()
     assert input_schema(outer).model_json_schema() == given.model_json_schema()

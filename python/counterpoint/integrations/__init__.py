@@ -1,1 +1,2 @@
-"""Optional integrations with other libraries; each is imported only when its library is installed."""
+"""Optional integrations with other libraries, each imported only when its library is
+installed."""

@@ -15,7 +15,7 @@ from langchain_core.callbacks.manager import CallbackManagerForChainRun
 from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import patch_config
+from langchain_core.runnables.config import patch_config, var_child_runnable_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
 from ..._streaming import _KIND, AgentObserver
@@ -23,10 +23,7 @@ from ..._streaming import _KIND, AgentObserver
 try:  # sets LangSmith's tracing parent too, for @traceable code inside agents
     from langchain_core.runnables.config import _set_config_context as _enter_config
 except ImportError:  # pragma: no cover - older langchain-core
-    from langchain_core.runnables.config import var_child_runnable_config
-
-    def _enter_config(config: RunnableConfig) -> Any:
-        return var_child_runnable_config.set(config)
+    _enter_config = var_child_runnable_config.set
 
 
 class MessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
@@ -107,6 +104,11 @@ class CallbackObserver(AgentObserver):
         # same path can be in flight twice (a retry that overlaps a timed-out attempt).
         self._open: dict[str, list[CallbackManagerForChainRun]] = {}
         self._attempts: dict[str, int] = {}
+        # With no handler to tell, agents only need the config (tags, metadata,
+        # configurable) passed on: the same child config for all of them.
+        self._shared: RunnableConfig | None = None
+        if run_manager is None and not messages:
+            self._shared = patch_config(config, callbacks=self._parent_callbacks(""))
 
     def _parent_callbacks(self, path: str) -> CallbackManager:
         cut = path.rfind("/")
@@ -124,6 +126,9 @@ class CallbackObserver(AgentObserver):
 
     def agent_started(self, call: Any) -> None:
         super().agent_started(call)
+        if self._shared is not None:  # nothing to report: every agent gets one config
+            call.context.run(var_child_runnable_config.set, self._shared)
+            return
         path = call.path
         callbacks = self._parent_callbacks(path)
         if self._messages:
@@ -133,7 +138,7 @@ class CallbackObserver(AgentObserver):
                 if isinstance(handler, MessagesHandler):
                     callbacks.remove_handler(handler)
             callbacks.add_handler(MessagesHandler(call.channel, path), inherit=True)
-        if self._root is None and not self._messages:
+        if self._root is None:  # streaming messages only: no runs to open
             child = callbacks
         else:
             attempt = self._attempts.get(path, 0) + 1

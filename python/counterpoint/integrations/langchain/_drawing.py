@@ -9,7 +9,9 @@ Conventions, those of LangGraph so that LangChain's drawing and LangGraph toolin
   the prefix's last part. Its name is the path as run events name the agent
   (``"review/security"``).
 - A nested graph is drawn in place of its agent: edges into the agent go to the nested
-  graph's entries, edges out of it leave from its sinks.
+  graph's entries, edges out of it leave from its sinks. A nested graph of one agent is
+  that agent, drawn under the id of the agent it replaces; one with no edge between its
+  agents is drawn as one node (LangChain's mermaid drawing would drop its agents).
 
 Patterns tell the drawing what their plain-function agents do through two attributes
 (set where the pattern builds the function, read with ``getattr``):
@@ -184,7 +186,7 @@ def _assign_ids(top: _Plan) -> None:
             drawn = part
             while drawn is not _drawn(drawn):  # a nested graph of one agent
                 inner = _drawn(drawn)
-                inner.path = f"{part.path}/{_escaped(inner.name)}"
+                inner.path = f"{drawn.path}/{_escaped(inner.name)}"
                 drawn = inner
             drawn.prefix = prefix
             suffix = 2

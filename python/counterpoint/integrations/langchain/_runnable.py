@@ -4,7 +4,7 @@ chain run per agent to the callbacks it is given."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks.manager import CallbackManagerForChainRun
@@ -13,6 +13,7 @@ from langchain_core.runnables.config import (
     ensure_config,
     get_callback_manager_for_config,
     get_config_list,
+    var_child_runnable_config,
 )
 from langchain_core.runnables.graph import Graph as DrawableGraph
 
@@ -43,6 +44,10 @@ def _needs_observer(config: RunnableConfig) -> bool:
     return any(config.get(key) for key in _PROPAGATED)
 
 
+_ambient_config = var_child_runnable_config.get
+_plain_invoke = CompiledGraph.invoke
+
+
 class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     """A :class:`~counterpoint.CompiledGraph` that is also a LangChain ``Runnable``.
 
@@ -63,11 +68,11 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
         return f"{base}{suffix}" if suffix else base
 
     @property
-    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def InputType(self) -> Any:
         return Any
 
     @property
-    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def OutputType(self) -> Any:
         return Any
 
     def get_input_schema(self, config: RunnableConfig | None = None) -> Any:
@@ -84,45 +89,61 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
 
     # ---- one run --------------------------------------------------------------------
 
-    def _open_run(self, input: Any, config: RunnableConfig | None
-                  ) -> tuple[RunnableConfig, CallbackManagerForChainRun | None]:
+    def _observed(self, input: Any, config: RunnableConfig | None, *, publish: bool = False,
+                  messages: bool = False
+                  ) -> tuple[CallbackManagerForChainRun | None, AgentObserver | None]:
+        """The graph's chain run (None when no handler listens) and the run's observer
+        (None when agents need neither a config nor a channel: the fast path)."""
         config = ensure_config(config)
         if not _needs_observer(config):
-            return config, None
+            if messages:
+                return None, CallbackObserver(config, None, publish=publish, messages=True)
+            return None, AgentObserver() if publish else None
+        run_manager = None
         manager = get_callback_manager_for_config(config)
-        run_manager = manager.on_chain_start(
-            None, input, run_id=config.pop("run_id", None),
-            name=config.get("run_name") or self.get_name(),
-        )
-        return config, run_manager
+        if manager.handlers:
+            run_manager = manager.on_chain_start(
+                None, input, run_id=config.pop("run_id", None),
+                name=config.get("run_name") or self.get_name(),
+            )
+        return run_manager, CallbackObserver(config, run_manager, publish=publish,
+                                             messages=messages)
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None,
+    def invoke(self, input: Any, config: RunnableConfig | None = None, *,
+               budget: Mapping[str, float] | None = None, deadline: float | None = None,
                **kwargs: Any) -> Any:
-        config, run_manager = self._open_run(input, config)
-        if run_manager is None:
-            return super().invoke(input, **kwargs)
-        observer = CallbackObserver(config, run_manager)
+        if config is None and _ambient_config() is None:
+            # Called as a plain counterpoint graph: no config to honour, no LangChain
+            # cost (ensure_config alone is a few microseconds, most of a small run).
+            return _plain_invoke(self, input, budget=budget, deadline=deadline)
+        run_manager, observer = self._observed(input, config)
+        if observer is None:
+            return _plain_invoke(self, input, budget=budget, deadline=deadline)
         try:
-            output = self._launch(input, self._dispatcher(), observer=observer,
-                                  **kwargs).result()
+            output = self._launch(input, self._dispatcher(), observer=observer, budget=budget,
+                                  deadline=deadline).result()
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            if run_manager is not None:
+                run_manager.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(output)
+        if run_manager is not None:
+            run_manager.on_chain_end(output)
         return output
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> Any:
-        config, run_manager = self._open_run(input, config)
-        if run_manager is None:
-            return await super().ainvoke(input, **kwargs)
-        observer = CallbackObserver(config, run_manager)
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, *,
+                      budget: Mapping[str, float] | None = None,
+                      deadline: float | None = None, **kwargs: Any) -> Any:
+        run_manager, observer = (None, None) if config is None and _ambient_config() is None \
+            else self._observed(input, config)
         try:
-            output = await self._ainvoke_observed(input, observer, **kwargs)
+            output = await self._ainvoke_observed(input, observer, budget=budget,
+                                                  deadline=deadline)
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            if run_manager is not None:
+                run_manager.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(output)
+        if run_manager is not None:
+            run_manager.on_chain_end(output)
         return output
 
     # ---- several runs ---------------------------------------------------------------
@@ -130,26 +151,19 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     def batch(self, inputs: Iterable[Any],
               config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        budget, deadline = kwargs.get("budget"), kwargs.get("deadline")
+        if config is None and _ambient_config() is None:
+            return self._batch(inputs, kwargs.get("max_concurrency"), return_exceptions,
+                               budget, deadline)
         inputs = list(inputs)
         configs = get_config_list(config, len(inputs))
         max_concurrency = _max_concurrency(kwargs, configs)
-        if not inputs:
-            return super().batch(inputs, max_concurrency=max_concurrency)
-        if not any(_needs_observer(ensure_config(c)) for c in configs):
-            return super().batch(inputs, max_concurrency=max_concurrency,
-                                 return_exceptions=return_exceptions, **kwargs)
-        return self._batch_observed(inputs, configs, max_concurrency, return_exceptions,
-                                    **kwargs)
-
-    def _batch_observed(self, inputs: list[Any], configs: list[RunnableConfig],
-                        max_concurrency: int | None, return_exceptions: bool,
-                        **kwargs: Any) -> list[Any]:
-        opened = [self._open_run(item, cfg) for item, cfg in zip(inputs, configs)]
-        observers = [None if manager is None else CallbackObserver(cfg, manager)
-                     for cfg, manager in opened]
-        results = self._batch(inputs, max_concurrency, True, kwargs.get("budget"),
-                              kwargs.get("deadline"), observers)
-        for (_, manager), result in zip(opened, results):
+        opened = [self._observed(item, cfg) for item, cfg in zip(inputs, configs)]
+        if all(observer is None for _, observer in opened):
+            return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
+        results = self._batch(inputs, max_concurrency, True, budget, deadline,
+                              [observer for _, observer in opened])
+        for (manager, _), result in zip(opened, results):
             if manager is not None:
                 if isinstance(result, BaseException):
                     manager.on_chain_error(result)
@@ -177,66 +191,56 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     def stream(self, input: Any, config: RunnableConfig | None = None, *,
                stream_mode: str | Sequence[str] = "values", **kwargs: Any) -> Iterator[Any]:
         modes = StreamModes(stream_mode)  # checked now, not at the first next()
-        return self._stream_reporting(input, config, modes, kwargs)
+        return self._stream_reported(input, config, modes, kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None, *,
                 stream_mode: str | Sequence[str] = "values",
                 **kwargs: Any) -> AsyncIterator[Any]:
         modes = StreamModes(stream_mode)
-        return self._astream_reporting(input, config, modes, kwargs)
+        return self._astream_reported(input, config, modes, kwargs)
 
-    def _stream_observer(self, config: RunnableConfig,
-                         run_manager: CallbackManagerForChainRun | None,
-                         modes: StreamModes) -> AgentObserver | None:
-        messages = "messages" in modes.modes
-        if run_manager is None and not messages and not _needs_observer(config):
-            return self._observer_for(modes)
-        return CallbackObserver(config, run_manager, publish="custom" in modes.modes,
-                                messages=messages)
+    def _stream_observed(self, input: Any, config: RunnableConfig | None, modes: StreamModes
+                         ) -> tuple[CallbackManagerForChainRun | None, AgentObserver | None]:
+        return self._observed(input, config, publish="custom" in modes.modes,
+                              messages="messages" in modes.modes)
 
     def _observer_for(self, modes: StreamModes) -> Any:
-        if "messages" in modes.modes:
-            return CallbackObserver(ensure_config(None), None, publish="custom" in modes.modes,
-                                    messages=True)
-        return super()._observer_for(modes)
+        return self._stream_observed(None, None, modes)[1]
 
-    def _stream_reporting(self, input: Any, config: RunnableConfig | None,
-                          modes: StreamModes, kwargs: dict[str, Any]) -> Iterator[Any]:
-        config, run_manager = self._open_run(input, config)
-        chunks = self._stream(input, modes, self._stream_observer(config, run_manager, modes),
-                              **kwargs)
-        if run_manager is None:
-            yield from chunks
-            return
-        result: Any = None
+    def _stream_reported(self, input: Any, config: RunnableConfig | None,
+                         modes: StreamModes, kwargs: dict[str, Any]) -> Iterator[Any]:
+        run_manager, observer = self._stream_observed(input, config, modes)
+        chunks = self._stream(input, modes, observer, kwargs.get("budget"),
+                              kwargs.get("deadline"))
+        last: Any = None
         try:
             for chunk in chunks:
-                result = chunk
+                last = chunk
                 yield chunk
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            if run_manager is not None:
+                run_manager.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(result)
+        if run_manager is not None:
+            run_manager.on_chain_end(last)
 
-    async def _astream_reporting(self, input: Any, config: RunnableConfig | None,
-                                 modes: StreamModes, kwargs: dict[str, Any]
-                                 ) -> AsyncIterator[Any]:
-        config, run_manager = self._open_run(input, config)
-        chunks = self._astream(input, modes, self._stream_observer(config, run_manager, modes),
-                               **kwargs)
-        if run_manager is None:
-            async for chunk in chunks:
-                yield chunk
-            return
-        result: Any = None
+    async def _astream_reported(self, input: Any, config: RunnableConfig | None,
+                                modes: StreamModes, kwargs: dict[str, Any]
+                                ) -> AsyncIterator[Any]:
+        run_manager, observer = self._stream_observed(input, config, modes)
+        chunks = self._astream(input, modes, observer, kwargs.get("budget"),
+                               kwargs.get("deadline"))
+        last: Any = None
         try:
             async for chunk in chunks:
-                result = chunk
+                last = chunk
                 yield chunk
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            if run_manager is not None:
+                run_manager.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(result)
+        if run_manager is not None:
+            run_manager.on_chain_end(last)
 
     def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
                   **kwargs: Any) -> Iterator[Any]:

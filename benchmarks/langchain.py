@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""What LangChain interop costs: a compiled graph inside an LCEL pipeline, config and
+callbacks reaching every agent, and each stream mode, against ``app.invoke`` alone.
+
+Usage:
+    python benchmarks/langchain.py [--quick] [--json out.json]
+
+Every figure is interleaved with its baseline in the same run (see engine.py's
+methodology) and printed with the ratio. Needs langchain-core.
+
+Figures:
+    lcel       ``prompt | app | parser`` against the prompt, ``app.invoke`` and the parser
+               called one after another by hand: what the pipeline itself adds.
+    config     ``app.invoke(x, config)`` with tags only (the agents get the child config)
+               and with a callback handler (a chain run per agent) against ``app.invoke(x)``.
+    modes      ``list(app.stream(x, stream_mode=m))`` for every mode against
+               ``app.invoke(x)``, on the 5-way fan-out + join.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import PromptTemplate
+
+from engine import Results, fanout_graph, interleaved, print_table, summary
+
+import counterpoint as cp
+
+
+class _Counting(BaseCallbackHandler):
+    """The cheapest real handler: counts chain starts."""
+
+    def __init__(self) -> None:
+        self.starts = 0
+
+    def on_chain_start(self, *args: object, **kwargs: object) -> None:
+        self.starts += 1
+
+
+def _text_app() -> cp.CompiledGraph:
+    return (cp.Graph()
+            .add("text", lambda value: value.to_string())
+            .add("a", lambda text: text.upper(), after="text")
+            .add("b", lambda text: text.lower(), after="text")
+            .add("join", lambda outputs: outputs["a"] + outputs["b"], after=["a", "b"])
+            .compile())
+
+
+def bench_lcel(res: Results, cfg: dict[str, int]) -> None:
+    print("[lcel] prompt | app | parser", flush=True)
+    prompt = PromptTemplate.from_template("Review: {diff}")
+    parser = StrOutputParser()
+    app = _text_app()
+    chain = prompt | app | parser
+    item = {"diff": "x"}
+
+    def by_hand() -> object:
+        return parser.invoke(app.invoke(prompt.invoke(item)))
+
+    assert chain.invoke(item) == by_hand()
+    samples = interleaved({"chain": (lambda: chain.invoke(item), cfg["iterations"]),
+                           "hand": (by_hand, cfg["iterations"]),
+                           "app": (lambda: app.invoke(prompt.invoke(item)), cfg["iterations"])},
+                          cfg["repeats"])
+    chain_s, hand_s, app_s = (summary(samples[k]) for k in ("chain", "hand", "app"))
+    res.add("lcel", "prompt | app | parser (4 agents)", chain_s["median"], "s",
+            baseline=hand_s["median"], baseline_label="same steps by hand",
+            details={"chain": chain_s, "by_hand": hand_s, "app_only": app_s})
+    res.add("lcel_added", "  added by the LCEL pipeline", chain_s["median"] - hand_s["median"],
+            "s", details={})
+
+
+def bench_config(res: Results, cfg: dict[str, int]) -> None:
+    print("[config] config and callbacks on invoke", flush=True)
+    app, _ = fanout_graph()
+    handler = _Counting()
+    tagged = {"tags": ["bench"]}
+    with_handler = {"callbacks": [handler]}
+    samples = interleaved({
+        "plain": (lambda: app.invoke(1), cfg["iterations"]),
+        "tags": (lambda: app.invoke(1, tagged), cfg["iterations"]),
+        "callbacks": (lambda: app.invoke(1, with_handler), cfg["iterations"] // 4),
+    }, cfg["repeats"])
+    plain = summary(samples["plain"])
+    for key, label in (("tags", "invoke(x, {'tags': [...]}): child config per agent"),
+                       ("callbacks", "invoke(x, {'callbacks': [h]}): a chain run per agent")):
+        s = summary(samples[key])
+        res.add(f"config_{key}", label, s["median"], "s", baseline=plain["median"],
+                baseline_label="invoke(x)", details={key: s, "plain": plain})
+
+
+def bench_modes(res: Results, cfg: dict[str, int]) -> None:
+    print("[modes] stream modes on the 5-way fan-out + join", flush=True)
+    app, _ = fanout_graph()
+    candidates = {"invoke": (lambda: app.invoke(1), cfg["iterations"])}
+    for mode in cp.STREAM_MODES:
+        candidates[mode] = (lambda mode=mode: list(app.stream(1, stream_mode=mode)),
+                            cfg["iterations"])
+    candidates["updates+custom"] = (
+        lambda: list(app.stream(1, stream_mode=["updates", "custom"])), cfg["iterations"])
+    samples = interleaved(candidates, cfg["repeats"])
+    base = summary(samples["invoke"])
+    for name in candidates:
+        if name == "invoke":
+            continue
+        s = summary(samples[name])
+        res.add(f"mode_{name}", f"stream_mode={name!r}", s["median"], "s",
+                baseline=base["median"], baseline_label="invoke", details={name: s})
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    cfg = {"iterations": 200, "repeats": 5} if args.quick else \
+        {"iterations": 1000, "repeats": 9}
+    res = Results()
+    for bench in (bench_lcel, bench_config, bench_modes):
+        bench(res, cfg)
+    print_table(res)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"rows": res.rows, "notes": res.notes}, out, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
