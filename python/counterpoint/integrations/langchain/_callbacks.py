@@ -104,11 +104,13 @@ class CallbackObserver(AgentObserver):
         # same path can be in flight twice (a retry that overlaps a timed-out attempt).
         self._open: dict[str, list[CallbackManagerForChainRun]] = {}
         self._attempts: dict[str, int] = {}
+        self._base: CallbackManager | None = None
         # With no handler to tell, agents only need the config (tags, metadata,
         # configurable) passed on: the same child config for all of them.
         self._shared: RunnableConfig | None = None
         if run_manager is None and not messages:
-            self._shared = patch_config(config, callbacks=self._parent_callbacks(""))
+            self._shared = {key: value for key, value in config.items()
+                            if key not in ("run_name", "run_id")}  # type: ignore[assignment]
 
     def _parent_callbacks(self, path: str) -> CallbackManager:
         cut = path.rfind("/")
@@ -119,10 +121,12 @@ class CallbackObserver(AgentObserver):
             cut = path.rfind("/", 0, cut)
         if self._root is not None:
             return self._root.get_child()
-        return CallbackManager.configure(
-            self._config.get("callbacks"), None, False,
-            self._config.get("tags"), None, self._config.get("metadata"), None,
-        )
+        if self._base is None:  # configured once: configure() is tens of microseconds
+            self._base = CallbackManager.configure(
+                self._config.get("callbacks"), None, False,
+                self._config.get("tags"), None, self._config.get("metadata"), None,
+            )
+        return self._base.copy()
 
     def agent_started(self, call: Any) -> None:
         super().agent_started(call)

@@ -35,13 +35,14 @@ def _max_concurrency(kwargs: dict[str, Any], configs: list[RunnableConfig]) -> A
     return configs[0].get("max_concurrency") if configs else None
 
 
-def _needs_observer(config: RunnableConfig) -> bool:
+def _handlers(config: RunnableConfig) -> bool:
+    """Whether the config's callbacks (a list or a manager) hold any handler."""
     callbacks = config.get("callbacks")
-    if callbacks:
-        handlers = getattr(callbacks, "handlers", callbacks)
-        if handlers:
-            return True
-    return any(config.get(key) for key in _PROPAGATED)
+    return bool(callbacks and getattr(callbacks, "handlers", callbacks))
+
+
+def _needs_observer(config: RunnableConfig) -> bool:
+    return _handlers(config) or any(config.get(key) for key in _PROPAGATED)
 
 
 _ambient_config = var_child_runnable_config.get
@@ -100,8 +101,8 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
                 return None, CallbackObserver(config, None, publish=publish, messages=True)
             return None, AgentObserver() if publish else None
         run_manager = None
-        manager = get_callback_manager_for_config(config)
-        if manager.handlers:
+        if _handlers(config):
+            manager = get_callback_manager_for_config(config)
             run_manager = manager.on_chain_start(
                 None, input, run_id=config.pop("run_id", None),
                 name=config.get("run_name") or self.get_name(),
