@@ -110,3 +110,35 @@ def test_importing_counterpoint_imports_no_optional_integration():
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def _run(code, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_import_alone_loads_no_langchain(tmp_path):
+    # Installed or not, langchain-core is imported at the first compile(), not before.
+    out = _run("import sys, counterpoint\n"
+               "print(any(m.startswith(('langchain', 'langsmith')) for m in sys.modules))\n",
+               tmp_path)
+    assert out == ["False"]
+
+
+def test_without_langchain_nothing_of_it_is_imported(tmp_path):
+    # sys.modules[name] = None makes both find_spec() and import see it as absent.
+    out = _run(
+        "import sys\n"
+        "sys.modules['langchain_core'] = None\n"
+        "import counterpoint as cp\n"
+        "app = cp.Graph().add('a', lambda x: x + 1).compile()\n"
+        "print(type(app).__name__, app.invoke(1), list(app.stream(1)))\n"
+        "try:\n"
+        "    app.stream(1, stream_mode='messages')\n"
+        "except ImportError as error:\n"
+        "    print('langchain-core' in str(error))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('langchain', 'langsmith'))))\n",
+        tmp_path)
+    assert out == ["CompiledGraph", "2", "[2]", "True", "['langchain_core']"]
