@@ -224,3 +224,12 @@ def test_stream_reports_the_run_too():
                              stream_mode=["updates", "values"]))
     assert chunks == [("updates", {"a": 2}), ("values", 2)]
     assert recorder.parent_name("a") == "s"
+
+
+def test_a_fallback_call_is_a_run_of_its_own():
+    recorder = Recorder()
+    app = cp.Graph().add("a", lambda x: 1 / 0, fallback=lambda x: "fallback").compile()
+    assert app.invoke(1, {"callbacks": [recorder], "run_name": "r"}) == "fallback"
+    calls = sorted((run["metadata"]["counterpoint_attempt"], run["end"][0])
+                   for _, run in recorder.by_name("a"))
+    assert calls == [(1, "error"), (2, "ok")]
