@@ -19,7 +19,7 @@ from langchain_core.runnables.graph import Graph as DrawableGraph
 
 from ..._graph import CompiledGraph
 from ..._streaming import AgentObserver, StreamModes
-from ._callbacks import CallbackObserver
+from ._callbacks import CallbackObserver, stepped
 from ._drawing import plan_graph
 from ._schemas import input_schema, output_schema
 
@@ -102,7 +102,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
             return None, AgentObserver() if publish else None
         run_manager = None
         if _handlers(config):
-            manager = get_callback_manager_for_config(config)
+            manager = stepped(get_callback_manager_for_config(config))
             run_manager = manager.on_chain_start(
                 None, input, run_id=config.pop("run_id", None),
                 name=config.get("run_name") or self.get_name(),
