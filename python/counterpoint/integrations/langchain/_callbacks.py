@@ -85,10 +85,10 @@ class MessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
 
 class _Stepped(BaseCallbackHandler):
     """``astream_events``' handler, for the graph's run and the agent runs the observer
-    opens from engine threads. Its callbacks are coroutines that never wait (they queue the event for the
-    reader's loop), so each is run to its end right here. LangChain's sync path would
-    start an event loop in a worker thread for every callback, blocking the caller
-    meanwhile: ~1 ms per agent."""
+    opens from engine threads. Its callbacks are coroutines that never wait (they queue
+    the event for the reader's loop), so each is run to its end right here. LangChain's
+    sync path would start an event loop in a worker thread for every callback, blocking
+    the caller meanwhile: ~1 ms per agent."""
 
     run_inline = True
 
