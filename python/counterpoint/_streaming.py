@@ -98,8 +98,10 @@ class StreamModes:
         if kind is _KIND.custom:
             return [self.chunk("custom", record.payload)] if "custom" in self.modes else None
         if kind is _KIND.message:
-            return [self.chunk("messages", record.payload)] if "messages" in self.modes \
-                else None
+            if "messages" not in self.modes:
+                return None
+            message, metadata = record.payload
+            return [self.chunk("messages", (message, {**metadata, "run_id": record.run_id}))]
         if "events" in self.modes:
             return [self.chunk("events", Event._from_native(record))]
         return None

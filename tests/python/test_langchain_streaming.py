@@ -54,7 +54,8 @@ def test_messages_mode_tags_each_agents_tokens():
     # Tokens come one by one (the models stream even when agents call invoke()).
     assert len(chunks) > len(WORDS)
     meta = chunks[0][1]
-    assert {"agent", "langchain_run_id", "tags"} <= set(meta)
+    assert {"agent", "run_id", "langchain_run_id", "tags"} <= set(meta)
+    assert isinstance(meta["run_id"], int)  # the counterpoint run's id
 
 
 def test_messages_mode_async_and_nested():
