@@ -3,12 +3,13 @@
 callbacks reaching every agent, and each stream mode, against ``app.invoke`` alone.
 
 Usage:
-    python benchmarks/langchain.py [--quick] [--json out.json]
+    python benchmarks/langchain.py [--quick] [--json out.json] [--only SECTION ...]
+                                   [--settle SECONDS]
 
 Every figure is interleaved with its baseline in the same run (see engine.py's
 methodology) and printed with the ratio. Needs langchain-core.
 
-Figures:
+Sections:
     lcel       ``prompt | app | parser`` against the same pipeline with the graph hidden
                in a RunnableLambda (LangChain's cost alike: what counterpoint's config
                handling adds), and against the three steps called by hand.
@@ -20,17 +21,18 @@ Figures:
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
+from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import RunnableLambda
 
+import _harness as h
 import counterpoint as cp
-from engine import Results, fanout_graph, interleaved, print_table, summary
+from _harness import Results
+from engine import fanout_graph, interleaved, summary
 
 
 class _Counting(BaseCallbackHandler):
@@ -52,7 +54,7 @@ def _text_app() -> cp.CompiledGraph:
             .compile())
 
 
-def bench_lcel(res: Results, cfg: dict[str, int]) -> None:
+def bench_lcel(res: Results, cfg: dict[str, Any]) -> None:
     print("[lcel] prompt | app | parser", flush=True)
     prompt = PromptTemplate.from_template("Review: {diff}")
     parser = StrOutputParser()
@@ -81,7 +83,7 @@ def bench_lcel(res: Results, cfg: dict[str, int]) -> None:
             details={})
 
 
-def bench_config(res: Results, cfg: dict[str, int]) -> None:
+def bench_config(res: Results, cfg: dict[str, Any]) -> None:
     print("[config] config and callbacks on invoke", flush=True)
     app, _ = fanout_graph()
     handler = _Counting()
@@ -100,7 +102,7 @@ def bench_config(res: Results, cfg: dict[str, int]) -> None:
                 baseline_label="invoke(x)", details={key: s, "plain": plain})
 
 
-def bench_modes(res: Results, cfg: dict[str, int]) -> None:
+def bench_modes(res: Results, cfg: dict[str, Any]) -> None:
     print("[modes] stream modes on the 5-way fan-out + join", flush=True)
     app, _ = fanout_graph()
     candidates = {"invoke": (lambda: app.invoke(1), cfg["iterations"])}
@@ -119,22 +121,16 @@ def bench_modes(res: Results, cfg: dict[str, int]) -> None:
                 baseline=base["median"], baseline_label="invoke", details={name: s})
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args(argv)
-    cfg = {"iterations": 200, "repeats": 5} if args.quick else \
-        {"iterations": 1000, "repeats": 9}
-    res = Results()
-    for bench in (bench_lcel, bench_config, bench_modes):
-        bench(res, cfg)
-    print_table(res)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"rows": res.rows, "notes": res.notes}, out, indent=1, default=str)
-    return 0
+def config(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"quick": True, "iterations": 200, "repeats": 5}
+    return {"quick": False, "iterations": 1000, "repeats": 9}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return h.main(__doc__, {"lcel": bench_lcel, "config": bench_config, "modes": bench_modes},
+                  config, argv, quick_help="fewer iterations (about 20 s instead of a minute)")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
