@@ -19,7 +19,8 @@ from ._native import _core
 
 STREAM_MODES = ("values", "updates", "events", "custom", "messages")
 
-_KIND = _core.EventKind
+# What a native event is; agents' own events are EVENT_KIND.custom and .message.
+EVENT_KIND = _core.EventKind
 # The channel of the agent call whose code is running, while its run streams "custom"
 # or "messages"; None everywhere else.
 _channel: ContextVar[Any] = ContextVar("counterpoint_agent_channel", default=None)
@@ -38,7 +39,7 @@ def emit(data: Any) -> bool:
     channel = _channel.get()
     if channel is None:
         return False
-    return bool(channel.publish(_KIND.custom, data))
+    return bool(channel.publish(EVENT_KIND.custom, data))
 
 
 def agent_channel() -> Any:
@@ -89,15 +90,15 @@ class StreamModes:
     def from_native(self, record: Any) -> Any:
         """The chunk a native event makes in the requested modes, or None."""
         kind = record.kind
-        if kind is _KIND.finish and "updates" in self.modes:
+        if kind is EVENT_KIND.finish and "updates" in self.modes:
             update = {record.agent: record.payload}
             if "events" in self.modes:  # both: the update follows its event
                 return [self.chunk("events", Event._from_native(record)),
                         self.chunk("updates", update)]
             return [self.chunk("updates", update)]
-        if kind is _KIND.custom:
+        if kind is EVENT_KIND.custom:
             return [self.chunk("custom", record.payload)] if "custom" in self.modes else None
-        if kind is _KIND.message:
+        if kind is EVENT_KIND.message:
             if "messages" not in self.modes:
                 return None
             message, metadata = record.payload

@@ -12,14 +12,14 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
 from langchain_core.callbacks.manager import CallbackManagerForChainRun
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, LLMResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config, var_child_runnable_config
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langchain_core.tracers.event_stream import _AstreamEventsCallbackHandler
 
-from ..._streaming import _KIND, AgentObserver
+from ..._streaming import EVENT_KIND, AgentObserver
 
 try:  # sets LangSmith's tracing parent too, for @traceable code inside agents
     from langchain_core.runnables.config import _set_config_context as _enter_config
@@ -44,7 +44,7 @@ class MessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
         if meta is None:
             return
         meta["streamed"] = True
-        self._channel.publish(_KIND.message, (message, meta["metadata"]), self._path)
+        self._channel.publish(EVENT_KIND.message, (message, meta["metadata"]), self._path)
 
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
                             parent_run_id: UUID | None = None, tags: list[str] | None = None,
@@ -57,10 +57,8 @@ class MessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
 
     def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
                          **kwargs: Any) -> None:
-        if isinstance(chunk, ChatGenerationChunk):
+        if isinstance(chunk, ChatGenerationChunk):  # chat models; plain LLMs stream text
             self._publish(run_id, chunk.message)
-        elif run_id in self._runs and token:
-            self._publish(run_id, AIMessageChunk(content=token))
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         meta = self._runs.get(run_id)
