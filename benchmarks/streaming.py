@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Streaming benchmark harness for counterpoint: what `stream` and `astream` cost on top
+of `invoke`.
+
+The same graph runs through `app.invoke(x)`, `for e in app.stream(x)` and
+`async for e in app.astream(x)` (every event consumed), plus `await app.ainvoke(x)` on the
+same event loop as the astream baseline of the asynchronous path, interleaved repeat by
+repeat in one process. Every figure is a median over the repeats with its spread
+(min..max), next to invoke measured in the same run. A measurement tool, not a test
+suite: a missed target is reported as MISS, never as a failure, and the exit status is 0.
+
+Usage:
+    python benchmarks/streaming.py [--quick] [--json out.json] [--only SECTION ...]
+                                   [--settle SECONDS]
+
+Sections (see benchmarks/README.md for what each figure means):
+    fanout5     1. 5-way fan-out + join of no-op agents (engine.py's section 1 shape)
+    chain1000   2. the 1,000-agent no-op chain (engine.py's section 2 shape)
+    subgraphs10 3. fan-out to 10 subgraphs: 10 entry agents that are each a compiled
+                   3-agent no-op chain, joined by one agent
+    fanout_to_subgraph
+                4. peers.py's port of LangGraph's bench graph fanout_to_subgraph (10
+                   subjects): cp.fan_out over a 3-agent subgraph whose last agent loops
+                   through delegations
+
+Methodology as in engine.py: warm up first, time many back-to-back runs per repeat with
+the garbage collector paused, take the median over repeats, and interleave the
+candidates (rotating their order every repeat). The asynchronous candidates run their
+repeat's runs inside one `run_until_complete`, so the loop's start and stop are not
+counted per run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from collections.abc import Callable
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import counterpoint as cp
+from engine import (
+    CHAIN_LONG,
+    FANOUT_WIDTH,
+    Results,
+    chain_graph,
+    fanout_graph,
+    fmt,
+    fmt_ratio,
+    interleaved,
+    noop,
+    once,
+    summary,
+)
+from engine import print_table as engine_print_table
+
+SUBGRAPHS = 10       # section 3: parallel subgraph agents
+SUBGRAPH_CHAIN = 3   # section 3: agents in each subgraph
+SUBJECTS = 10        # section 4: subjects of fanout_to_subgraph
+TARGET = 1.3         # stream (and astream) <= 1.3x invoke
+
+
+# --------------------------------------------------------------------------------------
+# Shapes
+# --------------------------------------------------------------------------------------
+
+
+def subgraph_fanout(width: int = SUBGRAPHS, depth: int = SUBGRAPH_CHAIN) -> cp.CompiledGraph:
+    """`width` entry agents, each a compiled chain of `depth` no-op agents added as an
+    agent (a child run per call, its events streamed as "s<i>/a<j>"), joined by one
+    no-op agent."""
+    g = cp.Graph()
+    for i in range(width):
+        g.add(f"s{i}", chain_graph(depth)[0])
+    return g.add("join", noop, after=[f"s{i}" for i in range(width)]).compile()
+
+
+def fanout_to_subgraph() -> tuple[cp.CompiledGraph, Any]:
+    """peers.py's counterpoint port of LangGraph's fanout_to_subgraph (sync nodes) and
+    its input: SUBJECTS subjects of 1,000 random letters, as LangGraph's bench builds it."""
+    import peers  # only here: it imports langgraph when installed, which takes a while
+
+    rng = random.Random(0)
+    state = {"subjects": [rng.choices("abcdefghijklmnopqrstuvwxyz", k=1000)
+                          for _ in range(SUBJECTS)]}
+    return peers.cp_fanout_to_subgraph(use_async=False), state
+
+
+# --------------------------------------------------------------------------------------
+# Measuring one shape
+# --------------------------------------------------------------------------------------
+
+
+def consume(app: cp.CompiledGraph, x: Any) -> int:
+    """Streams one run, consuming every event; returns how many there were."""
+    n = 0
+    for _ in app.stream(x):
+        n += 1
+    return n
+
+
+async def aconsume(app: cp.CompiledGraph, x: Any) -> int:
+    n = 0
+    async for _ in app.astream(x):
+        n += 1
+    return n
+
+
+def candidates_for(app: cp.CompiledGraph, x: Any, runs: int,
+                   loop: asyncio.AbstractEventLoop) -> dict[str, tuple[Callable[[], Any], int]]:
+    """The four ways of running `app`, each doing `runs` runs per call (interleaved()
+    then times one call per repeat; the figures are divided by `runs` afterwards)."""
+
+    def invoke() -> None:
+        for _ in range(runs):
+            app.invoke(x)
+
+    def stream() -> None:
+        for _ in range(runs):
+            for _event in app.stream(x):
+                pass
+
+    async def ainvoke_runs() -> None:
+        for _ in range(runs):
+            await app.ainvoke(x)
+
+    async def astream_runs() -> None:
+        for _ in range(runs):
+            async for _event in app.astream(x):
+                pass
+
+    return {
+        "invoke": (invoke, 1),
+        "stream": (stream, 1),
+        "astream": (lambda: loop.run_until_complete(astream_runs()), 1),
+        "ainvoke": (lambda: loop.run_until_complete(ainvoke_runs()), 1),
+    }
+
+
+def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
+                app: cp.CompiledGraph, x: Any) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        expected = app.invoke(x)
+        events = consume(app, x)
+        final = list(app.stream(x))[-1]
+        assert final.kind == "end" and final.output == expected, (final, expected)
+        assert loop.run_until_complete(aconsume(app, x)) == events
+        # Warm-up: lets `auto` dispatch move the no-op agents inline, and sizes the
+        # repeats so that each candidate runs about cfg["repeat_seconds"] of invokes.
+        warm = cfg["warmup_seconds"]
+        invoke_s = min(once(lambda: app.invoke(x)) for _ in range(5))
+        warm_runs = max(3, int(warm / 4 / invoke_s))
+        for fn, _ in candidates_for(app, x, warm_runs, loop).values():
+            fn()
+        invoke_s = min(once(lambda: app.invoke(x)) for _ in range(20))
+        runs = max(2, int(cfg["repeat_seconds"] / invoke_s))
+        samples = interleaved(candidates_for(app, x, runs, loop), cfg["repeats"])
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    stats = {name: summary([v / runs for v in values]) for name, values in samples.items()}
+    inv = stats["invoke"]["median"]
+    # The spread of each ratio, repeat by repeat (the candidates ran side by side).
+    ratios = {name: [v / i for v, i in zip(values, samples["invoke"])]
+              for name, values in samples.items()}
+    rows = [
+        ("invoke", "app.invoke", None),
+        ("stream", "for e in app.stream (every event)", TARGET),
+        ("astream", "async for e in app.astream (every event)", TARGET),
+        ("ainvoke", "await app.ainvoke (info)", None),
+    ]
+    for name, figure, target in rows:
+        s = stats[name]
+        details = {"summary": s, "runs_per_repeat": runs, "events_per_run": events,
+                   "ratio_min": min(ratios[name]), "ratio_max": max(ratios[name])}
+        if name in ("stream", "astream"):
+            details["added_per_event"] = (s["median"] - inv) / events
+        res.add(
+            f"{key}.{name}",
+            f"{label}: {figure}",
+            s["median"],
+            "s",
+            baseline=None if name == "invoke" else inv,
+            baseline_label="" if name == "invoke" else "invoke",
+            target=target,
+            target_on="ratio",
+            target_label="" if target is None else f"<= {target:g}x invoke",
+            details=details,
+        )
+    line = "; ".join(
+        f"{name} {fmt(stats[name]['median'], 's')}"
+        + ("" if name == "invoke" else
+           f" = {stats[name]['median'] / inv:.2f}x ({min(ratios[name]):.2f}..{max(ratios[name]):.2f}x)")
+        for name, _, _ in rows
+    )
+    added = (stats["stream"]["median"] - inv) / events
+    print(f"    {events} events per run, {runs} runs per repeat: {line}; stream adds "
+          f"{fmt(added, 's')} per event", flush=True)
+
+
+def bench_fanout5(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[1] {FANOUT_WIDTH}-way fan-out + join, no-op agents", flush=True)
+    bench_shape(res, cfg, "fanout5", f"1. {FANOUT_WIDTH}-way fan-out + join",
+                fanout_graph()[0], 1)
+
+
+def bench_chain1000(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[2] {CHAIN_LONG:,}-agent chain, no-op agents", flush=True)
+    bench_shape(res, cfg, "chain1000", f"2. {CHAIN_LONG:,}-agent chain",
+                chain_graph(CHAIN_LONG)[0], 1)
+
+
+def bench_subgraphs10(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[3] fan-out to {SUBGRAPHS} subgraphs ({SUBGRAPH_CHAIN}-agent chains) + join",
+          flush=True)
+    bench_shape(res, cfg, "subgraphs10", f"3. fan-out to {SUBGRAPHS} subgraphs",
+                subgraph_fanout(), 1)
+
+
+def bench_fanout_to_subgraph(res: Results, cfg: dict[str, Any]) -> None:
+    print(f"[4] peers.py's port of LangGraph's fanout_to_subgraph, {SUBJECTS} subjects",
+          flush=True)
+    app, state = fanout_to_subgraph()
+    bench_shape(res, cfg, "fanout_to_subgraph", f"4. fanout_to_subgraph_{SUBJECTS}x",
+                app, state)
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+
+def config(quick: bool) -> dict[str, Any]:
+    if quick:
+        return dict(quick=True, repeats=5, repeat_seconds=0.05, warmup_seconds=0.5)
+    return dict(quick=False, repeats=9, repeat_seconds=0.2, warmup_seconds=2.0)
+
+
+def print_table(results: Results) -> None:
+    """engine.print_table with a spread column (min..max of the ratio over repeats)."""
+    def spread(row: dict[str, Any]) -> str:
+        d = row["details"]
+        if row["baseline"] is None or "ratio_min" not in d:
+            s = d.get("summary")
+            return f"{fmt(s['best'], 's')}..{fmt(s['worst'], 's')}" if s else "-"
+        return f"{fmt_ratio(d['ratio_min'])}..{fmt_ratio(d['ratio_max'])}"
+
+    engine_print_table(results, extra=("Spread (min..max)", spread))
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The driver shared with the other harnesses (see _harness.py).
+    import _harness
+
+    sections = {"fanout5": bench_fanout5, "chain1000": bench_chain1000,
+                "subgraphs10": bench_subgraphs10, "fanout_to_subgraph": bench_fanout_to_subgraph}
+    return _harness.main(
+        __doc__, sections, config, argv,
+        quick_help="fewer and shorter repeats (about 15 s instead of about a minute)",
+        table=print_table,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
