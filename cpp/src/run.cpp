@@ -84,7 +84,6 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
     callbacks.swap(end_callbacks);
   }
   changed.notify_all();
-  if (event_root) event_root->changed.notify_all();
   if (timer != 0) TimerQueue::instance().cancel(timer);
   for (const auto& child : orphans) {
     if (auto alive = child.lock()) alive->end(RunStatus::Cancelled);
@@ -167,12 +166,20 @@ bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
 }
 
 void RunState::push_event(Event event) {
+  bool first;
   {
     std::lock_guard<std::mutex> lock(mutex);
-    // Stamped under the lock, so the queue is in clock order.
-    event.seconds = static_cast<double>(now_ns()) * 1e-9;
+    first = events.empty();
+    // Room for a batch up front: growing one event at a time moves the queue (under this
+    // lock, which every agent recording an event takes) at each doubling.
+    if (events.capacity() == 0) events.reserve(kEventQueueRoom);
     events.push_back(std::move(event));
   }
+  // Only an event into an empty queue wakes anyone: a reader waiting in next_events
+  // gathers the ones that follow without a wake-up each, and an event loop takes all of
+  // a run's queued events at once. A wake per event cost a futex call here and a thread
+  // switch there, per event.
+  if (!first) return;
   changed.notify_all();
   if (context_observer) context_observer->on_event_recorded(id);
 }
@@ -180,9 +187,16 @@ void RunState::push_event(Event event) {
 void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::string message) {
   if (!record_events) return;
   const PlanNode& spec = plan.nodes()[node];
+  const NodeSlot& slot = slots[node];
   RunState& target = root();
-  target.push_event(Event{kind, target.id, node, event_prefix + spec.name, 0.0, spec.priority,
-                          std::move(payload), std::move(message)});
+  // Stamped with the time the caller has just recorded in the slot (the node's start, or
+  // its end), from the root run's start: a clock read of its own cost each event about a
+  // tenth of what a no-op agent costs.
+  const std::int64_t at_ns = (kind == EventKind::Start ? slot.started_ns : slot.finished_ns) +
+                             (&target == this ? 0 : target.ns_at(started_at));
+  target.push_event(Event{kind, target.id, node, event_prefix + spec.name,
+                          static_cast<double>(at_ns) * 1e-9, spec.priority, std::move(payload),
+                          std::move(message)});
 }
 
 namespace {
@@ -637,22 +651,67 @@ Usage RunHandle::usage() const {
 
 bool RunHandle::budget_exhausted() const noexcept { return state_->budget_spent(); }
 
-bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout) {
-  if (!state_->record_events) {
+bool RunHandle::nested() const noexcept { return state_->event_root != nullptr; }
+
+bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout,
+                            std::chrono::nanoseconds gather, std::chrono::nanoseconds spin) {
+  detail::RunState& run = *state_;
+  if (!run.record_events) {
     throw EngineError("this run records no events; start it with record_events = true");
   }
-  std::unique_lock<std::mutex> lock(state_->mutex);
-  if (state_->events.empty() && state_->running() && timeout.count() > 0) {
-    lock.unlock();
-    const BlockingWait blocking(*state_);
-    lock.lock();
-    state_->changed.wait_for(lock, timeout,
-                             [&] { return !state_->events.empty() || !state_->running(); });
+  const auto events_or_end = [&] { return !run.events.empty() || !run.running(); };
+  std::unique_lock<std::mutex> lock(run.mutex);
+  if (timeout.count() > 0 && run.running()) {
+    const auto now = detail::Clock::now();
+    const auto deadline = now + timeout;
+    if (gather.count() > 0 && spin.count() > 0 && !run.events_taken) {
+      // A run about to end is cheaper to spin for than to sleep on and be woken: a fast
+      // run then ends within the spin and all its events come out in one batch. Only
+      // before the first batch: a run still going after one is not about to end, and a
+      // spinning reader takes a core from the agents.
+      lock.unlock();
+      const auto spin_until = now + std::min({spin, gather, timeout});
+      unsigned rounds = 0;
+      while (run.running() && detail::Clock::now() < spin_until) {
+        if (++rounds % 64 == 0) std::this_thread::yield();
+      }
+      lock.lock();
+    }
+    // Constructed (without the lock: it may end the run) only once this call sleeps.
+    std::optional<BlockingWait> blocking;
+    const auto sleep_until = [&](detail::Clock::time_point until, auto&& done) {
+      if (!blocking) {
+        lock.unlock();
+        blocking.emplace(run);
+        lock.lock();
+      }
+      run.changed.wait_until(lock, until, done);
+    };
+    if (!events_or_end()) sleep_until(deadline, events_or_end);
+    if (gather.count() > 0 && !run.events.empty() && run.running()) {
+      // Events recorded in quick succession (no-op agents, child runs) join the first
+      // one: the reader then wakes, and takes the GIL from the agents, once per batch
+      // instead of once per event. push_event wakes no one for them; the run's end does.
+      const auto first_at =
+          run.started_at + std::chrono::duration_cast<detail::Clock::duration>(
+                               std::chrono::duration<double>(run.events.front().seconds));
+      const auto until = std::min(deadline, first_at + gather);
+      if (detail::Clock::now() < until) sleep_until(until, [&] { return !run.running(); });
+    }
   }
-  const bool took = !state_->events.empty();
+  // The status is read under the lock that end() sets it under, so every event recorded
+  // before the end is in the queue taken here.
+  const bool ended = !run.running();
+  run.events_taken = run.events_taken || !run.events.empty();
   const std::size_t first = out.size();
-  for (auto& event : state_->events) out.push_back(std::move(event));
-  state_->events.clear();
+  if (first == 0) {
+    out.swap(run.events);
+    // The queue left behind keeps room for a batch like this one.
+    if (!ended) run.events.reserve(std::max(out.size(), detail::kEventQueueRoom));
+  } else {
+    for (auto& event : run.events) out.push_back(std::move(event));
+    run.events.clear();
+  }
   lock.unlock();
   // Results that are ready together are delivered highest priority first. Only runs of
   // result events are reordered: a start or a skip follows the results it depends on,
@@ -667,11 +726,13 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
       continue;
     }
     auto end = std::find_if(segment, out.end(), is_barrier);
-    std::stable_sort(segment, end,
-                     [](const Event& a, const Event& b) { return a.priority > b.priority; });
+    if (end - segment > 1) {
+      std::stable_sort(segment, end,
+                       [](const Event& a, const Event& b) { return a.priority > b.priority; });
+    }
     segment = end;
   }
-  return took || state_->running();
+  return !ended;
 }
 
 }  // namespace counterpoint

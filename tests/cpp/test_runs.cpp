@@ -717,6 +717,88 @@ TEST(run_records_error_event) {
   CHECK_EQ(as_str(events[3].payload), std::string("error object"));
 }
 
+TEST(run_next_events_gathers_a_fast_run_into_one_batch) {
+  // With a gather window far longer than the run, the events of a run of quick agents come
+  // out together, as soon as the run ends (the end wakes the reader, not the window).
+  GraphSpec spec;
+  spec.add("a", inline_agent(append("a")));
+  spec.add("b", pooled_agent(milliseconds(2), append("b")), {"a"});
+  spec.add("c", inline_agent(append("c")), {"b"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph, make(std::string("x")), true);
+  std::vector<Event> events;
+  const auto before = std::chrono::steady_clock::now();
+  const bool more = run.next_events(events, kRunTimeout, kRunTimeout, milliseconds(1));
+  CHECK(std::chrono::steady_clock::now() - before < kRunTimeout / 2);
+  CHECK(!more);  // ended, and every event taken
+  CHECK(run.done());
+  REQUIRE_EQ(events.size(), std::size_t{6});
+  CHECK_EQ(events.front().kind, EventKind::Start);
+  CHECK_EQ(events.back().kind, EventKind::Finish);
+  CHECK_EQ(events.back().agent, std::string("c"));
+  for (std::size_t k = 1; k < events.size(); ++k) CHECK(events[k].seconds >= events[k - 1].seconds);
+}
+
+TEST(run_next_events_gather_bounds_how_long_events_wait) {
+  // A run still going when the window closes hands over what it has: the gather window
+  // bounds the delay of an event; it does not hold events back until the run ends.
+  Gate release;
+  GraphSpec spec;
+  spec.add("a", inline_agent(append("a")));
+  spec.add("slow", lambda_agent([&release](Invocation invocation) {
+             auto shared = std::make_shared<Invocation>(std::move(invocation));
+             Runtime::instance().pool().submit([shared, &release] {
+               release.wait();
+               shared->completion.succeed(make(std::string("done")));
+             });
+           }),
+           {"a"});
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph, make(std::string("x")), true);
+  std::vector<Event> events;
+  // Until slow has started: a's start and finish, and slow's start.
+  while (events.size() < 3) {
+    REQUIRE(run.next_events(events, kRunTimeout, milliseconds(20), milliseconds(1)));
+  }
+  CHECK(!run.done());
+  CHECK_EQ(events.size(), std::size_t{3});
+  CHECK_EQ(events[2].kind, EventKind::Start);
+  CHECK_EQ(events[2].agent, std::string("slow"));
+  release.open();
+  auto rest = drain_events(run);
+  REQUIRE_EQ(rest.size(), std::size_t{1});
+  CHECK_EQ(rest[0].kind, EventKind::Finish);
+  CHECK_EQ(as_str(rest[0].payload), std::string("done"));
+}
+
+TEST(run_events_of_child_runs_are_timed_from_the_root_run) {
+  // A child run's events carry times since its root run started, like the root's own.
+  GraphSpec inner;
+  inner.add("x", pooled_agent(milliseconds(5), append("x")));
+  auto child = CompiledGraph::compile(inner);
+  GraphSpec outer;
+  outer.add("wait", pooled_agent(milliseconds(20), append("w")));
+  outer.add("call", lambda_agent([child](Invocation invocation) {
+              invocation.completion.delegate(child, invocation.inputs.items.at(0).value);
+            }),
+            {"wait"});
+  auto graph = CompiledGraph::compile(outer);
+  RunHandle run = start(graph, make(std::string("in")), true);
+  auto events = drain_events(run);
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  double finished_wait = -1.0;
+  for (const Event& event : events) {
+    if (event.agent == "wait" && event.kind == EventKind::Finish) finished_wait = event.seconds;
+    if (event.agent == "call/x") {
+      CHECK(finished_wait >= 0.015);  // the child started after "wait" slept
+      CHECK(event.seconds >= finished_wait);
+      CHECK(event.seconds <= run.elapsed());
+    }
+  }
+  CHECK(finished_wait >= 0.015);
+}
+
 TEST(run_next_events_requires_recording) {
   GraphSpec spec;
   spec.add("a", inline_agent([](const Inputs&) { return make(1); }));
@@ -1404,15 +1486,23 @@ class CancelOnStart final : public RunObserver {
   void on_run_finished(const RunHandle&) override {}
   void on_event_recorded(std::uint64_t) override {
     std::shared_ptr<RunHandle> run;
+    bool cancel;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--skip_ >= 0) return;
       run = run_;
+      cancel = --skip_ < 0;
     }
-    if (run) run->cancel();
+    if (!run) return;
+    // Taken at once, so the next event finds the queue empty and is told too (the
+    // engine tells an observer only of an event into an empty queue).
+    std::vector<Event> taken;
+    run->next_events(taken, std::chrono::nanoseconds(0));
+    if (cancel) run->cancel();
   }
   // Cancels `run` on the event after the next `skip` ones.
   void arm(RunHandle run, int skip) {
+    std::vector<Event> taken;
+    run.next_events(taken, std::chrono::nanoseconds(0));  // so that the next one is told
     std::lock_guard<std::mutex> lock(mutex_);
     run_ = std::make_shared<RunHandle>(std::move(run));
     skip_ = skip;

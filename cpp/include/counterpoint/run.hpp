@@ -68,7 +68,9 @@ class RunObserver {
  public:
   virtual ~RunObserver() = default;
   virtual void on_run_finished(const RunHandle& run) = 0;
-  // An event was recorded for run `run_id` (runs started with record_events).
+  // An event was recorded for run `run_id` (runs started with record_events) into an
+  // empty queue. Told once per batch, not per event: a reader takes all of a run's
+  // queued events at once (next_events), so it needs telling only that there are some.
   virtual void on_event_recorded(std::uint64_t /*run_id*/) {}
 };
 
@@ -124,11 +126,18 @@ class RunHandle {
   // Usage reported by all agents so far, summed by name.
   Usage usage() const;
   bool budget_exhausted() const noexcept;
+  // True for a child run: one a delegation or a graph added as an agent started.
+  bool nested() const noexcept;
 
   // Moves the events recorded so far into `out`, waiting up to `timeout` when there
-  // are none yet. Returns false once the run has ended and every event was taken.
-  // Requires RunOptions::record_events.
-  bool next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout);
+  // are none yet. With `gather`, once an event is there it also waits (within `timeout`)
+  // until `gather` has passed since that event or the run has ended, so that events
+  // recorded in quick succession come out together rather than one wake-up each; it
+  // spins for up to `spin` of that first (see wait_for). Returns false once the run has
+  // ended and every event was taken. Requires RunOptions::record_events.
+  bool next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout,
+                   std::chrono::nanoseconds gather = std::chrono::nanoseconds(0),
+                   std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));
 
   // {"run_id", "status", "elapsed", "failed", "agents": [{"name","status","started","finished","error"}]}
   std::string trace_json() const;

@@ -23,6 +23,8 @@ namespace counterpoint::detail {
 class FlowGraph;
 using Clock = std::chrono::steady_clock;
 constexpr std::uint32_t kStartSignal = 0xFFFFFFFFu;
+// Events a recording run's queue makes room for at once.
+constexpr std::size_t kEventQueueRoom = 16;
 
 // What only some outcomes carry, kept out of line: a slot is then 72 bytes instead of
 // 176 for the common agent that just succeeds with an output (every run has one slot
@@ -78,6 +80,8 @@ struct RunState : std::enable_shared_from_this<RunState> {
       end_naturally();
     }
   }
+  // Records an event of `node` at the time its slot holds (started_ns for a start,
+  // finished_ns for the rest), which the caller sets first.
   void emit(EventKind kind, std::uint32_t node, Payload payload = {}, std::string message = {});
   void push_event(Event event);
   bool running() const noexcept {
@@ -100,6 +104,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   const std::shared_ptr<NodeHook> node_hook;
   const Usage budget;
   const bool record_events;
+  bool events_taken = false;  // guarded by `mutex`: next_events has taken some
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
   std::atomic<std::uint32_t> unresolved_sinks;
