@@ -63,17 +63,6 @@ struct AgentRecord {
   bool restored = false;
 };
 
-// One event of a run, as streamed.
-struct EventRecord {
-  EventKind kind = EventKind::Start;
-  std::string agent;
-  std::uint64_t run_id = 0;
-  double seconds = 0.0;
-  py::object payload;  // Finish: the output; Error: the exception
-  std::string message;
-  int priority = 0;
-};
-
 // A run that ended, as told to whoever watches runs (event loops, checkpoint writers).
 struct RunEnd {
   std::uint64_t run_id = 0;
@@ -89,6 +78,11 @@ RunReport run_report(const RunHandle& run);
 // An ended run's output if it succeeded (as run_report(run).output), else its RunReport.
 py::object output_or_report(const RunHandle& run);
 std::vector<AgentRecord> agent_records(const RunHandle& run);
-EventRecord event_record(const Event& event);
+// Appends the events to `into` as counterpoint.Event objects (the class set_event_type
+// registered), in order.
+void append_events(const py::list& into, const std::vector<Event>& events);
+// An ended run's "end" event (its output, as output_or_report gives it) if it succeeded,
+// else its RunReport.
+py::object end_event_or_report(const RunHandle& run);
 
 }  // namespace counterpoint::bindings

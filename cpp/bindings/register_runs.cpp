@@ -38,6 +38,11 @@ constexpr std::size_t kReportGroup = 64;
 // Spinning this long before sleeping is cheaper than a sleep and a wake-up.
 constexpr auto kSpin = 50us;
 
+std::chrono::nanoseconds seconds_of(double seconds) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(seconds));
+}
+
 // Set on the thread that runs the engine's own event loop (see _loops.py).
 thread_local bool t_engine_loop_thread = false;
 // Python runs signal handlers on the main thread only: other threads need not wake up to
@@ -52,11 +57,6 @@ struct RestoredSpec {
   std::optional<std::vector<std::string>> routes;  // a router's chosen successors
   py::object usage = py::none();                   // keeps counting against the budget
   std::string reason;                              // rejected: why
-};
-
-struct EventBatch {
-  std::vector<EventRecord> events;
-  bool more = false;  // false once the run has ended and every event was taken
 };
 
 }  // namespace
@@ -164,12 +164,13 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
 
 namespace {
 
-// The options of a run that is neither durable nor recording events: the hot paths of
-// invoke and ainvoke, which take their few arguments directly instead of a RunRequest.
+// The options of a run that is not durable: the hot paths of invoke, ainvoke, stream and
+// astream, which take their few arguments directly instead of a RunRequest (making one
+// costs more than a no-op agent's whole run).
 RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
-                             double deadline) {
-  return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), false,
+                             double deadline, bool record_events = false) {
+  return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), record_events,
                                        std::move(budget), deadline, py::none(), nullptr, {},
                                        py::none()});
 }
@@ -325,10 +326,6 @@ void register_runs(py::module_& m) {
           py::arg("agent"), py::arg("reason"))
       .def_readonly("agent", &RestoredSpec::agent);
 
-  py::class_<EventBatch>(m, "EventBatch", "Events taken from a run, and whether more may come.")
-      .def_readonly("events", &EventBatch::events)
-      .def_readonly("more", &EventBatch::more);
-
   py::class_<RunHandle>(m, "RunHandle")
       .def_property_readonly("id", &RunHandle::id)
       .def_property_readonly("key", &RunHandle::key)
@@ -343,25 +340,35 @@ void register_runs(py::module_& m) {
       .def("output_or_report", &output_or_report,
            "An ended run's output if it succeeded, else its RunReport.")
       .def("outcomes", &agent_records)
+      .def("end_event_or_report", &end_event_or_report,
+           "An ended run's \"end\" Event (carrying its output) if it succeeded, else its "
+           "RunReport.")
       .def(
           "next_events",
-          [](RunHandle& run, double timeout_seconds) {
-            if (timeout_seconds > 0) refuse_wait_on_engine_thread(run);
+          [](RunHandle& run, const py::list& into, double timeout_seconds,
+             double gather_seconds) {
             std::vector<Event> events;
-            EventBatch batch;
-            {
+            bool more;
+            if (timeout_seconds > 0 && !run.done()) {
+              refuse_wait_on_engine_thread(run);
               py::gil_scoped_release nogil;
-              batch.more = run.next_events(
-                  events, std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::duration<double>(timeout_seconds)));
+              more = run.next_events(events, seconds_of(timeout_seconds),
+                                     seconds_of(gather_seconds), kSpin);
+            } else {
+              // Nothing to wait for, only a lock no holder keeps while it needs the GIL:
+              // letting go of the GIL here would hand it to an agent and queue for it back.
+              more = run.next_events(events, std::chrono::nanoseconds(0));
             }
-            batch.events.reserve(events.size());
-            for (const Event& event : events) batch.events.push_back(event_record(event));
+            append_events(into, events);
             events.clear();
             drain_released_objects();
-            return batch;
+            return more;
           },
-          py::arg("timeout"))
+          py::arg("into"), py::arg("timeout"), py::arg("gather") = 0.0,
+          "Appends the events recorded so far to `into` (counterpoint.Event objects), "
+          "waiting up to `timeout` seconds for one and, with `gather`, until `gather` "
+          "seconds after the first (or the run's end). False once the run has ended and "
+          "every event was taken.")
       .def("trace_json", &RunHandle::trace_json)
       .def("usage", [](const RunHandle& run) { return usage_to_python(run.usage()); })
       .def_property_readonly("budget_exhausted", &RunHandle::budget_exhausted);
@@ -375,16 +382,50 @@ void register_runs(py::module_& m) {
       },
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
   m.def(
+      "start_stream",
+      [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
+         py::object budget, double deadline, const py::list& into, double timeout_seconds,
+         double gather_seconds) {
+        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
+                                               std::move(budget), deadline, true);
+        refuse_wait_on_engine_thread({});
+        RunHandle run;
+        std::vector<Event> events;
+        {
+          // Started and first waited for in one release of the GIL, as invoke does: the
+          // first agents want the GIL at once, and one taken back in between makes them
+          // queue for it and be woken, which costs more than a run of no-op agents.
+          py::gil_scoped_release nogil;
+          run = graph.start(std::move(options));
+          run.next_events(events, seconds_of(timeout_seconds), seconds_of(gather_seconds),
+                          kSpin);
+        }
+        append_events(into, events);
+        events.clear();
+        drain_released_objects();
+        if (PyErr_CheckSignals() != 0) {
+          // Ctrl-C while it waited: the caller has no handle yet to interrupt the run with.
+          run.interrupt();
+          throw py::error_already_set();
+        }
+        return run;
+      },
+      py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
+      py::arg("deadline"), py::arg("into"), py::arg("timeout"), py::arg("gather"),
+      "Starts a run that is not durable and records its events, and appends its first "
+      "events to `into` as RunHandle.next_events does; returns its handle.");
+  m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-         py::object budget, double deadline) {
+         py::object budget, double deadline, bool record_events) {
         RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline);
+                                               std::move(budget), deadline, record_events);
         py::gil_scoped_release nogil;
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
-      py::arg("deadline"), "Starts a run that is not durable and returns its handle at once.");
+      py::arg("deadline"), py::arg("record_events") = false,
+      "Starts a run that is not durable and returns its handle at once.");
   m.def(
       "invoke",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,

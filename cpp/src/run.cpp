@@ -497,8 +497,9 @@ bool EventChannel::publish(EventKind kind, Payload payload, std::string message)
   detail::RunState& root = run->root();
   if (!root.running()) return false;  // its reader may already have taken the last events
   const PlanNode& spec = run->plan.nodes()[node_];
-  root.push_event(Event{kind, root.id, node_, run->event_prefix + spec.name, 0.0,
-                        spec.priority, std::move(payload), std::move(message)});
+  root.push_event(Event{kind, root.id, node_, run->event_prefix + spec.name,
+                        static_cast<double>(root.now_ns()) * 1e-9, spec.priority,
+                        std::move(payload), std::move(message)});
   return true;
 }
 

@@ -62,6 +62,7 @@ from .patterns import (
 # shutdown, or an inline agent waiting for a run.
 EngineError = _core.EngineError
 _core.set_result_type(Result)
+_core.set_event_type(Event)
 _core.set_confidence_reader(confidence_of)
 
 

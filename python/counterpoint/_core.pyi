@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventKind', 'EventRecord', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_result_type', 'shutdown', 'start', 'start_run', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventKind', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -194,31 +194,6 @@ class AgentRecord:
         ...
     @property
     def usage(self) -> dict:
-        ...
-class EventRecord:
-    """
-    One event of a run.
-    """
-    @property
-    def agent(self) -> str:
-        ...
-    @property
-    def kind(self) -> EventKind:
-        ...
-    @property
-    def message(self) -> str:
-        ...
-    @property
-    def payload(self) -> typing.Any:
-        ...
-    @property
-    def priority(self) -> int:
-        ...
-    @property
-    def run_id(self) -> int:
-        ...
-    @property
-    def seconds(self) -> float:
         ...
 class RunEnd:
     """
@@ -548,23 +523,19 @@ class Restored:
     @property
     def agent(self) -> str:
         ...
-class EventBatch:
-    """
-    Events taken from a run, and whether more may come.
-    """
-    @property
-    def events(self) -> list[EventRecord]:
-        ...
-    @property
-    def more(self) -> bool:
-        ...
 class RunHandle:
     def cancel(self) -> bool:
         ...
+    def end_event_or_report(self) -> typing.Any:
+        """
+        An ended run's "end" Event (carrying its output) if it succeeded, else its RunReport.
+        """
     def interrupt(self) -> bool:
         ...
-    def next_events(self, timeout: typing.SupportsFloat | typing.SupportsIndex) -> EventBatch:
-        ...
+    def next_events(self, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> bool:
+        """
+        Appends the events recorded so far to `into` (counterpoint.Event objects), waiting up to `timeout` seconds for one and, with `gather`, until `gather` seconds after the first (or the run's end). False once the run has ended and every event was taken.
+        """
     def outcomes(self) -> list[AgentRecord]:
         ...
     def output_or_report(self) -> typing.Any:
@@ -615,6 +586,10 @@ def set_confidence_reader(arg0: typing.Any) -> None:
     """
     Tells review gates how to read an output's confidence (counterpoint.confidence_of).
     """
+def set_event_type(arg0: type) -> None:
+    """
+    Tells the engine which class its streamed events are (counterpoint.Event).
+    """
 def set_result_type(arg0: type) -> None:
     """
     Tells the engine which class carries usage (counterpoint.Result).
@@ -623,13 +598,17 @@ def shutdown(drain_timeout: typing.SupportsFloat | typing.SupportsIndex) -> bool
     """
     Interrupts every run and waits up to drain_timeout seconds for running agents to return.
     """
-def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> RunHandle:
+def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, record_events: bool = False) -> RunHandle:
     """
     Starts a run that is not durable and returns its handle at once.
     """
 def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """
     Starts a run and returns its handle at once.
+    """
+def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex) -> RunHandle:
+    """
+    Starts a run that is not durable and records its events, and appends its first events to `into` as RunHandle.next_events does; returns its handle.
     """
 def stats() -> dict:
     ...

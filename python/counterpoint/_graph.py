@@ -20,7 +20,8 @@ from typing import Any
 
 from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
 from ._errors import GraphError
-from ._loops import bridge_for_running_loop, engine_dispatcher
+from ._events import Event
+from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review
 from ._run import Run, RunResult, as_exception, failure_exception, unwrap
@@ -419,6 +420,17 @@ class CompiledGraph:
             raise failure_exception(result)
         return result
 
+    @staticmethod
+    def _end_event(handle: Any, run: Run | None) -> Event:
+        """The "end" event of a run whose events were all taken, or raises what invoke
+        would."""
+        if run is not None:
+            run.wait()  # a durable run's end is recorded in its store first
+        end = handle.end_event_or_report()
+        if type(end) is _RunReport:
+            raise failure_exception(end, None if run is None else run.run_key)
+        return end  # type: ignore[no-any-return]
+
     def stream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
                budget: Mapping[str, float] | None = None,
                deadline: float | None = None) -> Iterator[Any]:
@@ -456,28 +468,35 @@ class CompiledGraph:
     def _stream(self, input: Any, modes: StreamModes, observer: Any, budget: Any = None,
                 deadline: Any = None) -> Iterator[Any]:
         if not modes.records_events and observer is None:  # "values" alone: one result
-            yield from modes.end(0, 0.0, CompiledGraph.invoke(self, input, budget=budget,
-                                                               deadline=deadline))
+            yield modes.chunk("values", CompiledGraph.invoke(self, input, budget=budget,
+                                                             deadline=deadline))
             return
-        run = self._launch(input, self._dispatcher(), record_events=modes.records_events,
-                           budget=budget, deadline=deadline, observer=observer)
-        handle = run._handle
+        events: list[Event] = []
+        run = None
+        if self._store is None and observer is None:
+            # The run's first events come with its start, in one native call.
+            budget, deadline = self._settings(budget, deadline)
+            handle = _core.start_stream(self._native, input, self._dispatcher(), budget,
+                                        deadline, events, _EVENT_SLICE, EVENT_GATHER)
+        else:
+            run = self._launch(input, self._dispatcher(), record_events=modes.records_events,
+                               budget=budget, deadline=deadline, observer=observer)
+            handle = run._handle
+        more = modes.records_events  # until the last batch, which the run's end comes with
         try:
-            more = modes.records_events
-            while more:
-                batch = handle.next_events(_EVENT_SLICE)
-                more = batch.more
-                for record in batch.events:
-                    chunks = modes.from_native(record)
-                    if chunks:
-                        yield from chunks
-            result = run.result()
-            yield from modes.end(run.id, handle.elapsed, result)
+            while True:
+                yield from modes.chunks(events)
+                if not more:
+                    break
+                events = []
+                more = handle.next_events(events, _EVENT_SLICE, EVENT_GATHER)
+            yield from modes.end(self._end_event(handle, run))
         except KeyboardInterrupt:
             handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
             raise
         finally:
-            run.cancel()
+            if not handle.done:  # closed early, or interrupted
+                handle.cancel()
 
     def astream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
                 budget: Mapping[str, float] | None = None,
@@ -490,38 +509,44 @@ class CompiledGraph:
                        budget: Any = None, deadline: Any = None) -> AsyncIterator[Any]:
         if not modes.records_events and observer is None:  # "values" alone: one result
             result = await CompiledGraph.ainvoke(self, input, budget=budget, deadline=deadline)
-            for chunk in modes.end(0, 0.0, result):
-                yield chunk
+            yield modes.chunk("values", result)
             return
         bridge = bridge_for_running_loop()
-        run = self._launch(input, bridge.dispatcher, record_events=modes.records_events,
-                           budget=budget, deadline=deadline, observer=observer)
-        handle = run._handle
+        run = None
+        if self._store is None and observer is None:
+            budget, deadline = self._settings(budget, deadline)
+            handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline, True)
+        else:
+            run = self._launch(input, bridge.dispatcher, record_events=modes.records_events,
+                               budget=budget, deadline=deadline, observer=observer)
+            handle = run._handle
+        run_id = handle.id
         try:
             if modes.records_events:
-                ready = bridge.events_ready(run.id)
-                while True:
+                ready = bridge.events_ready(run_id)
+                # Nothing to take yet, and the agents want the GIL this task holds: the
+                # first events come when the loop is told of them, or of the run's end.
+                await ready.wait()
+                more = True
+                while more:
                     ready.clear()
-                    batch = handle.next_events(0.0)
-                    for record in batch.events:
-                        chunks = modes.from_native(record)
-                        if chunks:
-                            for chunk in chunks:
-                                yield chunk
-                    if not batch.more:
-                        break
-                    if not batch.events:
+                    events: list[Event] = []
+                    more = handle.next_events(events, 0.0)
+                    for chunk in modes.chunks(events):
+                        yield chunk
+                    if more and not events:
                         await ready.wait()
             else:
-                finished = bridge.run_finished(run.id)
+                finished = bridge.run_finished(run_id)
                 bridge.drain()  # coroutine entries were queued by the start itself
                 if not handle.done:
                     await finished
-            for chunk in modes.end(run.id, handle.elapsed, run.result()):
+            for chunk in modes.end(self._end_event(handle, run)):
                 yield chunk
         finally:
-            run.cancel()
-            bridge.forget(run.id)
+            if not handle.done:
+                handle.cancel()
+            bridge.forget(run_id)
 
     def batch(
         self,

@@ -10,7 +10,7 @@ when ``"custom"`` or ``"messages"`` is streamed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,6 +21,8 @@ STREAM_MODES = ("values", "updates", "events", "custom", "messages")
 
 # What a native event is; agents' own events are EVENT_KIND.custom and .message.
 EVENT_KIND = _core.EventKind
+# The kinds of the events agents publish themselves; the "events" mode leaves them out.
+_OWN_EVENTS = frozenset({"custom", "message"})
 # The channel of the agent call whose code is running, while its run streams "custom"
 # or "messages"; None everywhere else.
 _channel: ContextVar[Any] = ContextVar("counterpoint_agent_channel", default=None)
@@ -87,33 +89,37 @@ class StreamModes:
     def chunk(self, mode: str, data: Any) -> Any:
         return data if self.single is not None else (mode, data)
 
-    def from_native(self, record: Any) -> Any:
-        """The chunk a native event makes in the requested modes, or None."""
-        kind = record.kind
-        if kind is EVENT_KIND.finish and "updates" in self.modes:
-            update = {record.agent: record.payload}
-            if "events" in self.modes:  # both: the update follows its event
-                return [self.chunk("events", Event._from_native(record)),
-                        self.chunk("updates", update)]
-            return [self.chunk("updates", update)]
-        if kind is EVENT_KIND.custom:
-            return [self.chunk("custom", record.payload)] if "custom" in self.modes else None
-        if kind is EVENT_KIND.message:
-            if "messages" not in self.modes:
-                return None
-            message, metadata = record.payload
-            return [self.chunk("messages", (message, {**metadata, "run_id": record.run_id}))]
-        if "events" in self.modes:
-            return [self.chunk("events", Event._from_native(record))]
-        return None
+    def chunks(self, events: list[Event]) -> Iterator[Any]:
+        """The chunks a batch of the run's events makes in the requested modes."""
+        if self.single == "events":  # the common case, as the engine made them
+            for event in events:
+                if event.kind not in _OWN_EVENTS:
+                    yield event
+            return
+        modes = self.modes
+        for event in events:
+            kind = event.kind
+            if kind == "custom":
+                if "custom" in modes:
+                    yield self.chunk("custom", event.output)
+            elif kind == "message":
+                if "messages" in modes:
+                    message, metadata = event.output
+                    yield self.chunk("messages",
+                                     (message, {**metadata, "run_id": event.run_id}))
+            else:
+                if "events" in modes:
+                    yield self.chunk("events", event)
+                if kind == "finish" and "updates" in modes:
+                    yield self.chunk("updates", {event.agent: event.output})
 
-    def end(self, run_id: int, seconds: float, result: Any) -> list[Any]:
-        """The chunks that close a run that succeeded."""
+    def end(self, end: Event) -> list[Any]:
+        """The chunks that close a run that succeeded, from its ``"end"`` event."""
         chunks = []
         if "events" in self.modes:
-            chunks.append(self.chunk("events", Event("end", None, run_id, seconds, result)))
+            chunks.append(self.chunk("events", end))
         if "values" in self.modes:
-            chunks.append(self.chunk("values", result))
+            chunks.append(self.chunk("values", end.output))
         return chunks
 
 
