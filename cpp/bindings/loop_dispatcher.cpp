@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "counterpoint/timer_queue.hpp"
 #include "gil.hpp"
 #include "observer.hpp"
 #include "py_agents.hpp"
@@ -102,7 +103,8 @@ struct LoopWork {
 
 }  // namespace
 
-LoopDispatcher::LoopDispatcher() {
+LoopDispatcher::LoopDispatcher(double event_gather_seconds)
+    : event_gather_seconds_(event_gather_seconds) {
   event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (event_fd_ < 0) {
     throw std::system_error(errno, std::generic_category(), "eventfd failed");
@@ -134,6 +136,9 @@ void LoopDispatcher::submit(std::shared_ptr<const PyRef> function, Invocation in
   std::uint64_t id = 0;
   std::shared_ptr<CancelToken> token = invocation.cancellation;
   if (token) id = next_id_++;
+  // Checked under the lock on_run_finished takes after the run's end: an id is either
+  // not added, or added before that end erases it.
+  if (!invocation.completion.run_ended()) coroutine_runs_.insert(invocation.run_id);
   starts_.push_back(Start{std::move(function), std::move(invocation), id});
   wake_locked();
   lock.unlock();
@@ -153,7 +158,15 @@ void LoopDispatcher::on_run_finished(const RunHandle& run) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (closed_) return;
   ends_.push_back(run.id());
-  wake_locked();
+  const bool had_coroutines = coroutine_runs_.erase(run.id()) > 0;
+  if (had_coroutines || !run.nested()) {
+    wake_locked();  // tasks to cancel, or an ainvoke or astream awaiting it
+    return;
+  }
+  // A child run that ran no coroutine here: nothing on the loop waits for its end, which
+  // the next take() carries along. A wake-up each would cost a graph fanning out to ten
+  // subgraphs ten turns of the loop, each taking the GIL from the agents.
+  signalled_ = true;
 }
 
 void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
@@ -163,7 +176,27 @@ void LoopDispatcher::on_event_recorded(std::uint64_t run_id) {
   if (std::find(event_runs_.begin(), event_runs_.end(), run_id) == event_runs_.end()) {
     event_runs_.push_back(run_id);
   }
-  wake_locked();
+  if (event_gather_seconds_ <= 0) {
+    wake_locked();
+    return;
+  }
+  // Told once per batch (an event into the run's empty queue). The loop is woken for it
+  // a gather window later, or sooner by whatever else wakes it (the run's end, a
+  // coroutine to start), whose take() carries it along: astream then takes the events
+  // of a fast run at once instead of the loop waking, and taking the GIL from the
+  // agents, every few events.
+  signalled_ = true;
+  if (events_due_scheduled_) return;
+  events_due_scheduled_ = true;
+  TimerQueue::instance().schedule_after(event_gather_seconds_, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->events_due();
+  });
+}
+
+void LoopDispatcher::events_due() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  events_due_scheduled_ = false;
+  if (!closed_ && !event_runs_.empty()) wake_locked();
 }
 
 py::object LoopDispatcher::take() {
@@ -216,6 +249,7 @@ void LoopDispatcher::close() {
     closed_ = true;
     starts.swap(starts_);
     ends_.clear();
+    coroutine_runs_.clear();
     event_runs_.clear();
     cancels_.clear();
   }
@@ -242,7 +276,7 @@ void register_loop_dispatcher(py::module_& m) {
       .def_readonly("ended", &LoopWork::ended)
       .def_readonly("events", &LoopWork::events);
   py::class_<LoopDispatcher, std::shared_ptr<LoopDispatcher>>(m, "LoopDispatcher")
-      .def(py::init<>())
+      .def(py::init<double>(), py::arg("event_gather") = 0.0)
       .def("fileno", &LoopDispatcher::fileno)
       .def("take", &LoopDispatcher::take)
       .def("close", &LoopDispatcher::close, py::call_guard<py::gil_scoped_release>());

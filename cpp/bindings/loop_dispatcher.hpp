@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <unordered_set>
 #include <vector>
 
 #include <pybind11/pybind11.h>
@@ -22,7 +23,9 @@ class PyRef;
 class LoopDispatcher final : public RunObserver,
                              public std::enable_shared_from_this<LoopDispatcher> {
  public:
-  LoopDispatcher();
+  // Events recorded for a run wake the loop `event_gather_seconds` after the first of a
+  // batch, or sooner when anything else wakes it (0: at once).
+  explicit LoopDispatcher(double event_gather_seconds = 0.0);
   ~LoopDispatcher() override;
 
   void submit(std::shared_ptr<const PyRef> function, Invocation invocation);
@@ -43,14 +46,20 @@ class LoopDispatcher final : public RunObserver,
     std::uint64_t id;  // 0 unless the invocation can be cancelled on its own
   };
   void wake_locked();
+  void events_due();  // the gather window of recorded events has passed
 
   int event_fd_ = -1;
   std::mutex mutex_;
   std::vector<Start> starts_;
   std::vector<std::uint64_t> ends_;  // runs that ended
+  // Runs that handed this loop a coroutine since they started: their end may leave
+  // tasks to cancel.
+  std::unordered_set<std::uint64_t> coroutine_runs_;
   std::vector<std::uint64_t> event_runs_;
   std::vector<std::uint64_t> cancels_;
   std::uint64_t next_id_ = 1;
+  const double event_gather_seconds_;
+  bool events_due_scheduled_ = false;  // events_due() will run
   bool signalled_ = false;  // something is queued that take() has not taken
   bool fd_armed_ = false;   // the eventfd was written and not read since
   bool closed_ = false;

@@ -18,9 +18,9 @@ from typing import Any
 
 from ._native import _core
 
-# How long the events that follow an event may take to join it in one batch, in
-# stream(): each batch costs the reader a wake-up and the agents a hand-over of the GIL,
-# so the events of fast agents come far cheaper together, and a person watching a
+# How long the events that follow an event may take to join it in one batch, in stream()
+# and astream(): each batch costs the reader a wake-up and the agents a hand-over of the
+# GIL, so the events of fast agents come far cheaper together, and a person watching a
 # stream sees no delay.
 EVENT_GATHER = 0.001
 
@@ -105,7 +105,7 @@ class LoopBridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)
-        self.dispatcher = _core.LoopDispatcher()
+        self.dispatcher = _core.LoopDispatcher(EVENT_GATHER)
         # The agent tasks of each run, to cancel those left when it ends.
         self._tasks: dict[int, set[asyncio.Task]] = {}
         self._finished: dict[int, asyncio.Future] = {}
