@@ -170,9 +170,13 @@ void RunState::push_event(Event event) {
   {
     std::lock_guard<std::mutex> lock(mutex);
     first = events.empty();
-    // Room for a batch up front: growing one event at a time moves the queue (under this
-    // lock, which every agent recording an event takes) at each doubling.
-    if (events.capacity() == 0) events.reserve(kEventQueueRoom);
+    // Room for the run's events up front (a start and an end per agent, within bounds):
+    // growing one event at a time moves the whole queue at each doubling, under this
+    // lock, which every agent recording an event takes.
+    if (events.capacity() == 0) {
+      events.reserve(std::clamp<std::size_t>(2 * plan.size(), kEventQueueRoom,
+                                             kEventQueueRoomMax));
+    }
     events.push_back(std::move(event));
   }
   // Only an event into an empty queue wakes anyone: a reader waiting in next_events

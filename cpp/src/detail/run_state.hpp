@@ -23,8 +23,9 @@ namespace counterpoint::detail {
 class FlowGraph;
 using Clock = std::chrono::steady_clock;
 constexpr std::uint32_t kStartSignal = 0xFFFFFFFFu;
-// Events a recording run's queue makes room for at once.
+// Events a recording run's queue makes room for at once: at least, and at most.
 constexpr std::size_t kEventQueueRoom = 16;
+constexpr std::size_t kEventQueueRoomMax = 4096;
 
 // What only some outcomes carry, kept out of line: a slot is then 72 bytes instead of
 // 176 for the common agent that just succeeds with an output (every run has one slot
