@@ -2,8 +2,8 @@
 """Streaming benchmark harness for counterpoint: what `stream` and `astream` cost on top
 of `invoke`.
 
-The same graph runs through `app.invoke(x)`, `for e in app.stream(x)` and
-`async for e in app.astream(x)` (every event consumed), plus `await app.ainvoke(x)` on the
+The same graph runs through `app.invoke(x)`, `for e in app.stream(x, stream_mode="events")` and
+`async for e in app.astream(x, stream_mode="events")` (every event consumed), plus `await app.ainvoke(x)` on the
 same event loop as the astream baseline of the asynchronous path, interleaved repeat by
 repeat in one process. Every figure is a median over the repeats with its spread
 (min..max), next to invoke measured in the same run. A measurement tool, not a test
@@ -97,14 +97,14 @@ def fanout_to_subgraph() -> tuple[cp.CompiledGraph, Any]:
 def consume(app: cp.CompiledGraph, x: Any) -> int:
     """Streams one run, consuming every event; returns how many there were."""
     n = 0
-    for _ in app.stream(x):
+    for _ in app.stream(x, stream_mode="events"):
         n += 1
     return n
 
 
 async def aconsume(app: cp.CompiledGraph, x: Any) -> int:
     n = 0
-    async for _ in app.astream(x):
+    async for _ in app.astream(x, stream_mode="events"):
         n += 1
     return n
 
@@ -120,7 +120,7 @@ def candidates_for(app: cp.CompiledGraph, x: Any, runs: int,
 
     def stream() -> None:
         for _ in range(runs):
-            for _event in app.stream(x):
+            for _event in app.stream(x, stream_mode="events"):
                 pass
 
     async def ainvoke_runs() -> None:
@@ -129,7 +129,7 @@ def candidates_for(app: cp.CompiledGraph, x: Any, runs: int,
 
     async def astream_runs() -> None:
         for _ in range(runs):
-            async for _event in app.astream(x):
+            async for _event in app.astream(x, stream_mode="events"):
                 pass
 
     return {
@@ -146,7 +146,7 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
     try:
         expected = app.invoke(x)
         events = consume(app, x)
-        final = list(app.stream(x))[-1]
+        final = list(app.stream(x, stream_mode="events"))[-1]
         assert final.kind == "end" and final.output == expected, (final, expected)
         assert loop.run_until_complete(aconsume(app, x)) == events
         # Warm-up: lets `auto` dispatch move the no-op agents inline, and sizes the
