@@ -147,10 +147,10 @@ EventClass g_event;
 
 #ifdef Py_T_OBJECT_EX  // Python 3.12 renamed structmember.h's constants
 constexpr int kObjectSlot = Py_T_OBJECT_EX;
-constexpr int kReadOnly = Py_READONLY;
+constexpr unsigned kReadOnly = Py_READONLY;
 #else
 constexpr int kObjectSlot = T_OBJECT_EX;
-constexpr int kReadOnly = READONLY;
+constexpr unsigned kReadOnly = READONLY;
 #endif
 
 // Where `name` lives in instances of `type`: the offset of its slot, if it is a plain,
@@ -166,7 +166,7 @@ std::optional<Py_ssize_t> slot_offset(PyTypeObject* type, const py::object& attr
   if (Py_TYPE(found) != &PyMemberDescr_Type) return std::nullopt;
   const auto* member = reinterpret_cast<PyMemberDescrObject*>(found)->d_member;
   if (reinterpret_cast<PyMemberDescrObject*>(found)->d_common.d_type != type ||
-      member->type != kObjectSlot || (member->flags & kReadOnly) != 0 ||
+      member->type != kObjectSlot || (static_cast<unsigned>(member->flags) & kReadOnly) != 0 ||
       member->offset < static_cast<Py_ssize_t>(sizeof(PyObject)) ||
       member->offset + static_cast<Py_ssize_t>(sizeof(PyObject*)) > type->tp_basicsize) {
     return std::nullopt;
