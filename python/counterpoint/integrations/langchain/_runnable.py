@@ -45,6 +45,17 @@ def _needs_observer(config: RunnableConfig) -> bool:
     return _handlers(config) or any(config.get(key) for key in _PROPAGATED)
 
 
+def _report(run_manager: CallbackManagerForChainRun | None, output: Any = None,
+            error: BaseException | None = None) -> None:
+    """Ends the graph's chain run, if callbacks listen to it."""
+    if run_manager is None:
+        return
+    if error is not None:
+        run_manager.on_chain_error(error)
+    else:
+        run_manager.on_chain_end(output)
+
+
 _ambient_config = var_child_runnable_config.get
 _plain_invoke = CompiledGraph.invoke
 
@@ -124,11 +135,9 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
             output = self._launch(input, self._dispatcher(), observer=observer, budget=budget,
                                   deadline=deadline).result()
         except BaseException as exc:
-            if run_manager is not None:
-                run_manager.on_chain_error(exc)
+            _report(run_manager, error=exc)
             raise
-        if run_manager is not None:
-            run_manager.on_chain_end(output)
+        _report(run_manager, output)
         return output
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, *,
@@ -140,11 +149,9 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
             output = await self._ainvoke_observed(input, observer, budget=budget,
                                                   deadline=deadline)
         except BaseException as exc:
-            if run_manager is not None:
-                run_manager.on_chain_error(exc)
+            _report(run_manager, error=exc)
             raise
-        if run_manager is not None:
-            run_manager.on_chain_end(output)
+        _report(run_manager, output)
         return output
 
     # ---- several runs ---------------------------------------------------------------
@@ -165,11 +172,10 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
         results = self._batch(inputs, max_concurrency, True, budget, deadline,
                               [observer for _, observer in opened])
         for (manager, _), result in zip(opened, results):
-            if manager is not None:
-                if isinstance(result, BaseException):
-                    manager.on_chain_error(result)
-                else:
-                    manager.on_chain_end(result)
+            if isinstance(result, BaseException):
+                _report(manager, error=result)
+            else:
+                _report(manager, result)
         if not return_exceptions:
             for result in results:
                 if isinstance(result, BaseException):
@@ -219,11 +225,9 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
                 last = chunk
                 yield chunk
         except BaseException as exc:
-            if run_manager is not None:
-                run_manager.on_chain_error(exc)
+            _report(run_manager, error=exc)
             raise
-        if run_manager is not None:
-            run_manager.on_chain_end(last)
+        _report(run_manager, last)
 
     async def _astream_reported(self, input: Any, config: RunnableConfig | None,
                                 modes: StreamModes, kwargs: dict[str, Any]
@@ -237,11 +241,9 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
                 last = chunk
                 yield chunk
         except BaseException as exc:
-            if run_manager is not None:
-                run_manager.on_chain_error(exc)
+            _report(run_manager, error=exc)
             raise
-        if run_manager is not None:
-            run_manager.on_chain_end(last)
+        _report(run_manager, last)
 
     def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
                   **kwargs: Any) -> Iterator[Any]:
