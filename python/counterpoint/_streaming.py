@@ -21,8 +21,6 @@ STREAM_MODES = ("values", "updates", "events", "custom", "messages")
 
 # What a native event is; agents' own events are EVENT_KIND.custom and .message.
 EVENT_KIND = _core.EventKind
-# The kinds of the events agents publish themselves; the "events" mode leaves them out.
-_OWN_EVENTS = frozenset({"custom", "message"})
 # The channel of the agent call whose code is running, while its run streams "custom"
 # or "messages"; None everywhere else.
 _channel: ContextVar[Any] = ContextVar("counterpoint_agent_channel", default=None)
@@ -91,10 +89,8 @@ class StreamModes:
 
     def chunks(self, events: list[Event]) -> Iterator[Any]:
         """The chunks a batch of the run's events makes in the requested modes."""
-        if self.single == "events":  # the common case, as the engine made them
-            for event in events:
-                if event.kind not in _OWN_EVENTS:
-                    yield event
+        if self.single == "events":  # the common case, as the engine made them: agents
+            yield from events        # get no channel, so none of their own are among them
             return
         modes = self.modes
         for event in events:
