@@ -225,8 +225,8 @@ py::object LoopDispatcher::take() {
   });
   LoopWork work;
   for (Start& start : starts) {
-    observe_call(start.invocation);
     py::object input = inputs_to_python(start.invocation.inputs);
+    observe_call(start.invocation, input);
     start.invocation.inputs.items.clear();
     PyObject* context = copy_run_context(start.invocation);
     if (context == nullptr && PyErr_Occurred()) throw py::error_already_set();

@@ -61,14 +61,18 @@ class ObservedOutcome final : public Resolver {
 
 }  // namespace
 
-void observe_call(Invocation& invocation) {
+void observe_call(Invocation& invocation, py::handle input) {
   const auto* run = static_cast<const RunContext*>(invocation.run_context.get());
   if (run == nullptr || !run->observer) return;
   auto call = std::make_shared<ObservedCall>();
   call->path = invocation.completion.agent_path();
-  call->input = inputs_to_python(invocation.inputs);
+  call->input = py::reinterpret_borrow<py::object>(input);
   PyObject* context = PyContext_Copy(run->caller_context.get().ptr());
-  if (context == nullptr) throw py::error_already_set();
+  if (context == nullptr) {
+    py::error_already_set error;
+    error.discard_as_unraisable("counterpoint run observer (copying the run's context)");
+    return;  // unobserved, in the run's own context
+  }
   call->context = py::reinterpret_steal<py::object>(context);
   call->channel = invocation.completion.channel();
   py::object call_object = py::cast(call);

@@ -115,9 +115,9 @@ void SyncAgent::call(Invocation& invocation) {
     // Timed from here, after the GIL was taken: waiting for it is not the agent's time.
     const SteadyClock::time_point started = SteadyClock::now();
     try {
-      observe_call(invocation);
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
+      observe_call(invocation, argument);
       PyObject* context = copy_run_context(invocation);
       if (context != nullptr && PyContext_Enter(context) != 0) {
         Py_DECREF(context);
@@ -186,16 +186,10 @@ void SubgraphAgent::invoke(Invocation invocation) {
       return;
     }
     ScopedGil gil;
-    try {
-      observe_call(invocation);  // its child run's agents then nest under this call
-    } catch (py::error_already_set& error) {
-      invocation.completion.fail(failure_from(error));
-      return;
-    }
-  }
-  if (joined) {
-    ScopedGil gil;
-    input = to_payload(inputs_to_python(invocation.inputs));
+    py::object argument = joined ? inputs_to_python(invocation.inputs)
+                                 : from_payload(invocation.inputs.items.front().value);
+    observe_call(invocation, argument);  // its child run's agents then nest under this call
+    input = joined ? to_payload(std::move(argument)) : invocation.inputs.items.front().value;
     invocation.inputs.items.clear();
   } else {
     input = invocation.inputs.items.front().value;

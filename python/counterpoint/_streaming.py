@@ -42,12 +42,6 @@ def emit(data: Any) -> bool:
     return bool(channel.publish(EVENT_KIND.custom, data))
 
 
-def agent_channel() -> Any:
-    """The running agent call's event channel, or None (for integrations that publish
-    ``"message"`` events, e.g. chat model chunks)."""
-    return _channel.get()
-
-
 class StreamModes:
     """A validated ``stream_mode`` argument: one mode (chunks yielded as they are) or a
     list of modes (``(mode, chunk)`` pairs)."""

@@ -58,6 +58,7 @@ def _report(run_manager: CallbackManagerForChainRun | None, output: Any = None,
 
 _ambient_config = var_child_runnable_config.get
 _plain_invoke = CompiledGraph.invoke
+_plain_ainvoke = CompiledGraph.ainvoke
 
 
 class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
@@ -185,6 +186,10 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     async def abatch(self, inputs: Iterable[Any],
                      config: RunnableConfig | list[RunnableConfig] | None = None,
                      *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if config is None and _ambient_config() is None:  # no config: no LangChain cost
+            return await self._abatch_each(
+                list(inputs), kwargs.pop("max_concurrency", None), return_exceptions,
+                lambda _, item: _plain_ainvoke(self, item, **kwargs))
         inputs = list(inputs)
         configs = get_config_list(config, len(inputs))
         max_concurrency = _max_concurrency(kwargs, configs)
@@ -210,9 +215,6 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
                          ) -> tuple[CallbackManagerForChainRun | None, AgentObserver | None]:
         return self._observed(input, config, publish="custom" in modes.modes,
                               messages="messages" in modes.modes)
-
-    def _observer_for(self, modes: StreamModes) -> Any:
-        return self._stream_observed(None, None, modes)[1]
 
     def _stream_reported(self, input: Any, config: RunnableConfig | None,
                          modes: StreamModes, kwargs: dict[str, Any]) -> Iterator[Any]:
