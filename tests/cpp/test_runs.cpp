@@ -1327,6 +1327,9 @@ TEST(run_nested_wait_past_the_limit_fails_at_once) {
   CHECK_EQ(run.status(), RunStatus::Failed);
   CHECK(contains(run.outcome(0)->failure.message, "max_blocked_pool_threads"));
   CHECK(eventually([&] { return pool->blocked_threads() == 0; }));
+  // The refused recursion's bodies unwind on the pool after the run has failed; the next
+  // run starts once they all have, so that it finds the pool as a fresh run would.
+  CHECK(eventually([&] { return pool->queued() == 0 && pool->idle_threads() == pool->threads(); }));
 
   // Within the limit the same recursion works, on the same pool.
   RunOptions shallow;
