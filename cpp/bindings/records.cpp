@@ -292,13 +292,33 @@ py::object event_object(const Event& event, PyObject* run_id, AgentNames& names)
                     new_str(event.message), PyLong_FromLong(event.priority)});
 }
 
+// {agent path: output}, a new reference (null with the Python error set).
+PyObject* update_object(const Event& event, AgentNames& names) {
+  const py::object update = py::reinterpret_steal<py::object>(PyDict_New());
+  const py::object name = py::reinterpret_steal<py::object>(names.get(event.agent));
+  if (!update || !name) return nullptr;
+  PyObject* output = event.payload ? static_cast<PyObject*>(event.payload.get()) : Py_None;
+  if (PyDict_SetItem(update.ptr(), name.ptr(), output) != 0) return nullptr;
+  return update.inc_ref().ptr();
+}
+
 }  // namespace
 
-void append_events(const py::list& into, const std::vector<Event>& events) {
+void append_events(const py::list& into, const std::vector<Event>& events, EventForm form) {
+  AgentNames names;
+  if (form == EventForm::Update) {
+    for (const Event& event : events) {
+      if (event.kind != EventKind::Finish) continue;
+      const py::object update = py::reinterpret_steal<py::object>(update_object(event, names));
+      if (!update || PyList_Append(into.ptr(), update.ptr()) != 0) {
+        throw py::error_already_set();
+      }
+    }
+    return;
+  }
   // Every event of a stream carries its root run's id: one int for all of them.
   py::object run_id;
   std::uint64_t run_id_of = 0;
-  AgentNames names;
   for (const Event& event : events) {
     if (!run_id || event.run_id != run_id_of) {
       run_id = py::int_(event.run_id);
@@ -357,6 +377,10 @@ void register_enums(py::module_& m) {
       .value("custom", EventKind::Custom)
       .value("message", EventKind::Message)
       .finalize();
+  py::native_enum<EventForm>(m, "EventForm", "enum.Enum", "What a stream takes its events as.")
+      .value("event", EventForm::Event)
+      .value("update", EventForm::Update)
+      .finalize();
   py::native_enum<JoinMode>(m, "JoinMode", "enum.Enum", "When an agent with several predecessors runs.")
       .value("all", JoinMode::All)
       .value("any", JoinMode::Any)
@@ -412,6 +436,25 @@ void register_records(py::module_& m) {
       .def_readonly("restored", &AgentRecord::restored);
   m.def("set_event_type", &set_event_type,
         "Tells the engine which class its streamed events are (counterpoint.Event).");
+  py::class_<EventKinds>(m, "EventKinds", "The kinds of event a run records.")
+      .def(py::init([](const std::vector<EventKind>& kinds) {
+             EventKinds set;
+             for (EventKind kind : kinds) set = set.with(kind);
+             return set;
+           }),
+           py::arg("kinds"))
+      .def_static("all", &EventKinds::all)
+      .def_property_readonly("none", &EventKinds::none)
+      .def("__contains__", &EventKinds::contains)
+      .def("__eq__", &EventKinds::operator==)
+      .def("__repr__", [](const EventKinds& kinds) {
+        std::string names;
+        for (std::size_t k = 0; k < kEventKinds; ++k) {
+          const auto kind = static_cast<EventKind>(k);
+          if (kinds.contains(kind)) names += std::string(names.empty() ? "" : ", ") + to_string(kind);
+        }
+        return "EventKinds(" + names + ")";
+      });
   py::class_<RunEnd>(m, "RunEnd", "A run that ended.")
       .def_readonly("run_id", &RunEnd::run_id)
       .def_readonly("key", &RunEnd::key)

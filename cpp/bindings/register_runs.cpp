@@ -169,7 +169,7 @@ namespace {
 // costs more than a no-op agent's whole run).
 RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
-                             double deadline, bool record_events = false) {
+                             double deadline, EventKinds record_events = {}) {
   return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), record_events,
                                        std::move(budget), deadline, py::none(), nullptr, {},
                                        py::none()});
@@ -289,7 +289,7 @@ void register_runs(py::module_& m) {
 
   py::class_<RunRequest>(m, "RunRequest", "How to start one run.")
       .def(py::init([](py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-                       bool record_events, py::object budget, double deadline,
+                       EventKinds record_events, py::object budget, double deadline,
                        py::object restored, std::shared_ptr<NodeHook> hook, std::string key,
                        py::object observer) {
              return RunRequest{std::move(input), std::move(dispatcher), record_events,
@@ -297,7 +297,7 @@ void register_runs(py::module_& m) {
                                std::move(hook), std::move(key), std::move(observer)};
            }),
            py::arg("input"), py::kw_only(), py::arg("dispatcher") = nullptr,
-           py::arg("record_events") = false, py::arg("budget") = py::none(),
+           py::arg("record_events") = EventKinds{}, py::arg("budget") = py::none(),
            py::arg("deadline") = 0.0, py::arg("restored") = py::none(),
            py::arg("hook") = nullptr, py::arg("key") = "", py::arg("observer") = py::none())
       .def_readonly("input", &RunRequest::input)
@@ -346,7 +346,7 @@ void register_runs(py::module_& m) {
       .def(
           "next_events",
           [](RunHandle& run, const py::list& into, double timeout_seconds,
-             double gather_seconds) {
+             double gather_seconds, EventForm form) {
             std::vector<Event> events;
             bool more;
             if (timeout_seconds > 0 && !run.done()) {
@@ -359,13 +359,14 @@ void register_runs(py::module_& m) {
               // letting go of the GIL here would hand it to an agent and queue for it back.
               more = run.next_events(events, std::chrono::nanoseconds(0));
             }
-            append_events(into, events);
+            append_events(into, events, form);
             events.clear();
             drain_released_objects();
             return more;
           },
           py::arg("into"), py::arg("timeout"), py::arg("gather") = 0.0,
-          "Appends the events recorded so far to `into` (counterpoint.Event objects), "
+          py::arg("form") = EventForm::Event,
+          "Appends the events recorded so far to `into` (in `form`), "
           "waiting up to `timeout` seconds for one and, with `gather`, until `gather` "
           "seconds after the first (or the run's end). False once the run has ended and "
           "every event was taken.")
@@ -385,9 +386,12 @@ void register_runs(py::module_& m) {
       "start_stream",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
          py::object budget, double deadline, const py::list& into, double timeout_seconds,
-         double gather_seconds) {
+         double gather_seconds, EventKinds record_events, EventForm form) {
+        if (record_events.none()) {
+          throw py::value_error("start_stream: a stream records events; record_events is empty");
+        }
         RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline, true);
+                                               std::move(budget), deadline, record_events);
         refuse_wait_on_engine_thread({});
         RunHandle run;
         std::vector<Event> events;
@@ -400,7 +404,7 @@ void register_runs(py::module_& m) {
           run.next_events(events, seconds_of(timeout_seconds), seconds_of(gather_seconds),
                           kSpin);
         }
-        append_events(into, events);
+        append_events(into, events, form);
         events.clear();
         drain_released_objects();
         if (PyErr_CheckSignals() != 0) {
@@ -412,19 +416,21 @@ void register_runs(py::module_& m) {
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"), py::arg("into"), py::arg("timeout"), py::arg("gather"),
-      "Starts a run that is not durable and records its events, and appends its first "
-      "events to `into` as RunHandle.next_events does; returns its handle.");
+      py::arg("record_events") = EventKinds::all(), py::arg("form") = EventForm::Event,
+      "Starts a run that is not durable and records events of the kinds `record_events`, "
+      "and appends its first events to `into` as RunHandle.next_events does; returns its "
+      "handle.");
   m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-         py::object budget, double deadline, bool record_events) {
+         py::object budget, double deadline, EventKinds record_events) {
         RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
                                                std::move(budget), deadline, record_events);
         py::gil_scoped_release nogil;
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
-      py::arg("deadline"), py::arg("record_events") = false,
+      py::arg("deadline"), py::arg("record_events") = EventKinds{},
       "Starts a run that is not durable and returns its handle at once.");
   m.def(
       "invoke",

@@ -17,7 +17,7 @@ namespace py = pybind11;
 struct RunRequest {
   py::object input;
   std::shared_ptr<LoopDispatcher> dispatcher;  // the loop for coroutine agents; may be null
-  bool record_events = false;
+  EventKinds record_events;  // none: the run keeps no event queue
   py::object budget = py::none();  // {usage name: limit}
   double deadline = 0.0;
   py::object restored = py::none();  // a list of Restored outcomes, or None

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <limits>
 #include <optional>
 #include <thread>
 
@@ -178,6 +179,8 @@ void RunState::push_event(Event event) {
                                              kEventQueueRoomMax));
     }
     events.push_back(std::move(event));
+    events_recorded.store(events_recorded.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_release);
   }
   // Only an event into an empty queue wakes anyone: a reader waiting in next_events
   // gathers the ones that follow without a wake-up each, and an event loop takes all of
@@ -188,18 +191,25 @@ void RunState::push_event(Event event) {
   if (context_observer) context_observer->on_event_recorded(id);
 }
 
-void RunState::emit(EventKind kind, std::uint32_t node, Payload payload, std::string message) {
-  if (!record_events) return;
-  const PlanNode& spec = plan.nodes()[node];
-  const NodeSlot& slot = slots[node];
+void RunState::emit(EventKind kind, std::uint32_t node, const Payload& payload,
+                    std::string message) {
+  if (record_events.none()) return;
+  NodeSlot& slot = slots[node];
   RunState& target = root();
+  if (kind == EventKind::Start) {
+    // Every event recorded so far, the causes of this start among them, comes before
+    // this node's events: the mark is read after them (they happened before the start).
+    slot.event_mark = target.events_recorded.load(std::memory_order_acquire);
+  }
+  if (!record_events.contains(kind)) return;
+  const PlanNode& spec = plan.nodes()[node];
   // Stamped with the time the caller has just recorded in the slot (the node's start, or
   // its end), from the root run's start: a clock read of its own cost each event about a
   // tenth of what a no-op agent costs.
   const std::int64_t at_ns = (kind == EventKind::Start ? slot.started_ns : slot.finished_ns) +
                              (&target == this ? 0 : target.ns_at(started_at));
-  target.push_event(Event{kind, target.id, node, event_prefix + spec.name,
-                          static_cast<double>(at_ns) * 1e-9, spec.priority, std::move(payload),
+  target.push_event(Event{kind, target.id, node, slot.event_mark, event_prefix + spec.name,
+                          static_cast<double>(at_ns) * 1e-9, spec.priority, payload,
                           std::move(message)});
 }
 
@@ -459,6 +469,9 @@ std::function<void()> Completion::delegate(std::shared_ptr<CompiledGraph> graph,
   options.context = run->context;
   options.context_observer = run->context_observer;
   options.record_events = run->record_events;
+  // The node's result follows from its child run's events, recorded after its start:
+  // it is never moved ahead of an event recorded before it.
+  run->slots[node].event_mark = std::numeric_limits<std::uint32_t>::max();
   options.observer = std::make_shared<detail::DelegationObserver>(
       std::move(*this), std::move(then), spec.name, run->id, spec.priority, run->context);
   try {
@@ -497,11 +510,12 @@ EventChannel Completion::channel() const noexcept {
 
 bool EventChannel::publish(EventKind kind, Payload payload, std::string message) const {
   const std::shared_ptr<detail::RunState> run = run_.lock();
-  if (!run || !run->record_events) return false;
+  if (!run || !run->record_events.contains(kind)) return false;
   detail::RunState& root = run->root();
   if (!root.running()) return false;  // its reader may already have taken the last events
   const PlanNode& spec = run->plan.nodes()[node_];
-  root.push_event(Event{kind, root.id, node_, run->event_prefix + spec.name,
+  root.push_event(Event{kind, root.id, node_, run->slots[node_].event_mark,
+                        run->event_prefix + spec.name,
                         static_cast<double>(root.now_ns()) * 1e-9, spec.priority,
                         std::move(payload), std::move(message)});
   return true;
@@ -661,8 +675,8 @@ bool RunHandle::nested() const noexcept { return state_->event_root != nullptr; 
 bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout,
                             std::chrono::nanoseconds gather, std::chrono::nanoseconds spin) {
   detail::RunState& run = *state_;
-  if (!run.record_events) {
-    throw EngineError("this run records no events; start it with record_events = true");
+  if (run.record_events.none()) {
+    throw EngineError("this run records no events; start it with RunOptions::record_events");
   }
   const auto events_or_end = [&] { return !run.events.empty() || !run.running(); };
   std::unique_lock<std::mutex> lock(run.mutex);
@@ -708,6 +722,8 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   // before the end is in the queue taken here.
   const bool ended = !run.running();
   run.events_taken = run.events_taken || !run.events.empty();
+  const std::uint32_t taken_before = run.events_taken_count;
+  run.events_taken_count += static_cast<std::uint32_t>(run.events.size());
   const std::size_t first = out.size();
   if (first == 0) {
     out.swap(run.events);
@@ -719,18 +735,23 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   }
   lock.unlock();
   // Results that are ready together are delivered highest priority first. Only runs of
-  // result events are reordered: a start or a skip follows the results it depends on,
-  // so it stays where it is and the stream remains causal.
+  // results that cannot have caused one another are reordered: a start or a skip
+  // follows the results it depends on, so it stays where it is, and a result whose
+  // agent started after the first of a run was recorded may depend on it, so it begins
+  // the next run. The stream remains causal whichever kinds the run records.
   auto is_barrier = [](const Event& e) {
     return e.kind == EventKind::Start || e.kind == EventKind::Skip;
   };
-  auto segment = out.begin() + static_cast<std::ptrdiff_t>(first);
+  const auto begin = out.begin() + static_cast<std::ptrdiff_t>(first);
+  auto segment = begin;
   while (segment != out.end()) {
     if (is_barrier(*segment)) {
       ++segment;
       continue;
     }
-    auto end = std::find_if(segment, out.end(), is_barrier);
+    const auto at = taken_before + static_cast<std::uint32_t>(segment - begin);
+    auto end = std::find_if(segment + 1, out.end(),
+                            [&](const Event& e) { return is_barrier(e) || e.after > at; });
     if (end - segment > 1) {
       std::stable_sort(segment, end,
                        [](const Event& a, const Event& b) { return a.priority > b.priority; });

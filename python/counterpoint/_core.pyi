@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventKind', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -61,6 +61,15 @@ class EventKind(enum.Enum):
     review: typing.ClassVar[EventKind]
     skip: typing.ClassVar[EventKind]
     start: typing.ClassVar[EventKind]
+    @classmethod
+    def __new__(cls, value):
+        ...
+class EventForm(enum.Enum):
+    """
+    What a stream takes its events as.
+    """
+    event: typing.ClassVar[EventForm]
+    update: typing.ClassVar[EventForm]
     @classmethod
     def __new__(cls, value):
         ...
@@ -194,6 +203,25 @@ class AgentRecord:
         ...
     @property
     def usage(self) -> dict:
+        ...
+class EventKinds:
+    """
+    The kinds of event a run records.
+    """
+    __hash__: typing.ClassVar[None] = None
+    @staticmethod
+    def all() -> EventKinds:
+        ...
+    def __contains__(self, arg0: EventKind) -> bool:
+        ...
+    def __eq__(self, arg0: EventKinds) -> bool:
+        ...
+    def __init__(self, kinds: collections.abc.Sequence[EventKind]) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    @property
+    def none(self) -> bool:
         ...
 class RunEnd:
     """
@@ -502,7 +530,7 @@ class RunRequest:
     key: str
     observer: typing.Any
     restored: typing.Any
-    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: bool = False, budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '', observer: typing.Any = None) -> None:
+    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: EventKinds = ..., budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '', observer: typing.Any = None) -> None:
         ...
     @property
     def dispatcher(self) -> LoopDispatcher:
@@ -532,9 +560,9 @@ class RunHandle:
         """
     def interrupt(self) -> bool:
         ...
-    def next_events(self, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> bool:
+    def next_events(self, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex = 0.0, form: EventForm = EventForm.event) -> bool:
         """
-        Appends the events recorded so far to `into` (counterpoint.Event objects), waiting up to `timeout` seconds for one and, with `gather`, until `gather` seconds after the first (or the run's end). False once the run has ended and every event was taken.
+        Appends the events recorded so far to `into` (in `form`), waiting up to `timeout` seconds for one and, with `gather`, until `gather` seconds after the first (or the run's end). False once the run has ended and every event was taken.
         """
     def outcomes(self) -> list[AgentRecord]:
         ...
@@ -598,7 +626,7 @@ def shutdown(drain_timeout: typing.SupportsFloat | typing.SupportsIndex) -> bool
     """
     Interrupts every run and waits up to drain_timeout seconds for running agents to return.
     """
-def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, record_events: bool = False) -> RunHandle:
+def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ...) -> RunHandle:
     """
     Starts a run that is not durable and returns its handle at once.
     """
@@ -606,9 +634,9 @@ def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """
     Starts a run and returns its handle at once.
     """
-def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex) -> RunHandle:
+def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., form: EventForm = EventForm.event) -> RunHandle:
     """
-    Starts a run that is not durable and records its events, and appends its first events to `into` as RunHandle.next_events does; returns its handle.
+    Starts a run that is not durable and records events of the kinds `record_events`, and appends its first events to `into` as RunHandle.next_events does; returns its handle.
     """
 def stats() -> dict:
     ...

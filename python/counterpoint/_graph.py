@@ -31,6 +31,8 @@ from ._streaming import AgentObserver, StreamModes
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
+# What a run that nobody streams records.
+_NO_EVENTS = _core.EventKinds([])
 # Runs a batch keeps in flight when the caller sets no max_concurrency: enough to keep
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
 DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
@@ -274,7 +276,7 @@ class CompiledGraph:
         deadline = self._deadline if deadline is None else _check_deadline(deadline)
         return budget, deadline
 
-    def _request(self, input: Any, dispatcher: Any, *, record_events: bool = False,
+    def _request(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                  budget: Any = None, deadline: Any = None, observer: Any = None) -> Any:
         budget, deadline = self._settings(budget, deadline)
         return _core.RunRequest(input, dispatcher=dispatcher, record_events=record_events,
@@ -297,7 +299,7 @@ class CompiledGraph:
             request.restored = restored
         return request, run_key
 
-    def _launch(self, input: Any, dispatcher: Any, *, record_events: bool = False,
+    def _launch(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
                 restored: list[Any] | None = None, observer: Any = None) -> Run:
         request = self._request(input, dispatcher, record_events=record_events, budget=budget,
@@ -454,7 +456,7 @@ class CompiledGraph:
             AgentError: after yielding the failing agent's ``"error"`` event (and the
                 other exceptions of :meth:`invoke`).
         """
-        modes = StreamModes(stream_mode)
+        modes = StreamModes.of(stream_mode)
         return self._stream(input, modes, self._observer_for(modes), budget, deadline)
 
     def _observer_for(self, modes: StreamModes) -> Any:
@@ -471,25 +473,26 @@ class CompiledGraph:
             yield modes.chunk("values", CompiledGraph.invoke(self, input, budget=budget,
                                                              deadline=deadline))
             return
-        events: list[Event] = []
+        events: list[Any] = []  # Events, or updates (modes.form)
         run = None
         if self._store is None and observer is None:
             # The run's first events come with its start, in one native call.
             budget, deadline = self._settings(budget, deadline)
             handle = _core.start_stream(self._native, input, self._dispatcher(), budget,
-                                        deadline, events, _EVENT_SLICE, EVENT_GATHER)
+                                        deadline, events, _EVENT_SLICE, EVENT_GATHER,
+                                        modes.recorded, modes.form)
         else:
-            run = self._launch(input, self._dispatcher(), record_events=modes.records_events,
+            run = self._launch(input, self._dispatcher(), record_events=modes.recorded,
                                budget=budget, deadline=deadline, observer=observer)
             handle = run._handle
         more = modes.records_events  # until the last batch, which the run's end comes with
         try:
             while True:
-                yield from modes.chunks(events)
+                yield from events if modes.batches_are_chunks else modes.chunks(events)
                 if not more:
                     break
                 events = []
-                more = handle.next_events(events, _EVENT_SLICE, EVENT_GATHER)
+                more = handle.next_events(events, _EVENT_SLICE, EVENT_GATHER, modes.form)
             yield from modes.end(self._end_event(handle, run))
         except KeyboardInterrupt:
             handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
@@ -502,7 +505,7 @@ class CompiledGraph:
                 budget: Mapping[str, float] | None = None,
                 deadline: float | None = None) -> AsyncIterator[Any]:
         """Like :meth:`stream`, for ``async for``; coroutine agents run on the caller's loop."""
-        modes = StreamModes(stream_mode)
+        modes = StreamModes.of(stream_mode)
         return self._astream(input, modes, self._observer_for(modes), budget, deadline)
 
     async def _astream(self, input: Any, modes: StreamModes, observer: Any,
@@ -515,9 +518,10 @@ class CompiledGraph:
         run = None
         if self._store is None and observer is None:
             budget, deadline = self._settings(budget, deadline)
-            handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline, True)
+            handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline,
+                                 modes.recorded)
         else:
-            run = self._launch(input, bridge.dispatcher, record_events=modes.records_events,
+            run = self._launch(input, bridge.dispatcher, record_events=modes.recorded,
                                budget=budget, deadline=deadline, observer=observer)
             handle = run._handle
         run_id = handle.id
@@ -530,9 +534,9 @@ class CompiledGraph:
                 more = True
                 while more:
                     ready.clear()
-                    events: list[Event] = []
-                    more = handle.next_events(events, 0.0)
-                    for chunk in modes.chunks(events):
+                    events: list[Any] = []  # Events, or updates (modes.form)
+                    more = handle.next_events(events, 0.0, 0.0, modes.form)
+                    for chunk in events if modes.batches_are_chunks else modes.chunks(events):
                         yield chunk
                     if more and not events:
                         await ready.wait()

@@ -4,12 +4,14 @@ A run records one ordered queue of native events. Each stream mode is a view of 
 ``"events"`` every agent event, ``"updates"`` the finishes, ``"custom"`` and
 ``"messages"`` what agents publish themselves (``emit``, a chat model's chunks), and
 ``"values"`` the run's result. Modes that were not asked for cost nothing: a run records
-events only for the modes that need them, and agents get a channel to publish on only
-when ``"custom"`` or ``"messages"`` is streamed.
+only the kinds of event the requested modes read (``"updates"`` alone: the finishes,
+taken as ``{agent: output}`` dicts made natively), and agents get a channel to publish
+on only when ``"custom"`` or ``"messages"`` is streamed.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -21,6 +23,15 @@ STREAM_MODES = ("values", "updates", "events", "custom", "messages")
 
 # What a native event is; agents' own events are EVENT_KIND.custom and .message.
 EVENT_KIND = _core.EventKind
+# The kinds of event each mode reads: a run records those of the requested modes only.
+_RECORDED_KINDS: dict[str, tuple[Any, ...]] = {
+    "values": (),
+    "updates": (EVENT_KIND.finish,),
+    "events": tuple(kind for kind in EVENT_KIND
+                    if kind not in (EVENT_KIND.custom, EVENT_KIND.message)),
+    "custom": (EVENT_KIND.custom,),
+    "messages": (EVENT_KIND.message,),
+}
 # The channel of the agent call whose code is running, while its run streams "custom"
 # or "messages"; None everywhere else.
 _channel: ContextVar[Any] = ContextVar("counterpoint_agent_channel", default=None)
@@ -46,7 +57,7 @@ class StreamModes:
     """A validated ``stream_mode`` argument: one mode (chunks yielded as they are) or a
     list of modes (``(mode, chunk)`` pairs)."""
 
-    __slots__ = ("modes", "single")
+    __slots__ = ("batches_are_chunks", "form", "modes", "recorded", "single")
 
     def __init__(self, stream_mode: str | Sequence[str]) -> None:
         if isinstance(stream_mode, str):
@@ -67,25 +78,40 @@ class StreamModes:
                     f"{', '.join(map(repr, STREAM_MODES))}, or a list of them"
                 )
         self.modes = frozenset(requested)
+        # What the run records, and how the stream takes it: "updates" alone as the
+        # engine makes them ({agent: output}, with no Event in between).
+        self.recorded = _recorded_kinds(self.modes)
+        self.form = _core.EventForm.update if self.single == "updates" else _core.EventForm.event
+        # One of these modes alone: the batches the engine hands over hold the chunks
+        # themselves (the run records none of the agents' own events).
+        self.batches_are_chunks = self.single in ("events", "updates")
 
     @property
     def records_events(self) -> bool:
         """Whether the run must record events (only ``"values"`` needs none)."""
-        return bool(self.modes - {"values"})
+        return not self.recorded.none
 
     @property
     def publishes(self) -> bool:
         """Whether agents publish events of their own (``"custom"``, ``"messages"``)."""
         return "custom" in self.modes or "messages" in self.modes
 
+    @staticmethod
+    def of(stream_mode: str | Sequence[str]) -> StreamModes:
+        """``StreamModes(stream_mode)``, made once per mode named alone: validating the
+        argument again each stream costs as much as a run of a few no-op agents."""
+        if isinstance(stream_mode, str):
+            known = _SINGLE_MODES.get(stream_mode)
+            if known is not None:
+                return known
+        return StreamModes(stream_mode)
+
     def chunk(self, mode: str, data: Any) -> Any:
         return data if self.single is not None else (mode, data)
 
-    def chunks(self, events: list[Event]) -> Iterator[Any]:
-        """The chunks a batch of the run's events makes in the requested modes."""
-        if self.single == "events":  # the common case, as the engine made them: agents
-            yield from events        # get no channel, so none of their own are among them
-            return
+    def chunks(self, events: list[Any]) -> Iterator[Any]:
+        """The chunks a batch of the run's events makes in the requested modes (the
+        batch itself when :attr:`batches_are_chunks`)."""
         modes = self.modes
         for event in events:
             kind = event.kind
@@ -111,6 +137,14 @@ class StreamModes:
         if "values" in self.modes:
             chunks.append(self.chunk("values", end.output))
         return chunks
+
+
+@functools.cache
+def _recorded_kinds(modes: frozenset[str]) -> Any:
+    return _core.EventKinds([kind for mode in modes for kind in _RECORDED_KINDS[mode]])
+
+
+_SINGLE_MODES = {mode: StreamModes(mode) for mode in STREAM_MODES}
 
 
 class AgentObserver:

@@ -2,6 +2,7 @@
 // (EventChannel: the data it reports, the chunks a model streams), named by its path
 // from the root run, in order with the engine's own events; a channel outliving its run,
 // or of a run that records no events, publishes nothing and keeps nothing alive.
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +35,7 @@ std::vector<std::string> kinds_and_agents(const std::vector<Event>& events) {
 RunOptions recording(Payload input) {
   RunOptions options;
   options.input = std::move(input);
-  options.record_events = true;
+  options.record_events = EventKinds::all();
   return options;
 }
 
@@ -107,4 +108,74 @@ TEST(a_channel_kept_past_its_run_publishes_nothing_and_holds_nothing) {
   // The run's handle is gone: the channel alone must not keep the run alive.
   CHECK(!kept->publish(EventKind::Custom, make(std::string("later"))));
   CHECK(!EventChannel().publish(EventKind::Custom, make(1)));
+}
+
+TEST(a_run_records_only_the_kinds_it_was_asked_for_at_every_depth) {
+  auto child = chain_of({{"inner", publishing()}});
+  auto graph = chain_of({{"outer", lambda_agent([child](Invocation inv) {
+                            inv.completion.delegate(child, inv.inputs.items.at(0).value);
+                          })},
+                         {"last", publishing()}});
+  RunOptions finishes = recording(make(3));
+  finishes.record_events = {EventKind::Finish};
+  RunHandle run = graph->start(std::move(finishes));
+  CHECK_EQ(kinds_and_agents(drain_events(run)),
+           (std::vector<std::string>{"finish:outer/inner", "finish:outer", "finish:last"}));
+
+  RunOptions published = recording(make(4));
+  published.record_events = {EventKind::Custom};
+  run = graph->start(std::move(published));
+  CHECK_EQ(kinds_and_agents(drain_events(run)),
+           (std::vector<std::string>{"custom:outer/inner", "custom:outer/inner", "custom:last",
+                                     "custom:last"}));
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+}
+
+TEST(event_kinds_is_a_set) {
+  constexpr EventKinds none;
+  CHECK(none.none());
+  constexpr EventKinds two{EventKind::Start, EventKind::Message};
+  CHECK(two.contains(EventKind::Start) && two.contains(EventKind::Message));
+  CHECK(!two.contains(EventKind::Finish) && !two.none());
+  CHECK(two.with(EventKind::Finish).contains(EventKind::Finish));
+  for (EventKind kind : {EventKind::Start, EventKind::Finish, EventKind::Error, EventKind::Cancel,
+                         EventKind::Skip, EventKind::Review, EventKind::Custom,
+                         EventKind::Message}) {
+    CHECK(EventKinds::all().contains(kind));
+  }
+  CHECK(EventKinds{EventKind::Skip} == EventKinds{}.with(EventKind::Skip));
+}
+
+TEST(results_are_reordered_by_priority_only_among_results_that_cannot_cause_one_another) {
+  auto value = [](int v) { return inline_agent([v](const Inputs&) { return make(v); }); };
+  auto child = chain_of({{"x", value(1)}});
+  GraphSpec spec;
+  spec.add("root", value(0));
+  spec.add("lo", value(2), {"root"}, 1);
+  spec.add("hi", value(3), {"root"}, 9);
+  spec.add("after_lo", value(4), {"lo"}, 8);
+  spec.add("sub", lambda_agent([child](Invocation inv) {
+             inv.completion.delegate(child, inv.inputs.items.at(0).value);
+           }), {"root"}, 7);
+  auto graph = CompiledGraph::compile(spec);
+  for (EventKinds kinds : {EventKinds::all(), EventKinds{EventKind::Finish}}) {
+    RunOptions options = recording(make(5));
+    options.record_events = kinds;
+    RunHandle run = graph->start(std::move(options));
+    std::vector<Event> events;
+    // One batch, taken once the run has ended: every result in it was ready together.
+    REQUIRE(run.wait_for(std::chrono::seconds(30)));
+    CHECK(!run.next_events(events, std::chrono::nanoseconds(0)));
+    std::vector<std::string> finishes;
+    for (const Event& e : events) {
+      if (e.kind == EventKind::Finish) finishes.push_back(e.agent);
+    }
+    const auto at = [&](const std::string& name) {
+      return std::find(finishes.begin(), finishes.end(), name) - finishes.begin();
+    };
+    REQUIRE_EQ(finishes.size(), std::size_t{6});
+    CHECK_EQ(at("root"), 0);                // everything follows from it
+    CHECK(at("lo") < at("after_lo"));       // its cause, though of lower priority
+    CHECK(at("sub/x") < at("sub"));         // a child run's result, before the delegator's
+  }
 }

@@ -45,7 +45,7 @@ TEST(restore_outcomes_resolve_without_running) {
   auto graph = chain_of({{"a", a}, {"b", b}, {"c", c}});
   RunOptions options = resume({known(graph, "a", Outcome::success(make(std::string("A*")))),
                                known(graph, "b", Outcome::success(make(std::string("B*"))))});
-  options.record_events = true;
+  options.record_events = EventKinds::all();
   RunHandle run = graph->start(std::move(options));
   auto events = drain_events(run);
   CHECK_EQ(run.status(), RunStatus::Succeeded);

@@ -31,7 +31,7 @@ RunHandle start(const std::shared_ptr<CompiledGraph>& graph, Payload input = {},
                 bool record_events = false, std::shared_ptr<RunObserver> observer = {}) {
   RunOptions options;
   options.input = std::move(input);
-  options.record_events = record_events;
+  options.record_events = record_events ? EventKinds::all() : EventKinds{};
   options.observer = std::move(observer);
   return graph->start(std::move(options));
 }
@@ -1538,7 +1538,7 @@ TEST(run_cancel_before_hand_off_starts_no_agent) {
   // after, and that is when the observer cancels.
   auto observer3 = std::make_shared<CancelOnStart>();
   RunOptions o3;
-  o3.record_events = true;
+  o3.record_events = EventKinds::all();
   o3.context_observer = observer3;
   RunHandle r3 = graph3->start(std::move(o3));
   REQUIRE(eventually([&] { return is_parked->load(); }));

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -13,11 +14,45 @@ enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip, Review
 
 const char* to_string(EventKind kind) noexcept;
 
+// A set of event kinds: the ones a run records (RunOptions::record_events). A stream of
+// agent outputs needs only finishes, a stream of agents' own data only what they publish:
+// a run records nothing more, so what nobody reads costs nothing.
+class EventKinds {
+ public:
+  constexpr EventKinds() noexcept = default;  // none
+  constexpr EventKinds(std::initializer_list<EventKind> kinds) noexcept {
+    for (EventKind kind : kinds) bits_ |= bit(kind);
+  }
+  static constexpr EventKinds all() noexcept {
+    EventKinds every;
+    every.bits_ = bit(EventKind::Message) | (bit(EventKind::Message) - 1);
+    return every;
+  }
+  constexpr EventKinds with(EventKind kind) const noexcept {
+    EventKinds more = *this;
+    more.bits_ |= bit(kind);
+    return more;
+  }
+  constexpr bool contains(EventKind kind) const noexcept { return (bits_ & bit(kind)) != 0; }
+  constexpr bool none() const noexcept { return bits_ == 0; }
+  constexpr bool operator==(const EventKinds& other) const noexcept { return bits_ == other.bits_; }
+
+ private:
+  static constexpr std::uint16_t bit(EventKind kind) noexcept {
+    return static_cast<std::uint16_t>(1U << static_cast<unsigned>(kind));
+  }
+  std::uint16_t bits_ = 0;
+};
+
 // Something that happened to one agent of one run, in the order it happened.
 struct Event {
   EventKind kind = EventKind::Start;
   std::uint64_t run_id = 0;
   std::uint32_t node = 0;
+  // How many events the run had recorded when this agent started: none of those from
+  // this position on can be the cause of this one, so results may be reordered among
+  // them (by priority) and the stream stays causal.
+  std::uint32_t after = 0;
   std::string agent;       // "<delegating agent>/<agent>" for agents of child runs
   double seconds = 0.0;    // since the run started
   int priority = 0;

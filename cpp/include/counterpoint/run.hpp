@@ -68,7 +68,7 @@ class RunObserver {
  public:
   virtual ~RunObserver() = default;
   virtual void on_run_finished(const RunHandle& run) = 0;
-  // An event was recorded for run `run_id` (runs started with record_events) into an
+  // An event was recorded for run `run_id` (runs that record events) into an
   // empty queue. Told once per batch, not per event: a reader takes all of a run's
   // queued events at once (next_events), so it needs telling only that there are some.
   virtual void on_event_recorded(std::uint64_t /*run_id*/) {}
@@ -81,7 +81,9 @@ struct RunOptions {
   std::shared_ptr<RunObserver> observer;    // told when this run ends; may be null
   // Travels with `context`: told when this run or any of its child runs ends.
   std::shared_ptr<RunObserver> context_observer;
-  bool record_events = false;               // keep an event queue for next_events()
+  // The kinds of event to queue for next_events(), for this run and its child runs;
+  // none: no queue.
+  EventKinds record_events;
   std::shared_ptr<NodeHook> node_hook;      // may be null
   // Agents whose outcome is already known: they resolve without running.
   std::vector<Restored> restored;
@@ -134,7 +136,7 @@ class RunHandle {
   // until `gather` has passed since that event or the run has ended, so that events
   // recorded in quick succession come out together rather than one wake-up each; it
   // spins for up to `spin` of that first (see wait_for). Returns false once the run has
-  // ended and every event was taken. Requires RunOptions::record_events.
+  // ended and every event was taken. Requires a run that records events.
   bool next_events(std::vector<Event>& out, std::chrono::nanoseconds timeout,
                    std::chrono::nanoseconds gather = std::chrono::nanoseconds(0),
                    std::chrono::nanoseconds spin = std::chrono::nanoseconds(0));

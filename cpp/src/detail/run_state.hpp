@@ -41,9 +41,13 @@ struct NodeSlot {
   std::atomic<std::uint32_t> pending{0};  // predecessors (or the start signal) still due
   std::atomic<NodeStatus> status{NodeStatus::Pending};
   std::atomic<bool> fired{false};         // JoinMode::Any: the node was dispatched or skipped
+  bool routed = false;                    // the output goes only to details().routes
+  // In a run that records events: how many its root run had recorded when the node
+  // started (Event::after of the node's events); the most there can be once it
+  // delegates, since its result then follows from events recorded after its start.
+  std::uint32_t event_mark = 0;
   // Written once by the thread that resolves the node, before `status` is released.
   Payload output;
-  bool routed = false;                    // the output goes only to details().routes
   const char* skip_reason = "";
   std::int64_t started_ns = -1;
   std::int64_t finished_ns = -1;
@@ -82,8 +86,10 @@ struct RunState : std::enable_shared_from_this<RunState> {
     }
   }
   // Records an event of `node` at the time its slot holds (started_ns for a start,
-  // finished_ns for the rest), which the caller sets first.
-  void emit(EventKind kind, std::uint32_t node, Payload payload = {}, std::string message = {});
+  // finished_ns for the rest), which the caller sets first. A kind the run does not
+  // record costs the check alone: the payload is shared only once it is recorded.
+  void emit(EventKind kind, std::uint32_t node, const Payload& payload = {},
+            std::string message = {});
   void push_event(Event event);
   bool running() const noexcept {
     return status.load(std::memory_order_acquire) == RunStatus::Running;
@@ -104,7 +110,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   const std::shared_ptr<RunObserver> context_observer;
   const std::shared_ptr<NodeHook> node_hook;
   const Usage budget;
-  const bool record_events;
+  const EventKinds record_events;
   bool events_taken = false;  // guarded by `mutex`: next_events has taken some
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
@@ -136,6 +142,10 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // A vector, not a deque: libstdc++'s deque allocates 576 bytes on construction, in
   // every run, though most runs record no events.
   std::vector<Event> events;
+  std::uint32_t events_taken_count = 0;  // guarded by `mutex`: taken by next_events so far
+  // How many events were recorded into `events`, written under `mutex`; read without it
+  // when a node starts (NodeSlot::event_mark).
+  std::atomic<std::uint32_t> events_recorded{0};
   std::vector<std::weak_ptr<RunState>> children;
   std::vector<std::function<void()>> end_callbacks;
   Usage usage_total;

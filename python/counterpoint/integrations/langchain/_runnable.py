@@ -202,13 +202,19 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
 
     def stream(self, input: Any, config: RunnableConfig | None = None, *,
                stream_mode: str | Sequence[str] = "values", **kwargs: Any) -> Iterator[Any]:
-        modes = StreamModes(stream_mode)  # checked now, not at the first next()
+        modes = StreamModes.of(stream_mode)  # checked now, not at the first next()
+        if config is None and not modes.publishes and _ambient_config() is None:
+            # As invoke: no config to honour, no LangChain cost per stream or per chunk.
+            return self._stream(input, modes, None, kwargs.get("budget"), kwargs.get("deadline"))
         return self._stream_reported(input, config, modes, kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None, *,
                 stream_mode: str | Sequence[str] = "values",
                 **kwargs: Any) -> AsyncIterator[Any]:
-        modes = StreamModes(stream_mode)
+        modes = StreamModes.of(stream_mode)
+        if config is None and not modes.publishes and _ambient_config() is None:
+            return self._astream(input, modes, None, kwargs.get("budget"),
+                                 kwargs.get("deadline"))
         return self._astream_reported(input, config, modes, kwargs)
 
     def _stream_observed(self, input: Any, config: RunnableConfig | None, modes: StreamModes
