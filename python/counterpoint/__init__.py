@@ -21,6 +21,8 @@ from ._errors import (
     ReviewRejected,
     RunCancelled,
     RunTimeout,
+    SpecError,
+    SpecProblem,
     StoreError,
 )
 from ._events import Event
@@ -41,6 +43,8 @@ from ._results import (
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
+from .specs import dump, load
+from .specs import schema as spec_schema
 from .patterns import (
     END,
     PlanError,
@@ -117,6 +121,8 @@ __all__ = [
     "RunSummary",
     "RunTimeout",
     "SQLiteStore",
+    "SpecError",
+    "SpecProblem",
     "Store",
     "StoreError",
     "StoredOutcome",
@@ -129,10 +135,12 @@ __all__ = [
     "confidence_of",
     "consensus",
     "delegate",
+    "dump",
     "emit",
     "fan_out",
     "group_chat",
     "judge",
+    "load",
     "loop",
     "parallel",
     "policy",
@@ -140,6 +148,7 @@ __all__ = [
     "route",
     "router",
     "sequential",
+    "spec_schema",
     "supervisor",
     "value_of",
 ]
