@@ -9,6 +9,7 @@ imported. See docs/specs.md.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -160,6 +161,11 @@ def schema() -> dict[str, Any]:
         "anyOf": [graph, patterns],
         "$defs": generator.defs,
     }
+
+
+def schema_text() -> str:
+    """:func:`schema` as the text of ``spec.schema.json``."""
+    return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"
 
 
 register_spec_writer(to_spec)

@@ -1139,7 +1139,8 @@ def _kwargs(call: Callable[..., CompiledGraph], *positional: str) -> \
         Callable[[dict[str, Any]], CompiledGraph]:
     def build(args: dict[str, Any]) -> CompiledGraph:
         args = dict(args)
-        return call(*(args.pop(name) for name in positional), **args)
+        leading = [args.pop(name) for name in positional]
+        return call(*leading, **args)
 
     return build
 
@@ -1406,8 +1407,7 @@ def dump_node(spec: NodeSpec, path: Path, dp: Dumper) -> dict[str, Any]:
 
 def root_kind(value: Any) -> str:
     """``"pattern"`` for a spec whose top level is a pattern, else ``"graph"``."""
-    return "pattern" if isinstance(value, dict) and "pattern" in value and \
-        "agents" not in value else "graph"
+    return "pattern" if isinstance(value, dict) and "pattern" in value else "graph"
 
 
 class PatternRoot(Kind):
