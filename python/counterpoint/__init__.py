@@ -43,8 +43,6 @@ from ._results import (
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
-from .specs import dump, load
-from .specs import schema as spec_schema
 from .patterns import (
     END,
     PlanError,
@@ -61,6 +59,8 @@ from .patterns import (
     sequential,
     supervisor,
 )
+from .specs import dump, load
+from .specs import schema as spec_schema
 
 # Raised (a RuntimeError) when the engine refuses work: a run started during interpreter
 # shutdown, or an inline agent waiting for a run.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
@@ -181,28 +181,12 @@ class StoreError(CounterpointError):
     """
 
 
-class SpecProblem(tuple[str, str, str]):
+class SpecProblem(NamedTuple):
     """One problem of a spec: where it is (``path``), what is wrong and how to fix it."""
 
-    __slots__ = ()
-
-    def __new__(cls, path: str, problem: str, hint: str = "") -> SpecProblem:
-        return super().__new__(cls, (path, problem, hint))
-
-    def __getnewargs__(self) -> tuple[str, str, str]:
-        return (self[0], self[1], self[2])
-
-    @property
-    def path(self) -> str:
-        return self[0]
-
-    @property
-    def problem(self) -> str:
-        return self[1]
-
-    @property
-    def hint(self) -> str:
-        return self[2]
+    path: str
+    problem: str
+    hint: str = ""
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""

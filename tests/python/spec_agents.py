@@ -157,3 +157,5 @@ def make_local() -> Any:
         return text
 
     return local
+
+NOT_AN_AGENT = 42

@@ -365,7 +365,7 @@ def test_nothing_is_imported_when_any_reference_is_refused(side_effect_module: P
     imported too."""
     spec = {"agents": {"a": {"use": "spec_side_effect:agent"},
                        "b": {"use": "os.path:join"}}}
-    with pytest.raises(cp.SpecError, match="agents.b.use"):
+    with pytest.raises(cp.SpecError, match=r"agents\.b\.use"):
         cp.load(spec, allow=["spec_side_effect"])
     assert not side_effect_module.exists()
     app = cp.load({"agents": {"a": {"use": "spec_side_effect:agent"}}},

@@ -115,7 +115,7 @@ def _load(data: Any, source: str, allow: tuple[str, ...], store: Any) -> Compile
         raise
     except GraphError as exc:
         raise builder.wrap((), exc) from None
-    except Exception as exc:  # noqa: BLE001 - a failure of ours still names the spec
+    except Exception as exc:
         raise SpecError(source, "", f"building the graph failed: {type(exc).__name__}: {exc}",
                         "this looks like a bug in counterpoint; please report it") from exc
     return app

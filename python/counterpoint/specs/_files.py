@@ -3,6 +3,7 @@ safe loader only (an optional dependency)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -17,12 +18,11 @@ FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 
 def yaml_module() -> ModuleType:
     try:
-        import yaml
+        return importlib.import_module("yaml")
     except ImportError:
         raise ImportError(
             'YAML specs need PyYAML: pip install "counterpoint[yaml]" (or use a .json spec)'
         ) from None
-    return yaml
 
 
 def format_of(path: Path) -> str:

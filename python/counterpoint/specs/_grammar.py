@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _errors
+from .. import patterns as _patterns
 from .._agents import DISPATCH
 from .._errors import GraphError, SpecError, SpecProblem
 from .._graph import CompiledGraph, Graph
 from .._policies import CircuitBreaker, Limit, Policed, Retry, Review, _Shared, policy
 from .._spec import GRAPH_ERROR_MODES, JOINS, NODE_ERROR_MODES, NodeSpec
-from .. import patterns as _patterns
 from ..patterns.merging import POLICIES as MERGE_POLICIES
 from ..patterns.merging import Judge
 
@@ -521,7 +521,7 @@ def _same(value: Any, default: Any) -> bool:
     if default is _MISSING:
         return False
     try:
-        return type(value) is type(default) and bool(value == default) or (
+        return (type(value) is type(default) and bool(value == default)) or (
             isinstance(value, (int, float)) and not isinstance(value, bool)
             and isinstance(default, (int, float)) and value == default)
     except Exception:  # noqa: BLE001 - an object whose == raises is not the default
@@ -857,7 +857,11 @@ class AgentKind(Kind):
         bases = [base for base in BASES if base in value]
         pattern = PATTERNS.get(value["pattern"]) if "pattern" in bases and \
             isinstance(value["pattern"], str) else None
-        allowed = [*bases, *(pattern.fields.fields if pattern else ()), *self.extras()]
+        # With an unknown pattern, its parameters are not reported as unknown keys too.
+        parameters = pattern.fields.fields if pattern else {
+            key for known in PATTERNS.values() for key in known.fields.fields} \
+            if "pattern" in bases else ()
+        allowed = [*bases, *parameters, *self.extras()]
         if not bases:
             allowed = [*BASES, *self.extras()]
         _check_keys(value, path, ck, allowed, "an agent", self._misplaced())
@@ -887,7 +891,7 @@ class AgentKind(Kind):
         if isinstance(value, str):
             return bd.resolved[path]
         if "use" in value:
-            return bd.resolved[(*path, "use")]
+            return bd.resolved[path + ("use",)]
         if "graph" in value:
             return NESTED_GRAPH.build(value["graph"], (*path, "graph"), bd)
         return PATTERNS[value["pattern"]].build(value, path, bd)
@@ -1322,7 +1326,9 @@ class GraphKind(Kind):
             app = graph.compile(budget=value.get("budget"), deadline=value.get("deadline"),
                                 store=bd.store if self.root else None)
         except GraphError as exc:
-            where = (*path, "agents", exc.node) if exc.node in value["agents"] else path
+            node = exc.node
+            where = (*path, "agents", node) if isinstance(node, str) and \
+                node in value["agents"] else path
             raise bd.wrap(where, exc) from None
         remember_info(app, value)
         return app
