@@ -455,3 +455,16 @@ def test_the_customer_message_spec_runs_with_one_command() -> None:
     assert result.returncode == 0, result.stderr
     assert "Dear Dana Whitfield" in result.stdout
     assert "1. Delivery address: Your parcel was intercepted" in result.stdout
+
+
+def doc_specs() -> list[tuple[str, str]]:
+    blocks = []
+    for path in (ROOT / "docs" / "specs.md", ROOT / "README.md"):
+        for index, block in enumerate(path.read_text().split("```yaml\n")[1:]):
+            blocks.append((f"{path.name}#{index}", block.split("```")[0]))
+    return blocks
+
+
+@pytest.mark.parametrize(("name", "text"), doc_specs(), ids=[n for n, _ in doc_specs()])
+def test_the_specs_in_the_docs_validate(name: str, text: str) -> None:
+    assert_valid(yaml.safe_load(text))

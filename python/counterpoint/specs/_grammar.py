@@ -891,7 +891,8 @@ class AgentKind(Kind):
         if isinstance(value, str):
             return bd.resolved[path]
         if "use" in value:
-            return bd.resolved[path + ("use",)]
+            use_path: Path = (*path, "use")
+            return bd.resolved[use_path]
         if "graph" in value:
             return NESTED_GRAPH.build(value["graph"], (*path, "graph"), bd)
         return PATTERNS[value["pattern"]].build(value, path, bd)
