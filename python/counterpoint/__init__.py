@@ -21,6 +21,8 @@ from ._errors import (
     ReviewRejected,
     RunCancelled,
     RunTimeout,
+    SpecError,
+    SpecProblem,
     StoreError,
 )
 from ._events import Event
@@ -57,6 +59,8 @@ from .patterns import (
     sequential,
     supervisor,
 )
+from .specs import dump, load
+from .specs import schema as spec_schema
 
 # Raised (a RuntimeError) when the engine refuses work: a run started during interpreter
 # shutdown, or an inline agent waiting for a run.
@@ -117,6 +121,8 @@ __all__ = [
     "RunSummary",
     "RunTimeout",
     "SQLiteStore",
+    "SpecError",
+    "SpecProblem",
     "Store",
     "StoreError",
     "StoredOutcome",
@@ -129,10 +135,12 @@ __all__ = [
     "confidence_of",
     "consensus",
     "delegate",
+    "dump",
     "emit",
     "fan_out",
     "group_chat",
     "judge",
+    "load",
     "loop",
     "parallel",
     "policy",
@@ -140,6 +148,7 @@ __all__ = [
     "route",
     "router",
     "sequential",
+    "spec_schema",
     "supervisor",
     "value_of",
 ]

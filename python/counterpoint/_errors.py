@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
@@ -179,3 +179,55 @@ class StoreError(CounterpointError):
     The message names the store's file (or the store), the cause and the fix; the
     underlying exception, if any (e.g. ``sqlite3.OperationalError``), is ``__cause__``.
     """
+
+
+class SpecProblem(NamedTuple):
+    """One problem of a spec: where it is (``path``), what is wrong and how to fix it."""
+
+    path: str
+    problem: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{where}{self.problem}" + (f"; {self.hint}" if self.hint else "")
+
+
+class SpecError(GraphError):
+    """A graph spec (JSON, YAML or a dict) cannot be loaded, or a graph cannot be written
+    as one. Raised before anything the spec names is imported when the spec itself is
+    wrong.
+
+    The message reads ``"<file>: <path.inside.spec>: <what is wrong>; <how to fix it>"``,
+    followed by the other problems found, one per line.
+
+    Attributes:
+        source: The file (or the name given for a dict, e.g. ``"<spec>"``).
+        path: Where in the spec, e.g. ``"agents.billing.retry.max_attempts"`` (empty for
+            the spec as a whole, or a syntax error located by ``line``).
+        problem: What is wrong.
+        hint: How to fix it (may be empty).
+        problems: Every problem found, the first one included, as :class:`SpecProblem`
+            ``(path, problem, hint)`` tuples.
+        line, column: For a syntax error, where in the file (1-based), else None.
+    """
+
+    def __init__(self, source: str, path: str, problem: str, hint: str = "", *,
+                 problems: tuple[SpecProblem, ...] = (), line: int | None = None,
+                 column: int | None = None) -> None:
+        first = SpecProblem(path, problem, hint)
+        problems = problems or (first,)
+        where = source if line is None else f"{source}:{line}" + (
+            f":{column}" if column is not None else "")
+        message = f"{where}: {first}"
+        if len(problems) > 1:
+            message += f"\n{len(problems) - 1} more problem(s) in {source}:" + "".join(
+                f"\n  {other}" for other in problems[1:])
+        super().__init__(message, None)
+        self.source = source
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        self.problems = problems
+        self.line = line
+        self.column = column

@@ -87,6 +87,15 @@ def register_compiled_class(loader: Callable[[], type[CompiledGraph]]) -> None:
     _compiled_class_loader, _compiled_class = loader, None
 
 
+# What CompiledGraph.to_spec() calls: counterpoint.specs, a layer above, registers it.
+_spec_writer: Callable[[CompiledGraph], dict[str, Any]] | None = None
+
+
+def register_spec_writer(writer: Callable[[CompiledGraph], dict[str, Any]]) -> None:
+    global _spec_writer
+    _spec_writer = writer
+
+
 def compiled_graph_class() -> type[CompiledGraph]:
     global _compiled_class
     if _compiled_class is None:
@@ -263,6 +272,18 @@ class CompiledGraph:
     def store(self) -> Store | None:
         """Where durable runs are kept (None: runs are not durable)."""
         return self._store
+
+    def to_spec(self) -> dict[str, Any]:
+        """This graph as a spec: plain data to save as JSON or YAML, which
+        :func:`counterpoint.load` builds into an equivalent graph. Agents (and every
+        function a pattern or policy was given) are written as import paths, so they
+        must be module-level objects. See docs/specs.md.
+
+        Raises:
+            SpecError: listing every agent or function that has no import path.
+        """
+        assert _spec_writer is not None, "counterpoint.specs registers the spec writer"
+        return _spec_writer(self)
 
     def describe(self) -> dict[str, Any]:
         """The compiled plan: nodes with their predecessors, entries and sinks."""

@@ -51,12 +51,20 @@ def _examples() -> list[BaseException]:
         cp.NeedsReview("k1", [review], {"research": "facts"}),
         cp.StoreError("run store runs.db: cannot write agent outputs: the disk is full"),
         cp.PlanError("unknown worker 'w'", "t1"),
+        cp.SpecError("triage.yaml", "agents.billing.retry.max_attempts", "must be >= 1, got 0",
+                     "use an integer from 1", problems=(
+                         cp.SpecProblem("agents.billing.retry.max_attempts",
+                                        "must be >= 1, got 0", "use an integer from 1"),
+                         cp.SpecProblem("agents.reply.join", "'x' is not one of 'all'"))),
+        cp.SpecError("bad.json", "", "invalid JSON: Expecting value", "fix the syntax",
+                     line=3, column=7),
         cp.EngineError("refused"),
     ]
 
 
 # The fields each type carries besides its message.
-FIELDS = ("node", "agent", "outputs", "run_id", "usage", "run_key", "pending", "subtask")
+FIELDS = ("node", "agent", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
+          "source", "path", "problem", "hint", "problems", "line", "column")
 
 
 def _same(original: BaseException, copy_: BaseException) -> None:
@@ -180,6 +188,7 @@ POOL = textwrap.dedent(
             cp.ReviewRejected("no"),
             cp.PlanError("bad plan", "t1"),
             cp.EngineError("refused"),
+            cp.SpecError("t.yaml", "agents.a.timeout", "must be > 0, got 0", "use a number > 0"),
         ]
         raise errors[index]
 
@@ -187,14 +196,16 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(12):
+            for index in range(13):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
                     out.append({"type": type(exc).__name__, "message": str(exc),
                                 "fields": {k: repr(getattr(exc, k)) for k in
                                            ("agent", "outputs", "run_id", "usage", "run_key",
-                                            "pending", "node", "subtask") if hasattr(exc, k)}})
+                                            "pending", "node", "subtask", "source", "path",
+                                            "problem", "hint", "problems")
+                                           if hasattr(exc, k)}})
         print(json.dumps(out))
     """
 )
@@ -216,3 +227,8 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
     assert got["NeedsReview"]["fields"]["run_key"] == "'k'"
     assert got["RunCancelled"]["fields"] == {"outputs": "{'a': 1}", "run_id": "3"}
     assert got["PlanError"]["fields"] == {"node": "'t1'", "subtask": "'t1'"}
+    assert got["SpecError"]["message"] == "t.yaml: agents.a.timeout: must be > 0, got 0; use a number > 0"
+    assert got["SpecError"]["fields"]["path"] == "'agents.a.timeout'"
+    assert got["SpecError"]["fields"]["problems"] == \
+        "(SpecProblem(path='agents.a.timeout', problem='must be > 0, got 0', " \
+        "hint='use a number > 0'),)"

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ParamSpec
 
 from .._agents import check_agent
 from .._errors import GraphError
 from .._graph import CompiledGraph
+
+P = ParamSpec("P")
+
+
+def declared(pattern: str) -> Callable[[Callable[P, CompiledGraph]], Callable[P, CompiledGraph]]:
+    """Makes a pattern builder record its name and the arguments it was given on the
+    graph it returns, so that ``app.to_spec()`` can write the pattern back as a spec."""
+
+    def wrap(build: Callable[P, CompiledGraph]) -> Callable[P, CompiledGraph]:
+        signature = inspect.signature(build)
+
+        @functools.wraps(build)
+        def declare(*args: P.args, **kwargs: P.kwargs) -> CompiledGraph:
+            app = build(*args, **kwargs)
+            app._cp_declared = (  # type: ignore[attr-defined]
+                pattern, dict(signature.bind(*args, **kwargs).arguments))
+            return app
+
+        return declare
+
+    return wrap
 
 
 def agent_name(agent: Any, fallback: str) -> str:

@@ -6,13 +6,14 @@ from typing import Any
 
 from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
-from ._common import check_agent, unique_names
+from ._common import check_agent, declared, unique_names
 
 
 def _is_named(item: Any) -> bool:
     return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and bool(item[0])
 
 
+@declared("sequential")
 def sequential(*agents: Any) -> CompiledGraph:
     """Runs agents one after another; each receives the previous one's output.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .._graph import CompiledGraph, Graph, delegate, route
 from .._results import ChatResult, LoopResult, Verdict, value_of
-from ._common import check_agent, check_agent_map, check_positive_int, identity
+from ._common import check_agent, check_agent_map, check_positive_int, declared, identity
 
 
 def _verdict(raw: Any) -> Verdict:
@@ -30,6 +30,7 @@ def _verdict(raw: Any) -> Verdict:
     )
 
 
+@declared("loop")
 def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGraph:
     """Drafts, evaluates and revises until the evaluator passes the draft or
     ``max_iterations`` is reached (always enforced).
@@ -86,6 +87,7 @@ END = "__end__"
 _CHAT_NODES = ("state", "manager", "pick", "end", "said", "record", "until", "outcome")
 
 
+@declared("group_chat")
 def group_chat(
     participants: Mapping[str, Any],
     *,

@@ -17,6 +17,7 @@ from ._common import (
     check_agent,
     check_positive_int,
     check_priorities,
+    declared,
     unique_names,
 )
 
@@ -100,6 +101,7 @@ def _check_quorum(pattern: str, merge: Any, quorum: Any) -> float | None:
     return float(quorum)
 
 
+@declared("parallel")
 def parallel(
     branches: Mapping[str, Any] | None = None,
     *,
@@ -153,6 +155,7 @@ def parallel(
     return g.compile()
 
 
+@declared("consensus")
 def consensus(
     agents: Sequence[Any], vote: Any = "majority", *, quorum: float | None = None,
     key: Callable[[Any], Any] | None = None,
@@ -266,6 +269,7 @@ def _in_order(outputs: Any, count: int) -> list[Any]:
     return [outputs[f"worker[{i}]"] for i in range(count)]
 
 
+@declared("fan_out")
 def fan_out(
     worker: Any,
     *,

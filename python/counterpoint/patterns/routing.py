@@ -9,7 +9,7 @@ from .._errors import GraphError
 from .._graph import CompiledGraph, Graph
 from .._graph import route as route_to
 from .._results import Escalation, Failed, confidence_of, value_of
-from ._common import check_agent, check_agent_map, check_priorities, identity
+from ._common import check_agent, check_agent_map, check_priorities, declared, identity
 
 _ROUTER_NODES = ("input", "classify", "route", "join")
 
@@ -33,6 +33,7 @@ def _intents(output: Any) -> list[str]:
     )
 
 
+@declared("router")
 def router(
     classify: Any,
     routes: Mapping[str, Any],
@@ -100,6 +101,7 @@ def router(
     return g.compile()
 
 
+@declared("adaptive")
 def adaptive(cheap: Any, *, escalate_to: Any, below: float = 0.7) -> CompiledGraph:
     """Runs ``cheap`` and escalates to ``escalate_to`` only if its confidence is below
     ``below`` (or it failed, or reported no confidence).

@@ -10,7 +10,7 @@ from .._agents import uses_event_loop
 from .._errors import GraphError
 from .._graph import CompiledGraph, Graph, delegate
 from .._results import Subtask, value_of
-from ._common import check_agent, check_agent_map, identity
+from ._common import check_agent, check_agent_map, declared, identity
 
 
 class PlanError(GraphError):
@@ -184,6 +184,7 @@ def _brief(ident: str, deps: list[str]):
     return brief
 
 
+@declared("supervisor")
 def supervisor(planner: Any, *, workers: Mapping[str, Any], synthesizer: Any) -> CompiledGraph:
     """A planner splits the task into subtasks with dependencies; workers run them as a
     DAG with maximal parallelism; a synthesizer merges the results.
