@@ -2,10 +2,10 @@
 """Streaming benchmark harness for counterpoint: what `stream` and `astream` cost on top
 of `invoke`.
 
-The same graph runs through `app.invoke(x)`, `for e in app.stream(x, stream_mode="events")`
-and `async for e in app.astream(x, stream_mode="events")` (every event consumed), plus
-`await app.ainvoke(x)` on the same event loop as the baseline of the asynchronous path,
-interleaved repeat by repeat in one process. Every figure is a median over the repeats with its spread (min..max), next
+The same graph runs through `app.invoke(x)`, `for c in app.stream(x, stream_mode=mode)`
+and `async for c in app.astream(x, stream_mode=mode)` for the modes "events" and "updates"
+(every chunk consumed), plus `await app.ainvoke(x)` on the same event loop as the baseline
+of the asynchronous path, interleaved repeat by repeat in one process. Every figure is a median over the repeats with its spread (min..max), next
 to its baseline measured in the same run: invoke for stream, ainvoke for astream. A
 measurement tool, not a test suite: a missed target is reported as MISS, never as a
 failure, and the exit status is 0.
@@ -95,50 +95,60 @@ def fanout_to_subgraph() -> tuple[cp.CompiledGraph, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def consume(app: cp.CompiledGraph, x: Any) -> int:
-    """Streams one run, consuming every event; returns how many there were."""
+MODES = ("events", "updates")  # the stream modes measured (streaming's target names both)
+
+
+def consume(app: cp.CompiledGraph, x: Any, mode: str) -> int:
+    """Streams one run, consuming every chunk; returns how many there were."""
     n = 0
-    for _ in app.stream(x, stream_mode="events"):
+    for _ in app.stream(x, stream_mode=mode):
         n += 1
     return n
 
 
-async def aconsume(app: cp.CompiledGraph, x: Any) -> int:
+async def aconsume(app: cp.CompiledGraph, x: Any, mode: str) -> int:
     n = 0
-    async for _ in app.astream(x, stream_mode="events"):
+    async for _ in app.astream(x, stream_mode=mode):
         n += 1
     return n
 
 
 def candidates_for(app: cp.CompiledGraph, x: Any, runs: int,
                    loop: asyncio.AbstractEventLoop) -> dict[str, tuple[Callable[[], Any], int]]:
-    """The four ways of running `app`, each doing `runs` runs per call (interleaved()
-    then times one call per repeat; the figures are divided by `runs` afterwards)."""
+    """The ways of running `app` (invoke, ainvoke, and stream and astream in each of
+    MODES), each doing `runs` runs per call (interleaved() then times one call per
+    repeat; the figures are divided by `runs` afterwards)."""
 
     def invoke() -> None:
         for _ in range(runs):
             app.invoke(x)
 
-    def stream() -> None:
-        for _ in range(runs):
-            for _event in app.stream(x, stream_mode="events"):
-                pass
-
     async def ainvoke_runs() -> None:
         for _ in range(runs):
             await app.ainvoke(x)
 
-    async def astream_runs() -> None:
-        for _ in range(runs):
-            async for _event in app.astream(x, stream_mode="events"):
-                pass
+    def stream(mode: str) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(runs):
+                for _chunk in app.stream(x, stream_mode=mode):
+                    pass
+        return run
 
-    return {
+    def astream(mode: str) -> Callable[[], None]:
+        async def astream_runs() -> None:
+            for _ in range(runs):
+                async for _chunk in app.astream(x, stream_mode=mode):
+                    pass
+        return lambda: loop.run_until_complete(astream_runs())
+
+    ways: dict[str, tuple[Callable[[], Any], int]] = {
         "invoke": (invoke, 1),
-        "stream": (stream, 1),
-        "astream": (lambda: loop.run_until_complete(astream_runs()), 1),
         "ainvoke": (lambda: loop.run_until_complete(ainvoke_runs()), 1),
     }
+    for mode in MODES:
+        ways[f"stream_{mode}"] = (stream(mode), 1)
+        ways[f"astream_{mode}"] = (astream(mode), 1)
+    return ways
 
 
 def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
@@ -146,15 +156,16 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
     loop = asyncio.new_event_loop()
     try:
         expected = app.invoke(x)
-        events = consume(app, x)
+        chunks = {mode: consume(app, x, mode) for mode in MODES}
         final = list(app.stream(x, stream_mode="events"))[-1]
         assert final.kind == "end" and final.output == expected, (final, expected)
-        assert loop.run_until_complete(aconsume(app, x)) == events
+        for mode in MODES:
+            assert loop.run_until_complete(aconsume(app, x, mode)) == chunks[mode]
         # Warm-up: lets `auto` dispatch move the no-op agents inline, and sizes the
         # repeats so that each candidate runs about cfg["repeat_seconds"] of invokes.
         warm = cfg["warmup_seconds"]
         invoke_s = min(once(lambda: app.invoke(x)) for _ in range(5))
-        warm_runs = max(3, int(warm / 4 / invoke_s))
+        warm_runs = max(3, int(warm / 6 / invoke_s))
         for fn, _ in candidates_for(app, x, warm_runs, loop).values():
             fn()
         invoke_s = min(once(lambda: app.invoke(x)) for _ in range(20))
@@ -165,23 +176,28 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
         loop.close()
 
     stats = {name: summary([v / runs for v in values]) for name, values in samples.items()}
-    # name: (figure, the way it is compared with, target ratio or None)
-    rows = {
-        "invoke": ("app.invoke", None, None),
-        "stream": ("for e in app.stream (every event)", "invoke", TARGET),
-        "ainvoke": ("await app.ainvoke (info)", "invoke", None),
-        "astream": ("async for e in app.astream (every event)", "ainvoke", TARGET),
+    # name: (figure, the way it is compared with, target ratio or None, chunks per run)
+    rows: dict[str, tuple[str, str | None, float | None, int]] = {
+        "invoke": ("app.invoke", None, None, 0),
+        "ainvoke": ("await app.ainvoke (info)", "invoke", None, 0),
     }
+    for mode in MODES:
+        rows[f"stream_{mode}"] = (f"for c in app.stream, mode {mode!r} (every chunk)",
+                                  "invoke", TARGET, chunks[mode])
+        rows[f"astream_{mode}"] = (f"async for c in app.astream, mode {mode!r} (every chunk)",
+                                   "ainvoke", TARGET, chunks[mode])
     ratios: dict[str, list[float]] = {}
-    for name, (figure, base, target) in rows.items():
+    for name, (figure, base, target, per_run) in rows.items():
         s = stats[name]
-        details: dict[str, Any] = {"summary": s, "runs_per_repeat": runs, "events_per_run": events}
+        details: dict[str, Any] = {"summary": s, "runs_per_repeat": runs}
         if base is not None:
             # The spread of the ratio, repeat by repeat (the ways ran side by side).
             ratios[name] = [v / b for v, b in zip(samples[name], samples[base])]
             details.update(ratio_min=min(ratios[name]), ratio_max=max(ratios[name]))
-        if name in ("stream", "astream"):
-            details["added_per_event"] = (s["median"] - stats[base]["median"]) / events
+        if per_run:
+            assert base is not None
+            details["chunks_per_run"] = per_run
+            details["added_per_chunk"] = (s["median"] - stats[base]["median"]) / per_run
             details["ratio_to_invoke"] = s["median"] / stats["invoke"]["median"]
         res.add(
             f"{key}.{name}",
@@ -200,11 +216,9 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
         + ("" if base is None else
            f" = {stats[name]['median'] / stats[base]['median']:.2f}x {base} "
            f"({min(ratios[name]):.2f}..{max(ratios[name]):.2f}x)")
-        for name, (_, base, _) in rows.items()
+        for name, (_, base, _, _) in rows.items()
     )
-    added = (stats["stream"]["median"] - stats["invoke"]["median"]) / events
-    print(f"    {events} events per run, {runs} runs per repeat: {line}; stream adds "
-          f"{fmt(added, 's')} per event", flush=True)
+    print(f"    chunks per run {chunks}, {runs} runs per repeat: {line}", flush=True)
 
 
 def bench_fanout5(res: Results, cfg: dict[str, Any]) -> None:

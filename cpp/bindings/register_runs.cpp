@@ -382,6 +382,10 @@ void register_runs(py::module_& m) {
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
+  py::class_<StartedStream>(m, "StartedStream", "A streamed run, and whether it has more events.")
+      .def_readonly("handle", &StartedStream::handle)
+      .def_readonly("more", &StartedStream::more,
+                    "False once the run has ended and its every event was taken.");
   m.def(
       "start_stream",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
@@ -394,6 +398,7 @@ void register_runs(py::module_& m) {
                                                std::move(budget), deadline, record_events);
         refuse_wait_on_engine_thread({});
         RunHandle run;
+        bool more = true;
         std::vector<Event> events;
         {
           // Started and first waited for in one release of the GIL, as invoke does: the
@@ -401,8 +406,8 @@ void register_runs(py::module_& m) {
           // queue for it and be woken, which costs more than a run of no-op agents.
           py::gil_scoped_release nogil;
           run = graph.start(std::move(options));
-          run.next_events(events, seconds_of(timeout_seconds), seconds_of(gather_seconds),
-                          kSpin);
+          more = run.next_events(events, seconds_of(timeout_seconds),
+                                 seconds_of(gather_seconds), kSpin);
         }
         append_events(into, events, form);
         events.clear();
@@ -412,14 +417,13 @@ void register_runs(py::module_& m) {
           run.interrupt();
           throw py::error_already_set();
         }
-        return run;
+        return StartedStream{std::move(run), more};
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"), py::arg("into"), py::arg("timeout"), py::arg("gather"),
       py::arg("record_events") = EventKinds::all(), py::arg("form") = EventForm::Event,
       "Starts a run that is not durable and records events of the kinds `record_events`, "
-      "and appends its first events to `into` as RunHandle.next_events does; returns its "
-      "handle.");
+      "and appends its first events to `into` as RunHandle.next_events does.");
   m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,

@@ -26,6 +26,12 @@ struct RunRequest {
   py::object observer = py::none();  // told of every agent call (observer.hpp)
 };
 
+// A run start_stream started, with the first events it took.
+struct StartedStream {
+  RunHandle handle;
+  bool more = true;  // false: the run has ended and every event was taken
+};
+
 // Requires the GIL. The run's agents run in `context`, or, when it is null, in the
 // caller's current contextvars context, observed by the request's observer.
 RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,

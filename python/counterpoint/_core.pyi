@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -598,6 +598,18 @@ class RunHandle:
     @property
     def status(self) -> RunStatus:
         ...
+class StartedStream:
+    """
+    A streamed run, and whether it has more events.
+    """
+    @property
+    def handle(self) -> RunHandle:
+        ...
+    @property
+    def more(self) -> bool:
+        """
+        False once the run has ended and its every event was taken.
+        """
 def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing.SupportsInt | typing.SupportsIndex = 0, prepare: typing.Any = None) -> list[RunReport]:
     """
     Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order.
@@ -634,9 +646,9 @@ def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """
     Starts a run and returns its handle at once.
     """
-def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., form: EventForm = EventForm.event) -> RunHandle:
+def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., form: EventForm = EventForm.event) -> StartedStream:
     """
-    Starts a run that is not durable and records events of the kinds `record_events`, and appends its first events to `into` as RunHandle.next_events does; returns its handle.
+    Starts a run that is not durable and records events of the kinds `record_events`, and appends its first events to `into` as RunHandle.next_events does.
     """
 def stats() -> dict:
     ...

@@ -37,6 +37,7 @@ _NO_EVENTS = _core.EventKinds([])
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
 DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
 _RunReport = _core.RunReport
+_SUCCEEDED = _core.RunStatus.succeeded
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -444,15 +445,17 @@ class CompiledGraph:
         return result
 
     @staticmethod
-    def _end_event(handle: Any, run: Run | None) -> Event:
-        """The "end" event of a run whose events were all taken, or raises what invoke
-        would."""
+    def _end_chunks(handle: Any, run: Run | None, modes: StreamModes) -> list[Any]:
+        """The chunks that end the stream of a run whose events were all taken, or
+        raises what invoke would."""
         if run is not None:
             run.wait()  # a durable run's end is recorded in its store first
+        if not modes.ends_with_chunks and handle.status is _SUCCEEDED:
+            return []  # no "end" event to make
         end = handle.end_event_or_report()
         if type(end) is _RunReport:
             raise failure_exception(end, None if run is None else run.run_key)
-        return end  # type: ignore[no-any-return]
+        return modes.end(end)
 
     def stream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
                budget: Mapping[str, float] | None = None,
@@ -499,14 +502,15 @@ class CompiledGraph:
         if self._store is None and observer is None:
             # The run's first events come with its start, in one native call.
             budget, deadline = self._settings(budget, deadline)
-            handle = _core.start_stream(self._native, input, self._dispatcher(), budget,
-                                        deadline, events, _EVENT_SLICE, EVENT_GATHER,
-                                        modes.recorded, modes.form)
+            started = _core.start_stream(self._native, input, self._dispatcher(), budget,
+                                         deadline, events, _EVENT_SLICE, EVENT_GATHER,
+                                         modes.recorded, modes.form)
+            handle, more = started.handle, started.more
         else:
             run = self._launch(input, self._dispatcher(), record_events=modes.recorded,
                                budget=budget, deadline=deadline, observer=observer)
             handle = run._handle
-        more = modes.records_events  # until the last batch, which the run's end comes with
+            more = modes.records_events  # until the batch the run's end comes with
         try:
             while True:
                 yield from events if modes.batches_are_chunks else modes.chunks(events)
@@ -514,7 +518,7 @@ class CompiledGraph:
                     break
                 events = []
                 more = handle.next_events(events, _EVENT_SLICE, EVENT_GATHER, modes.form)
-            yield from modes.end(self._end_event(handle, run))
+            yield from self._end_chunks(handle, run, modes)
         except KeyboardInterrupt:
             handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
             raise
@@ -566,7 +570,7 @@ class CompiledGraph:
                 bridge.drain()  # coroutine entries were queued by the start itself
                 if not handle.done:
                     await finished
-            for chunk in modes.end(self._end_event(handle, run)):
+            for chunk in self._end_chunks(handle, run, modes):
                 yield chunk
         finally:
             if not handle.done:

@@ -57,7 +57,8 @@ class StreamModes:
     """A validated ``stream_mode`` argument: one mode (chunks yielded as they are) or a
     list of modes (``(mode, chunk)`` pairs)."""
 
-    __slots__ = ("batches_are_chunks", "form", "modes", "recorded", "single")
+    __slots__ = ("batches_are_chunks", "ends_with_chunks", "form", "modes", "recorded",
+                 "single")
 
     def __init__(self, stream_mode: str | Sequence[str]) -> None:
         if isinstance(stream_mode, str):
@@ -85,6 +86,8 @@ class StreamModes:
         # One of these modes alone: the batches the engine hands over hold the chunks
         # themselves (the run records none of the agents' own events).
         self.batches_are_chunks = self.single in ("events", "updates")
+        # Whether a run that succeeded ends with chunks of its own (see end()).
+        self.ends_with_chunks = "events" in self.modes or "values" in self.modes
 
     @property
     def records_events(self) -> bool:

@@ -134,10 +134,11 @@ def test_unknown_modes_are_refused_naming_the_choices(bad):
 def _recorded(app: cp.CompiledGraph, kinds: list[object], form: object) -> list[object]:
     """What a run records of `kinds`, taken in `form`, by the native calls stream uses."""
     taken: list[object] = []
-    handle = _core.start_stream(app._native, 2, None, None, 0.0, taken, 5.0, 0.001,
-                                _core.EventKinds(kinds), form)
-    while handle.next_events(taken, 5.0, 0.001, form):
-        pass
+    started = _core.start_stream(app._native, 2, None, None, 0.0, taken, 5.0, 0.001,
+                                 _core.EventKinds(kinds), form)
+    handle, more = started.handle, started.more
+    while more:
+        more = handle.next_events(taken, 5.0, 0.001, form)
     assert handle.done
     return taken
 
