@@ -20,7 +20,6 @@ from typing import Any
 
 from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
 from ._errors import GraphError
-from ._events import Event
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review
