@@ -166,7 +166,7 @@ bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
   return std::find(routes.begin(), routes.end(), node) != routes.end();
 }
 
-void RunState::push_event(Event event) {
+void RunState::push_event(Event&& event) {
   bool first;
   {
     std::lock_guard<std::mutex> lock(mutex);

@@ -90,7 +90,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // record costs the check alone: the payload is shared only once it is recorded.
   void emit(EventKind kind, std::uint32_t node, const Payload& payload = {},
             std::string message = {});
-  void push_event(Event event);
+  void push_event(Event&& event);
   bool running() const noexcept {
     return status.load(std::memory_order_acquire) == RunStatus::Running;
   }
