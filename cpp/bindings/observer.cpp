@@ -82,10 +82,12 @@ void observe_call(Invocation& invocation, py::handle input) {
     error.discard_as_unraisable("counterpoint run observer (agent_started)");
     return;  // unobserved, in the run's own context
   }
-  auto resolver = std::make_shared<ObservedOutcome>(run->observer, call_object);
-  Completion original = std::move(invocation.completion);
-  invocation.completion = original.redirect(resolver);
-  resolver->hold(std::move(original));
+  if (run->observer_sees_ends) {
+    auto resolver = std::make_shared<ObservedOutcome>(run->observer, call_object);
+    Completion original = std::move(invocation.completion);
+    invocation.completion = original.redirect(resolver);
+    resolver->hold(std::move(original));
+  }
   invocation.run_context = std::make_shared<RunContext>(run->dispatcher, call->context, nullptr);
 }
 

@@ -34,8 +34,8 @@ struct ObservedCall {
 // Requires the GIL. When the invocation's run has an observer: tells it the call starts
 // with `input` (what the agent receives, already made), runs the call in the context the
 // observer prepared and routes the call's outcome through the observer before it reaches
-// the run. Does nothing otherwise. Never throws: an observer's failure leaves the call
-// unobserved, in its run's own context.
+// the run when the observer has an `agent_ended`. Does nothing otherwise. Never throws: an
+// observer's failure leaves the call unobserved, in its run's own context.
 void observe_call(Invocation& invocation, py::handle input);
 
 // True when the invocation's run has an observer (no GIL needed).

@@ -36,14 +36,19 @@ class LoopDispatcher;
 // a fresh copy of that context, on pool threads and on the loop alike, so callbacks and
 // trace context follow their own run.
 struct RunContext {
+  // Requires the GIL (it asks the observer what it observes).
   RunContext(std::shared_ptr<LoopDispatcher> loop, py::object context,
              std::shared_ptr<const PyRef> run_observer)
       : dispatcher(std::move(loop)),
         caller_context(std::move(context)),
-        observer(std::move(run_observer)) {}
+        observer(std::move(run_observer)),
+        observer_sees_ends(observer && py::hasattr(observer->get(), "agent_ended")) {}
   std::shared_ptr<LoopDispatcher> dispatcher;  // null: the run has no coroutine agents
   PyRef caller_context;
   std::shared_ptr<const PyRef> observer;       // null: nobody observes agent calls
+  // The observer has an agent_ended: each call's outcome goes through it first. One
+  // without (an emit channel alone) costs no redirect and no second take of the GIL.
+  bool observer_sees_ends;
 };
 
 // Requires the GIL. Captures the calling thread's current context; `observer` may be None.

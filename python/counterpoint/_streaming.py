@@ -154,10 +154,12 @@ class AgentObserver:
     """Told of every agent call of a run, at any depth, on whichever thread runs it.
 
     ``agent_started(call)`` runs (with the GIL) before the agent's body: context
-    variables it sets in ``call.context`` are seen by the body. ``agent_ended(call)``
-    runs once the call's outcome is known (``call.status``, ``output``, ``error``),
-    before the run uses it. Neither may block, and exceptions they raise are reported
-    as unraisable and otherwise ignored: an observer cannot change a run.
+    variables it sets in ``call.context`` are seen by the body. ``agent_ended(call)``,
+    for subclasses that define it, runs once the call's outcome is known
+    (``call.status``, ``output``, ``error``), before the run uses it; an observer
+    without one costs its runs nothing at each agent's end. Neither may block, and
+    exceptions they raise are reported as unraisable and otherwise ignored: an observer
+    cannot change a run.
 
     This base gives each agent call its channel for :func:`emit` when ``publish`` is set.
     """
@@ -168,6 +170,3 @@ class AgentObserver:
     def agent_started(self, call: Any) -> None:
         if self.publish:
             call.context.run(_channel.set, call.channel)
-
-    def agent_ended(self, call: Any) -> None:
-        pass

@@ -178,3 +178,31 @@ def test_events_of_a_child_run_come_before_the_result_of_its_delegator():
         assert finishes.index("sub/y") < finishes.index("sub") < finishes.index("last")
         updates = [next(iter(u)) for u in app.stream(2, stream_mode="updates")]
         assert updates.index("sub/y") < updates.index("sub") < updates.index("last")
+
+
+def test_an_observer_without_agent_ended_sees_starts_and_changes_no_outcome():
+    from counterpoint._streaming import AgentObserver
+
+    class Starts(AgentObserver):
+        def __init__(self) -> None:
+            super().__init__(publish=False)
+            self.paths: list[str] = []
+
+        def agent_started(self, call):
+            self.paths.append(call.path)
+
+    class Both(Starts):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ended: list[tuple[str, object]] = []
+
+        def agent_ended(self, call):
+            self.ended.append((call.path, call.output))
+
+    app = _nested()
+    for observer in (Starts(), Both()):
+        run = app._launch(2, app._dispatcher(), observer=observer)
+        assert run.result() == 28
+        assert sorted(observer.paths) == sorted(["first", "sub", "sub/x", "sub/y", "side", "last"])
+    assert sorted(observer.ended) == sorted((next(iter(u)), u[next(iter(u))])
+                                            for u in EXPECTED_UPDATES)
