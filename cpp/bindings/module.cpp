@@ -5,6 +5,7 @@ PYBIND11_MODULE(_core, m) {
   using namespace counterpoint::bindings;
   register_enums(m);
   register_records(m);
+  register_events(m);    // EventKinds, EventForm, EventBatch: what streams carry
   register_agents(m);    // Agent, the base every other agent binding refers to
   register_policies(m);  // PolicySpec, ReviewSpec: parts of a NodeSpec
   register_graph(m);

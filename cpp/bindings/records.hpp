@@ -78,16 +78,4 @@ RunReport run_report(const RunHandle& run);
 // An ended run's output if it succeeded (as run_report(run).output), else its RunReport.
 py::object output_or_report(const RunHandle& run);
 std::vector<AgentRecord> agent_records(const RunHandle& run);
-// What a stream takes its events as.
-enum class EventForm : std::uint8_t {
-  Event,   // counterpoint.Event objects (the class set_event_type registered)
-  Update,  // {agent path: output} for each finish; other kinds are left out
-};
-// Appends the events to `into` in `form`, in order.
-void append_events(const py::list& into, const std::vector<Event>& events,
-                   EventForm form = EventForm::Event);
-// An ended run's "end" event (its output, as output_or_report gives it) if it succeeded,
-// else its RunReport.
-py::object end_event_or_report(const RunHandle& run);
-
 }  // namespace counterpoint::bindings

@@ -7,6 +7,7 @@ namespace py = pybind11;
 // One per binding file; module.cpp calls them in dependency order.
 void register_enums(py::module_& m);
 void register_records(py::module_& m);
+void register_events(py::module_& m);
 void register_agents(py::module_& m);
 void register_results(py::module_& m);
 void register_loop_dispatcher(py::module_& m);

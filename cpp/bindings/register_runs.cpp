@@ -21,6 +21,7 @@
 #include "loop_dispatcher.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
+#include "events.hpp"
 #include "records.hpp"
 #include "register.hpp"
 #include "runs.hpp"
@@ -331,6 +332,11 @@ void register_runs(py::module_& m) {
       .def_property_readonly("key", &RunHandle::key)
       .def_property_readonly("status", &RunHandle::status)
       .def_property_readonly("done", &RunHandle::done)
+      .def_property_readonly(
+          "succeeded",
+          [](const RunHandle& run) { return run.status() == RunStatus::Succeeded; },
+          "Whether the run ended and succeeded: `status` without making an enum member "
+          "(a call into Python's enum machinery, most of a microsecond).")
       .def_property_readonly("elapsed", &RunHandle::elapsed)
       .def("wait", &wait_run, py::arg("timeout") = -1.0,
            "Waits for the run to end (timeout < 0: no limit). True once it has ended.")
@@ -345,8 +351,7 @@ void register_runs(py::module_& m) {
            "RunReport.")
       .def(
           "next_events",
-          [](RunHandle& run, const py::list& into, double timeout_seconds,
-             double gather_seconds, EventForm form) {
+          [](RunHandle& run, double timeout_seconds, double gather_seconds, EventForm form) {
             std::vector<Event> events;
             bool more;
             if (timeout_seconds > 0 && !run.done()) {
@@ -359,17 +364,14 @@ void register_runs(py::module_& m) {
               // letting go of the GIL here would hand it to an agent and queue for it back.
               more = run.next_events(events, std::chrono::nanoseconds(0));
             }
-            append_events(into, events, form);
-            events.clear();
             drain_released_objects();
-            return more;
+            return event_batch(std::move(events), form, more);
           },
-          py::arg("into"), py::arg("timeout"), py::arg("gather") = 0.0,
-          py::arg("form") = EventForm::Event,
-          "Appends the events recorded so far to `into` (in `form`), "
-          "waiting up to `timeout` seconds for one and, with `gather`, until `gather` "
-          "seconds after the first (or the run's end). False once the run has ended and "
-          "every event was taken.")
+          py::arg("timeout"), py::arg("gather") = 0.0, py::arg("form") = EventForm::Event,
+          "The events recorded so far, as an EventBatch of chunks in `form`, waiting up to "
+          "`timeout` seconds for one and, with `gather`, until `gather` seconds after the "
+          "first (or the run's end). Its `more` is false once the run has ended and every "
+          "event was taken.")
       .def("trace_json", &RunHandle::trace_json)
       .def("usage", [](const RunHandle& run) { return usage_to_python(run.usage()); })
       .def_property_readonly("budget_exhausted", &RunHandle::budget_exhausted);
@@ -382,15 +384,15 @@ void register_runs(py::module_& m) {
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
-  py::class_<StartedStream>(m, "StartedStream", "A streamed run, and whether it has more events.")
+  py::class_<StartedStream>(m, "StartedStream", "A streamed run and its first events.")
       .def_readonly("handle", &StartedStream::handle)
-      .def_readonly("more", &StartedStream::more,
-                    "False once the run has ended and its every event was taken.");
+      .def_readonly("events", &StartedStream::events,
+                    "An EventBatch, as RunHandle.next_events gives.");
   m.def(
       "start_stream",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-         py::object budget, double deadline, const py::list& into, double timeout_seconds,
-         double gather_seconds, EventKinds record_events, EventForm form) {
+         py::object budget, double deadline, double timeout_seconds, double gather_seconds,
+         EventKinds record_events, EventForm form) {
         if (record_events.none()) {
           throw py::value_error("start_stream: a stream records events; record_events is empty");
         }
@@ -409,21 +411,19 @@ void register_runs(py::module_& m) {
           more = run.next_events(events, seconds_of(timeout_seconds),
                                  seconds_of(gather_seconds), kSpin);
         }
-        append_events(into, events, form);
-        events.clear();
         drain_released_objects();
         if (PyErr_CheckSignals() != 0) {
           // Ctrl-C while it waited: the caller has no handle yet to interrupt the run with.
           run.interrupt();
           throw py::error_already_set();
         }
-        return StartedStream{std::move(run), more};
+        return StartedStream{std::move(run), event_batch(std::move(events), form, more)};
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
-      py::arg("deadline"), py::arg("into"), py::arg("timeout"), py::arg("gather"),
+      py::arg("deadline"), py::arg("timeout"), py::arg("gather"),
       py::arg("record_events") = EventKinds::all(), py::arg("form") = EventForm::Event,
-      "Starts a run that is not durable and records events of the kinds `record_events`, "
-      "and appends its first events to `into` as RunHandle.next_events does.");
+      "Starts a run that is not durable and records events of the kinds `record_events`; "
+      "its first events come with it, as RunHandle.next_events gives them.");
   m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,

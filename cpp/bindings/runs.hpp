@@ -26,10 +26,10 @@ struct RunRequest {
   py::object observer = py::none();  // told of every agent call (observer.hpp)
 };
 
-// A run start_stream started, with the first events it took.
+// A run start_stream started, with the first events it took (an EventBatch).
 struct StartedStream {
   RunHandle handle;
-  bool more = true;  // false: the run has ended and every event was taken
+  py::object events;
 };
 
 // Requires the GIL. The run's agents run in `context`, or, when it is null, in the

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -61,15 +61,6 @@ class EventKind(enum.Enum):
     review: typing.ClassVar[EventKind]
     skip: typing.ClassVar[EventKind]
     start: typing.ClassVar[EventKind]
-    @classmethod
-    def __new__(cls, value):
-        ...
-class EventForm(enum.Enum):
-    """
-    What a stream takes its events as.
-    """
-    event: typing.ClassVar[EventForm]
-    update: typing.ClassVar[EventForm]
     @classmethod
     def __new__(cls, value):
         ...
@@ -204,6 +195,28 @@ class AgentRecord:
     @property
     def usage(self) -> dict:
         ...
+class RunEnd:
+    """
+    A run that ended.
+    """
+    @property
+    def key(self) -> str:
+        ...
+    @property
+    def run_id(self) -> int:
+        ...
+    @property
+    def status(self) -> RunStatus:
+        ...
+class EventForm(enum.Enum):
+    """
+    What a stream takes its events as.
+    """
+    event: typing.ClassVar[EventForm]
+    update: typing.ClassVar[EventForm]
+    @classmethod
+    def __new__(cls, value):
+        ...
 class EventKinds:
     """
     The kinds of event a run records.
@@ -223,19 +236,18 @@ class EventKinds:
     @property
     def none(self) -> bool:
         ...
-class RunEnd:
+class EventBatch:
     """
-    A run that ended.
+    A batch of a run's events, each made into a chunk as it is iterated.
     """
-    @property
-    def key(self) -> str:
-        ...
-    @property
-    def run_id(self) -> int:
-        ...
-    @property
-    def status(self) -> RunStatus:
-        ...
+    def __iter__(self):
+        """
+        Implement iter(self).
+        """
+    def __next__(self):
+        """
+        Implement next(self).
+        """
 class Agent:
     pass
 class SyncAgent(Agent):
@@ -560,9 +572,9 @@ class RunHandle:
         """
     def interrupt(self) -> bool:
         ...
-    def next_events(self, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex = 0.0, form: EventForm = EventForm.event) -> bool:
+    def next_events(self, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex = 0.0, form: EventForm = EventForm.event) -> typing.Any:
         """
-        Appends the events recorded so far to `into` (in `form`), waiting up to `timeout` seconds for one and, with `gather`, until `gather` seconds after the first (or the run's end). False once the run has ended and every event was taken.
+        The events recorded so far, as an EventBatch of chunks in `form`, waiting up to `timeout` seconds for one and, with `gather`, until `gather` seconds after the first (or the run's end). Its `more` is false once the run has ended and every event was taken.
         """
     def outcomes(self) -> list[AgentRecord]:
         ...
@@ -598,18 +610,23 @@ class RunHandle:
     @property
     def status(self) -> RunStatus:
         ...
+    @property
+    def succeeded(self) -> bool:
+        """
+        Whether the run ended and succeeded: `status` without making an enum member (a call into Python's enum machinery, most of a microsecond).
+        """
 class StartedStream:
     """
-    A streamed run, and whether it has more events.
+    A streamed run and its first events.
     """
+    @property
+    def events(self) -> typing.Any:
+        """
+        An EventBatch, as RunHandle.next_events gives.
+        """
     @property
     def handle(self) -> RunHandle:
         ...
-    @property
-    def more(self) -> bool:
-        """
-        False once the run has ended and its every event was taken.
-        """
 def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing.SupportsInt | typing.SupportsIndex = 0, prepare: typing.Any = None) -> list[RunReport]:
     """
     Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order.
@@ -646,9 +663,9 @@ def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """
     Starts a run and returns its handle at once.
     """
-def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, into: list, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., form: EventForm = EventForm.event) -> StartedStream:
+def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., form: EventForm = EventForm.event) -> StartedStream:
     """
-    Starts a run that is not durable and records events of the kinds `record_events`, and appends its first events to `into` as RunHandle.next_events does.
+    Starts a run that is not durable and records events of the kinds `record_events`; its first events come with it, as RunHandle.next_events gives them.
     """
 def stats() -> dict:
     ...

@@ -36,7 +36,6 @@ _NO_EVENTS = _core.EventKinds([])
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
 DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
 _RunReport = _core.RunReport
-_SUCCEEDED = _core.RunStatus.succeeded
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -449,7 +448,7 @@ class CompiledGraph:
         raises what invoke would."""
         if run is not None:
             run.wait()  # a durable run's end is recorded in its store first
-        if not modes.ends_with_chunks and handle.status is _SUCCEEDED:
+        if not modes.ends_with_chunks and handle.succeeded:
             return []  # no "end" event to make
         end = handle.end_event_or_report()
         if type(end) is _RunReport:
@@ -496,27 +495,27 @@ class CompiledGraph:
             yield modes.chunk("values", CompiledGraph.invoke(self, input, budget=budget,
                                                              deadline=deadline))
             return
-        events: list[Any] = []  # Events, or updates (modes.form)
         run = None
         if self._store is None and observer is None:
             # The run's first events come with its start, in one native call.
             budget, deadline = self._settings(budget, deadline)
             started = _core.start_stream(self._native, input, self._dispatcher(), budget,
-                                         deadline, events, _EVENT_SLICE, EVENT_GATHER,
-                                         modes.recorded, modes.form)
-            handle, more = started.handle, started.more
+                                         deadline, _EVENT_SLICE, EVENT_GATHER, modes.recorded,
+                                         modes.form)
+            handle, events = started.handle, started.events
         else:
             run = self._launch(input, self._dispatcher(), record_events=modes.recorded,
                                budget=budget, deadline=deadline, observer=observer)
             handle = run._handle
-            more = modes.records_events  # until the batch the run's end comes with
+            events = handle.next_events(_EVENT_SLICE, EVENT_GATHER, modes.form) \
+                if modes.records_events else None
         try:
-            while True:
+            # Each batch (an EventBatch) makes its chunks, Events or updates as modes.form
+            # says, one at a time as they are yielded.
+            while events is not None:
                 yield from events if modes.batches_are_chunks else modes.chunks(events)
-                if not more:
-                    break
-                events = []
-                more = handle.next_events(events, _EVENT_SLICE, EVENT_GATHER, modes.form)
+                events = handle.next_events(_EVENT_SLICE, EVENT_GATHER, modes.form) \
+                    if events.more else None
             yield from self._end_chunks(handle, run, modes)
         except KeyboardInterrupt:
             handle.interrupt()  # Ctrl-C: listed for resume, not cancelled on purpose
@@ -558,11 +557,13 @@ class CompiledGraph:
                 more = True
                 while more:
                     ready.clear()
-                    events: list[Any] = []  # Events, or updates (modes.form)
-                    more = handle.next_events(events, 0.0, 0.0, modes.form)
+                    events = handle.next_events(0.0, 0.0, modes.form)
+                    taken = False
                     for chunk in events if modes.batches_are_chunks else modes.chunks(events):
+                        taken = True
                         yield chunk
-                    if more and not events:
+                    more = events.more
+                    if more and not taken:
                         await ready.wait()
             else:
                 finished = bridge.run_finished(run_id)

@@ -12,7 +12,7 @@ on only when ``"custom"`` or ``"messages"`` is streamed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -57,8 +57,8 @@ class StreamModes:
     """A validated ``stream_mode`` argument: one mode (chunks yielded as they are) or a
     list of modes (``(mode, chunk)`` pairs)."""
 
-    __slots__ = ("batches_are_chunks", "ends_with_chunks", "form", "modes", "recorded",
-                 "single")
+    __slots__ = ("batches_are_chunks", "ends_with_chunks", "form", "modes", "publishes",
+                 "recorded", "records_events", "single")
 
     def __init__(self, stream_mode: str | Sequence[str]) -> None:
         if isinstance(stream_mode, str):
@@ -82,6 +82,10 @@ class StreamModes:
         # What the run records, and how the stream takes it: "updates" alone as the
         # engine makes them ({agent: output}, with no Event in between).
         self.recorded = _recorded_kinds(self.modes)
+        # Whether the run must record events (only "values" needs none), and whether
+        # agents publish events of their own ("custom", "messages").
+        self.records_events: bool = not self.recorded.none
+        self.publishes: bool = "custom" in self.modes or "messages" in self.modes
         self.form = _core.EventForm.update if self.single == "updates" else _core.EventForm.event
         # One of these modes alone: the batches the engine hands over hold the chunks
         # themselves (the run records none of the agents' own events).
@@ -89,15 +93,6 @@ class StreamModes:
         # Whether a run that succeeded ends with chunks of its own (see end()).
         self.ends_with_chunks = "events" in self.modes or "values" in self.modes
 
-    @property
-    def records_events(self) -> bool:
-        """Whether the run must record events (only ``"values"`` needs none)."""
-        return not self.recorded.none
-
-    @property
-    def publishes(self) -> bool:
-        """Whether agents publish events of their own (``"custom"``, ``"messages"``)."""
-        return "custom" in self.modes or "messages" in self.modes
 
     @staticmethod
     def of(stream_mode: str | Sequence[str]) -> StreamModes:
@@ -112,7 +107,7 @@ class StreamModes:
     def chunk(self, mode: str, data: Any) -> Any:
         return data if self.single is not None else (mode, data)
 
-    def chunks(self, events: list[Any]) -> Iterator[Any]:
+    def chunks(self, events: Iterable[Event]) -> Iterator[Any]:
         """The chunks a batch of the run's events makes in the requested modes (the
         batch itself when :attr:`batches_are_chunks`)."""
         modes = self.modes

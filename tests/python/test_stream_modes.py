@@ -133,13 +133,15 @@ def test_unknown_modes_are_refused_naming_the_choices(bad):
 
 def _recorded(app: cp.CompiledGraph, kinds: list[object], form: object) -> list[object]:
     """What a run records of `kinds`, taken in `form`, by the native calls stream uses."""
-    taken: list[object] = []
-    started = _core.start_stream(app._native, 2, None, None, 0.0, taken, 5.0, 0.001,
+    started = _core.start_stream(app._native, 2, None, None, 0.0, 5.0, 0.001,
                                  _core.EventKinds(kinds), form)
-    handle, more = started.handle, started.more
-    while more:
-        more = handle.next_events(taken, 5.0, 0.001, form)
+    handle, batch = started.handle, started.events
+    taken = list(batch)
+    while batch.more:
+        batch = handle.next_events(5.0, 0.001, form)
+        taken.extend(batch)
     assert handle.done
+    assert list(batch) == []  # an EventBatch is an iterator: consumed once
     return taken
 
 
