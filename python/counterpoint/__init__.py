@@ -18,6 +18,7 @@ from ._errors import (
     CounterpointError,
     GraphError,
     NeedsReview,
+    ReviewRefused,
     ReviewRejected,
     RunCancelled,
     RunTimeout,
@@ -25,6 +26,7 @@ from ._errors import (
     SpecProblem,
     StoreError,
 )
+from ._audit import AuditEntry, AuditVerification
 from ._events import Event
 from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core
@@ -43,6 +45,7 @@ from ._results import (
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
+from ._usage import UsageRow, usage
 from .patterns import (
     END,
     PlanError,
@@ -92,6 +95,8 @@ __all__ = [
     "AgentError",
     "AgentOutcome",
     "AgentTimeout",
+    "AuditEntry",
+    "AuditVerification",
     "BudgetExceeded",
     "ChatResult",
     "CircuitBreaker",
@@ -113,6 +118,7 @@ __all__ = [
     "Result",
     "Retry",
     "Review",
+    "ReviewRefused",
     "ReviewRejected",
     "ReviewRequest",
     "Run",
@@ -128,6 +134,7 @@ __all__ = [
     "StoredOutcome",
     "StoredRun",
     "Subtask",
+    "UsageRow",
     "Verdict",
     "__version__",
     "adaptive",
@@ -150,5 +157,6 @@ __all__ = [
     "sequential",
     "spec_schema",
     "supervisor",
+    "usage",
     "value_of",
 ]

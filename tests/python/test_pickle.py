@@ -46,6 +46,8 @@ def _examples() -> list[BaseException]:
         cp.AgentTimeout("agent 'slow' timed out after 1 s"),
         cp.CircuitOpenError("circuit open"),
         cp.ReviewRejected("rejected by reviewer: wrong"),
+        cp.ReviewRefused("draft", "bob", "intern", ("support-leads", "managers")),
+        cp.ReviewRefused("draft", None, None, ("support-leads",)),
         cp.RunTimeout(4, {"a": [1, 2]}),
         cp.BudgetExceeded(5, {"tokens": 120.0}, {"a": "x"}),
         cp.NeedsReview("k1", [review], {"research": "facts"}),
@@ -63,7 +65,7 @@ def _examples() -> list[BaseException]:
 
 
 # The fields each type carries besides its message.
-FIELDS = ("node", "agent", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
+FIELDS = ("node", "agent", "by", "role", "approvers", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
           "source", "path", "problem", "hint", "problems", "line", "column")
 
 
@@ -100,6 +102,8 @@ def test_isinstance_relations_survive():
     assert isinstance(timeout, TimeoutError) and isinstance(timeout, cp.CounterpointError)
     graph_error = pickle.loads(pickle.dumps(cp.GraphError("bad", "x")))
     assert isinstance(graph_error, ValueError)
+    refused = pickle.loads(pickle.dumps(cp.ReviewRefused("d", "bob", "intern", ("leads",))))
+    assert isinstance(refused, PermissionError) and isinstance(refused, cp.CounterpointError)
 
 
 def test_an_unpicklable_cause_is_replaced_by_a_stand_in():
