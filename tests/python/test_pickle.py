@@ -193,6 +193,7 @@ POOL = textwrap.dedent(
             cp.PlanError("bad plan", "t1"),
             cp.EngineError("refused"),
             cp.SpecError("t.yaml", "agents.a.timeout", "must be > 0, got 0", "use a number > 0"),
+            cp.ReviewRefused("draft", "bob", "intern", ("support-leads",)),
         ]
         raise errors[index]
 
@@ -200,7 +201,7 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(13):
+            for index in range(14):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
@@ -208,7 +209,8 @@ POOL = textwrap.dedent(
                                 "fields": {k: repr(getattr(exc, k)) for k in
                                            ("agent", "outputs", "run_id", "usage", "run_key",
                                             "pending", "node", "subtask", "source", "path",
-                                            "problem", "hint", "problems")
+                                            "problem", "hint", "problems", "by", "role",
+                                            "approvers")
                                            if hasattr(exc, k)}})
         print(json.dumps(out))
     """
@@ -228,6 +230,8 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
         "agent": "'billing'", "outputs": "{'classify': 'c'}", "run_id": "7"}
     assert got["BudgetExceeded"]["fields"]["usage"] == "{'tokens': 120.0}"
     assert "ReviewRequest(agent='draft'" in got["NeedsReview"]["fields"]["pending"]
+    assert got["ReviewRefused"]["fields"] == {
+        "agent": "'draft'", "by": "'bob'", "role": "'intern'", "approvers": "('support-leads',)"}
     assert got["NeedsReview"]["fields"]["run_key"] == "'k'"
     assert got["RunCancelled"]["fields"] == {"outputs": "{'a': 1}", "run_id": "3"}
     assert got["PlanError"]["fields"] == {"node": "'t1'", "subtask": "'t1'"}
