@@ -16,7 +16,7 @@ from ._audit import AuditEvent
 from ._errors import StoreError
 from ._native import _core
 from ._policies import Decision, Review, as_decision, check_decider, resolve_output
-from ._results import LoopResult, Merged
+from ._results import LoopResult, Merged, confidence_of
 from ._store import Store, StoredOutcome, StoredRun, on_close
 
 
@@ -317,8 +317,11 @@ def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[A
     usage = dict(outcome.usage)
     if status == "succeeded":
         data: dict[str, Any] = {"status": status, "usage": usage}
-        if outcome.confidence is not None:
-            data["confidence"] = outcome.confidence
+        confidence = outcome.confidence
+        if confidence is None:
+            confidence = confidence_of(outcome.output)
+        if confidence is not None:
+            data["confidence"] = confidence
         events = [AuditEvent("agent_finished", agent, data, {"output": outcome.output})]
         if outcome.routes is not None:
             events.append(AuditEvent("route_chosen", agent, {"routes": list(outcome.routes)}))
@@ -407,7 +410,7 @@ def audit_finish(audited: AuditedRun, report: Any = None) -> None:
     if store is None:
         return
     with contextlib.suppress(Exception):  # the audit log never fails a finished run
-        store.append_audit(audited.run_key, end_events(audited, report))
+        store.append_audit(audited.run_key, end_events(audited, report, store))
 
 
 def _forget_audits(store: Store | None) -> None:
@@ -419,7 +422,8 @@ def _forget_audits(store: Store | None) -> None:
                 del _audited[key]
 
 
-def end_events(audited: AuditedRun, report: Any = None) -> list[AuditEvent]:
+def end_events(audited: AuditedRun, report: Any = None,
+               store: Store | None = None) -> list[AuditEvent]:
     """The entries written when a run ends."""
     events: list[AuditEvent] = []
     handle = audited.handle
@@ -463,8 +467,16 @@ def end_events(audited: AuditedRun, report: Any = None) -> list[AuditEvent]:
         status, usage, exhausted = handle.status.name, handle.usage(), handle.budget_exhausted
         elapsed: float | None = handle.elapsed
     else:
-        status, usage, exhausted = report.status.name, report.usage, report.budget_exhausted
-        elapsed = None
+        status, exhausted, elapsed = report.status.name, report.budget_exhausted, None
+        try:
+            usage = report.usage
+        except TypeError:  # a report of a run that succeeded carries no usage
+            usage = None
+        if usage is None and store is not None:
+            usage = defaultdict(float)
+            for outcome in store.load_run(audited.run_key).outcomes.values():
+                for name, amount in outcome.usage.items():
+                    usage[name] += amount
     usage = dict(usage or {})
     if audited.budget:
         events.append(AuditEvent("budget_spent", None, {
