@@ -10,6 +10,7 @@ from importlib.metadata import version as _dist_version
 from importlib.util import find_spec as _find_spec
 
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
+from ._audit import AuditEntry, AuditVerification
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -26,7 +27,6 @@ from ._errors import (
     SpecProblem,
     StoreError,
 )
-from ._audit import AuditEntry, AuditVerification
 from ._events import Event
 from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -444,7 +445,7 @@ def end_events(audited: AuditedRun, report: Any = None,
                     data["attempts"] = len(tried)
                 events.append(AuditEvent("agent_started", name, data,
                                          time=t0 + record.started))
-                for number, (failed, following) in enumerate(zip(tried, tried[1:]), 1):
+                for number, (failed, following) in enumerate(itertools.pairwise(tried), 1):
                     if failed["error"] is not None:
                         events.append(AuditEvent("agent_retried", name, {
                             "attempt": number + 1, "error": failed["error"],

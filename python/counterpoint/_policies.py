@@ -13,8 +13,8 @@ import itertools
 import math
 import threading
 import time
-from contextvars import ContextVar
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 

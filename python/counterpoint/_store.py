@@ -174,7 +174,8 @@ class Store(ABC):
         """True if the store keeps an audit log (:meth:`append_audit` records entries)."""
         return False
 
-    def append_audit(self, run_key: str, events: Sequence[AuditEvent]) -> None:
+    def append_audit(  # noqa: B027 - optional: by default a store keeps no audit log
+            self, run_key: str, events: Sequence[AuditEvent]) -> None:
         """Appends entries to the run's audit log, chained (see ``counterpoint._audit``).
 
         The default does nothing: the store keeps no audit log.
@@ -254,14 +255,14 @@ def _cross_check(entries: list[AuditEntry], input_blob: bytes | None,
     for agent, blob in sorted(stored, key=lambda row: row[0]):
         if blob is None:
             continue
-        entry = last.get(agent)
-        if entry is None:
+        recorded = last.get(agent)
+        if recorded is None:
             return AuditVerification(False, len(entries), f"agent '{agent}' has a stored "
                                      "output that no audit entry records", None)
-        if entry.data["output_digest"] != _digest(blob):
+        if recorded.data["output_digest"] != _digest(blob):
             return AuditVerification(False, len(entries), f"the stored output of agent "
                                      f"'{agent}' was changed: it does not match entry "
-                                     f"{entry.seq}", entry.seq)
+                                     f"{recorded.seq}", recorded.seq)
     return None
 
 

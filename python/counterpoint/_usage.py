@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import math
 import time
 from collections import defaultdict
@@ -159,7 +160,7 @@ def _pandas(as_frame: bool | None) -> Any:
     if as_frame is False:
         return None
     try:
-        import pandas
+        pandas = importlib.import_module("pandas")
     except ImportError:
         if as_frame:
             raise ImportError("usage(as_frame=True) returns a pandas DataFrame; install "

@@ -13,6 +13,7 @@ import pytest
 import counterpoint as cp
 from counterpoint._audit import entry_hash, genesis_hash
 
+
 def billing(claim: str) -> cp.Result:
     return cp.Result(f"billing: {claim}", confidence=0.95,
                      usage={"input_tokens": 100, "output_tokens": 20, "cost": 0.01})
@@ -253,7 +254,7 @@ def test_an_edited_entry_is_detected(finished) -> None:
 
 
 def test_an_edited_time_or_kind_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, path, key, _entries = finished
     with _open(path) as db:
         db.execute("UPDATE audit_log SET time = time + 1 WHERE run_key = ? AND seq = 3", (key,))
     assert store.verify_audit(key).seq == 3
@@ -269,7 +270,7 @@ def test_a_deleted_entry_is_detected(finished) -> None:
 
 
 def test_swapped_entries_are_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, path, key, _entries = finished
     with _open(path) as db:
         db.execute("UPDATE audit_log SET seq = -1 WHERE run_key = ? AND seq = 5", (key,))
         db.execute("UPDATE audit_log SET seq = 5 WHERE run_key = ? AND seq = 6", (key,))
@@ -339,7 +340,7 @@ def test_a_changed_output_is_detected(finished) -> None:
 
 
 def test_a_changed_input_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, path, key, _entries = finished
     with _open(path) as db:
         db.execute("UPDATE runs SET input = ? WHERE run_key = ?", (b'"other"', key))
     result = store.verify_audit(key)
@@ -347,7 +348,7 @@ def test_a_changed_input_is_detected(finished) -> None:
 
 
 def test_a_deleted_run_record_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, path, key, _entries = finished
     with _open(path) as db:
         db.execute("DELETE FROM runs WHERE run_key = ?", (key,))
     result = store.verify_audit(key)
@@ -355,7 +356,7 @@ def test_a_deleted_run_record_is_detected(finished) -> None:
 
 
 def test_the_log_refuses_updates_through_sqlite(finished) -> None:
-    store, path, key, entries = finished
+    _store, path, key, _entries = finished
     with sqlite3.connect(path) as db, pytest.raises(sqlite3.DatabaseError, match="append-only"):
         db.execute("UPDATE audit_log SET kind = 'x' WHERE run_key = ?", (key,))
 
