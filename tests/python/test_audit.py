@@ -339,6 +339,16 @@ def test_a_changed_output_is_detected(finished) -> None:
     assert result.seq == _seq_of(entries, "agent_finished", "billing")
 
 
+def test_a_forged_outcome_row_is_detected(finished) -> None:
+    store, path, key, _entries = finished
+    with _open(path) as db:
+        db.execute("INSERT INTO outcomes VALUES (?, 'ghost', 'succeeded', ?, 'json2', NULL, "
+                   "'{}', '', NULL, 1.0)", (key, b'"boo"'))
+    result = store.verify_audit(key)
+    assert not result.ok and "agent 'ghost' has a stored output that no audit entry records" \
+        in result.problem
+
+
 def test_a_changed_input_is_detected(finished) -> None:
     store, path, key, _entries = finished
     with _open(path) as db:
@@ -432,6 +442,8 @@ def test_a_schema_1_store_is_upgraded(tmp_path: Path) -> None:
                 usage TEXT, message TEXT, confidence REAL, updated REAL NOT NULL,
                 PRIMARY KEY (run_key, agent));
             INSERT INTO runs VALUES ('old', 'g', 'succeeded', X'31', 'json2', 1.0, 1.0);
+            INSERT INTO outcomes VALUES ('old', 'a', 'succeeded', X'32', 'json2', NULL, '{}',
+                '', NULL, 1.0);
         """)
     store = cp.SQLiteStore(path)
     assert store.audit("old") == []
