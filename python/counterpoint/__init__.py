@@ -10,6 +10,7 @@ from importlib.metadata import version as _dist_version
 from importlib.util import find_spec as _find_spec
 
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
+from ._audit import AuditEntry, AuditVerification
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -18,6 +19,7 @@ from ._errors import (
     CounterpointError,
     GraphError,
     NeedsReview,
+    ReviewRefused,
     ReviewRejected,
     RunCancelled,
     RunTimeout,
@@ -43,6 +45,7 @@ from ._results import (
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
+from ._usage import UsageRow, usage
 from .patterns import (
     END,
     PlanError,
@@ -92,6 +95,8 @@ __all__ = [
     "AgentError",
     "AgentOutcome",
     "AgentTimeout",
+    "AuditEntry",
+    "AuditVerification",
     "BudgetExceeded",
     "ChatResult",
     "CircuitBreaker",
@@ -113,6 +118,7 @@ __all__ = [
     "Result",
     "Retry",
     "Review",
+    "ReviewRefused",
     "ReviewRejected",
     "ReviewRequest",
     "Run",
@@ -128,6 +134,7 @@ __all__ = [
     "StoredOutcome",
     "StoredRun",
     "Subtask",
+    "UsageRow",
     "Verdict",
     "__version__",
     "adaptive",
@@ -150,5 +157,6 @@ __all__ = [
     "sequential",
     "spec_schema",
     "supervisor",
+    "usage",
     "value_of",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -12,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from ._audit import AuditEvent
 from ._errors import StoreError
 from ._native import _core
-from ._policies import as_decision, resolve_output
+from ._policies import Decision, Review, as_decision, check_decider, resolve_output
+from ._results import LoopResult, Merged, confidence_of
 from ._store import Store, StoredOutcome, StoredRun, on_close
 
 
@@ -57,7 +60,7 @@ class CheckpointWriter:
         while True:
             work = self.hook.take(0.5)
             pending = work.outcomes
-            ended = [(end.key, end.status.name) for end in work.ended]
+            ended = [(end.key, end.status.name, end.run_id) for end in work.ended]
             if pending or ended:
                 self._write(pending, ended)
             elif self._stopping:
@@ -67,7 +70,7 @@ class CheckpointWriter:
                     _retiring.discard(self)
                 return
 
-    def _write(self, pending: list[Any], ended: list[tuple[str, str]]) -> None:
+    def _write(self, pending: list[Any], ended: list[tuple[str, str, int]]) -> None:
         store = self._store()
         by_run: dict[str, list[Any]] = defaultdict(list)
         for item in pending:
@@ -76,13 +79,15 @@ class CheckpointWriter:
             outcomes = [StoredOutcome(item.agent, item.status.name, item.output, item.routes,
                                       item.usage, item.message, item.confidence)
                         for item in items]
+            audited = _audited.get(run_key)
+            events = [outcome_events(outcome, audited) for outcome in outcomes]
             errors: list[Exception | None]
             if store is None:
                 errors = [StoreError(f"{self._name} was closed (garbage-collected) while run "
                                      f"{run_key!r} was still running")] * len(items)
             else:
                 try:
-                    errors = store.save_outcomes(run_key, outcomes)
+                    errors = store.record_outcomes(run_key, outcomes, events)
                 except Exception as exc:  # noqa: BLE001 - a broken store fails the agents
                     errors = [exc] * len(items)
             for item, error in zip(items, errors):
@@ -93,10 +98,11 @@ class CheckpointWriter:
                     item.fail(str(cause), cause)
         if store is None:
             return
-        for run_key, status in ended:
+        for run_key, status, run_id in ended:
             # A failure leaves the status "running": the run is over either way.
             with contextlib.suppress(Exception):
                 store.finish_run(run_key, status)
+            run_ended(run_key, run_id)
 
     def stop(self, wait: float = 2.0) -> None:
         """Stops writing: outcomes not yet taken fail their agents; the thread ends once
@@ -149,6 +155,7 @@ _retiring: set[CheckpointWriter] = set()
 
 
 def _forget(key: int, writer: CheckpointWriter, wait: float) -> None:
+    _forget_audits(None)
     with _writers_lock:
         if _writers.get(key) is writer:
             del _writers[key]
@@ -159,6 +166,7 @@ def _forget(key: int, writer: CheckpointWriter, wait: float) -> None:
 
 
 def _store_closed(store: Store) -> None:
+    _forget_audits(store)
     with _writers_lock:
         writer = _writers.get(id(store))
     if writer is not None:
@@ -184,10 +192,17 @@ def _routes(outcome: StoredOutcome) -> list[str] | None:
     return None if outcome.routes is None else list(outcome.routes)
 
 
-def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[Any], list[StoredOutcome]]:
+def restored_outcomes(stored: StoredRun, decision: Any,
+                      gates: dict[str, Review] | None = None
+                      ) -> tuple[list[Any], list[StoredOutcome], list[list[AuditEvent]]]:
     """What a resumed run starts with (``_core.Restored``): finished agents' outputs, plus
     reviewed outputs decided by ``decision``. Also returns the decisions, to record them
-    in the store."""
+    in the store, with their audit entries.
+
+    Raises:
+        ReviewRefused: a decision for a gate with ``approvers`` is not by one of them
+            (checked before anything is written).
+    """
     restored = [_core.Restored.succeeded(o.agent, o.output, _routes(o), o.usage)
                 for o in stored.outcomes.values() if o.status == "succeeded"]
     pending = [o for o in stored.outcomes.values() if o.status == "needs_review"]
@@ -195,7 +210,7 @@ def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[Any], list
         if decision is not None:
             raise ValueError(f"run {stored.run_key!r} has nothing awaiting review; "
                              "resume it without a decision")
-        return restored, []
+        return restored, [], []
     if decision is None:
         names = ", ".join(repr(o.agent) for o in pending)
         raise ValueError(
@@ -219,9 +234,17 @@ def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[Any], list
                 "a dict of decisions by agent"
             )
         decisions = {pending[0].agent: as_decision(decision)}
+    for outcome in pending:
+        gate = (gates or {}).get(outcome.agent)
+        if gate is not None:
+            check_decider(outcome.agent, gate.approvers, decisions[outcome.agent])
     recorded = []
+    events: list[list[AuditEvent]] = []
+    now = time.time()
     for outcome in pending:
         decided = decisions[outcome.agent]
+        gate = (gates or {}).get(outcome.agent)
+        events.append([decision_event(outcome.agent, decided, now, gate, outcome.output)])
         if decided.approved:
             output = resolve_output(decided, outcome.output)
             restored.append(_core.Restored.succeeded(outcome.agent, output, _routes(outcome),
@@ -235,7 +258,7 @@ def restored_outcomes(stored: StoredRun, decision: Any) -> tuple[list[Any], list
             recorded.append(StoredOutcome(outcome.agent, "failed", None, None, outcome.usage,
                                           f"rejected by reviewer: {decided.reason}",
                                           outcome.confidence))
-    return restored, recorded
+    return restored, recorded, events
 
 
 def check_resumable(stored: StoredRun, graph_fingerprint: str) -> None:
@@ -245,3 +268,220 @@ def check_resumable(stored: StoredRun, graph_fingerprint: str) -> None:
             f"{stored.graph}, this graph {graph_fingerprint}); resume it with the graph that "
             "started it"
         )
+
+
+# ---- the audit log -----------------------------------------------------------------------
+#
+# Live, from the checkpoint writer, in the transaction that writes each outcome:
+# agent_finished, route_chosen, merge_resolved, review_requested, agent_failed and
+# agent_cancelled. At the run's start: run_started (or run_resumed), with the run's row;
+# review_decided with the decision it records. At the run's end, from the run's handle:
+# agent_started (with the agent's duration), agent_retried, agent_skipped, in-process
+# reviews, budget_spent and run_finished.
+
+
+def decision_event(agent: str, decision: Decision, when: float, gate: Review | None,
+                   held: Any = None, *, in_process: bool = False) -> AuditEvent:
+    """The ``review_decided`` entry of a reviewer's decision."""
+    data: dict[str, Any] = {
+        "approved": decision.approved, "by": decision.by, "role": decision.role,
+        "note": decision.note, "time": when,
+        "approvers": list(gate.approvers) if gate is not None else [],
+    }
+    values: dict[str, Any] = {}
+    if decision.approved:
+        data["replaced_output"] = decision.replaces_output
+        values["output"] = resolve_output(decision, held)
+    else:
+        data["reason"] = decision.reason
+    if in_process:
+        data["in_process"] = True
+    return AuditEvent("review_decided", agent, data, values, time=when)
+
+
+def _merge_details(output: Any) -> dict[str, Any] | None:
+    """How a merge pattern's result was resolved, if the output is one."""
+    if isinstance(output, Merged):
+        return {"pattern": "merge", "policy": output.policy, "resolution": output.resolution,
+                "agreeing": list(output.agreeing), "disagreeing": list(output.disagreeing),
+                "failed": sorted(output.failed), "tally": dict(output.tally)}
+    if isinstance(output, LoopResult):
+        verdicts = [verdict for _, verdict in output.history]
+        return {"pattern": "loop", "iterations": output.iterations, "stopped": output.stopped,
+                "verdicts": [getattr(v, "passed", v) for v in verdicts]}
+    return None
+
+
+def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[AuditEvent]:
+    """The live audit entries of one agent outcome."""
+    agent, status = outcome.agent, outcome.status
+    usage = dict(outcome.usage)
+    if status == "succeeded":
+        data: dict[str, Any] = {"status": status, "usage": usage}
+        confidence = outcome.confidence
+        if confidence is None:
+            confidence = confidence_of(outcome.output)
+        if confidence is not None:
+            data["confidence"] = confidence
+        events = [AuditEvent("agent_finished", agent, data, {"output": outcome.output})]
+        if outcome.routes is not None:
+            events.append(AuditEvent("route_chosen", agent, {"routes": list(outcome.routes)}))
+        merged = _merge_details(outcome.output)
+        if merged is not None:
+            events.append(AuditEvent("merge_resolved", agent, merged))
+        return events
+    if status == "needs_review":
+        gate = audited.gates.get(agent) if audited is not None else None
+        return [AuditEvent("review_requested", agent, {
+            "confidence": outcome.confidence, "reason": outcome.message, "usage": usage,
+            "threshold": gate.below if gate is not None else None,
+            "approvers": list(gate.approvers) if gate is not None else []},
+            {"output": outcome.output})]
+    if status == "cancelled":
+        return [AuditEvent("agent_cancelled", agent, {"message": outcome.message,
+                                                      "usage": usage})]
+    return [AuditEvent("agent_failed", agent, {"status": status, "message": outcome.message,
+                                               "usage": usage})]
+
+
+class AuditedRun:
+    """What the audit log of one durable run in flight needs beyond its outcomes."""
+
+    def __init__(self, store: Store, run_key: str, gates: dict[str, Review],
+                 budget: dict[str, float] | None) -> None:
+        # Weakly, as the checkpoint writer holds it: a run whose end is never seen (its
+        # store closed or dropped first) must not keep the store and its writer alive.
+        try:
+            self.store: Callable[[], Store | None] = weakref.ref(store)
+        except TypeError:
+            self.store = lambda: store
+        self.run_key = run_key
+        self.gates = gates
+        self.budget = budget
+        self.started = time.time()
+        self.notes: list[dict[str, Any]] = []  # audit_notes of the run's agent calls
+        self.handle: Any = None
+        # Run ids whose end the checkpoint writer saw before this run's handle came (a
+        # resumed run has the key of the run before it, so the id tells them apart).
+        self.ended: set[int] = set()
+
+
+_audited: dict[str, AuditedRun] = {}
+_audited_lock = threading.Lock()
+
+
+def audit_begin(audited: AuditedRun) -> None:
+    """Tracks a durable run from its start until its end entries are written."""
+    with _audited_lock:
+        _audited[audited.run_key] = audited
+
+
+def audit_attach(audited: AuditedRun, handle: Any) -> None:
+    """Gives the run's handle; writes the end entries now if the run already ended."""
+    with _audited_lock:
+        audited.handle = handle
+        ended = handle.id in audited.ended
+    if ended:
+        audit_finish(audited)
+
+
+def run_ended(run_key: str, run_id: int) -> None:
+    """The checkpoint writer saw the run end."""
+    with _audited_lock:
+        audited = _audited.get(run_key)
+        if audited is None:
+            return
+        if audited.handle is None:
+            audited.ended.add(run_id)  # written when the handle comes (or by the batch)
+            return
+        if audited.handle.id != run_id:
+            return  # the end of the run this one resumes
+    audit_finish(audited)
+
+
+def audit_finish(audited: AuditedRun, report: Any = None) -> None:
+    """Writes the run's end entries, once (whoever sees the end first: the waiter, the
+    checkpoint writer or a batch with the run's ``report``)."""
+    with _audited_lock:
+        if _audited.get(audited.run_key) is not audited or \
+                (audited.handle is None and report is None):
+            return
+        del _audited[audited.run_key]
+    store = audited.store()
+    if store is None:
+        return
+    with contextlib.suppress(Exception):  # the audit log never fails a finished run
+        store.append_audit(audited.run_key, end_events(audited, report, store))
+
+
+def _forget_audits(store: Store | None) -> None:
+    """Stops tracking the runs of a closed (or collected: None) store."""
+    with _audited_lock:
+        for key, audited in list(_audited.items()):
+            tracked = audited.store()
+            if tracked is None or tracked is store:
+                del _audited[key]
+
+
+def end_events(audited: AuditedRun, report: Any = None,
+               store: Store | None = None) -> list[AuditEvent]:
+    """The entries written when a run ends."""
+    events: list[AuditEvent] = []
+    handle = audited.handle
+    t0 = audited.started
+    attempts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for note in list(audited.notes):
+        if note["kind"] == "attempt":
+            attempts[note["agent"]].append(note)
+    if handle is not None:
+        for record in handle.outcomes():
+            name, status = record.name, record.status.name
+            if record.started is not None and not record.restored:
+                tried = sorted(attempts.get(name, []), key=lambda n: n["started"])
+                data: dict[str, Any] = {"status": status}
+                if record.finished is not None:
+                    data["seconds"] = record.finished - record.started
+                if tried:
+                    data["attempts"] = len(tried)
+                events.append(AuditEvent("agent_started", name, data,
+                                         time=t0 + record.started))
+                for number, (failed, following) in enumerate(itertools.pairwise(tried), 1):
+                    if failed["error"] is not None:
+                        events.append(AuditEvent("agent_retried", name, {
+                            "attempt": number + 1, "error": failed["error"],
+                            "message": failed["message"],
+                            "delay": max(0.0, following["started"] - failed["ended"])},
+                            time=following["started"]))
+            if status == "skipped":
+                events.append(AuditEvent("agent_skipped", name, {"reason": record.reason}))
+    for note in list(audited.notes):
+        if note["kind"] == "review":
+            agent = note["agent"]
+            gate = audited.gates.get(agent)
+            events.append(AuditEvent("review_requested", agent, {
+                "confidence": note["confidence"], "threshold": note["threshold"],
+                "approvers": note["approvers"], "in_process": True},
+                {"output": note["output"]}, time=note["time"]))
+            events.append(decision_event(agent, note["decision"], note["time"], gate,
+                                         note["output"], in_process=True))
+    if handle is not None:
+        status, usage, exhausted = handle.status.name, handle.usage(), handle.budget_exhausted
+        elapsed: float | None = handle.elapsed
+    else:
+        status, exhausted, elapsed = report.status.name, report.budget_exhausted, None
+        try:
+            usage = report.usage
+        except TypeError:  # a report of a run that succeeded carries no usage
+            usage = None
+        if usage is None and store is not None:
+            usage = defaultdict(float)
+            for outcome in store.load_run(audited.run_key).outcomes.values():
+                for name, amount in outcome.usage.items():
+                    usage[name] += amount
+    usage = dict(usage or {})
+    if audited.budget:
+        events.append(AuditEvent("budget_spent", None, {
+            "usage": usage, "budget": dict(audited.budget), "exhausted": bool(exhausted)}))
+    events.append(AuditEvent("run_finished", None, {
+        "status": status, "usage": usage, "elapsed": elapsed}))
+    return events

@@ -123,6 +123,40 @@ class ReviewRejected(CounterpointError):
     """A human reviewer rejected an agent's output."""
 
 
+class ReviewRefused(CounterpointError, PermissionError):
+    """A review decision came from someone the review gate does not allow to decide.
+
+    Raised by ``app.resume(run_key, decision)`` before anything is written (the run
+    stays ``"needs_review"``), and the error of an agent whose in-process reviewer
+    returned such a decision.
+
+    Attributes:
+        agent: The agent whose output awaits the decision.
+        by: Who decided (None if the decision did not say).
+        role: The role the decision was made in (None if it did not say).
+        approvers: The roles the gate allows to decide.
+    """
+
+    def __init__(self, agent: str, by: str | None, role: str | None,
+                 approvers: tuple[str, ...]) -> None:
+        allowed = ", ".join(repr(a) for a in approvers)
+        if by is None:
+            problem = "the decision does not say who made it"
+        elif role is None:
+            problem = f"the decision by {by!r} names no role"
+        else:
+            problem = f"role {role!r} (of {by!r}) may not decide it"
+        super().__init__(
+            f"review of agent '{agent}' refused: {problem}; the gate allows {allowed}. "
+            f"Decide with cp.approve(by='<reviewer>', role='{approvers[0]}') (or cp.reject(...) "
+            "likewise) by someone in one of those roles"
+        )
+        self.agent = agent
+        self.by = by
+        self.role = role
+        self.approvers = tuple(approvers)
+
+
 class RunTimeout(CounterpointError, TimeoutError):
     """The run's deadline passed before it finished.
 

@@ -18,11 +18,21 @@ from collections.abc import (
 )
 from typing import Any
 
-from ._durable import check_resumable, fingerprint, restored_outcomes, writer_for
+from ._audit import AuditEvent
+from ._durable import (
+    AuditedRun,
+    audit_attach,
+    audit_begin,
+    audit_finish,
+    check_resumable,
+    fingerprint,
+    restored_outcomes,
+    writer_for,
+)
 from ._errors import GraphError
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
-from ._policies import CircuitBreaker, Limit, Retry, Review
+from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
 from ._run import Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
@@ -302,22 +312,40 @@ class CompiledGraph:
         return _core.RunRequest(input, dispatcher=dispatcher, record_events=record_events,
                                 budget=budget, deadline=deadline, observer=observer)
 
+    def _gates(self) -> dict[str, Review]:
+        """The review gates of this graph's agents, by agent."""
+        gates = {}
+        for spec in self._specs:
+            policed = spec.policed
+            if policed is not None and policed.review is not None:
+                gates[spec.name] = policed.review
+        return gates
+
     def _durable_request(self, request: Any, run_key: str | None = None,
-                         restored: list[Any] | None = None) -> tuple[Any, str]:
-        """Registers a durable run in the store (a new one, or one being resumed) and
-        points the request at its checkpoints."""
+                         restored: list[Any] | None = None,
+                         budget: dict[str, float] | None = None
+                         ) -> tuple[Any, str, AuditedRun]:
+        """Registers a durable run in the store (a new one, or one being resumed), starts
+        its audit log's tracking and points the request at its checkpoints."""
         store = self._store
         assert store is not None
         if run_key is None:
             run_key = uuid.uuid4().hex
-            store.begin_run(run_key, self._fingerprint, request.input)
+            store.record_start(run_key, self._fingerprint, request.input, [AuditEvent(
+                "run_started", None, {"graph": self._fingerprint, "budget": budget},
+                {"input": request.input})])
         else:
             store.set_status(run_key, "running")
+            store.append_audit(run_key, [AuditEvent("run_resumed", None, {
+                "graph": self._fingerprint, "budget": budget,
+                "restored": sorted(r.agent for r in restored or ())})])
+        audited = AuditedRun(store, run_key, self._gates(), budget)
+        audit_begin(audited)
         request.key = run_key
         request.hook = writer_for(store).hook
         if restored:
             request.restored = restored
-        return request, run_key
+        return request, run_key, audited
 
     def _launch(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
@@ -326,8 +354,16 @@ class CompiledGraph:
                                 deadline=deadline, observer=observer)
         if self._store is None:
             return Run(_core.start_run(self._native, request))
-        request, run_key = self._durable_request(request, run_key, restored)
-        return Run(_core.start_run(self._native, request), run_key, self._store)
+        request, run_key, audited = self._durable_request(
+            request, run_key, restored, self._settings(budget, deadline)[0])
+        token = audit_notes.set(audited.notes)  # the run's agent calls copy this context
+        try:
+            handle = _core.start_run(self._native, request)
+        finally:
+            audit_notes.reset(token)
+        audit_attach(audited, handle)
+        return Run(handle, run_key, self._store,
+                   on_end=lambda: audit_finish(audited))
 
     def start(self, input: Any, *, budget: Mapping[str, float] | None = None,
               deadline: float | None = None) -> Run:
@@ -387,9 +423,9 @@ class CompiledGraph:
                              "compile(store=...)")
         stored = self._store.load_run(run_key)
         check_resumable(stored, self._fingerprint)
-        restored, decided = restored_outcomes(stored, decision)
+        restored, decided, events = restored_outcomes(stored, decision, self._gates())
         if decided:
-            errors = self._store.save_outcomes(run_key, decided)
+            errors = self._store.record_outcomes(run_key, decided, events)
             for error in errors:
                 if error is not None:
                     raise error
@@ -608,6 +644,7 @@ class CompiledGraph:
         inputs = list(inputs)
         shared = self._request(None, self._dispatcher(), budget=budget, deadline=deadline)
         keys: list[str | None] = [None] * len(inputs)
+        audits: list[AuditedRun | None] = [None] * len(inputs)
         prepare = None
         if self._store is not None or observers is not None:
             durable = self._store is not None
@@ -617,16 +654,19 @@ class CompiledGraph:
                     item, shared.dispatcher, budget=budget, deadline=deadline,
                     observer=None if observers is None else observers[index])
                 if durable:
-                    request, keys[index] = self._durable_request(request)
+                    request, keys[index], audits[index] = self._durable_request(
+                        request, budget=self._settings(budget, deadline)[0])
                 return request
 
         reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare)
         if self._store is not None:
             # Recorded here as well as by the checkpoint writer, so that once batch()
             # returns the store agrees (an "interrupted" status is never overwritten).
-            for report, key in zip(reports, keys):
+            for report, key, audited in zip(reports, keys, audits):
                 if key is not None:
                     self._store.finish_run(key, report.status.name)
+                if audited is not None:
+                    audit_finish(audited, report)
         if return_exceptions:
             return [as_exception(report, key) for report, key in zip(reports, keys)]
         return [unwrap(report, key) for report, key in zip(reports, keys)]

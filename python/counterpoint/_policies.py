@@ -7,15 +7,19 @@ built, so a bad value fails at once with a message that says what to fix.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ._agents import check_agent, uses_event_loop
-from ._errors import AgentTimeout, GraphError
+from ._errors import AgentTimeout, GraphError, ReviewRefused
 from ._native import _core
 from ._results import ReviewRequest
 
@@ -227,27 +231,76 @@ class Limit(_Shared):
         return f"Limit({self.name!r}, {self.snapshot()})"
 
 
-_KEEP = object()
+class _Keep:
+    """The output of an approval that keeps the held output (pickles as itself)."""
+
+    def __repr__(self) -> str:
+        return "<keep the held output>"
+
+    def __reduce__(self) -> str:
+        return "_KEEP"
+
+
+_KEEP = _Keep()
 
 
 @dataclass(frozen=True)
 class Decision:
     """A reviewer's decision about an agent output: approve (optionally replacing it)
-    or reject."""
+    or reject.
+
+    Attributes:
+        approved: True to approve, False to reject.
+        output: The replacement output of an approval (unset: keep the held output).
+        reason: Why it was rejected.
+        by: Who decided (a user name, an e-mail ...), recorded in the audit log.
+        role: The role they decided in; a gate with ``approvers`` accepts only those roles.
+        note: A free-form note, recorded with the decision.
+    """
 
     approved: bool
     output: Any = field(default=_KEEP, repr=False)
     reason: str = ""
+    by: str | None = None
+    role: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("by", "role"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"a review decision's {name} must be a non-empty string or "
+                                f"None, got {value!r}")
+        if not isinstance(self.note, str):
+            raise TypeError(f"a review decision's note must be a string, got {self.note!r}")
+
+    @property
+    def replaces_output(self) -> bool:
+        """True if the approval replaces the held output."""
+        return self.output is not _KEEP
 
 
-def approve(output: Any = _KEEP) -> Decision:
-    """Approve the output under review, or replace it with ``output``."""
-    return Decision(True, output)
+def approve(output: Any = _KEEP, *, by: str | None = None, role: str | None = None,
+            note: str = "") -> Decision:
+    """Approve the output under review, or replace it with ``output``.
+
+    Args:
+        output: The replacement output (omit it to keep the held one).
+        by: Who decides; recorded, and required by a gate with ``approvers``.
+        role: The role they decide in; a gate with ``approvers`` refuses other roles
+            with :class:`ReviewRefused`.
+        note: Recorded with the decision.
+    """
+    return Decision(True, output, by=by, role=role, note=note)
 
 
-def reject(reason: str = "rejected by the reviewer") -> Decision:
-    """Reject the output under review: the agent fails with :class:`ReviewRejected`."""
-    return Decision(False, reason=reason)
+def reject(reason: str = "rejected by the reviewer", *, by: str | None = None,
+           role: str | None = None, note: str = "") -> Decision:
+    """Reject the output under review: the agent fails with :class:`ReviewRejected`.
+
+    ``by``, ``role`` and ``note`` are as for :func:`approve`.
+    """
+    return Decision(False, reason=reason, by=by, role=role, note=note)
 
 
 def as_decision(decision: Any) -> Decision:
@@ -263,6 +316,63 @@ def as_decision(decision: Any) -> Decision:
     )
 
 
+def check_decider(agent: str, approvers: tuple[str, ...], decision: Decision) -> None:
+    """Raises :class:`ReviewRefused` unless ``decision`` may decide a gate that allows
+    ``approvers`` (empty: anyone)."""
+    if approvers and (decision.by is None or decision.role not in approvers):
+        raise ReviewRefused(agent, decision.by, decision.role, approvers)
+
+
+# What a durable run's audit log learns in-process (attempts of agents with retries,
+# in-process review decisions): set around a run's start, as agent calls and reviewers
+# run in a copy of their run's caller context. (A batch shares one context: not set.)
+audit_notes: ContextVar[list[dict[str, Any]] | None] = ContextVar(
+    "counterpoint_audit_notes", default=None)
+
+
+def counted_attempts(name: str, agent: Any) -> Any:
+    """``agent`` (a function) noting each attempt in the running durable run's audit
+    notes, so retries can be audited."""
+    if inspect.iscoroutinefunction(agent):
+        @functools.wraps(agent)
+        async def counted_async(*args: Any, **kwargs: Any) -> Any:
+            notes = audit_notes.get()
+            if notes is None:
+                return await agent(*args, **kwargs)
+            begun = time.time()
+            try:
+                result = await agent(*args, **kwargs)
+            except BaseException as exc:
+                notes.append({"kind": "attempt", "agent": name, "started": begun,
+                              "ended": time.time(), "error": type(exc).__name__,
+                              "message": str(exc)})
+                raise
+            notes.append({"kind": "attempt", "agent": name, "started": begun,
+                          "ended": time.time(), "error": None})
+            return result
+
+        return counted_async
+
+    @functools.wraps(agent)
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        notes = audit_notes.get()
+        if notes is None:
+            return agent(*args, **kwargs)
+        begun = time.time()
+        try:
+            result = agent(*args, **kwargs)
+        except BaseException as exc:
+            notes.append({"kind": "attempt", "agent": name, "started": begun,
+                          "ended": time.time(), "error": type(exc).__name__,
+                          "message": str(exc)})
+            raise
+        notes.append({"kind": "attempt", "agent": name, "started": begun,
+                      "ended": time.time(), "error": None})
+        return result
+
+    return counted
+
+
 @dataclass(frozen=True)
 class Review:
     """Confidence gate: outputs below ``below`` go to a human.
@@ -272,10 +382,18 @@ class Review:
     True or False). Without one, the run pauses with status ``"needs_review"``, is kept
     in the graph's store, and continues with ``app.resume(run_key, decision)`` — from this
     process or another. Outputs with no confidence reported are reviewed too.
+
+    Args:
+        below: Outputs whose confidence is below this (in (0, 1]) are reviewed.
+        reviewer: Decides in-process; None pauses the run for a human.
+        approvers: Role names allowed to decide (empty: anyone). A decision must then
+            say ``by`` whom and in which ``role`` (``cp.approve(by=..., role=...)``);
+            any other is refused with :class:`ReviewRefused`.
     """
 
     below: float = 0.7
     reviewer: Callable[[Any], Any] | None = None
+    approvers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         threshold = _number("Review", "below", self.below)
@@ -283,18 +401,39 @@ class Review:
             raise GraphError(f"Review: below must be a confidence in (0, 1], got {self.below!r}")
         if self.reviewer is not None and not callable(self.reviewer):
             raise GraphError(f"Review: reviewer must be callable or None, got {self.reviewer!r}")
+        approvers = self.approvers
+        if isinstance(approvers, str) or not isinstance(approvers, (list, tuple)):
+            raise GraphError(
+                "Review: approvers must be a list or tuple of role names, e.g. "
+                f"approvers=['support-leads'], got {approvers!r}")
+        for role in approvers:
+            if not isinstance(role, str) or not role.strip():
+                raise GraphError(
+                    f"Review: approvers must be non-empty role names, got {role!r} in "
+                    f"{list(approvers)!r}")
+        if len(set(approvers)) != len(approvers):
+            raise GraphError(f"Review: approvers lists a role twice: {list(approvers)!r}")
+        object.__setattr__(self, "approvers", tuple(approvers))
 
-    def _native_spec(self) -> Any:
+    def _native_spec(self, agent: str = "") -> Any:
         """The engine's review gate: the threshold is checked natively; a reviewer, if
         any, is called on a pool thread with a :class:`ReviewRequest`."""
         reviewer = self.reviewer
         if reviewer is None:
             return _core.ReviewSpec(below=float(self.below))
+        approvers, threshold = self.approvers, self.below
 
         def ask(pending: Any) -> Any:
             request = ReviewRequest(pending.agent, pending.output, pending.reason,
                                     pending.confidence)
             decision = as_decision(reviewer(request))
+            notes = audit_notes.get()
+            if notes is not None:
+                notes.append({"kind": "review", "agent": agent or pending.agent,
+                              "decision": decision, "output": pending.output,
+                              "confidence": pending.confidence, "threshold": threshold,
+                              "approvers": list(approvers), "time": time.time()})
+            check_decider(agent or pending.agent, approvers, decision)
             if decision.approved:
                 return _core.ReviewVerdict(approved=True,
                                            output=resolve_output(decision, pending.output))

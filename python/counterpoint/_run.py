@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,12 +179,14 @@ class Run:
     """A run in flight, started by :meth:`CompiledGraph.start`."""
 
     def __init__(self, handle: Any, run_key: str | None = None,
-                 store: Any = None) -> None:
+                 store: Any = None, on_end: Callable[[], None] | None = None) -> None:
         self._handle = handle
         self.run_key = run_key
         # A durable run's end is also recorded by the checkpoint writer, in the background;
-        # recording it here as well means that once wait() returns, the store agrees.
+        # recording it here as well means that once wait() returns, the store agrees
+        # (its audit log's end entries included: on_end).
         self._store = store
+        self._on_end = on_end
 
     @property
     def id(self) -> int:
@@ -213,13 +216,20 @@ class Run:
         if ended and self._store is not None:
             store, self._store = self._store, None
             store.set_status(self.run_key, self.status)
+            self._ended()
         return ended
+
+    def _ended(self) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
 
     def _record_end(self) -> None:
         if self._store is not None and self._handle.done:
             store, self._store = self._store, None
             with contextlib.suppress(Exception):  # the KeyboardInterrupt must go on
                 store.finish_run(self.run_key, self.status)
+                self._ended()
 
     def cancel(self) -> bool:
         """Ends the run: agents not yet started never start, running agents' results are

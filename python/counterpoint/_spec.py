@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from types import FunctionType
 from typing import Any
 
 from ._agents import DISPATCH, native_agent
 from ._errors import GraphError
 from ._native import _core
-from ._policies import Policed, policy
+from ._policies import Policed, counted_attempts, policy
 
 JOINS = {mode.name: mode for mode in _core.JoinMode}
 GRAPH_ERROR_MODES = {"fail": _core.ErrorMode.fail_run, "continue": _core.ErrorMode.continue_run}
@@ -111,6 +112,9 @@ class NodeSpec:
         policed = self.policed
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
+        if policed is not None and policed.retry is not None and \
+                policed.retry.max_attempts > 1 and type(agent) is FunctionType:
+            agent = counted_attempts(self.name, agent)  # its retries reach the audit log
         native, is_async = native_agent(self.name, agent, dispatch)
         policy_spec = review_spec = None
         if policed is not None:
@@ -128,7 +132,7 @@ class NodeSpec:
                     limits=[limit._native for limit in policed.limits],
                     fallback=fallback)
             if policed.review is not None:
-                review_spec = policed.review._native_spec()
+                review_spec = policed.review._native_spec(self.name)
         spec = _core.NodeSpec(self.name, native, after=self.predecessors(),
                               priority=self.priority, join=JOINS[self.join],
                               on_error=NODE_ERROR_MODES[self.on_error], policy=policy_spec,

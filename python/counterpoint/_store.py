@@ -5,6 +5,9 @@ backend (e.g. Postgres) implements."""
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -12,15 +15,28 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._audit import (
+    AuditEntry,
+    AuditEvent,
+    AuditVerification,
+    chain,
+    genesis_hash,
+    json_safe,
+    verify_chain,
+)
 from ._codec import Codec
 from ._errors import StoreError
 
-SCHEMA_VERSION = 1
+# 2: the audit log (audit_log table, runs.audit_count and runs.audit_head).
+SCHEMA_VERSION = 2
+# Statuses of runs that ended and will not be resumed as a matter of course: what
+# prune() deletes unless told otherwise.
+FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -80,6 +96,31 @@ def on_close(listener: Callable[[Store], None]) -> None:
     _close_listeners.append(listener)
 
 
+def written_events(outcomes: Sequence[StoredOutcome], events: Sequence[Sequence[AuditEvent]],
+                   errors: Sequence[Exception | None]) -> list[AuditEvent]:
+    """The audit events of a batch of outcomes: each outcome's own if it was written, an
+    ``agent_failed`` entry naming the store's error if not."""
+    out: list[AuditEvent] = []
+    for outcome, outcome_events, error in zip(outcomes, events, errors):
+        if error is None:
+            out.extend(outcome_events)
+        else:
+            out.append(AuditEvent("agent_failed", outcome.agent, {
+                "status": "failed", "error": type(error).__name__, "message": str(error)}))
+    return out
+
+
+def as_timestamp(value: float | datetime.datetime | None, name: str) -> float | None:
+    """Seconds since the epoch from a number or a datetime (naive: local time)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be seconds since the epoch or a datetime, got {value!r}")
+    return float(value)
+
+
 class Store(ABC):
     """What a durable run needs from storage. Implementations must be thread-safe.
 
@@ -126,6 +167,58 @@ class Store(ABC):
             graph: Only runs made by the graph with this fingerprint.
         """
 
+    # ---- audit log: optional; these defaults keep a store without one working ----
+
+    @property
+    def keeps_audit(self) -> bool:
+        """True if the store keeps an audit log (:meth:`append_audit` records entries)."""
+        return False
+
+    def append_audit(  # noqa: B027 - optional: by default a store keeps no audit log
+            self, run_key: str, events: Sequence[AuditEvent]) -> None:
+        """Appends entries to the run's audit log, chained (see ``counterpoint._audit``).
+
+        The default does nothing: the store keeps no audit log.
+        """
+
+    def record_start(self, run_key: str, graph: str, input: Any,
+                     events: Sequence[AuditEvent]) -> None:
+        """Records a new run and its first audit entries, in one transaction where the
+        store can. The default calls :meth:`begin_run` then :meth:`append_audit`."""
+        self.begin_run(run_key, graph, input)
+        self.append_audit(run_key, events)
+
+    def record_outcomes(self, run_key: str, outcomes: list[StoredOutcome],
+                        events: Sequence[Sequence[AuditEvent]]) -> list[Exception | None]:
+        """Like :meth:`save_outcomes`, also appending ``events[i]`` for each outcome
+        written (and an ``agent_failed`` entry for each that could not be), in one
+        transaction where the store can. The default calls :meth:`save_outcomes` then
+        :meth:`append_audit`; if appending fails, every outcome reports that failure."""
+        errors = self.save_outcomes(run_key, outcomes)
+        try:
+            self.append_audit(run_key, written_events(outcomes, events, errors))
+        except Exception as exc:  # noqa: BLE001 - the agents fail with the store's error
+            return [exc] * len(outcomes)
+        return errors
+
+    def audit(self, run_key: str) -> list[AuditEntry]:
+        """The run's audit log, in order. The default (a store without one) is empty."""
+        return []
+
+    def verify_audit(self, run_key: str) -> AuditVerification:
+        """Checks the run's audit log: every entry unchanged, none deleted, inserted or
+        moved. The default checks the chain of :meth:`audit` (it cannot tell a log cut
+        short at its end); a store without an audit log is reported as not ok."""
+        if not self.keeps_audit:
+            return AuditVerification(False, 0, f"{self!r} keeps no audit log")
+        return verify_chain(run_key, self.audit(run_key), None)
+
+    def prune(self, *, before: float | datetime.datetime | None = None,
+              status: str | Iterable[str] | None = None) -> int:
+        """Deletes finished runs with their outcomes and audit logs; see
+        :meth:`SQLiteStore.prune`. The default refuses: the store cannot delete runs."""
+        raise StoreError(f"{self!r} cannot prune runs; delete them in the backend itself")
+
     def close(self) -> None:
         """Releases the store's resources and stops its checkpoint writer.
 
@@ -133,6 +226,48 @@ class Store(ABC):
         """
         for listener in list(_close_listeners):
             listener(self)
+
+
+def _canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def _digest(blob: bytes | None) -> str | None:
+    return None if blob is None else "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _cross_check(entries: list[AuditEntry], input_blob: bytes | None,
+                 stored: list[tuple[str, bytes | None]]) -> AuditVerification | None:
+    """A problem if the stored input or an agent's stored output is not what the log
+    last recorded of it (by digest)."""
+    for entry in entries:
+        if entry.kind == "run_started" and "input_digest" in entry.data:
+            if entry.data["input_digest"] != _digest(input_blob):
+                return AuditVerification(False, len(entries), "the run's stored input was "
+                                         f"changed: it does not match entry {entry.seq}",
+                                         entry.seq)
+            break
+    # A run begun before the store kept audit logs (schema 1) has outputs no entry records.
+    begun_audited = any(entry.kind == "run_started" for entry in entries)
+    last: dict[str, AuditEntry] = {}
+    for entry in entries:
+        if entry.agent is not None and "output_digest" in entry.data:
+            last[entry.agent] = entry
+    for agent, blob in sorted(stored, key=lambda row: row[0]):
+        if blob is None:
+            continue
+        recorded = last.get(agent)
+        if recorded is None:
+            if not begun_audited:
+                continue
+            return AuditVerification(False, len(entries), f"agent '{agent}' has a stored "
+                                     "output that no audit entry records", None)
+        if recorded.data["output_digest"] != _digest(blob):
+            return AuditVerification(False, len(entries), f"the stored output of agent "
+                                     f"'{agent}' was changed: it does not match entry "
+                                     f"{recorded.seq}", recorded.seq)
+    return None
 
 
 def _store_path(path: Any) -> str:
@@ -259,16 +394,20 @@ class SQLiteStore(Store):
             keeps runs in this process only.
         pickle: Store outputs with pickle instead of JSON. Only for stores you trust:
             loading a pickled store runs code.
+        audit_content: Record inputs and outputs themselves in the audit log (as the
+            codec's JSON), not only their SHA-256 digests.
 
     Raises:
         StoreError: the path is empty or a directory, the file is not a counterpoint
             store, is corrupt, was written by a newer counterpoint, or cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, pickle: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, pickle: bool = False,
+                 audit_content: bool = False) -> None:
         self.path = _store_path(path)
         _check_existing(self.path)
         self.codec = Codec(use_pickle=pickle)
+        self.audit_content = bool(audit_content)
         self._lock = threading.Lock()
         self._closed = False
         try:
@@ -309,23 +448,125 @@ class SQLiteStore(Store):
         with self._lock:
             self._db.executescript(
                 """
-                BEGIN;
+                BEGIN IMMEDIATE;
                 CREATE TABLE IF NOT EXISTS counterpoint_meta (key TEXT PRIMARY KEY, value TEXT);
-                INSERT OR IGNORE INTO counterpoint_meta VALUES ('schema_version', '1');
+                INSERT OR IGNORE INTO counterpoint_meta VALUES ('schema_version', '2');
                 INSERT OR IGNORE INTO counterpoint_meta VALUES ('application', 'counterpoint');
                 CREATE TABLE IF NOT EXISTS runs (
                     run_key TEXT PRIMARY KEY, graph TEXT NOT NULL, status TEXT NOT NULL,
-                    input BLOB, format TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+                    input BLOB, format TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+                    audit_count INTEGER NOT NULL DEFAULT 0, audit_head TEXT);
                 CREATE TABLE IF NOT EXISTS outcomes (
                     run_key TEXT NOT NULL, agent TEXT NOT NULL, status TEXT NOT NULL,
                     output BLOB, format TEXT NOT NULL, routes TEXT, usage TEXT, message TEXT,
                     confidence REAL, updated REAL NOT NULL,
                     PRIMARY KEY (run_key, agent));
+                CREATE TABLE IF NOT EXISTS audit_log (
+                    run_key TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL,
+                    kind TEXT NOT NULL, agent TEXT, data TEXT NOT NULL,
+                    prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (run_key, seq));
                 COMMIT;
                 """
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if "audit_count" not in columns:  # a schema 1 store: give runs a log head
+                    self._db.execute("ALTER TABLE runs ADD COLUMN audit_count INTEGER NOT NULL "
+                                     "DEFAULT 0")
+                    self._db.execute("ALTER TABLE runs ADD COLUMN audit_head TEXT")
+                # Append-only: nothing in counterpoint updates an entry. (This only stops
+                # accidents; the hash chain is what detects a deliberate edit.)
+                self._db.execute(
+                    "CREATE TRIGGER IF NOT EXISTS audit_log_append_only BEFORE UPDATE ON "
+                    "audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+                self._db.execute("UPDATE counterpoint_meta SET value = ? WHERE key = "
+                                 "'schema_version' AND CAST(value AS INTEGER) < ?",
+                                 (str(SCHEMA_VERSION), SCHEMA_VERSION))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def keeps_audit(self) -> bool:
+        return True
+
+    def _recorded(self, name: str, value: Any, encoded: bytes | None,
+                  data: dict[str, Any]) -> None:
+        """Puts ``value`` (an input or output) into audit data: its digest, and its
+        content if the store records content."""
+        if encoded is None:
+            try:
+                encoded = self.codec.encode(value)
+            except Exception as exc:  # noqa: BLE001 - an entry is written whatever the value
+                data[f"{name}_digest"] = None
+                data[f"{name}_unstorable"] = f"{type(exc).__name__}: {exc}"
+                return
+        data[f"{name}_digest"] = "sha256:" + hashlib.sha256(encoded).hexdigest()
+        if self.audit_content:
+            if self.codec.format == "pickle":
+                data[name] = {"pickle_base64": base64.b64encode(encoded).decode("ascii")}
+            else:
+                data[name] = json.loads(encoded)
+
+    def _append_in(self, db: sqlite3.Connection, run_key: str, events: Sequence[AuditEvent],
+                   encoded: dict[int, bytes]) -> None:
+        """Appends entries inside the caller's transaction, moving the run's head."""
+        if not events:
+            return
+        head = db.execute("SELECT audit_count, audit_head FROM runs WHERE run_key = ?",
+                          (run_key,)).fetchone()
+        if head is None:
+            raise StoreError(f"no run {run_key!r} in store {self.path}, so its audit log "
+                             "cannot grow")
+        count, last = head[0], head[1] or genesis_hash(run_key)
+        now = time.time()
+        items = []
+        for event in events:
+            data = {key: json_safe(value) for key, value in event.data.items()}
+            for name, value in event.values.items():
+                self._recorded(name, value, encoded.get(id(value)), data)
+            items.append((now if event.time is None else float(event.time), event.kind,
+                          event.agent, data))
+        entries = chain(run_key, count, last, items)
+        db.executemany("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?)", [
+            (e.run_key, e.seq, e.time, e.kind, e.agent, _canonical(e.data), e.prev_hash, e.hash)
+            for e in entries])
+        db.execute("UPDATE runs SET audit_count = ?, audit_head = ? WHERE run_key = ?",
+                   (count + len(entries), entries[-1].hash, run_key))
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._using(doing) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def append_audit(self, run_key: str, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        with self._transaction(f"append to the audit log of run {run_key}") as db:
+            self._append_in(db, run_key, events, {})
 
     def begin_run(self, run_key: str, graph: str, input: Any) -> None:
+        self._begin(run_key, graph, input, ())
+
+    def record_start(self, run_key: str, graph: str, input: Any,
+                     events: Sequence[AuditEvent]) -> None:
+        if type(self).begin_run is not SQLiteStore.begin_run:  # a subclass's own begin_run
+            Store.record_start(self, run_key, graph, input, events)
+        else:
+            self._begin(run_key, graph, input, events)
+
+    def _begin(self, run_key: str, graph: str, input: Any,
+               events: Sequence[AuditEvent]) -> None:
         try:
             data = self.codec.encode(input)
         except (TypeError, ValueError) as exc:
@@ -334,13 +575,27 @@ class SQLiteStore(Store):
                 "JSON-compatible input or open the store with pickle=True"
             ) from exc
         now = time.time()
-        with self._using("record a new run") as db:
-            db.execute("INSERT INTO runs VALUES (?, ?, 'running', ?, ?, ?, ?)",
+        with self._transaction("record a new run") as db:
+            db.execute("INSERT INTO runs (run_key, graph, status, input, format, created, "
+                       "updated) VALUES (?, ?, 'running', ?, ?, ?, ?)",
                        (run_key, graph, data, self.codec.row_format, now, now))
+            self._append_in(db, run_key, events, {id(input): data})
 
     def save_outcomes(self, run_key: str, outcomes: list[StoredOutcome]) -> list[Exception | None]:
+        return self._record_outcomes(run_key, outcomes, [()] * len(outcomes))
+
+    def record_outcomes(self, run_key: str, outcomes: list[StoredOutcome],
+                        events: Sequence[Sequence[AuditEvent]]) -> list[Exception | None]:
+        if type(self).save_outcomes is not SQLiteStore.save_outcomes:
+            # A subclass's own save_outcomes: call it, then append.
+            return Store.record_outcomes(self, run_key, outcomes, events)
+        return self._record_outcomes(run_key, outcomes, events)
+
+    def _record_outcomes(self, run_key: str, outcomes: list[StoredOutcome],
+                         events: Sequence[Sequence[AuditEvent]]) -> list[Exception | None]:
         errors: list[Exception | None] = []
         rows = []
+        encoded: dict[int, bytes] = {}
         now = time.time()
         for outcome in outcomes:
             try:
@@ -354,24 +609,21 @@ class SQLiteStore(Store):
                 error.__cause__ = exc
                 errors.append(error)
                 continue
+            if data is not None:
+                encoded[id(outcome.output)] = data
             errors.append(None)
             rows.append((run_key, outcome.agent, outcome.status, data, self.codec.row_format,
                          None if outcome.routes is None else json.dumps(list(outcome.routes)),
                          json.dumps(outcome.usage), outcome.message, outcome.confidence, now))
-        if rows:
+        audit = written_events(outcomes, events, errors)
+        if rows or audit:
             try:
-                with self._using("write agent outputs") as db:
-                    db.execute("BEGIN IMMEDIATE")
-                    try:
-                        db.executemany(
-                            "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                        db.execute("UPDATE runs SET updated = ? WHERE run_key = ?",
-                                   (now, run_key))
-                        db.execute("COMMIT")
-                    except BaseException:
-                        if db.in_transaction:
-                            db.execute("ROLLBACK")
-                        raise
+                with self._transaction("write agent outputs") as db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                    db.execute("UPDATE runs SET updated = ? WHERE run_key = ?",
+                               (now, run_key))
+                    self._append_in(db, run_key, audit, encoded)
             except StoreError as exc:
                 return [exc if error is None else error for error in errors]
         return errors
@@ -449,6 +701,94 @@ class SQLiteStore(Store):
         with self._using("list its runs") as db:
             rows = db.execute(query + " ORDER BY created DESC", args).fetchall()
         return [RunSummary(*row) for row in rows]
+
+    def audit(self, run_key: str) -> list[AuditEntry]:
+        """The run's audit log, in order (see docs/governance.md).
+
+        Raises:
+            StoreError: there is no such run (and no log of it).
+        """
+        with self._using(f"read the audit log of run {run_key}") as db:
+            rows = db.execute("SELECT run_key, seq, time, kind, agent, data, prev_hash, hash "
+                              "FROM audit_log WHERE run_key = ? ORDER BY seq",
+                              (run_key,)).fetchall()
+            known = rows or db.execute("SELECT 1 FROM runs WHERE run_key = ?",
+                                       (run_key,)).fetchone()
+        if not known:
+            raise StoreError(f"no run {run_key!r} in store {self.path}")
+        return [self._entry(row) for row in rows]
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...]) -> AuditEntry:
+        key, seq, when, kind, agent, data, prev_hash, digest = row
+        try:
+            details = json.loads(data)
+        except (TypeError, ValueError):
+            details = {"unreadable": str(data)}
+        return AuditEntry(key, seq, when, kind, agent, details, prev_hash, digest)
+
+    def verify_audit(self, run_key: str) -> AuditVerification:
+        """Checks the run's audit log against its hash chain and the run's head record
+        (the count and last hash, written with every append), and the stored input and
+        outputs against the last digests the log recorded of them.
+
+        Detects an edited, deleted, inserted or reordered entry, entries cut from the
+        end, and a changed stored input or output. It cannot detect a log rewritten
+        consistently from the first changed entry on, head record included: keep the
+        head hash (``audit(run_key)[-1].hash``) elsewhere to catch that.
+
+        Raises:
+            StoreError: there is no such run (and no log of it).
+        """
+        with self._using(f"verify the audit log of run {run_key}") as db:
+            rows = db.execute("SELECT run_key, seq, time, kind, agent, data, prev_hash, hash "
+                              "FROM audit_log WHERE run_key = ? ORDER BY seq",
+                              (run_key,)).fetchall()
+            run = db.execute("SELECT audit_count, audit_head, input FROM runs WHERE run_key = ?",
+                             (run_key,)).fetchone()
+            stored = db.execute("SELECT agent, output FROM outcomes WHERE run_key = ?",
+                                (run_key,)).fetchall()
+        if run is None:
+            if not rows:
+                raise StoreError(f"no run {run_key!r} in store {self.path}")
+            return AuditVerification(False, len(rows), f"run {run_key!r} has audit entries "
+                                     "but no run record (its head record was deleted)", None)
+        entries = [self._entry(row) for row in rows]
+        result = verify_chain(run_key, entries, (run[0], run[1] or ""))
+        if not result.ok or not entries:
+            return result
+        return _cross_check(entries, run[2], stored) or result
+
+    def prune(self, *, before: float | datetime.datetime | None = None,
+              status: str | Iterable[str] | None = None) -> int:
+        """Deletes runs with their outcomes and whole audit logs; returns how many.
+
+        Args:
+            before: Only runs started before this (seconds since the epoch, or a
+                datetime); None: whenever they started.
+            status: Only runs with this status or these statuses. None: the finished
+                ones (``succeeded``, ``failed``, ``timed_out``, ``cancelled``). Runs
+                ``running``, ``interrupted`` or ``needs_review`` are deleted only when
+                named here.
+        """
+        cutoff = as_timestamp(before, "before")
+        if status is None:
+            statuses = list(FINISHED_STATUSES)
+        else:
+            statuses = [status] if isinstance(status, str) else list(status)
+            if not statuses or not all(isinstance(s, str) for s in statuses):
+                raise ValueError(f"status must be a run status or a list of them, got "
+                                 f"{status!r}")
+        query = f"SELECT run_key FROM runs WHERE status IN ({', '.join('?' * len(statuses))})"
+        args: list[Any] = list(statuses)
+        if cutoff is not None:
+            query += " AND created < ?"
+            args.append(cutoff)
+        with self._transaction("prune runs") as db:
+            keys = [(row[0],) for row in db.execute(query, args).fetchall()]
+            for table in ("audit_log", "outcomes", "runs"):
+                db.executemany(f"DELETE FROM {table} WHERE run_key = ?", keys)
+        return len(keys)
 
     def close(self) -> None:
         """Stops the store's checkpoint writer and closes the file. Idempotent; any later

@@ -46,6 +46,8 @@ def _examples() -> list[BaseException]:
         cp.AgentTimeout("agent 'slow' timed out after 1 s"),
         cp.CircuitOpenError("circuit open"),
         cp.ReviewRejected("rejected by reviewer: wrong"),
+        cp.ReviewRefused("draft", "bob", "intern", ("support-leads", "managers")),
+        cp.ReviewRefused("draft", None, None, ("support-leads",)),
         cp.RunTimeout(4, {"a": [1, 2]}),
         cp.BudgetExceeded(5, {"tokens": 120.0}, {"a": "x"}),
         cp.NeedsReview("k1", [review], {"research": "facts"}),
@@ -63,7 +65,7 @@ def _examples() -> list[BaseException]:
 
 
 # The fields each type carries besides its message.
-FIELDS = ("node", "agent", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
+FIELDS = ("node", "agent", "by", "role", "approvers", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
           "source", "path", "problem", "hint", "problems", "line", "column")
 
 
@@ -100,6 +102,8 @@ def test_isinstance_relations_survive():
     assert isinstance(timeout, TimeoutError) and isinstance(timeout, cp.CounterpointError)
     graph_error = pickle.loads(pickle.dumps(cp.GraphError("bad", "x")))
     assert isinstance(graph_error, ValueError)
+    refused = pickle.loads(pickle.dumps(cp.ReviewRefused("d", "bob", "intern", ("leads",))))
+    assert isinstance(refused, PermissionError) and isinstance(refused, cp.CounterpointError)
 
 
 def test_an_unpicklable_cause_is_replaced_by_a_stand_in():
@@ -189,6 +193,7 @@ POOL = textwrap.dedent(
             cp.PlanError("bad plan", "t1"),
             cp.EngineError("refused"),
             cp.SpecError("t.yaml", "agents.a.timeout", "must be > 0, got 0", "use a number > 0"),
+            cp.ReviewRefused("draft", "bob", "intern", ("support-leads",)),
         ]
         raise errors[index]
 
@@ -196,7 +201,7 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(13):
+            for index in range(14):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
@@ -204,7 +209,8 @@ POOL = textwrap.dedent(
                                 "fields": {k: repr(getattr(exc, k)) for k in
                                            ("agent", "outputs", "run_id", "usage", "run_key",
                                             "pending", "node", "subtask", "source", "path",
-                                            "problem", "hint", "problems")
+                                            "problem", "hint", "problems", "by", "role",
+                                            "approvers")
                                            if hasattr(exc, k)}})
         print(json.dumps(out))
     """
@@ -224,6 +230,8 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
         "agent": "'billing'", "outputs": "{'classify': 'c'}", "run_id": "7"}
     assert got["BudgetExceeded"]["fields"]["usage"] == "{'tokens': 120.0}"
     assert "ReviewRequest(agent='draft'" in got["NeedsReview"]["fields"]["pending"]
+    assert got["ReviewRefused"]["fields"] == {
+        "agent": "'draft'", "by": "'bob'", "role": "'intern'", "approvers": "('support-leads',)"}
     assert got["NeedsReview"]["fields"]["run_key"] == "'k'"
     assert got["RunCancelled"]["fields"] == {"outputs": "{'a': 1}", "run_id": "3"}
     assert got["PlanError"]["fields"] == {"node": "'t1'", "subtask": "'t1'"}

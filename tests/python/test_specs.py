@@ -168,6 +168,8 @@ POLICIES = {
     "limit-own": {"limits": cp.Limit(per_second=50, burst=5)},
     "limits": {"limits": [cp.Limit("spec-llm", max_concurrent=2), cp.Limit(max_concurrent=9)]},
     "review-reviewer": {"review": cp.Review(below=0.9, reviewer=a.approve_all)},
+    "review-approvers": {"review": cp.Review(below=0.9, reviewer=a.approve_as_lead,
+                                             approvers=("support-leads", "managers"))},
     "everything": {"retry": 3, "timeout": 5, "fallback": a.other,
                    "breaker": cp.CircuitBreaker("spec-crm", failures=3, window=10),
                    "limits": cp.Limit("spec-llm", max_concurrent=2),
@@ -193,6 +195,31 @@ def test_every_policy_round_trips(name: str, where: str) -> None:
     assert loaded.invoke("billing now") == app.invoke("billing now")
     written = spec["branches"]["b"] if where == "member" else spec["agents"]["billing"]
     assert set(options) <= set(written)
+
+
+def test_review_approvers_round_trip_and_are_enforced(tmp_path: Path) -> None:
+    g = cp.Graph().add("draft", a.unsure,
+                       review=cp.Review(below=0.5, approvers=["support-leads"]))
+    app = g.compile(store=tmp_path / "a.db")
+    spec = app.to_spec()
+    assert spec["agents"]["draft"]["review"] == {"below": 0.5, "approvers": ["support-leads"]}
+    loaded = cp.load(spec, allow=["spec_agents"], store=tmp_path / "a.db")
+    assert loaded.to_spec() == spec
+    with pytest.raises(cp.NeedsReview) as paused:
+        loaded.invoke("x")
+    with pytest.raises(cp.ReviewRefused):
+        loaded.resume(paused.value.run_key, cp.approve(by="sam", role="sales"))
+    assert loaded.resume(paused.value.run_key, cp.approve(by="lee", role="support-leads")) \
+        == cp.Result("unsure", confidence=0.2)
+
+
+def test_review_approvers_from_yaml(tmp_path: Path) -> None:
+    pytest.importorskip("yaml")
+    path = tmp_path / "g.yaml"
+    path.write_text("agents:\n  draft:\n    use: spec_agents:unsure\n"
+                    "    review: {below: 0.8, approvers: [support-leads]}\n")
+    app = cp.load(path, allow=["spec_agents"], store=tmp_path / "a.db")
+    assert app._gates()["draft"].approvers == ("support-leads",)
 
 
 def test_review_without_reviewer_round_trips_with_a_store(tmp_path: Path) -> None:

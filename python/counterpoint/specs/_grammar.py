@@ -791,6 +791,8 @@ class ReviewKind(Kind):
                        "human", Review().below),
         "reviewer": Field(ImportPath("reviewer"), "a callable deciding in-process (without "
                           "one the run pauses for review, which needs a store)"),
+        "approvers": Field(ListOf(Text(), "role names"), "the roles allowed to decide "
+                           "(a decision must say by whom and in which role); unset: anyone"),
     }, schema_name="review")
 
     def check(self, value: Any, path: Path, ck: Checker) -> None:
@@ -803,7 +805,8 @@ class ReviewKind(Kind):
             raise bd.wrap(path, exc) from None
 
     def dump(self, obj: Any, path: Path, dp: Dumper) -> Any:
-        return self.fields.dump({"below": obj.below, "reviewer": obj.reviewer}, path, dp)
+        return self.fields.dump({"below": obj.below, "reviewer": obj.reviewer,
+                                 "approvers": list(obj.approvers) or None}, path, dp)
 
     def schema(self, sg: SchemaGen) -> dict[str, Any]:
         return self.fields.schema(sg)
