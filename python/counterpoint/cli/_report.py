@@ -8,7 +8,7 @@ from typing import Any
 
 from .._errors import NeedsReview
 from .._events import Event
-from .._results import ReviewRequest
+from .._results import ReviewRequest, value_of
 from .._run import RunResult
 from ._common import command, spec_words
 from ._exits import NEEDS_REVIEW, OK, classify, one_line
@@ -29,7 +29,7 @@ def review_commands(run_key: str, context: Context) -> dict[str, str]:
     common = ["--store", context.store or "STORE", *spec_words(context.spec, context.allow)]
     return {
         "approve": command("counterpoint", "runs", "approve", run_key, *common,
-                           "--as", "NAME", "--role", "ROLE", "--note", "TEXT"),
+                           "--as", "NAME", "--role", "ROLE"),
         "reject": command("counterpoint", "runs", "reject", run_key, *common,
                           "--reason", "TEXT"),
     }
@@ -37,7 +37,7 @@ def review_commands(run_key: str, context: Context) -> dict[str, str]:
 
 def pending_doc(pending: Sequence[ReviewRequest]) -> list[dict[str, Any]]:
     return [{"agent": p.agent, "reason": p.reason, "confidence": p.confidence,
-             "output": jsonable(p.output)} for p in pending]
+             "output": jsonable(value_of(p.output))} for p in pending]
 
 
 def result_doc(result: RunResult, context: Context) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def print_review(out: Output, run_key: str, pending: Sequence[ReviewRequest],
     out.line(f"Run {run_key} needs review{where}:")
     out.table(["agent", "confidence", "reason", "output"],
               [[p.agent, "" if p.confidence is None else f"{p.confidence:g}", p.reason,
-                preview(p.output)] for p in pending], indent="  ")
+                preview(value_of(p.output))] for p in pending], indent="  ")
     commands = review_commands(run_key, context)
     out.line("Approve it:")
     out.line(f"  {commands['approve']}")

@@ -101,6 +101,11 @@ def plan_of(graph: CompiledGraph, prefix: str = "",
     return nodes
 
 
+def paths(nodes: list[Node]) -> list[str]:
+    """Every agent path of a plan, as run events name them (``"both/loud"``)."""
+    return [p for n in nodes for p in [n.path, *paths(n.inner or [])]]
+
+
 def _child_of(agent: Any) -> tuple[CompiledGraph | None, bool]:
     if isinstance(agent, CompiledGraph):
         return agent, False

@@ -27,6 +27,7 @@ from ._report import (
     report_result,
     stream_failure_doc,
 )
+from .graph import paths, plan_of
 
 DESCRIPTION = """\
 Load a graph spec (YAML or JSON) and run it once on an input.
@@ -80,7 +81,7 @@ def run_command(args: argparse.Namespace, out: Output) -> int:
 def _stream(app: CompiledGraph, data: Any, budget: dict[str, float] | None,
             deadline: float | None, out: Output, context: Context) -> int:
     output: Any = None
-    width = max((len(name) for name in app.agents), default=8)
+    width = max(map(len, paths(plan_of(app))), default=8)
     try:
         for event in app.stream(data, stream_mode="events", budget=budget, deadline=deadline):
             if out.json:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .._results import value_of
 from .._store import SQLiteStore, StoredRun
 from ._common import (
     add_allow_flag,
@@ -124,7 +125,7 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
                               "routes": None if o.routes is None else list(o.routes)}
                        for name, o in stored.outcomes.items()},
             "pending_reviews": [{"agent": o.agent, "reason": o.message,
-                                 "confidence": o.confidence, "output": jsonable(o.output)}
+                                 "confidence": o.confidence, "output": jsonable(value_of(o.output))}
                                 for o in pending],
         }
         if pending:
@@ -143,7 +144,7 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
         out.line("agents:")
         out.table(["agent", "status", "confidence", "output", "note"],
                   [[o.agent, o.status, "" if o.confidence is None else f"{o.confidence:g}",
-                    preview(o.output, 48), preview(o.message, 48)]
+                    preview(value_of(o.output), 48), preview(o.message, 48)]
                    for o in stored.outcomes.values()], indent="  ")
     else:
         out.line("agents:   none finished yet")
