@@ -8,7 +8,7 @@ gate (0.8), so the run pauses until someone in `support-leads` approves or rejec
 Run it with the command line (from the repository root; see docs/cli.md):
 
     counterpoint run examples/refund_review.yaml --allow refund_agents \
-        --input @examples/refund_ticket.json --store runs.db
+        --input @examples/inputs/refund_ticket.json --store runs.db
 """
 
 from __future__ import annotations

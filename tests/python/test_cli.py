@@ -630,7 +630,7 @@ def test_graph_of_a_bad_spec_exits_4(work):
 
 def test_the_customer_message_example_runs_with_one_command():
     proc = cli("run", "examples/customer_message.yaml", "--allow", "customer_message",
-               "--input", "@examples/customer_message.json", cwd=REPO)
+               "--input", "@examples/inputs/customer_message.json", cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Dear Dana Whitfield,")
     assert "42 Harbour Lane" in proc.stdout

@@ -26,7 +26,7 @@ AUDIT_TABLE = "audit"
 
 def start(store: Path) -> str:
     """A refund the drafting agent is unsure of: paused for review (exit 3)."""
-    proc = cli("run", SPEC, *ALLOW, "--input", "@examples/refund_ticket.json",
+    proc = cli("run", SPEC, *ALLOW, "--input", "@examples/inputs/refund_ticket.json",
                "--store", str(store), cwd=REPO)
     assert proc.returncode == 3, proc.stderr
     return re.search(r"Run ([0-9a-f]{32}) needs review", proc.stdout).group(1)
