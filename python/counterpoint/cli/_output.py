@@ -55,10 +55,11 @@ class Output:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], indent: str = "") -> list[str]:
     """Aligned columns under upper-case headers; the last column is not padded."""
-    rows = [list(row) for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    cells_by_row = [list(row) for row in rows]
+    widths = [max([len(h), *(len(row[i]) for row in cells_by_row)])
+              for i, h in enumerate(headers)]
     lines = []
-    for row in [list(headers), *rows]:
+    for row in [list(headers), *cells_by_row]:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths)] + row[-1:]
         lines.append((indent + "  ".join(cells)).rstrip())
     return lines

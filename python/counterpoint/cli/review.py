@@ -46,7 +46,7 @@ def add_parsers(runs: Any) -> None:
 
 
 def decide_command(args: argparse.Namespace, out: Output) -> int:
-    spec = need_spec(args, f"{'approving' if args.verb == 'approve' else 'rejecting'}")
+    spec = need_spec(args, "approving" if args.verb == "approve" else "rejecting")
     context = Context(args.store, spec, args.allow)
     store = open_store(args.store)
     try:
