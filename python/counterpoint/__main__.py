@@ -1,0 +1,5 @@
+"""``python -m counterpoint``: the command line (see docs/cli.md)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""``python -m counterpoint.cli``."""
+
+from . import main
+
+raise SystemExit(main())
