@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 SPEC = "examples/refund_review.yaml"
 ALLOW = ["--allow", "refund_agents"]
 # Where the store keeps the audit log: the table and the columns the tampering edits.
-AUDIT_TABLE = "audit"
+AUDIT_TABLE = "audit_log"
 
 
 def start(store: Path) -> str:
@@ -50,6 +50,8 @@ def tamper(store: Path, key: str) -> int:
     try:
         (seq,) = db.execute(f"SELECT MIN(seq) FROM {AUDIT_TABLE} WHERE run_key = ?",
                             (key,)).fetchone()
+        # The store's append-only trigger stops accidents, not someone editing the file.
+        db.execute("DROP TRIGGER IF EXISTS audit_log_append_only")
         db.execute(f"UPDATE {AUDIT_TABLE} SET data = ? WHERE run_key = ? AND seq = ?",
                    (json.dumps({"tampered": True}), key, seq))
         db.commit()

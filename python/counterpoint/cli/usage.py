@@ -35,7 +35,7 @@ def usage_command(args: argparse.Namespace, out: Output) -> int:
 
     store = open_store(args.store)
     try:
-        rows = usage_of(store, by=args.by, since=since, graph=args.graph)
+        rows = usage_of(store, by=args.by, since=since, graph=args.graph, as_frame=False)
     finally:
         store.close()
     if out.json:
