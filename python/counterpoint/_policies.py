@@ -330,6 +330,15 @@ audit_notes: ContextVar[list[dict[str, Any]] | None] = ContextVar(
     "counterpoint_audit_notes", default=None)
 
 
+def _note_attempt(notes: list[dict[str, Any]], name: str, begun: float,
+                  error: BaseException | None) -> None:
+    note: dict[str, Any] = {"kind": "attempt", "agent": name, "started": begun,
+                            "ended": time.time(), "error": None}
+    if error is not None:
+        note.update(error=type(error).__name__, message=str(error))
+    notes.append(note)
+
+
 def counted_attempts(name: str, agent: Any) -> Any:
     """``agent`` (a function) noting each attempt in the running durable run's audit
     notes, so retries can be audited."""
@@ -343,12 +352,9 @@ def counted_attempts(name: str, agent: Any) -> Any:
             try:
                 result = await agent(*args, **kwargs)
             except BaseException as exc:
-                notes.append({"kind": "attempt", "agent": name, "started": begun,
-                              "ended": time.time(), "error": type(exc).__name__,
-                              "message": str(exc)})
+                _note_attempt(notes, name, begun, exc)
                 raise
-            notes.append({"kind": "attempt", "agent": name, "started": begun,
-                          "ended": time.time(), "error": None})
+            _note_attempt(notes, name, begun, None)
             return result
 
         return counted_async
@@ -362,12 +368,9 @@ def counted_attempts(name: str, agent: Any) -> Any:
         try:
             result = agent(*args, **kwargs)
         except BaseException as exc:
-            notes.append({"kind": "attempt", "agent": name, "started": begun,
-                          "ended": time.time(), "error": type(exc).__name__,
-                          "message": str(exc)})
+            _note_attempt(notes, name, begun, exc)
             raise
-        notes.append({"kind": "attempt", "agent": name, "started": begun,
-                      "ended": time.time(), "error": None})
+        _note_attempt(notes, name, begun, None)
         return result
 
     return counted

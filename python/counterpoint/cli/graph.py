@@ -1,9 +1,8 @@
 """``counterpoint graph SPEC``: the compiled plan as Mermaid, text or JSON.
 
 The picture is made from the plan itself (``describe()``), nested graphs and the child
-graphs patterns run expanded as subgraphs, by the conventions the LangChain drawing
-reads (``_cp_child_graph``, ``_cp_child_repeats``, ``_cp_routes``; see
-``counterpoint.integrations.langchain._drawing``), without needing langchain-core."""
+graphs patterns run expanded as subgraphs, by the conventions LangChain's ``get_graph()``
+reads too (``patterns._drawing_hooks``), without needing langchain-core."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._graph import CompiledGraph
-from .._policies import Policed
+from ..patterns._drawing_hooks import child_graph, drawn_agents, routes
 from ._common import add_allow_flag, add_output_flags, load_graph, usage_error
 from ._exits import OK
 from ._output import Output
@@ -81,16 +80,10 @@ def plan_of(graph: CompiledGraph, prefix: str = "",
             outer: tuple[CompiledGraph, ...] = ()) -> list[Node]:
     """The plan's agents in topological order, nested graphs expanded."""
     outer = (*outer, graph)
-    described = graph.describe()
-    agents = {spec.name: spec.agent for spec in getattr(graph, "_specs", ())}
     nodes = []
-    for item in described["nodes"]:
-        agent = agents.get(item["name"])
-        if isinstance(agent, Policed):
-            agent = agent.agent
-        node = Node(item["name"], prefix + item["name"], list(item["after"]),
-                    getattr(agent, "_cp_routes", False) is True)
-        child, repeats = _child_of(agent)
+    for item, agent in drawn_agents(graph):
+        node = Node(item["name"], prefix + item["name"], list(item["after"]), routes(agent))
+        child, repeats = child_graph(agent)
         if child is not None and all(child is not g for g in outer):
             child_plan = child.describe()
             node.inner = plan_of(child, node.path + "/", outer)
@@ -104,15 +97,6 @@ def plan_of(graph: CompiledGraph, prefix: str = "",
 def paths(nodes: list[Node]) -> list[str]:
     """Every agent path of a plan, as run events name them (``"both/loud"``)."""
     return [p for n in nodes for p in [n.path, *paths(n.inner or [])]]
-
-
-def _child_of(agent: Any) -> tuple[CompiledGraph | None, bool]:
-    if isinstance(agent, CompiledGraph):
-        return agent, False
-    child = getattr(agent, "_cp_child_graph", None)
-    if isinstance(child, CompiledGraph):
-        return child, getattr(agent, "_cp_child_repeats", False) is True
-    return None, False
 
 
 # ---- Mermaid ---------------------------------------------------------------------------

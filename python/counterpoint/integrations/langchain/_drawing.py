@@ -13,18 +13,10 @@ Conventions, those of LangGraph so that LangChain's drawing and LangGraph toolin
   that agent, drawn under the id of the agent it replaces; one with no edge between its
   agents is drawn as one node (LangChain's mermaid drawing would drop its agents).
 
-Patterns tell the drawing what their plain-function agents do through two attributes
-(set where the pattern builds the function, read with ``getattr``):
-
-- ``_cp_routes = True``: the agent returns ``cp.route(...)``, so its out-edges are
-  conditional (``cp.router``, ``cp.adaptive``, ``cp.group_chat``).
-- ``_cp_child_graph = compiled_graph``: the agent's result is always a run of that graph
-  (``cp.delegate``), drawn as a subgraph in place of the agent; with
-  ``_cp_child_repeats = True`` the agent may run it again after it ends (``cp.loop``,
-  ``cp.group_chat``), drawn as a conditional edge from its sinks back to its entries.
-
-A pattern whose child graph is built per run (``cp.supervisor``'s plan, ``cp.fan_out``'s
-items) is drawn as the one agent that builds it.
+Patterns tell the drawing what their plain-function agents do (conditional out-edges, a
+child graph run in the agent's place, run again after it ends) by the conventions of
+``counterpoint.patterns._drawing_hooks``; a child graph that may run again is drawn with
+a conditional edge from its sinks back to its entries.
 """
 
 from __future__ import annotations
@@ -36,7 +28,7 @@ from typing import Any, cast
 from langchain_core.runnables.graph import Graph, Node
 
 from ..._graph import CompiledGraph
-from ..._policies import Policed
+from ...patterns._drawing_hooks import child_graph, drawn_agents, routes
 
 START = "__start__"
 END = "__end__"
@@ -110,21 +102,6 @@ def plan_graph(graph: CompiledGraph, *, xray: bool | int = True) -> Graph:
     return _draw(plan)
 
 
-def _agent_of(agent: Any) -> Any:
-    """What runs: the agent inside a ``cp.policy`` wrapper."""
-    return agent.agent if isinstance(agent, Policed) else agent
-
-
-def _child_of(agent: Any) -> tuple[CompiledGraph | None, bool]:
-    """The graph drawn in place of ``agent``, and whether the agent may run it again."""
-    if isinstance(agent, CompiledGraph):
-        return agent, False
-    child = getattr(agent, "_cp_child_graph", None)
-    if isinstance(child, CompiledGraph):
-        return child, getattr(agent, "_cp_child_repeats", False) is True
-    return None, False
-
-
 def _plan(graph: CompiledGraph, depth: int | None, outer: tuple[CompiledGraph, ...]) -> _Plan:
     """``graph`` as drawn, expanding nested graphs ``depth`` more levels (None: all).
 
@@ -132,14 +109,10 @@ def _plan(graph: CompiledGraph, depth: int | None, outer: tuple[CompiledGraph, .
     name one of them, and expanding it again would never end.
     """
     described = graph.describe()
-    # Built by Graph.compile(); a graph made another way draws its plan without agents.
-    agents = {spec.name: spec.agent for spec in getattr(graph, "_specs", ())}
     parts = []
-    for node in described["nodes"]:
-        agent = _agent_of(agents.get(node["name"]))
-        part = _Part(node["name"], agent, list(node["after"]),
-                     getattr(agent, "_cp_routes", False) is True)
-        child, repeats = _child_of(agent)
+    for node, agent in drawn_agents(graph):
+        part = _Part(node["name"], agent, list(node["after"]), routes(agent))
+        child, repeats = child_graph(agent)
         if child is not None and depth != 0 and all(child is not g for g in outer):
             inner = _plan(child, None if depth is None else depth - 1, (*outer, child))
             inner.repeats = repeats
