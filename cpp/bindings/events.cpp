@@ -262,18 +262,8 @@ PyGetSetDef batch_getset[] = {
      "False once the run has ended and its every event was taken.", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
-PyTypeObject g_batch_type = [] {
-  PyTypeObject type{PyVarObject_HEAD_INIT(nullptr, 0)};
-  type.tp_name = "counterpoint._core.EventBatch";
-  type.tp_basicsize = sizeof(EventBatchObject);
-  type.tp_flags = Py_TPFLAGS_DEFAULT;
-  type.tp_doc = "A batch of a run's events, each made into a chunk as it is iterated.";
-  type.tp_dealloc = batch_dealloc;
-  type.tp_iter = PyObject_SelfIter;
-  type.tp_iternext = batch_next;
-  type.tp_getset = batch_getset;
-  return type;
-}();
+// Filled in by register_events (a static type, as CPython's own are).
+PyTypeObject g_batch_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 }  // namespace
 
@@ -321,6 +311,14 @@ void register_events(py::module_& m) {
         }
         return "EventKinds(" + names + ")";
       });
+  g_batch_type.tp_name = "counterpoint._core.EventBatch";
+  g_batch_type.tp_basicsize = sizeof(EventBatchObject);
+  g_batch_type.tp_flags = Py_TPFLAGS_DEFAULT;
+  g_batch_type.tp_doc = "A batch of a run's events, each made into a chunk as it is iterated.";
+  g_batch_type.tp_dealloc = batch_dealloc;
+  g_batch_type.tp_iter = PyObject_SelfIter;
+  g_batch_type.tp_iternext = batch_next;
+  g_batch_type.tp_getset = batch_getset;
   if (PyType_Ready(&g_batch_type) != 0) throw py::error_already_set();
   Py_INCREF(&g_batch_type);  // static: held for the life of the process
   m.add_object("EventBatch", reinterpret_cast<PyObject*>(&g_batch_type));

@@ -25,7 +25,8 @@ class EventKinds {
   }
   static constexpr EventKinds all() noexcept {
     EventKinds every;
-    every.bits_ = bit(EventKind::Message) | (bit(EventKind::Message) - 1);
+    every.bits_ = static_cast<std::uint16_t>(
+        (2U << static_cast<unsigned>(EventKind::Message)) - 1U);  // every bit up to Message
     return every;
   }
   constexpr EventKinds with(EventKind kind) const noexcept {
