@@ -168,21 +168,22 @@ class NullStore(cp.Store):
 
 
 def count_transactions(store: cp.SQLiteStore, app: cp.CompiledGraph, runs: int) -> dict[str, float]:
-    """Untimed: how many save_outcomes transactions `runs` invokes take, and how many
-    outcomes each one writes (wraps the store instance's method)."""
+    """Untimed: how many outcome transactions (record_outcomes: the outcomes and their
+    audit entries) `runs` invokes take, and how many outcomes each one writes (wraps the
+    store instance's method)."""
     calls: list[int] = []
-    original = store.save_outcomes
+    original = store.record_outcomes
 
-    def counting(run_key: str, outcomes: list[Any]) -> Any:
+    def counting(run_key: str, outcomes: list[Any], events: Any) -> Any:
         calls.append(len(outcomes))
-        return original(run_key, outcomes)
+        return original(run_key, outcomes, events)
 
-    store.save_outcomes = counting  # type: ignore[method-assign]
+    store.record_outcomes = counting  # type: ignore[method-assign]
     try:
         for _ in range(runs):
             app.invoke(1)
     finally:
-        del store.save_outcomes
+        del store.record_outcomes
     return {"transactions_per_run": len(calls) / runs,
             "outcomes_per_transaction": sum(calls) / max(1, len(calls)),
             "largest_transaction": max(calls, default=0)}
