@@ -683,7 +683,7 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   if (timeout.count() > 0 && run.running()) {
     const auto now = detail::Clock::now();
     const auto deadline = now + timeout;
-    if (gather.count() > 0 && spin.count() > 0 && !run.events_taken) {
+    if (gather.count() > 0 && spin.count() > 0 && run.events_taken_count == 0) {
       // A run about to end is cheaper to spin for than to sleep on and be woken: a fast
       // run then ends within the spin and all its events come out in one batch. Only
       // before the first batch: a run still going after one is not about to end, and a
@@ -721,7 +721,6 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   // The status is read under the lock that end() sets it under, so every event recorded
   // before the end is in the queue taken here.
   const bool ended = !run.running();
-  run.events_taken = run.events_taken || !run.events.empty();
   const std::uint32_t taken_before = run.events_taken_count;
   run.events_taken_count += static_cast<std::uint32_t>(run.events.size());
   const std::size_t first = out.size();

@@ -111,7 +111,6 @@ struct RunState : std::enable_shared_from_this<RunState> {
   const std::shared_ptr<NodeHook> node_hook;
   const Usage budget;
   const EventKinds record_events;
-  bool events_taken = false;  // guarded by `mutex`: next_events has taken some
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
   std::atomic<std::uint32_t> unresolved_sinks;
