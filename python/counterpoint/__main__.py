@@ -1,5 +1,5 @@
 """``python -m counterpoint``: the command line (see docs/cli.md)."""
 
-from .cli import main
+from .cli import program
 
-raise SystemExit(main())
+raise SystemExit(program())

@@ -125,15 +125,30 @@ def test_version(tmp_path):
     assert proc.stdout.startswith("counterpoint ")
 
 
-def test_console_script_is_declared_and_resolves_to_main():
+def test_console_script_is_declared_and_resolves_to_the_program():
     with open(REPO / "pyproject.toml", "rb") as handle:
         scripts = tomllib.load(handle)["project"]["scripts"]
     module, _, name = scripts["counterpoint"].partition(":")
     import importlib
 
-    from counterpoint.cli import main
+    from counterpoint.cli import program
 
-    assert getattr(importlib.import_module(module), name) is main
+    assert getattr(importlib.import_module(module), name) is program
+
+
+def test_the_program_never_imports_langchain():
+    # compile() builds plain CompiledGraphs in a CLI process, even with langchain-core
+    # installed: importing it would cost more than most runs.
+    probe = ("import sys\n"
+             "from counterpoint.cli import program\n"
+             "sys.argv = ['counterpoint', 'graph', sys.argv[1], '--allow', 'customer_message']\n"
+             "code = program()\n"
+             "assert code == 0, code\n"
+             "assert not [m for m in sys.modules if m.startswith('langchain')]\n")
+    spec = REPO / "examples" / "customer_message.yaml"
+    proc = subprocess.run([sys.executable, "-c", probe, str(spec)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_python_m_counterpoint_cli_works_too(tmp_path):

@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from .._graph import CompiledGraph, register_compiled_class
 from ._exits import EXIT_CODES_HELP, USAGE, classify, one_line
 from ._output import Output, dumps
 
@@ -97,6 +98,16 @@ def _version() -> str:
         return version("counterpoint")
     except PackageNotFoundError:
         return "unknown"
+
+
+def program() -> int:
+    """The ``counterpoint`` program (the console script, ``python -m counterpoint``):
+    :func:`main` on the process's arguments, in a process of its own."""
+    # A command-line process never hands its graphs to LangChain code, so compile()
+    # builds plain CompiledGraphs: with langchain-core installed, a run would otherwise
+    # first import it, which takes longer than most runs (seconds on a loaded machine).
+    register_compiled_class(lambda: CompiledGraph)
+    return main()
 
 
 def main(argv: list[str] | None = None) -> int:

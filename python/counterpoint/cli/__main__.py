@@ -1,5 +1,5 @@
 """``python -m counterpoint.cli``."""
 
-from . import main
+from . import program
 
-raise SystemExit(main())
+raise SystemExit(program())
