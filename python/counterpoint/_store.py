@@ -383,6 +383,11 @@ def _sqlite_failure(path: str, doing: str, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"run store {path}: cannot {doing}: {cause} ({exc}); {fix}")
 
 
+# A run's audit log, in order (audit() and verify_audit()).
+_AUDIT_ROWS = ("SELECT run_key, seq, time, kind, agent, data, prev_hash, hash FROM audit_log "
+               "WHERE run_key = ? ORDER BY seq")
+
+
 class SQLiteStore(Store):
     """An embedded store in one SQLite file: nothing to start, safe across processes.
 
@@ -512,9 +517,12 @@ class SQLiteStore(Store):
                 data[name] = json.loads(encoded)
 
     def _append_in(self, db: sqlite3.Connection, run_key: str, events: Sequence[AuditEvent],
-                   encoded: dict[int, bytes]) -> None:
-        """Appends entries inside the caller's transaction, moving the run's head."""
+                   encoded: dict[int, bytes], updated: float | None = None) -> None:
+        """Appends entries inside the caller's transaction, moving the run's head (and
+        its ``updated`` time, when given: the run's row is written once)."""
         if not events:
+            if updated is not None:
+                db.execute("UPDATE runs SET updated = ? WHERE run_key = ?", (updated, run_key))
             return
         head = db.execute("SELECT audit_count, audit_head FROM runs WHERE run_key = ?",
                           (run_key,)).fetchone()
@@ -534,8 +542,13 @@ class SQLiteStore(Store):
         db.executemany("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?)", [
             (e.run_key, e.seq, e.time, e.kind, e.agent, _canonical(e.data), e.prev_hash, e.hash)
             for e in entries])
-        db.execute("UPDATE runs SET audit_count = ?, audit_head = ? WHERE run_key = ?",
-                   (count + len(entries), entries[-1].hash, run_key))
+        if updated is None:
+            db.execute("UPDATE runs SET audit_count = ?, audit_head = ? WHERE run_key = ?",
+                       (count + len(entries), entries[-1].hash, run_key))
+        else:
+            db.execute("UPDATE runs SET audit_count = ?, audit_head = ?, updated = ? "
+                       "WHERE run_key = ?", (count + len(entries), entries[-1].hash, updated,
+                                             run_key))
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
@@ -621,9 +634,7 @@ class SQLiteStore(Store):
                 with self._transaction("write agent outputs") as db:
                     db.executemany(
                         "INSERT OR REPLACE INTO outcomes VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                    db.execute("UPDATE runs SET updated = ? WHERE run_key = ?",
-                               (now, run_key))
-                    self._append_in(db, run_key, audit, encoded)
+                    self._append_in(db, run_key, audit, encoded, updated=now)
             except StoreError as exc:
                 return [exc if error is None else error for error in errors]
         return errors
@@ -709,8 +720,7 @@ class SQLiteStore(Store):
             StoreError: there is no such run (and no log of it).
         """
         with self._using(f"read the audit log of run {run_key}") as db:
-            rows = db.execute("SELECT run_key, seq, time, kind, agent, data, prev_hash, hash "
-                              "FROM audit_log WHERE run_key = ? ORDER BY seq",
+            rows = db.execute(_AUDIT_ROWS,
                               (run_key,)).fetchall()
             known = rows or db.execute("SELECT 1 FROM runs WHERE run_key = ?",
                                        (run_key,)).fetchone()
@@ -741,8 +751,7 @@ class SQLiteStore(Store):
             StoreError: there is no such run (and no log of it).
         """
         with self._using(f"verify the audit log of run {run_key}") as db:
-            rows = db.execute("SELECT run_key, seq, time, kind, agent, data, prev_hash, hash "
-                              "FROM audit_log WHERE run_key = ? ORDER BY seq",
+            rows = db.execute(_AUDIT_ROWS,
                               (run_key,)).fetchall()
             run = db.execute("SELECT audit_count, audit_head, input FROM runs WHERE run_key = ?",
                              (run_key,)).fetchone()

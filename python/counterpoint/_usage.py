@@ -128,32 +128,38 @@ def _is_call(entry: AuditEntry) -> bool:
         not entry.data.get("in_process")
 
 
+def _seconds(value: Any) -> float | None:
+    """A duration the log recorded, or None for anything else."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def _count_call(tally: _Tally, entry: AuditEntry) -> None:
+    tally.calls += 1
+    if entry.kind == "agent_failed":
+        tally.failures += 1
+    _add_usage(tally, entry.data.get("usage"))
+
+
 def _count_agent(tallies: dict[str, _Tally], entry: AuditEntry) -> None:
     if entry.agent is None:
         return
     if _is_call(entry):
-        tally = tallies[entry.agent]
-        tally.calls += 1
-        if entry.kind == "agent_failed":
-            tally.failures += 1
-        _add_usage(tally, entry.data.get("usage"))
+        _count_call(tallies[entry.agent], entry)
     elif entry.kind == "agent_started":
-        seconds = entry.data.get("seconds")
-        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
-            tallies[entry.agent].seconds.append(float(seconds))
+        seconds = _seconds(entry.data.get("seconds"))
+        if seconds is not None:
+            tallies[entry.agent].seconds.append(seconds)
 
 
 def _count_run(tally: _Tally, entries: Iterable[AuditEntry]) -> None:
     for entry in entries:
         if _is_call(entry):
-            tally.calls += 1
-            if entry.kind == "agent_failed":
-                tally.failures += 1
-            _add_usage(tally, entry.data.get("usage"))
+            _count_call(tally, entry)
         elif entry.kind == "run_finished":
-            elapsed = entry.data.get("elapsed")
-            if isinstance(elapsed, (int, float)) and not isinstance(elapsed, bool):
-                tally.seconds.append(float(elapsed))
+            elapsed = _seconds(entry.data.get("elapsed"))
+            if elapsed is not None:
+                tally.seconds.append(elapsed)
 
 
 def _pandas(as_frame: bool | None) -> Any:

@@ -57,6 +57,12 @@ def _report(run_manager: CallbackManagerForChainRun | None, output: Any = None,
 
 
 _ambient_config = var_child_runnable_config.get
+
+
+def _unconfigured(config: RunnableConfig | None) -> bool:
+    """Called as a plain counterpoint graph: no config given, none ambient (no LangChain
+    run around the call), so there is nothing to honour and no LangChain cost to pay."""
+    return config is None and _ambient_config() is None
 _plain_invoke = CompiledGraph.invoke
 _plain_ainvoke = CompiledGraph.ainvoke
 
@@ -125,7 +131,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     def invoke(self, input: Any, config: RunnableConfig | None = None, *,
                budget: Mapping[str, float] | None = None, deadline: float | None = None,
                **kwargs: Any) -> Any:
-        if config is None and _ambient_config() is None:
+        if _unconfigured(config):
             # Called as a plain counterpoint graph: no config to honour, no LangChain
             # cost (ensure_config alone is a few microseconds, most of a small run).
             return _plain_invoke(self, input, budget=budget, deadline=deadline)
@@ -144,7 +150,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, *,
                       budget: Mapping[str, float] | None = None,
                       deadline: float | None = None, **kwargs: Any) -> Any:
-        run_manager, observer = (None, None) if config is None and _ambient_config() is None \
+        run_manager, observer = (None, None) if _unconfigured(config) \
             else self._observed(input, config)
         try:
             output = await self._ainvoke_observed(input, observer, budget=budget,
@@ -161,7 +167,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
               config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         budget, deadline = kwargs.get("budget"), kwargs.get("deadline")
-        if config is None and _ambient_config() is None:
+        if _unconfigured(config):
             return self._batch(inputs, kwargs.get("max_concurrency"), return_exceptions,
                                budget, deadline)
         inputs = list(inputs)
@@ -186,7 +192,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     async def abatch(self, inputs: Iterable[Any],
                      config: RunnableConfig | list[RunnableConfig] | None = None,
                      *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
-        if config is None and _ambient_config() is None:  # no config: no LangChain cost
+        if _unconfigured(config):  # no config: no LangChain cost
             return await self._abatch_each(
                 list(inputs), kwargs.pop("max_concurrency", None), return_exceptions,
                 lambda _, item: _plain_ainvoke(self, item, **kwargs))
@@ -203,7 +209,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     def stream(self, input: Any, config: RunnableConfig | None = None, *,
                stream_mode: str | Sequence[str] = "values", **kwargs: Any) -> Iterator[Any]:
         modes = StreamModes.of(stream_mode)  # checked now, not at the first next()
-        if config is None and not modes.publishes and _ambient_config() is None:
+        if not modes.publishes and _unconfigured(config):
             # As invoke: no config to honour, no LangChain cost per stream or per chunk.
             return self._stream(input, modes, None, kwargs.get("budget"), kwargs.get("deadline"))
         return self._stream_reported(input, config, modes, kwargs)
@@ -212,7 +218,7 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
                 stream_mode: str | Sequence[str] = "values",
                 **kwargs: Any) -> AsyncIterator[Any]:
         modes = StreamModes.of(stream_mode)
-        if config is None and not modes.publishes and _ambient_config() is None:
+        if not modes.publishes and _unconfigured(config):
             return self._astream(input, modes, None, kwargs.get("budget"),
                                  kwargs.get("deadline"))
         return self._astream_reported(input, config, modes, kwargs)
