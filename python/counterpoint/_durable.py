@@ -52,10 +52,6 @@ class CheckpointWriter:
     def stopped(self) -> bool:
         return self._stopping
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def _loop(self) -> None:
         while True:
             work = self.hook.take(0.5)
@@ -66,8 +62,7 @@ class CheckpointWriter:
             elif self._stopping:
                 # The hook is closed: take() returned at once with whatever was left
                 # (the ends of runs cancelled at exit), and nothing more can come.
-                with _writers_lock:
-                    _retiring.discard(self)
+                _retiring.discard(self)
                 return
 
     def _write(self, pending: list[Any], ended: list[tuple[str, str, int]]) -> None:
@@ -126,51 +121,55 @@ def _as_store_error(error: Exception, agent: str, store: str) -> StoreError:
 
 
 # Writers by id(store): a store need not be hashable, and a weak key would be pointless
-# since each writer is dropped by its store's finalizer or close() anyway.
+# since each writer is stopped by its store's finalizer or close() anyway.
 _writers: dict[int, CheckpointWriter] = {}
-# Reentrant: a store's finalizer (which forgets its writer) can run on any thread, in
-# the middle of a garbage collection that this very lock's holder triggered.
-_writers_lock = threading.RLock()
+_writers_lock = threading.Lock()
+
+# Writers told to stop whose threads may still be finishing (a finalizer does not wait;
+# close() waits 2 s at most): exit waits for them too, as a thread inside the native hook
+# when the interpreter finalizes would abort the process. Each thread leaves on its end.
+# Only single (atomic) set operations touch it, so a finalizer may too.
+_retiring: set[CheckpointWriter] = set()
 
 
 def writer_for(store: Store) -> CheckpointWriter:
     """The store's checkpoint writer, started on first use."""
     with _writers_lock:
         writer = _writers.get(id(store))
-        if writer is None or writer.stopped:
-            writer = CheckpointWriter(store)
-            _writers[id(store)] = writer
-            # Not at exit: the shutdown hook stops every writer, after the engine has
-            # interrupted the runs whose ends they must still record. (A store that is
-            # not weakly referenceable keeps its writer until close() or exit.)
-            with contextlib.suppress(TypeError):
-                weakref.finalize(store, _forget, id(store), writer, 0.0).atexit = False
+        if writer is not None and not writer.stopped:
+            return writer
+        # Writers of collected stores are dropped here rather than by their finalizers,
+        # which must not take this lock (see _store_collected).
+        for key in [key for key, old in _writers.items() if old.stopped]:
+            del _writers[key]
+        writer = CheckpointWriter(store)
+        _writers[id(store)] = writer
+        # Not at exit: the shutdown hook stops every writer, after the engine has
+        # interrupted the runs whose ends they must still record. (A store that is not
+        # weakly referenceable keeps its writer until close() or exit.)
+        with contextlib.suppress(TypeError):
+            weakref.finalize(store, _store_collected, writer).atexit = False
         return writer
 
 
-# Writers told to stop whose threads may still be finishing (a finalizer does not wait;
-# close() waits 2 s at most): exit waits for them too, as a thread inside the native hook
-# when the interpreter finalizes would abort the process. Each thread leaves on its end.
-_retiring: set[CheckpointWriter] = set()
-
-
-def _forget(key: int, writer: CheckpointWriter, wait: float) -> None:
-    _forget_audits(None)
-    with _writers_lock:
-        if _writers.get(key) is writer:
-            del _writers[key]
-        # Also drop the writers whose threads ended after their last look at this set.
-        _retiring.difference_update([w for w in _retiring if not w.alive])
-        _retiring.add(writer)
-    writer.stop(wait)
+def _store_collected(writer: CheckpointWriter) -> None:
+    """A collected store's finalizer. It runs wherever a garbage collection happens to
+    start: on any thread, perhaps one that holds a lock of this module or that another
+    thread holding one waits for (a writer thread being started). So it takes no lock:
+    it stops the writer, and the registries drop what belongs to dead stores on their
+    next use."""
+    _retiring.add(writer)
+    _stores_collected.append(None)
+    writer.stop(0.0)
 
 
 def _store_closed(store: Store) -> None:
     _forget_audits(store)
     with _writers_lock:
-        writer = _writers.get(id(store))
+        writer = _writers.pop(id(store), None)
     if writer is not None:
-        _forget(id(store), writer, 2.0)
+        _retiring.add(writer)
+        writer.stop(2.0)
 
 
 on_close(_store_closed)
@@ -179,7 +178,7 @@ on_close(_store_closed)
 def stop_writers(wait: float = 2.0) -> None:
     """Stops every writer, waiting up to ``wait`` seconds in all."""
     with _writers_lock:
-        writers = [*_writers.values(), *_retiring]
+        writers = [*_writers.values(), *_retiring.copy()]
         _writers.clear()
     for writer in writers:
         writer.stop(0.0)
@@ -364,14 +363,23 @@ class AuditedRun:
         # Run ids whose end the checkpoint writer saw before this run's handle came (a
         # resumed run has the key of the run before it, so the id tells them apart).
         self.ended: set[int] = set()
+        # Held while the end entries are written, so whoever else sees the end (the
+        # waiter, when the checkpoint writer was first) returns only once they are.
+        self.finishing = threading.Lock()
 
 
 _audited: dict[str, AuditedRun] = {}
 _audited_lock = threading.Lock()
+# Appended to (atomically) by a collected store's finalizer, which takes no lock: the
+# next run to start drops the tracked runs of stores that are gone.
+_stores_collected: list[None] = []
 
 
 def audit_begin(audited: AuditedRun) -> None:
     """Tracks a durable run from its start until its end entries are written."""
+    if _stores_collected:
+        _stores_collected.clear()
+        _forget_audits(None)
     with _audited_lock:
         _audited[audited.run_key] = audited
 
@@ -401,17 +409,18 @@ def run_ended(run_key: str, run_id: int) -> None:
 
 def audit_finish(audited: AuditedRun, report: Any = None) -> None:
     """Writes the run's end entries, once (whoever sees the end first: the waiter, the
-    checkpoint writer or a batch with the run's ``report``)."""
-    with _audited_lock:
-        if _audited.get(audited.run_key) is not audited or \
-                (audited.handle is None and report is None):
+    checkpoint writer or a batch with the run's ``report``); returns once they are."""
+    with audited.finishing:
+        with _audited_lock:
+            if _audited.get(audited.run_key) is not audited or \
+                    (audited.handle is None and report is None):
+                return
+            del _audited[audited.run_key]
+        store = audited.store()
+        if store is None:
             return
-        del _audited[audited.run_key]
-    store = audited.store()
-    if store is None:
-        return
-    with contextlib.suppress(Exception):  # the audit log never fails a finished run
-        store.append_audit(audited.run_key, end_events(audited, report, store))
+        with contextlib.suppress(Exception):  # the audit log never fails a finished run
+            store.append_audit(audited.run_key, end_events(audited, report, store))
 
 
 def _forget_audits(store: Store | None) -> None:

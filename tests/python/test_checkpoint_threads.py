@@ -160,3 +160,43 @@ def test_exit_after_many_compiles_is_clean(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "done"
     assert proc.stderr == ""
+
+
+def test_a_store_collected_anywhere_never_deadlocks(tmp_path):
+    # A collected store's finalizer runs wherever a garbage collection starts: say, on
+    # the thread being started for another store's writer, while the thread starting it
+    # holds the module's locks and waits. So the finalizer must take none of them.
+    code = textwrap.dedent(
+        f"""
+        import gc, threading
+        import counterpoint as cp
+        from counterpoint import _durable
+
+        store = cp.SQLiteStore({str(tmp_path / "r.db")!r})
+        store.self = store        # a cycle: only the collector frees it
+        app = cp.Graph().add("a", lambda x: x + 1).compile(store=store)
+        assert app.invoke(1) == 2
+        del app, store
+        with _durable._writers_lock, _durable._audited_lock:
+            collector = threading.Thread(target=gc.collect)
+            collector.start()
+            collector.join(20)
+            assert not collector.is_alive(), "the store's finalizer waits for a lock"
+        app = cp.Graph().add("a", lambda x: x + 1).compile(store={str(tmp_path / "r.db")!r})
+        assert app.invoke(2) == 3
+        print("done", flush=True)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+
+
+def test_the_end_of_a_run_is_in_its_audit_log_when_the_run_returns(tmp_path):
+    # Whoever sees a durable run's end first writes its end entries: often the
+    # checkpoint writer's thread. The waiter returns only once they are written.
+    app = cp.Graph().add("a", lambda x: x).compile(store=tmp_path / "r.db")
+    for i in range(100):
+        record = app.run(i)
+        assert app.store.audit(record.run_key)[-1].kind == "run_finished", i
