@@ -105,6 +105,16 @@ def register_spec_writer(writer: Callable[[CompiledGraph], dict[str, Any]]) -> N
     _spec_writer = writer
 
 
+# How a pattern's graph is built again from its declaration (``app._cp_declared``) when
+# it is unpickled: counterpoint.patterns, a layer above, registers it.
+_pattern_rebuilder: Callable[[str, dict[str, Any]], CompiledGraph] | None = None
+
+
+def register_pattern_rebuilder(rebuild: Callable[[str, dict[str, Any]], CompiledGraph]) -> None:
+    global _pattern_rebuilder
+    _pattern_rebuilder = rebuild
+
+
 def compiled_graph_class() -> type[CompiledGraph]:
     global _compiled_class
     if _compiled_class is None:
@@ -245,7 +255,8 @@ class Graph:
             message, node = exc.args
             raise GraphError(message, node or None) from None
         return compiled_graph_class()(native_graph, has_async, store=store, budget=budget,
-                                      deadline=deadline_seconds, specs=tuple(self._nodes))
+                                      deadline=deadline_seconds, specs=tuple(self._nodes),
+                                      on_error=self._on_error)
 
 
 class CompiledGraph:
@@ -254,18 +265,50 @@ class CompiledGraph:
     A compiled graph is also an agent: add it to another graph (or pass it to a pattern)
     and each call becomes a child run, scheduled natively, cancelled with its parent,
     its events streamed as ``"<agent>/<child agent>"``.
+
+    It pickles as what it was built from and is compiled again when unpickled: with
+    ``pickle`` when its agents are module-level functions, with ``cloudpickle`` when
+    they are lambdas or closures too (see :meth:`__reduce__`).
     """
+
+    # What __init__ sets: compiling again makes them, so they are never pickled.
+    _COMPILED = frozenset({"_native", "_specs", "_has_async", "_store", "_budget",
+                           "_deadline", "_on_error", "_fingerprint"})
 
     def __init__(self, native: Any, has_async: bool, *, store: Store | None = None,
                  budget: dict[str, float] | None = None, deadline: float = 0.0,
-                 specs: tuple[NodeSpec, ...] = ()) -> None:
+                 specs: tuple[NodeSpec, ...] = (), on_error: str = "fail") -> None:
         self._native = native
-        self._specs = specs  # what it was built from: for pictures and schemas
+        # What it was built from: for pictures, schemas, specs and pickling.
+        self._specs = specs
         self._has_async = has_async
         self._store = store
         self._budget = budget
         self._deadline = deadline
+        self._on_error = on_error
         self._fingerprint = fingerprint(self.describe()) if store is not None else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles the graph as its declaration; unpickling compiles it again (into the
+        class ``compile()`` makes, a LangChain Runnable where langchain-core is installed).
+
+        A pattern's graph (``cp.parallel(...)`` ...) is its builder's name and the
+        arguments it was given, so the pickle carries the user's agents, not the
+        pattern's internal closures and child graphs. Any other graph is its node specs
+        (agents and policies), ``on_error``, store, budget and deadline. Attributes set
+        on the graph after compiling (a spec's name and description) go along.
+
+        What belongs to this process stays: runs in flight, and the state of breakers
+        and limits (see :class:`CircuitBreaker` and :class:`Limit`).
+        """
+        added = {name: value for name, value in self.__dict__.items()
+                 if name not in self._COMPILED and name != "_cp_declared"}
+        declared = self.__dict__.get("_cp_declared")
+        if declared is not None:
+            assert _pattern_rebuilder is not None, "counterpoint.patterns registers it"
+            return _pattern_rebuilder, declared, added or None
+        return (_recompile, (self._specs, self._on_error, self._store, self._budget,
+                             self._deadline or None), added or None)
 
     @property
     def uses_event_loop(self) -> bool:
@@ -702,6 +745,15 @@ class CompiledGraph:
 
     def __repr__(self) -> str:
         return f"CompiledGraph(agents={self.agents})"
+
+
+def _recompile(specs: tuple[NodeSpec, ...], on_error: str, store: Store | None,
+               budget: dict[str, float] | None, deadline: float | None) -> CompiledGraph:
+    """Unpickles a compiled graph (see ``CompiledGraph.__reduce__``): its node specs
+    added to a graph again and compiled."""
+    graph = Graph(on_error=on_error)
+    graph._nodes.extend(specs)
+    return graph.compile(store=store, budget=budget, deadline=deadline)
 
 
 def route(value: Any, to: Sequence[str]) -> Any:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec
 
 from .._agents import check_agent
 from .._errors import GraphError
-from .._graph import CompiledGraph
+from .._graph import CompiledGraph, register_pattern_rebuilder
 
 P = ParamSpec("P")
+
+# The declared builders by pattern name, with their signatures.
+_builders: dict[str, tuple[Callable[..., CompiledGraph], inspect.Signature]] = {}
 
 
 def declared(pattern: str) -> Callable[[Callable[P, CompiledGraph]], Callable[P, CompiledGraph]]:
     """Makes a pattern builder record its name and the arguments it was given on the
-    graph it returns, so that ``app.to_spec()`` can write the pattern back as a spec."""
+    graph it returns, so that ``app.to_spec()`` can write the pattern back as a spec and
+    a pickled graph can be built again (:func:`rebuild_declared`)."""
 
     def wrap(build: Callable[P, CompiledGraph]) -> Callable[P, CompiledGraph]:
         signature = inspect.signature(build)
@@ -28,9 +33,22 @@ def declared(pattern: str) -> Callable[[Callable[P, CompiledGraph]], Callable[P,
                 pattern, dict(signature.bind(*args, **kwargs).arguments))
             return app
 
+        _builders[pattern] = (declare, signature)
         return declare
 
     return wrap
+
+
+def rebuild_declared(pattern: str, arguments: dict[str, Any]) -> CompiledGraph:
+    """Builds a pattern's graph again from its declaration (``app._cp_declared``): how a
+    pickled pattern is unpickled. The builder makes fresh internal closures and child
+    graphs, which is why they never need to be pickled."""
+    build, signature = _builders[pattern]
+    call = inspect.BoundArguments(signature, OrderedDict(arguments))
+    return build(*call.args, **call.kwargs)
+
+
+register_pattern_rebuilder(rebuild_declared)
 
 
 def agent_name(agent: Any, fallback: str) -> str:
