@@ -125,11 +125,21 @@ class Retry:
 
 class _Shared:
     """Instances with a name are shared process-wide: building one again with the same
-    name and settings returns the same object (and so the same native state)."""
+    name and settings returns the same object (and so the same native state).
+
+    They pickle as how they were built: a named one, unpickled, joins the process's
+    registry (the same object as every other with that name); an anonymous one is a new
+    object, which pickle's memo makes one for everything pickled together that shared
+    it. Their state (counts, an open breaker) stays in the process that pickled them.
+    """
 
     _registry: ClassVar[dict[tuple[type, str], Any]] = {}
     _lock = threading.Lock()
     _anonymous = itertools.count(1)
+    # The keywords of the constructor, in the order of ``_settings``.
+    _SETTING_NAMES: ClassVar[tuple[str, ...]]
+    _settings: tuple[Any, ...]
+    _shared_name: str | None  # the name given, None for an anonymous one
 
     @classmethod
     def _shared(cls, name: str | None, settings: tuple, build: Callable[[str], Any]) -> Any:
@@ -141,6 +151,7 @@ class _Shared:
             if name is None:
                 instance = object.__new__(cls)
                 instance._settings = settings
+                instance._shared_name = None
                 instance._native = build(f"{cls.__name__.lower()}-{next(cls._anonymous)}")
                 return instance
             existing = cls._registry.get((cls, name))
@@ -153,9 +164,20 @@ class _Shared:
                 return existing
             instance = object.__new__(cls)
             instance._settings = settings
+            instance._shared_name = name
             instance._native = build(name)
             cls._registry[(cls, name)] = instance
             return instance
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _build_shared, (type(self), self._shared_name,
+                               dict(zip(self._SETTING_NAMES, self._settings)))
+
+
+def _build_shared(cls: Callable[..., _Shared], name: str | None,
+                  settings: dict[str, Any]) -> _Shared:
+    """Unpickles a breaker or limit by building it again (see ``_Shared``)."""
+    return cls(name, **settings)
 
 
 class CircuitBreaker(_Shared):
@@ -166,7 +188,13 @@ class CircuitBreaker(_Shared):
     goes through (half-open); its success closes the breaker, its failure reopens it.
     Give it a ``name`` to share it across agents and graphs; without one, it belongs to
     whatever you attach it to.
+
+    It pickles as its name and settings (with the graph it guards): unpickled, a named
+    breaker is the process's breaker of that name. Its state does not travel: in a new
+    process it starts closed, with no failures counted.
     """
+
+    _SETTING_NAMES = ("failures", "window", "reset_after")
 
     def __new__(cls, name: str | None = None, *, failures: int = 5, window: float = 60.0,
                 reset_after: float = 30.0) -> CircuitBreaker:
@@ -203,7 +231,14 @@ class Limit(_Shared):
         max_concurrent: At most this many calls at once.
         per_second: At most this many call starts per second.
         burst: Starts allowed back to back before ``per_second`` applies (default 1).
+
+    It pickles as its name and settings (with the graph it limits): unpickled, a named
+    limit is the process's limit of that name, and an anonymous one shared by several
+    agents pickled together is still one limit. Its state does not travel: in a new
+    process no calls are running or counted.
     """
+
+    _SETTING_NAMES = ("max_concurrent", "per_second", "burst")
 
     def __new__(cls, name: str | None = None, *, max_concurrent: int | None = None,
                 per_second: float | None = None, burst: int | None = None) -> Limit:

@@ -402,6 +402,10 @@ class SQLiteStore(Store):
         audit_content: Record inputs and outputs themselves in the audit log (as the
             codec's JSON), not only their SHA-256 digests.
 
+    It pickles as its file's absolute path and these options: unpickled (with a graph
+    sent to another process, say), it opens the same file again. An in-memory store
+    cannot be pickled: its runs exist only in this process.
+
     Raises:
         StoreError: the path is empty or a directory, the file is not a counterpoint
             store, is corrupt, was written by a newer counterpoint, or cannot be opened.
@@ -810,5 +814,19 @@ class SQLiteStore(Store):
                 self._closed = True
                 self._db.close()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self.path == ":memory:":
+            raise TypeError(
+                "SQLiteStore(':memory:') cannot be pickled: its runs exist only in this "
+                "process; give the store a file path to share it with other processes")
+        return _reopen, (type(self), os.path.abspath(self.path), self.codec.use_pickle,
+                         self.audit_content)
+
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, format={self.codec.format!r})"
+
+
+def _reopen(cls: Callable[..., SQLiteStore], path: str, use_pickle: bool,
+            audit_content: bool) -> SQLiteStore:
+    """Unpickles a SQLite store: the same file, opened again."""
+    return cls(path, pickle=use_pickle, audit_content=audit_content)
