@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as _dist_version
 from importlib.util import find_spec as _find_spec
+from typing import Any as _Any
 
 from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
 from ._audit import AuditEntry, AuditVerification
@@ -26,8 +27,11 @@ from ._errors import (
     SpecError,
     SpecProblem,
     StoreError,
+    WorkerLost,
 )
 from ._events import Event
+from ._executors import ray, ray_actors, ray_batch
+from ._executors import register_integration as _register_ray_integration
 from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core
 from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
@@ -72,6 +76,16 @@ _core.set_result_type(Result)
 _core.set_event_type(Event)
 _core.set_confidence_reader(confidence_of)
 
+
+
+def _ray_integration() -> _Any:
+    from .integrations import ray
+
+    return ray
+
+
+# cp.ray(), cp.ray_actors() and cp.ray_batch() import it when a graph first uses them.
+_register_ray_integration(_ray_integration)
 
 
 def _runnable_graph_class() -> type[CompiledGraph]:
@@ -136,6 +150,7 @@ __all__ = [
     "Subtask",
     "UsageRow",
     "Verdict",
+    "WorkerLost",
     "__version__",
     "adaptive",
     "approve",
@@ -151,6 +166,9 @@ __all__ = [
     "loop",
     "parallel",
     "policy",
+    "ray",
+    "ray_actors",
+    "ray_batch",
     "reject",
     "route",
     "router",

@@ -215,6 +215,20 @@ class StoreError(CounterpointError):
     """
 
 
+class WorkerLost(CounterpointError):
+    """The process running an agent's call on a cluster (a Ray worker or actor) died, or
+    its node did: the call's attempt failed. The agent's :class:`Retry` runs it again
+    (on a live actor, for an actor pool).
+
+    Attributes:
+        agent: The agent whose call was lost.
+    """
+
+    def __init__(self, agent: str, detail: str) -> None:
+        super().__init__(f"agent '{agent}': {detail}")
+        self.agent = agent
+
+
 class SpecProblem(NamedTuple):
     """One problem of a spec: where it is (``path``), what is wrong and how to fix it."""
 

@@ -16,6 +16,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from dataclasses import replace
 from typing import Any
 
 from ._audit import AuditEvent
@@ -30,6 +31,7 @@ from ._durable import (
     writer_for,
 )
 from ._errors import GraphError
+from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
@@ -169,6 +171,7 @@ class Graph:
         breaker: CircuitBreaker | None = None,
         limits: Limit | Sequence[Limit] | None = None,
         review: Review | None = None,
+        executor: Executor | None = None,
     ) -> Graph:
         """Adds an agent. Problems are reported by :meth:`compile`, naming the agent.
 
@@ -194,12 +197,17 @@ class Graph:
                 the graph's.
             retry, timeout, fallback, breaker, limits, review: Policies; see
                 :func:`counterpoint.policy`.
+            executor: Where the agent's calls run, if not in this process:
+                :func:`counterpoint.ray` (a Ray task per call) or
+                :func:`counterpoint.ray_actors` (a pool of Ray actors). The engine and
+                every policy stay here; see docs/scale-out.md.
 
         Returns:
             The graph, so calls can be chained.
         """
         self._nodes.append(NodeSpec(name, agent, after, priority, dispatch, join, on_error,
-                                    retry, timeout, fallback, breaker, limits, review))
+                                    retry, timeout, fallback, breaker, limits, review,
+                                    executor))
         return self
 
     def compile(
@@ -664,6 +672,7 @@ class CompiledGraph:
         return_exceptions: bool = False,
         budget: Mapping[str, float] | None = None,
         deadline: float | None = None,
+        executor: RayBatch | None = None,
     ) -> list[Any]:
         """Runs the graph once per input, concurrently; results come in input order.
 
@@ -672,11 +681,19 @@ class CompiledGraph:
         Args:
             inputs: One input per run.
             max_concurrency: At most this many runs in flight (default:
-                ``DEFAULT_BATCH_WINDOW``, 1024, so memory stays bounded).
+                ``DEFAULT_BATCH_WINDOW``, 1024, so memory stays bounded). With an
+                executor, the runs in flight in each of its actors.
             return_exceptions: Put each failed run's exception in its place instead of
                 raising the first one (in input order) after every run has finished.
             budget, deadline: Per run, as for :meth:`start`.
+            executor: :func:`counterpoint.ray_batch` shards the runs over Ray actors,
+                each compiling this graph once; None runs them in this process.
         """
+        if executor is not None:
+            if max_concurrency is not None:
+                _check_max_concurrency(max_concurrency)
+                executor = replace(executor, max_concurrency=max_concurrency)
+            return run_batch_on(executor, self, inputs, return_exceptions, budget, deadline)
         return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
 
     def _batch(self, inputs: Iterable[Any], max_concurrency: int | None,
@@ -722,8 +739,16 @@ class CompiledGraph:
         return_exceptions: bool = False,
         budget: Mapping[str, float] | None = None,
         deadline: float | None = None,
+        executor: RayBatch | None = None,
     ) -> list[Any]:
-        """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop."""
+        """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop (or,
+        with an executor, the batch runs on Ray while the loop goes on)."""
+        if executor is not None:
+            connect(executor)
+            return await asyncio.to_thread(
+                self.batch, inputs, max_concurrency=max_concurrency,
+                return_exceptions=return_exceptions, budget=budget, deadline=deadline,
+                executor=executor)
         return await self._abatch_each(
             list(inputs), max_concurrency, return_exceptions,
             lambda _, item: self.ainvoke(item, budget=budget, deadline=deadline))

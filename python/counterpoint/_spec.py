@@ -9,6 +9,7 @@ from typing import Any
 
 from ._agents import DISPATCH, native_agent
 from ._errors import GraphError
+from ._executors import Executor
 from ._native import _core
 from ._policies import Policed, counted_attempts, policy
 
@@ -40,6 +41,7 @@ class NodeSpec:
     breaker: Any = None
     limits: Any = None
     review: Any = None
+    executor: Any = None  # None: in this process
 
     def _fail(self, problem: str) -> GraphError:
         return GraphError(f"agent '{self.name}': {problem}", self.name)
@@ -98,6 +100,15 @@ class NodeSpec:
             raise self._fail(
                 f"on_error={self.on_error!r} is not one of {_choices(NODE_ERROR_MODES)}")
         self.policed  # noqa: B018 - raises GraphError for a bad policy
+        if self.executor is not None:
+            if not isinstance(self.executor, Executor):
+                raise self._fail(
+                    f"executor must be cp.ray(...) or cp.ray_actors(...), got {self.executor!r}"
+                    " (for a batch over Ray actors, pass cp.ray_batch(...) to batch())")
+            if self.dispatch != "auto":
+                raise self._fail(
+                    f"dispatch={self.dispatch!r} is for agents run in this process; an agent "
+                    "with an executor runs where the executor sends it: drop one of the two")
 
     @property
     def pauses_for_review(self) -> bool:
@@ -112,7 +123,9 @@ class NodeSpec:
         policed = self.policed
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
-        if policed is not None and policed.retry is not None and \
+        if self.executor is not None:
+            agent = self.executor.bind(self.name, agent)
+        elif policed is not None and policed.retry is not None and \
                 policed.retry.max_attempts > 1 and type(agent) is FunctionType:
             agent = counted_attempts(self.name, agent)  # its retries reach the audit log
         native, is_async = native_agent(self.name, agent, dispatch)

@@ -18,6 +18,7 @@ from .. import _errors
 from .. import patterns as _patterns
 from .._agents import DISPATCH
 from .._errors import GraphError, SpecError, SpecProblem
+from .._executors import RayActors, RayOptions, RayTasks, ray, ray_actors
 from .._graph import CompiledGraph, Graph
 from .._policies import CircuitBreaker, Limit, Policed, Retry, Review, _Shared, policy
 from .._spec import GRAPH_ERROR_MODES, JOINS, NODE_ERROR_MODES, NodeSpec
@@ -812,6 +813,76 @@ class ReviewKind(Kind):
         return self.fields.schema(sg)
 
 
+_RAY_OPTIONS: dict[str, Field] = {
+    "num_cpus": Field(Number(0), "CPUs each task or actor reserves (Ray's default: 1)"),
+    "num_gpus": Field(Number(0), "GPUs each task or actor reserves"),
+    "memory": Field(Integer(0), "bytes of memory each task or actor reserves"),
+    "resources": Field(MapOf(Number(0), "custom resource: amount"),
+                       "custom resources each task or actor reserves"),
+    "address": Field(Text(), "the Ray cluster ('auto', 'ray://head:10001'); unset: the one "
+                     "this process uses, or a new local one"),
+}
+_ACTORS_DEFAULTS = _defaults(ray_actors)
+EXECUTORS: dict[str, tuple[Obj, Callable[..., Any]]] = {
+    "ray": (Obj("ray", _RAY_OPTIONS, schema_name="rayTasks"), ray),
+    "ray_actors": (Obj("ray_actors", {
+        "num_actors": Field(Integer(1, _MAX_COUNT), "actors in the pool",
+                            _ACTORS_DEFAULTS["num_actors"]),
+        "max_concurrency": Field(Integer(1, _MAX_COUNT), "calls each actor runs at once",
+                                 _ACTORS_DEFAULTS["max_concurrency"]),
+        **_RAY_OPTIONS,
+    }, schema_name="rayActors"), ray_actors),
+}
+
+
+class ExecutorKind(Kind):
+    """Where an agent runs: ``executor: {ray: {num_cpus: 1}}``, ``{ray_actors:
+    {num_actors: 2}}``, or just ``ray`` / ``ray_actors`` for the defaults."""
+
+    def check(self, value: Any, path: Path, ck: Checker) -> None:
+        if isinstance(value, str):
+            Choice(tuple(EXECUTORS)).check(value, path, ck)
+            return
+        if not _check_keys(value, path, ck, EXECUTORS, "an executor"):
+            return
+        if len(value) != 1:
+            ck.fail(path, f"an executor has one key, got {len(value)}",
+                    f"keep one of {_options(EXECUTORS)}")
+        for key, settings in value.items():
+            if key in EXECUTORS and ck.enter((*path, key)):
+                EXECUTORS[key][0].check(settings or {}, (*path, key), ck)
+
+    def build(self, value: Any, path: Path, bd: Builder) -> Any:
+        [(key, settings)] = [(value, None)] if isinstance(value, str) else value.items()
+        fields, make = EXECUTORS[key]
+        try:
+            return make(**fields.build(settings or {}, (*path, key), bd))
+        except GraphError as exc:
+            raise bd.wrap((*path, key), exc) from None
+
+    def dump(self, obj: Any, path: Path, dp: Dumper) -> Any:
+        options: RayOptions = obj.options
+        settings = {name: getattr(options, name) for name in _RAY_OPTIONS}
+        if isinstance(obj, RayActors):
+            key = "ray_actors"
+            settings.update(num_actors=obj.num_actors, max_concurrency=obj.max_concurrency)
+        elif isinstance(obj, RayTasks):
+            key = "ray"
+        else:
+            dp.fail(path, f"{obj!r} is not an executor a spec can name",
+                    f"use one of {_options(EXECUTORS)}")
+            return None
+        written = EXECUTORS[key][0].dump(settings, (*path, key), dp)
+        return {key: written} if written else key
+
+    def schema(self, sg: SchemaGen) -> dict[str, Any]:
+        return {"anyOf": [
+            {"type": "string", "enum": list(EXECUTORS)},
+            *({"type": "object", "properties": {key: {"anyOf": [
+                {"type": "null"}, fields.schema(sg)]}}, "required": [key],
+               "additionalProperties": False} for key, (fields, _) in EXECUTORS.items())]}
+
+
 # ---- agents -----------------------------------------------------------------------------
 
 BASES = ("use", "pattern", "graph")
@@ -1000,6 +1071,8 @@ NODE_FIELDS: dict[str, Field] = {
                   "all"),
     "on_error": Field(Choice(tuple(NODE_ERROR_MODES)), "what this agent's failure does",
                       "inherit"),
+    "executor": Field(ExecutorKind(), "where the agent's calls run (unset: in this "
+                      "process): Ray tasks or a pool of Ray actors"),
 }
 POLICY_FIELDS: dict[str, Field] = {
     "retry": Field(RetryKind(), "attempts, or retry settings"),
@@ -1409,6 +1482,9 @@ def dump_node(spec: NodeSpec, path: Path, dp: Dumper) -> dict[str, Any]:
         value = getattr(spec, key)
         if value is not None and not _same(value, NODE_FIELDS[key].default):
             out[key] = value
+    if spec.executor is not None:
+        out["executor"] = NODE_FIELDS["executor"].kind.dump(spec.executor,
+                                                            (*path, "executor"), dp)
     policed = spec.policed
     if policed is not None:
         dump_policies(policed, path, dp, out)

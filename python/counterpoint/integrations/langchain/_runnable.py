@@ -167,6 +167,10 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
               config: RunnableConfig | list[RunnableConfig] | None = None,
               *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
         budget, deadline = kwargs.get("budget"), kwargs.get("deadline")
+        if kwargs.get("executor") is not None:
+            # The runs happen on Ray actors, which no callback handler here can follow.
+            return CompiledGraph.batch(self, inputs, return_exceptions=return_exceptions,
+                                       **kwargs)
         if _unconfigured(config):
             return self._batch(inputs, kwargs.get("max_concurrency"), return_exceptions,
                                budget, deadline)
@@ -192,6 +196,9 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
     async def abatch(self, inputs: Iterable[Any],
                      config: RunnableConfig | list[RunnableConfig] | None = None,
                      *, return_exceptions: bool = False, **kwargs: Any) -> list[Any]:
+        if kwargs.get("executor") is not None:
+            return await CompiledGraph.abatch(self, inputs, return_exceptions=return_exceptions,
+                                              **kwargs)
         if _unconfigured(config):  # no config: no LangChain cost
             return await self._abatch_each(
                 list(inputs), kwargs.pop("max_concurrency", None), return_exceptions,
