@@ -218,14 +218,15 @@ class StoreError(CounterpointError):
 class WorkerLost(CounterpointError):
     """The process running an agent's call on a cluster (a Ray worker or actor) died, or
     its node did: the call's attempt failed. The agent's :class:`Retry` runs it again
-    (on a live actor, for an actor pool).
+    (on a live actor, for an actor pool). Also the runs of a batch whose Ray actors kept
+    dying, or could not start.
 
     Attributes:
-        agent: The agent whose call was lost.
+        agent: The agent whose call was lost (None: runs of a batch).
     """
 
-    def __init__(self, agent: str, detail: str) -> None:
-        super().__init__(f"agent '{agent}': {detail}")
+    def __init__(self, agent: str | None, detail: str) -> None:
+        super().__init__(detail if agent is None else f"agent '{agent}': {detail}")
         self.agent = agent
 
 

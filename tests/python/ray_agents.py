@@ -67,9 +67,9 @@ def die_once(path: str):
 
 def burn(milliseconds):
     """Uses the CPU for about this many milliseconds."""
-    end = time.process_time() + milliseconds / 1000
+    end = time.thread_time() + milliseconds / 1000  # this thread's CPU, not the process's
     total = 0
-    while time.process_time() < end:
+    while time.thread_time() < end:
         total += 1
     return milliseconds
 
@@ -106,3 +106,27 @@ def batch_item(x):
     if x % 7 == 3:
         raise ValueError(f"item {x} is bad")
     return x * 10
+
+
+def node_and_pid(x):
+    import ray
+
+    time.sleep(0.1)  # long enough for every actor of a batch to get some
+    return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "input": x}
+
+
+def die_once_in_batch(item):
+    """Item 5 kills its actor the first time (the marker says it did)."""
+    value, marker = item
+    if value == 5 and not Path(marker).exists():
+        Path(marker).write_text("died")
+        os._exit(1)
+    return value * 10
+
+
+def append_line(item):
+    """Leaves a line in a file per call: how a test counts calls across processes."""
+    value, path = item
+    with open(path, "a") as calls:
+        calls.write(f"{value}\n")
+    return value
