@@ -197,7 +197,7 @@ class _Sharding:
     def _started(self, worker: _Worker, ref: Any) -> None:
         try:
             ray.get(ref)
-        except Exception as error:  # noqa: BLE001 - the graph did not build there
+        except Exception as error:
             raise WorkerLost(None, "a Ray actor of the batch could not rebuild the graph "
                              f"({type(error).__name__}: {error})") from error
         worker.ready = True
