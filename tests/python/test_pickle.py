@@ -61,6 +61,8 @@ def _examples() -> list[BaseException]:
         cp.SpecError("bad.json", "", "invalid JSON: Expecting value", "fix the syntax",
                      line=3, column=7),
         cp.EngineError("refused"),
+        cp.WorkerLost("judge", "the Ray actor running it died (ActorDiedError: killed)"),
+        cp.WorkerLost(None, "a Ray actor of the batch could not rebuild the graph"),
     ]
 
 
@@ -194,6 +196,7 @@ POOL = textwrap.dedent(
             cp.EngineError("refused"),
             cp.SpecError("t.yaml", "agents.a.timeout", "must be > 0, got 0", "use a number > 0"),
             cp.ReviewRefused("draft", "bob", "intern", ("support-leads",)),
+            cp.WorkerLost("judge", "the Ray actor running it died"),
         ]
         raise errors[index]
 
@@ -201,7 +204,7 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(14):
+            for index in range(15):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
@@ -235,6 +238,7 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
     assert got["NeedsReview"]["fields"]["run_key"] == "'k'"
     assert got["RunCancelled"]["fields"] == {"outputs": "{'a': 1}", "run_id": "3"}
     assert got["PlanError"]["fields"] == {"node": "'t1'", "subtask": "'t1'"}
+    assert got["WorkerLost"]["fields"] == {"agent": "'judge'"}
     assert got["SpecError"]["message"] == "t.yaml: agents.a.timeout: must be > 0, got 0; use a number > 0"
     assert got["SpecError"]["fields"]["path"] == "'agents.a.timeout'"
     assert got["SpecError"]["fields"]["problems"] == \

@@ -46,10 +46,17 @@ def test_ray_agents_run_on_every_node(cluster):
 
 def test_a_batch_shards_over_actors_on_every_node(cluster):
     app = cp.Graph().add("where", agents.node_and_pid).compile()
-    results = app.batch(range(90), executor=cp.ray_batch(3, chunk_size=2, max_concurrency=1))
-    assert [result["input"] for result in results] == list(range(90))
-    # One CPU per node and per actor: the three actors are on the three nodes.
-    assert len({result["node"] for result in results}) == 3
+    spec = cp.ray_batch(3, chunk_size=2, max_concurrency=1)
+    nodes: set[str] = set()
+    # One CPU per node and per actor: the three actors are on the three nodes. Chunks go
+    # only to actors that have started, which on a loaded machine can take a batch or two.
+    for _ in range(5):
+        results = app.batch(range(60), executor=spec)
+        assert [result["input"] for result in results] == list(range(60))
+        nodes |= {result["node"] for result in results}
+        if len(nodes) == 3:
+            break
+    assert len(nodes) == 3
 
 
 def test_a_batch_survives_losing_a_node(cluster):
