@@ -12,7 +12,8 @@ Usage:
 Sections:
     call     1. per call: a one-agent graph whose agent is a Ray task (cp.ray()) or on a
                 Ray actor (cp.ray_actors(1)), invoked, against the same function called
-                with a bare `ray.get(f.remote(x))` (or actor method); target <= 1.1x
+                with a bare `ray.get(f.remote(x))` (or actor method); and awaited with
+                `ainvoke` against `await f.remote(x)` on the same loop; target <= 1.1x
     batch    2. 1,000 runs (200 with --quick) whose agent uses 20 ms of CPU, sharded
                 with cp.ray_batch on 1 and on 2 actors, against a plain loop calling the
                 agent in this process (the ideal on one core); target: 2 actors >= 1.8x
@@ -27,10 +28,12 @@ kept for the graph's next batches, as in a notebook; their start is reported apa
 
 from __future__ import annotations
 
+import asyncio
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -84,22 +87,46 @@ def bench_call(res: Results, cfg: dict[str, Any]) -> None:
     task_app = cp.Graph().add("echo", echo, executor=cp.ray()).compile()
     actor_app = cp.Graph().add("echo", Echo, executor=cp.ray_actors(1)).compile()
     calls = cfg["calls"]
+    loop = asyncio.new_event_loop()
+
+    async def awaited(call: Callable[[], Any]) -> None:
+        for _ in range(calls):
+            await call()
+
+    def on_loop(call: Callable[[], Any]) -> Callable[[], None]:
+        # One loop run per repeat's worth of calls: the loop's start is not per call.
+        return lambda: loop.run_until_complete(awaited(call))
+
     candidates = {
         "bare task": (lambda: ray.get(bare_task.remote(1)), calls),
         "cp.ray() agent": (lambda: task_app.invoke(1), calls),
         "bare actor": (lambda: ray.get(actor.__call__.remote(1)), calls),
         "cp.ray_actors(1) agent": (lambda: actor_app.invoke(1), calls),
+        "awaited bare task": (on_loop(lambda: bare_task.remote(1)), 1),
+        "awaited cp.ray() agent": (on_loop(lambda: task_app.ainvoke(1)), 1),
+        "awaited bare actor": (on_loop(lambda: actor.__call__.remote(1)), 1),
+        "awaited cp.ray_actors(1) agent": (on_loop(lambda: actor_app.ainvoke(1)), 1),
     }
     for fn, _ in candidates.values():  # workers and actors up, functions exported
         for _ in range(20):
             fn()
     samples = interleaved(candidates, cfg["repeats"])
-    for label, bare, ours in (("task", "bare task", "cp.ray() agent"),
-                              ("actor", "bare actor", "cp.ray_actors(1) agent")):
+    loop.close()
+    for name in [name for name in samples if name.startswith("awaited")]:
+        samples[name] = [seconds / calls for seconds in samples[name]]
+    for key, figure, bare, ours in (
+            ("task", "invoke of a one-agent graph on a Ray task", "bare task",
+             "cp.ray() agent"),
+            ("actor", "invoke of a one-agent graph on a Ray actor", "bare actor",
+             "cp.ray_actors(1) agent"),
+            ("task_async", "ainvoke of a one-agent graph on a Ray task", "awaited bare task",
+             "awaited cp.ray() agent"),
+            ("actor_async", "ainvoke of a one-agent graph on a Ray actor",
+             "awaited bare actor", "awaited cp.ray_actors(1) agent")):
         ratios = [a / b for a, b in zip(samples[ours], samples[bare])]
-        res.add(f"call_{label}", f"1. invoke of a one-agent graph on a Ray {label}",
+        res.add(f"call_{key}", f"1. {figure}",
                 statistics.median(samples[ours]), "s",
-                baseline=statistics.median(samples[bare]), baseline_label=f"bare Ray {label} call",
+                baseline=statistics.median(samples[bare]), baseline_label=bare,
                 ratio=statistics.median(ratios), target=CALL_TARGET, target_on="ratio",
                 target_label=f"<= {CALL_TARGET}x",
                 details={"summary": summary(samples[ours]), "ratio_min": min(ratios),
@@ -107,14 +134,17 @@ def bench_call(res: Results, cfg: dict[str, Any]) -> None:
     ray.kill(actor)
 
 
-def _batch_throughput(app: cp.CompiledGraph, runs: int, actor_counts: list[int],
+def _batch_throughput(runs: int, actor_counts: list[int],
                       repeats: int, label: str, res: Results, key: str,
                       speedup_of: int | None) -> None:
     inputs = [BURN_MS] * runs
-    specs = {n: cp.ray_batch(n, max_concurrency=1) for n in actor_counts}
+    # Half a CPU each: the pools of every actor count fit on the cluster at once, and only
+    # one of them works at a time. One graph per count, as a graph keeps one pool.
+    specs = {n: cp.ray_batch(n, max_concurrency=1, num_cpus=0.5) for n in actor_counts}
+    apps = {n: cp.Graph().add("burn", burn).compile() for n in actor_counts}
     for n, spec in specs.items():  # start the actors (kept for the next batches)
         started = time.perf_counter()
-        app.batch([BURN_MS] * n, executor=spec)
+        apps[n].batch([BURN_MS] * 4 * n, executor=spec)
         res.note(f"{label}: starting {n} actor(s) and compiling the graph in them took "
                  f"{time.perf_counter() - started:.1f} s (once per graph; not in the figures)")
     seconds: dict[int, list[float]] = {n: [] for n in specs}
@@ -123,7 +153,7 @@ def _batch_throughput(app: cp.CompiledGraph, runs: int, actor_counts: list[int],
         order = list(specs)[repeat % len(specs):] + list(specs)[:repeat % len(specs)]
         for n in order:
             started = time.perf_counter()
-            app.batch(inputs, executor=specs[n])
+            apps[n].batch(inputs, executor=specs[n])
             seconds[n].append(time.perf_counter() - started)
         started = time.perf_counter()
         for item in inputs:
@@ -150,9 +180,8 @@ def bench_batch(res: Results, cfg: dict[str, Any]) -> None:
     """Section 2: throughput of a sharded batch on 1 and 2 actors of a local Ray."""
     _start_local_ray()
     print(f"2. batch of {cfg['runs']} runs x {BURN_MS} ms CPU on 1 and 2 actors", flush=True)
-    app = cp.Graph().add("burn", burn).compile()
-    _batch_throughput(app, cfg["runs"], [1, 2], cfg["batch_repeats"], "2. batch", res,
-                      "batch", speedup_of=2)
+    _batch_throughput(cfg["runs"], [1, 2], cfg["batch_repeats"], "2. batch", res, "batch",
+                      speedup_of=2)
 
 
 def bench_cluster(res: Results, cfg: dict[str, Any]) -> None:
@@ -170,9 +199,8 @@ def bench_cluster(res: Results, cfg: dict[str, Any]) -> None:
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     try:
-        app = cp.Graph().add("burn", burn).compile()
-        _batch_throughput(app, cfg["runs"], [1, 2, 3], cfg["batch_repeats"],
-                          "3. cluster batch", res, "cluster", speedup_of=None)
+        _batch_throughput(cfg["runs"], [1, 2, 3], cfg["batch_repeats"], "3. cluster batch",
+                          res, "cluster", speedup_of=None)
     finally:
         ray.shutdown()
         cluster.shutdown()

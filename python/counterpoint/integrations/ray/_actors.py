@@ -20,16 +20,22 @@ class _Host:
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent() if is_factory(agent) else agent
-        self.call = calling(self.agent)[0]
+        self.function = calling(self.agent)[0]
 
     def ready(self) -> bool:
         return True
 
-    def call_sync(self, argument: Any) -> Any:
-        return self.call(argument)
+    def call(self, argument: Any) -> Any:
+        return self.function(argument)
 
-    async def call_async(self, argument: Any) -> Any:
-        return await self.call(argument)
+
+class _AsyncHost(_Host):
+    """The host of a coroutine agent. A separate class because one ``async def`` method
+    makes Ray run the whole actor on an event loop, which costs a blocking agent's calls
+    (and would run them one at a time on that loop)."""
+
+    async def call(self, argument: Any) -> Any:
+        return await self.function(argument)
 
 
 @dataclass
@@ -59,7 +65,8 @@ class RayActorAgent:
         self._async = class_is_async(agent) if is_factory(agent) else calling(agent)[1]
         # An async call can be cancelled inside its actor; a blocking one cannot, so a
         # cancelled blocking call costs its actor (see _abandon).
-        self._host = ray.remote(max_restarts=0, max_task_retries=0)(_Host).options(
+        host = _AsyncHost if self._async else _Host
+        self._host = ray.remote(max_restarts=0, max_task_retries=0)(host).options(
             max_concurrency=executor.max_concurrency, **executor.options.ray_options())
         self._lock = threading.Lock()
         self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[_Slot]]] = deque()
@@ -127,8 +134,7 @@ class RayActorAgent:
     async def __call__(self, argument: Any) -> Any:
         slot = await self._acquire()
         actor = slot.actor
-        method = actor.call_async if self._async else actor.call_sync
-        ref = method.remote(argument)
+        ref = actor.call.remote(argument)
         try:
             return await ref
         except asyncio.CancelledError:

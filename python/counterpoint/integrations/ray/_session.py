@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, NoReturn
 
@@ -24,6 +25,9 @@ def connect(address: str | None) -> None:
             ray.init(address=address)
 
 
+# Ray colours the names in its messages for terminals; a note or a log has no use for it.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
 # Failures of the machinery rather than of the agent: the attempt is lost, not wrong.
 LOST = (ray_errors.RayActorError, ray_errors.WorkerCrashedError, ray_errors.NodeDiedError,
         ray_errors.ObjectLostError, ray_errors.OutOfMemoryError)
@@ -38,11 +42,14 @@ def raise_agent_failure(name: str, error: BaseException, where: str) -> NoReturn
         if isinstance(cause, Exception):
             # (What Ray raises is a class made of RayTaskError and the cause's class,
             # whose own attributes may be the cause's: only the cause is plainly typed.)
-            remote = vars(error).get("traceback_str") or str(error)
-            cause.add_note(f"raised by agent '{name}' on Ray; the remote traceback:\n{remote}")
+            remote = _ANSI.sub("", vars(error).get("traceback_str") or str(error))
+            note = f"raised by agent '{name}' on Ray; the remote traceback:\n{remote}"
+            if hasattr(cause, "add_note"):  # Python 3.11+
+                cause.add_note(note)
             raise cause from None
     if isinstance(error, LOST):
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = _ANSI.sub("", str(error)).strip()
+        first_line = text.splitlines()[0] if text else ""
         raise WorkerLost(name, f"the Ray {where} running it died "
                          f"({type(error).__name__}: {first_line})") from error
     raise error
