@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.util import find_spec
 from typing import Any
 
@@ -245,17 +245,27 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
     return RayBatch(num_actors, chunk_size, max_concurrency, progress, options)
 
 
-def run_batch_on(executor: Any, app: Any, inputs: Any, return_exceptions: bool,
-                 budget: Any, deadline: Any) -> list[Any]:
-    """``app.batch(inputs, executor=executor)``."""
+def _batch_spec(executor: Any, max_concurrency: int | None) -> RayBatch:
     if not isinstance(executor, RayBatch):
         raise GraphError(f"batch(executor=...) takes cp.ray_batch(...), got {executor!r} "
                          "(cp.ray() and cp.ray_actors() go on agents: Graph.add(executor=))")
-    return _integration().run_batch(app, inputs, executor, return_exceptions, budget,
-                                    deadline)
+    if max_concurrency is None:
+        return executor
+    return replace(executor, max_concurrency=max_concurrency)
 
 
-def connect(executor: RayBatch) -> None:
-    """Connects this process to Ray as ``executor`` says (once), on this thread: Ray
-    keeps per-thread state from its initialization, so not on a short-lived one."""
-    _integration().connect(executor.options.address)
+def run_batch_on(executor: Any, app: Any, inputs: Any, max_concurrency: int | None,
+                 return_exceptions: bool, budget: Any, deadline: Any) -> list[Any]:
+    """``app.batch(inputs, executor=executor)``; ``max_concurrency`` (checked by the
+    caller), if given, is the runs in flight in each actor."""
+    spec = _batch_spec(executor, max_concurrency)
+    results: list[Any] = _integration().run_batch(app, inputs, spec, return_exceptions,
+                                                  budget, deadline)
+    return results
+
+
+def connect(executor: Any) -> None:
+    """Connects this process to Ray as a ``cp.ray_batch`` executor says (once), on this
+    thread: Ray keeps per-thread state from its initialization, so not on a short-lived
+    one."""
+    _integration().connect(_batch_spec(executor, None).options.address)

@@ -16,7 +16,6 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import replace
 from typing import Any
 
 from ._audit import AuditEvent
@@ -690,10 +689,9 @@ class CompiledGraph:
                 each compiling this graph once; None runs them in this process.
         """
         if executor is not None:
-            if max_concurrency is not None:
-                _check_max_concurrency(max_concurrency)
-                executor = replace(executor, max_concurrency=max_concurrency)
-            return run_batch_on(executor, self, inputs, return_exceptions, budget, deadline)
+            _check_max_concurrency(max_concurrency)
+            return run_batch_on(executor, self, inputs, max_concurrency, return_exceptions,
+                                budget, deadline)
         return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
 
     def _batch(self, inputs: Iterable[Any], max_concurrency: int | None,
