@@ -375,9 +375,11 @@ def _note_attempt(notes: list[dict[str, Any]], name: str, begun: float,
 
 
 def counted_attempts(name: str, agent: Any) -> Any:
-    """``agent`` (a function) noting each attempt in the running durable run's audit
-    notes, so retries can be audited."""
-    if inspect.iscoroutinefunction(agent):
+    """``agent`` (a function, or an object whose ``__call__`` is a coroutine function,
+    such as a Ray agent) noting each attempt in the running durable run's audit notes,
+    so retries can be audited."""
+    if inspect.iscoroutinefunction(agent) or \
+            inspect.iscoroutinefunction(getattr(type(agent), "__call__", None)):
         @functools.wraps(agent)
         async def counted_async(*args: Any, **kwargs: Any) -> Any:
             notes = audit_notes.get()

@@ -124,9 +124,10 @@ class NodeSpec:
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
         if self.executor is not None:
-            agent = self.executor.bind(self.name, agent)
-        elif policed is not None and policed.retry is not None and \
-                policed.retry.max_attempts > 1 and type(agent) is FunctionType:
+            agent = self.executor.bind(self.name, agent)  # a coroutine agent, remote calls
+        if policed is not None and policed.retry is not None and \
+                policed.retry.max_attempts > 1 and \
+                (type(agent) is FunctionType or self.executor is not None):
             agent = counted_attempts(self.name, agent)  # its retries reach the audit log
         native, is_async = native_agent(self.name, agent, dispatch)
         policy_spec = review_spec = None

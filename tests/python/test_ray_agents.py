@@ -149,6 +149,19 @@ def test_usage_reported_on_the_cluster_counts_against_the_budget():
     assert record.agents["second"].status == "skipped"
 
 
+def test_retries_of_a_ray_agent_reach_the_audit_log(tmp_path):
+    app = (cp.Graph()
+           .add("flaky", agents.flaky, executor=cp.ray(),
+                retry=cp.Retry(max_attempts=3, initial_backoff=0.01))
+           .compile(store=tmp_path / "runs.db"))
+    record = app.run(str(tmp_path / "calls"))
+    assert record.output == "ok after 3 calls"
+    retried = [entry for entry in app.store.audit(record.run_key)
+               if entry.kind == "agent_retried"]
+    assert [entry.data["attempt"] for entry in retried] == [2, 3]
+    assert "call 1 failed" in retried[0].data["message"]
+
+
 def test_durable_runs_checkpoint_ray_agents(tmp_path):
     app = (cp.Graph()
            .add("remote", agents.double, executor=cp.ray())
