@@ -379,7 +379,7 @@ def counted_attempts(name: str, agent: Any) -> Any:
     such as a Ray agent) noting each attempt in the running durable run's audit notes,
     so retries can be audited."""
     if inspect.iscoroutinefunction(agent) or \
-            inspect.iscoroutinefunction(getattr(type(agent), "__call__", None)):
+            inspect.iscoroutinefunction(getattr(type(agent), "__call__", None)):  # noqa: B004
         @functools.wraps(agent)
         async def counted_async(*args: Any, **kwargs: Any) -> Any:
             notes = audit_notes.get()
