@@ -36,8 +36,6 @@ def calling(agent: Any) -> tuple[Callable[[Any], Any], bool]:
 def class_is_async(factory: Any) -> bool:
     """Whether instances of an agent class are called as coroutines, from the class."""
     cls = factory.func if isinstance(factory, functools.partial) else factory
-    if _native_graph(cls) is not None:
-        return False
     ainvoke = getattr(cls, "ainvoke", None)
     if ainvoke is not None and _is_coroutine_function(ainvoke) and \
             getattr(ainvoke, "__qualname__", "") != "Runnable.ainvoke":
