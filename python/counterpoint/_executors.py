@@ -18,6 +18,7 @@ from importlib.util import find_spec
 from typing import Any
 
 from ._errors import GraphError
+from ._policies import _count
 
 RAY_INSTALL_HINT = 'pip install "counterpoint[ray]"'
 
@@ -30,12 +31,6 @@ def _resource(owner: str, name: str, value: Any, *, whole: bool = False) -> Any:
             not math.isfinite(value) or value < 0 or (whole and int(value) != value):
         kind = "a whole number" if whole else "a number"
         raise GraphError(f"{owner}: {name} must be {kind} >= 0 or None, got {value!r}")
-    return value
-
-
-def _count(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GraphError(f"{owner}: {name} must be a positive int, got {value!r}")
     return value
 
 

@@ -120,10 +120,10 @@ def _pool_for(app: Any, spec: RayBatch) -> Iterator[_Pool]:
     finally:
         pool.busy.release()
         with _pools_lock:
-            if not kept and _pools.get(app, (None, None))[1] is pool:
+            registered = _pools.get(app, (None, None))[1] is pool
+            if registered and not kept:
                 del _pools[app]
-            kept = kept and _pools.get(app, (None, None))[1] is pool
-        if not kept:
+        if not (kept and registered):
             pool.close()
 
 
