@@ -17,11 +17,11 @@ namespace counterpoint::bindings {
 namespace {
 
 // counterpoint.Event, in the order of its fields (its positional arguments).
-constexpr std::array<const char*, 8> kEventFields = {
-    "kind", "agent", "run_id", "time", "output", "error", "message", "priority"};
+constexpr std::array<const char*, 10> kEventFields = {
+    "kind", "agent", "run_id", "time", "output", "error", "message", "priority", "attempt", "delay"};
 constexpr std::size_t kOutputField = 4;
 constexpr std::size_t kErrorField = 5;
-constexpr std::size_t kEventKinds = static_cast<std::size_t>(EventKind::Message) + 1;
+constexpr std::size_t kEventKinds = kEventKindCount;
 
 // counterpoint.Event, registered by the Python package at import (set_event_type), and
 // how to fill one. Calling the class runs the frozen dataclass's __init__, which sets
@@ -181,12 +181,14 @@ class AgentNames {
 };
 
 py::object event_object(const Event& event, PyObject* run_id, AgentNames& names) {
-  const bool failed = event.kind == EventKind::Error;
+  // An error's payload, and a retried attempt's, is the exception.
+  const bool failed = event.kind == EventKind::Error || event.kind == EventKind::Retry;
   return new_event({new_ref(g_event.kinds[static_cast<std::size_t>(event.kind)]),
                     names.get(event), new_ref(run_id), PyFloat_FromDouble(event.seconds),
                     failed ? new_ref(Py_None) : payload_ref(event.payload),
                     failed ? payload_ref(event.payload) : new_ref(Py_None),
-                    new_str(event.message), PyLong_FromLong(event.priority)});
+                    new_str(event.message), PyLong_FromLong(event.priority),
+                    PyLong_FromUnsignedLong(event.attempt), PyFloat_FromDouble(event.delay)});
 }
 
 // {agent path: output}, a new reference (null with the Python error set).
@@ -283,7 +285,8 @@ py::object end_event_or_report(const RunHandle& run) {
   return new_event({new_ref(g_event.end), new_ref(Py_None),
                     PyLong_FromUnsignedLongLong(run.id()), PyFloat_FromDouble(run.elapsed()),
                     run_report(run).output.release().ptr(), new_ref(Py_None),
-                    PyUnicode_FromStringAndSize("", 0), PyLong_FromLong(0)});
+                    PyUnicode_FromStringAndSize("", 0), PyLong_FromLong(0), PyLong_FromLong(0),
+                    PyFloat_FromDouble(0.0)});
 }
 
 

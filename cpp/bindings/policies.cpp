@@ -100,6 +100,7 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
       return;
     }
     // A reviewer may take its time (a person at a prompt): never on an engine thread.
+    outer_.mark(EventKind::Reviewing, outcome.failure.message);
     pending_ = std::move(outcome);
     Runtime::instance().pool().submit([self = shared_from_this()] { self->ask_reviewer(); });
   }

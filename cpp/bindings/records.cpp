@@ -157,6 +157,11 @@ void register_enums(py::module_& m) {
       .value("review", EventKind::Review)
       .value("custom", EventKind::Custom)
       .value("message", EventKind::Message)
+      .value("queued", EventKind::Queued)
+      .value("attempt", EventKind::Attempt)
+      .value("retry", EventKind::Retry)
+      .value("fallback", EventKind::Fallback)
+      .value("reviewing", EventKind::Reviewing)
       .finalize();
   py::native_enum<JoinMode>(m, "JoinMode", "enum.Enum", "When an agent with several predecessors runs.")
       .value("all", JoinMode::All)

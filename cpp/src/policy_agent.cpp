@@ -196,7 +196,12 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
           on_arena([self, index] { self->acquire_limit(index + 1); });
         });
     std::lock_guard<std::mutex> lock(mutex_);
-    if (waiting_ticket_ == kAcquiring) waiting_ticket_ = ticket;  // not granted yet
+    if (waiting_ticket_ == kAcquiring) {  // not granted yet: the call queues
+      waiting_ticket_ = ticket;
+      // Under the lock the grant takes first, so the timeline has the wait before the
+      // attempt the grant starts.
+      outer_.mark(EventKind::Queued, policy_.limits[index]->name());
+    }
   }
 
   // The run ended. A call waiting for a backoff resolves at once instead of holding its
@@ -249,6 +254,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       token_ = std::make_shared<CancelToken>();
       invocation.cancellation = token_;
     }
+    outer_.mark(EventKind::Attempt, {}, attempt);
     invocation.agent_name = name_;
     invocation.run_id = run_id_;
     invocation.priority = priority_;
@@ -314,6 +320,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     // only when another attempt is possible at all.
     if (attempt_ < retry.max_attempts && !outer_.run_ended() && retry.should_retry(failure)) {
       const double wait = retry.delay(attempt_, unit_random());
+      outer_.mark(EventKind::Retry, failure.message, attempt_, wait, failure.error);
       std::lock_guard<std::mutex> lock(mutex_);
       if (run_over_) {
         on_arena([self = shared_from_this()] { self->next_attempt(); });
@@ -334,6 +341,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     }
     // A spent budget stops new invocations, the fallback's included.
     if (policy_.fallback && !outer_.budget_exhausted()) {
+      outer_.mark(EventKind::Fallback, failure.message);
       Invocation invocation;
       invocation.agent_name = name_;
       invocation.run_id = run_id_;

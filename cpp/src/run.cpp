@@ -508,16 +508,34 @@ EventChannel Completion::channel() const noexcept {
   return run_ ? EventChannel(run_, node_) : EventChannel();
 }
 
+void Completion::mark(EventKind kind, std::string message, std::uint32_t attempt, double delay,
+                      Payload payload) const {
+  if (!run_ || !run_->record_events.contains(kind)) return;
+  EventChannel(run_, node_).mark(kind, std::move(message), attempt, delay, std::move(payload));
+}
+
 bool EventChannel::publish(EventKind kind, Payload payload, std::string message) const {
+  return push(kind, std::move(payload), std::move(message), 0, 0.0);
+}
+
+void EventChannel::mark(EventKind kind, std::string message, std::uint32_t attempt, double delay,
+                        Payload payload) const {
+  push(kind, std::move(payload), std::move(message), attempt, delay);
+}
+
+bool EventChannel::push(EventKind kind, Payload payload, std::string message,
+                        std::uint32_t attempt, double delay) const {
   const std::shared_ptr<detail::RunState> run = run_.lock();
   if (!run || !run->record_events.contains(kind)) return false;
   detail::RunState& root = run->root();
   if (!root.running()) return false;  // its reader may already have taken the last events
   const PlanNode& spec = run->plan.nodes()[node_];
-  root.push_event(Event{kind, root.id, node_, run->slots[node_].event_mark,
-                        run->event_prefix + spec.name,
-                        static_cast<double>(root.now_ns()) * 1e-9, spec.priority,
-                        std::move(payload), std::move(message)});
+  Event event{kind, root.id, node_, run->slots[node_].event_mark, run->event_prefix + spec.name,
+              static_cast<double>(root.now_ns()) * 1e-9, spec.priority, std::move(payload),
+              std::move(message)};
+  event.attempt = attempt;
+  event.delay = delay;
+  root.push_event(std::move(event));
   return true;
 }
 

@@ -18,6 +18,11 @@ const char* to_string(EventKind kind) noexcept {
     case EventKind::Review: return "review";
     case EventKind::Custom: return "custom";
     case EventKind::Message: return "message";
+    case EventKind::Queued: return "queued";
+    case EventKind::Attempt: return "attempt";
+    case EventKind::Retry: return "retry";
+    case EventKind::Fallback: return "fallback";
+    case EventKind::Reviewing: return "reviewing";
   }
   return "unknown";
 }

@@ -53,12 +53,17 @@ class EventKind(enum.Enum):
     """
     What happened to an agent.
     """
+    attempt: typing.ClassVar[EventKind]
     cancel: typing.ClassVar[EventKind]
     custom: typing.ClassVar[EventKind]
     error: typing.ClassVar[EventKind]
+    fallback: typing.ClassVar[EventKind]
     finish: typing.ClassVar[EventKind]
     message: typing.ClassVar[EventKind]
+    queued: typing.ClassVar[EventKind]
+    retry: typing.ClassVar[EventKind]
     review: typing.ClassVar[EventKind]
+    reviewing: typing.ClassVar[EventKind]
     skip: typing.ClassVar[EventKind]
     start: typing.ClassVar[EventKind]
     @classmethod

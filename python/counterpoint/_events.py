@@ -26,6 +26,15 @@ class Event:
         message: Summary of the error (``"error"``), why it was skipped (``"skip"``) or
             why it needs review (``"review"``); the routes taken (a router's ``"finish"``).
         priority: The agent's priority.
+        attempt: For a run's timeline (``app.run``, ``app.start``): the attempt's number,
+            from 1 (``"attempt"``), or the number of the attempt that failed (``"retry"``).
+        delay: For ``"retry"``: the seconds of backoff before the next attempt.
+
+    A run that records its timeline also has the steps its agents' policies take:
+    ``"queued"`` (waiting for a slot of the limit named in ``message``), ``"attempt"``,
+    ``"retry"`` (``error`` and ``message``: the failure), ``"fallback"`` (``message``: the
+    failure that led to it) and ``"reviewing"`` (its output waits for a reviewer;
+    ``message``: why). Streams do not carry these.
     """
 
     kind: str
@@ -36,8 +45,11 @@ class Event:
     error: BaseException | None = field(default=None, repr=False)
     message: str = ""
     priority: int = 0
+    attempt: int = 0
+    delay: float = 0.0
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Frozen dataclasses with slots do not unpickle on Python 3.10 by default.
         return (type(self), (self.kind, self.agent, self.run_id, self.time, self.output,
-                             self.error, self.message, self.priority))
+                             self.error, self.message, self.priority, self.attempt,
+                             self.delay))

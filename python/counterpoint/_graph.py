@@ -34,7 +34,7 @@ from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
-from ._run import Run, RunResult, as_exception, failure_exception, unwrap
+from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
 from ._streaming import AgentObserver, StreamModes
@@ -104,6 +104,17 @@ _spec_writer: Callable[[CompiledGraph], dict[str, Any]] | None = None
 def register_spec_writer(writer: Callable[[CompiledGraph], dict[str, Any]]) -> None:
     global _spec_writer
     _spec_writer = writer
+
+
+# The data edges of a graph's plan at every depth ({agent path: paths it runs after}),
+# for run timelines: the plan view, a layer above (it reads patterns' nested graphs),
+# registers it. Without it, a timeline has the top level's edges only.
+_plan_edges: Callable[[CompiledGraph], dict[str, tuple[str, ...]]] | None = None
+
+
+def register_plan_edges(edges: Callable[[CompiledGraph], dict[str, tuple[str, ...]]]) -> None:
+    global _plan_edges
+    _plan_edges = edges
 
 
 # How a pattern's graph is built again from its declaration (``app._cp_declared``) when
@@ -280,7 +291,7 @@ class CompiledGraph:
 
     # What __init__ sets: compiling again makes them, so they are never pickled.
     _COMPILED = frozenset({"_native", "_specs", "_has_async", "_store", "_budget",
-                           "_deadline", "_on_error", "_fingerprint"})
+                           "_deadline", "_on_error", "_fingerprint", "_plan_edges_cache"})
 
     def __init__(self, native: Any, has_async: bool, *, store: Store | None = None,
                  budget: dict[str, float] | None = None, deadline: float = 0.0,
@@ -399,11 +410,17 @@ class CompiledGraph:
 
     def _launch(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
-                restored: list[Any] | None = None, observer: Any = None) -> Run:
+                restored: list[Any] | None = None, observer: Any = None,
+                timeline: bool = False) -> Run:
+        """Starts a run; with ``timeline``, one whose record keeps every agent's steps
+        (``record_events`` is then the timeline's)."""
+        if timeline:
+            record_events = TIMELINE_EVENTS
+        edges = self._edges if timeline else None
         request = self._request(input, dispatcher, record_events=record_events, budget=budget,
                                 deadline=deadline, observer=observer)
         if self._store is None:
-            return Run(_core.start_run(self._native, request))
+            return Run(_core.start_run(self._native, request), edges=edges)
         request, run_key, audited = self._durable_request(
             request, run_key, restored, self._settings(budget, deadline)[0])
         token = audit_notes.set(audited.notes)  # the run's agent calls copy this context
@@ -413,7 +430,18 @@ class CompiledGraph:
             audit_notes.reset(token)
         audit_attach(audited, handle)
         return Run(handle, run_key, self._store,
-                   on_end=lambda: audit_finish(audited))
+                   on_end=lambda: audit_finish(audited), edges=edges)
+
+    def _edges(self) -> dict[str, tuple[str, ...]]:
+        """The plan's data edges at every depth, worked out once per compiled graph."""
+        edges: dict[str, tuple[str, ...]] | None = self.__dict__.get("_plan_edges_cache")
+        if edges is None:
+            if _plan_edges is not None:
+                edges = _plan_edges(self)
+            else:
+                edges = {node["name"]: tuple(node["after"]) for node in self.describe()["nodes"]}
+            self._plan_edges_cache = edges
+        return edges
 
     def start(self, input: Any, *, budget: Mapping[str, float] | None = None,
               deadline: float | None = None) -> Run:
@@ -424,7 +452,8 @@ class CompiledGraph:
                 reported usage reaches it, no further agent starts.
             deadline: Seconds the run may take; then it ends as timed out.
         """
-        return self._launch(input, self._dispatcher(), budget=budget, deadline=deadline)
+        return self._launch(input, self._dispatcher(), budget=budget, deadline=deadline,
+                            timeline=True)
 
     def run(self, input: Any, **options: Any) -> RunResult:
         """Runs the graph and returns a :class:`RunResult` with every agent's outcome,
@@ -480,7 +509,7 @@ class CompiledGraph:
                 if error is not None:
                     raise error
         return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
-                            run_key=run_key, restored=restored)
+                            run_key=run_key, restored=restored, timeline=True)
 
     def runs(self, status: str | Sequence[str] | None = None) -> list[RunSummary]:
         """This graph's runs in its store (by graph fingerprint), newest first; e.g.

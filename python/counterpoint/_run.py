@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +18,10 @@ from ._errors import (
     RunCancelled,
     RunTimeout,
 )
+from ._events import Event
 from ._native import _core
 from ._results import ReviewRequest
+from ._timeline import Timeline
 
 # The one mapping from how the engine says an agent failed to the exception users see
 # as the AgentError's __cause__ when the agent raised nothing itself.
@@ -30,6 +32,12 @@ _CAUSES = {
 }
 _NO_OUTPUT = "the run produced no output: every sink was skipped"
 _STATUS = _core.RunStatus
+_EVENT_FORM = _core.EventForm.event
+# What a run keeps for its timeline: every step of every agent, at any depth (not the
+# data agents publish for streams).
+TIMELINE_EVENTS = _core.EventKinds([
+    kind for kind in _core.EventKind
+    if kind not in (_core.EventKind.custom, _core.EventKind.message)])
 
 
 def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
@@ -96,6 +104,7 @@ class AgentOutcome:
         reason: Why it was skipped, or why it awaits review.
         confidence: For ``"needs_review"``: the confidence that triggered the review.
         restored: True if the outcome came from a checkpoint instead of running again.
+        attempts: How many attempts it made (retries included; 0 if it never ran).
     """
 
     name: str
@@ -109,6 +118,7 @@ class AgentOutcome:
     reason: str = ""
     confidence: float | None = None
     restored: bool = False
+    attempts: int = 0
 
     @property
     def duration(self) -> float | None:
@@ -134,6 +144,12 @@ class RunResult:
             was spent.
         run_key: The durable identifier of the run, for runs of a graph with a store.
         pending_reviews: For ``"needs_review"``: what awaits a decision.
+        events: Everything that happened to every agent, at any depth, in order: starts
+            and ends, and the steps of their policies (``"queued"``, ``"attempt"``,
+            ``"retry"``, ``"fallback"``, ``"reviewing"``). :meth:`timeline` is made
+            from them.
+        edges: ``{agent path: paths of the agents it runs after}`` for every agent of the
+            graph's plan, nested graphs included.
     """
 
     run_id: int
@@ -146,10 +162,19 @@ class RunResult:
     budget_exhausted: bool = False
     run_key: str | None = None
     pending_reviews: tuple[ReviewRequest, ...] = ()
+    events: tuple[Event, ...] = field(default=(), repr=False)
+    edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    def timeline(self) -> Timeline:
+        """What every agent did over time: its waits on limits, attempts, backoffs,
+        fallback and review, agent by agent, at every depth."""
+        return Timeline.from_events(self.events, run_id=self.run_id, status=self.status,
+                                    elapsed=self.elapsed, edges=self.edges,
+                                    run_key=self.run_key)
 
     def raise_for_status(self) -> Any:
         """Returns ``output``, or raises ``error`` if the run did not succeed."""
@@ -158,7 +183,7 @@ class RunResult:
         return self.output
 
 
-def _outcome(record: Any) -> AgentOutcome:
+def _outcome(record: Any, attempts: int) -> AgentOutcome:
     failure = record.failure
     return AgentOutcome(
         name=record.name,
@@ -172,16 +197,39 @@ def _outcome(record: Any) -> AgentOutcome:
         reason=record.reason,
         confidence=record.confidence,
         restored=record.restored,
+        attempts=attempts,
     )
+
+
+def _attempts(events: list[Event]) -> dict[str, int]:
+    """Attempts per agent path: agents with policies report each; others ran once."""
+    counted: dict[str, int] = {}
+    started: set[str] = set()
+    for event in events:
+        agent = event.agent
+        if agent is None:
+            continue
+        if event.kind == "attempt":
+            counted[agent] = max(counted.get(agent, 0), event.attempt)
+        elif event.kind == "start" and event.message != "restored":
+            started.add(agent)
+    for agent in started:
+        counted.setdefault(agent, 1)
+    return counted
 
 
 class Run:
     """A run in flight, started by :meth:`CompiledGraph.start`."""
 
     def __init__(self, handle: Any, run_key: str | None = None,
-                 store: Any = None, on_end: Callable[[], None] | None = None) -> None:
+                 store: Any = None, on_end: Callable[[], None] | None = None, *,
+                 edges: Callable[[], Mapping[str, tuple[str, ...]]] | None = None) -> None:
         self._handle = handle
         self.run_key = run_key
+        # A run started to be recorded (start(), not a stream) keeps its events here,
+        # taken once it has ended; `edges` gives the graph's plan for its timeline.
+        self._events: list[Event] | None = None if edges is None else []
+        self._edges = edges
         # A durable run's end is also recorded by the checkpoint writer, in the background;
         # recording it here as well means that once wait() returns, the store agrees
         # (its audit log's end entries included: on_end).
@@ -242,9 +290,21 @@ class Run:
             raise TimeoutError(f"run {self.id} is still running after {timeout} s")
         return unwrap(self._handle.report(), self.run_key)
 
+    def _take_events(self) -> list[Event]:
+        """The run's events (once it has ended), taken from the engine on first use."""
+        if self._events is None:
+            return []
+        while True:
+            batch = self._handle.next_events(0.0, 0.0, _EVENT_FORM)
+            self._events.extend(batch)
+            if not batch.more:
+                return self._events
+
     def record(self) -> RunResult:
         """Waits for the run and returns what every agent did."""
         self.wait()
+        events = self._take_events()
+        attempts = _attempts(events)
         report = self._handle.report()
         error = None if report.ok else failure_exception(report, self.run_key)
         pending = tuple(error.pending) if isinstance(error, NeedsReview) else ()
@@ -253,12 +313,15 @@ class Run:
             status=self.status,
             output=report.output,
             error=error,
-            agents={record.name: _outcome(record) for record in self._handle.outcomes()},
+            agents={record.name: _outcome(record, attempts.get(record.name, 0))
+                    for record in self._handle.outcomes()},
             elapsed=self._handle.elapsed,
             usage=self._handle.usage(),
             budget_exhausted=self._handle.budget_exhausted,
             run_key=self.run_key,
             pending_reviews=pending,
+            events=tuple(events),
+            edges=self._edges() if self._edges is not None else {},
         )
 
     def trace(self) -> dict[str, Any]:

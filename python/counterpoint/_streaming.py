@@ -27,8 +27,8 @@ EVENT_KIND = _core.EventKind
 _RECORDED_KINDS: dict[str, tuple[Any, ...]] = {
     "values": (),
     "updates": (EVENT_KIND.finish,),
-    "events": tuple(kind for kind in EVENT_KIND
-                    if kind not in (EVENT_KIND.custom, EVENT_KIND.message)),
+    "events": (EVENT_KIND.start, EVENT_KIND.finish, EVENT_KIND.error, EVENT_KIND.cancel,
+               EVENT_KIND.skip, EVENT_KIND.review),
     "custom": (EVENT_KIND.custom,),
     "messages": (EVENT_KIND.message,),
 }

@@ -137,7 +137,8 @@ class Timeline:
             return self._by_path[agent]
         except KeyError:
             known = ", ".join(repr(p) for p in self._by_path) or "none"
-            raise KeyError(f"no agent {agent!r} in run {self.run_id}; its agents are {known}") from None
+            raise KeyError(
+                f"no agent {agent!r} in run {self.run_id}; its agents are {known}") from None
 
     @property
     def spans(self) -> tuple[Span, ...]:
@@ -186,8 +187,8 @@ def parent_of(path: str) -> str | None:
 
 
 def _failure_status(message: str) -> str:
-    return "timed_out" if message.startswith("timed out after") or " timed out after " in message \
-        else "failed"
+    # The engine's own words for a timeout, possibly after "after N attempts: ".
+    return "timed_out" if "timed out after" in message else "failed"
 
 
 class _LaneBuilder:

@@ -799,3 +799,71 @@ TEST(policy_open_breaker_fails_fast_without_queueing) {
   s.limit->release();
   CHECK_EQ(s.healthy->calls(), 0);
 }
+
+// ---- the timeline's steps -------------------------------------------------------------
+
+namespace {
+
+RunHandle start_recording(const std::shared_ptr<CompiledGraph>& graph, EventKinds kinds) {
+  RunOptions options;
+  options.input = make(std::string("in"));
+  options.record_events = kinds;
+  return graph->start(std::move(options));
+}
+
+std::vector<std::string> kinds_of(const std::vector<Event>& events) {
+  std::vector<std::string> out;
+  for (const Event& e : events) out.push_back(to_string(e.kind));
+  return out;
+}
+
+}  // namespace
+
+TEST(policy_steps_are_recorded_in_order_with_attempts_and_delays) {
+  auto flaky = service(1);
+  auto limit = std::make_shared<Limiter>("svc", 1, 0.0, 0.0);
+  limit->acquire([] {});  // held: the call queues until it is released
+  AgentPolicy policy;
+  policy.retry.max_attempts = 2;
+  policy.retry.initial_backoff = 0.01;
+  policy.retry.jitter = 0.0;
+  policy.limits = {limit};
+  auto graph = single("flaky", with_policy(flaky, policy));
+  RunHandle run = start_recording(graph, EventKinds::all());
+  REQUIRE(eventually([&] { return limit->snapshot().waiting == 1; }));
+  limit->release();
+  std::vector<Event> events = drain_events(run);
+  CHECK_EQ(run.status(), RunStatus::Succeeded);
+  // The second attempt finds the slot free: a call queues only when it has to wait.
+  CHECK_EQ(kinds_of(events), (std::vector<std::string>{"start", "queued", "attempt", "retry",
+                                                       "attempt", "finish"}));
+  CHECK_EQ(events[1].message, std::string("svc"));
+  CHECK_EQ(events[2].attempt, 1u);
+  CHECK_EQ(events[3].attempt, 1u);
+  CHECK_EQ(events[3].message, std::string("service down"));
+  CHECK(events[3].payload != nullptr);  // the failed attempt's error
+  CHECK(std::abs(events[3].delay - 0.01) < 1e-9);
+  CHECK_EQ(events[4].attempt, 2u);
+  for (std::size_t i = 1; i < events.size(); ++i) CHECK(events[i].seconds >= events[i - 1].seconds);
+  for (const Event& e : events) CHECK_EQ(e.agent, std::string("flaky"));
+}
+
+TEST(policy_steps_record_a_fallback) {
+  AgentPolicy policy;
+  policy.fallback = inline_agent([](const Inputs&) { return make(std::string("cached")); });
+  auto graph = single("down", with_policy(service(kAlways), policy));
+  RunHandle run = start_recording(graph, EventKinds::all());
+  std::vector<Event> events = drain_events(run);
+  CHECK_EQ(kinds_of(events),
+           (std::vector<std::string>{"start", "attempt", "fallback", "finish"}));
+  CHECK_EQ(events[2].message, std::string("service down"));
+}
+
+TEST(policy_steps_are_not_recorded_unless_asked_for) {
+  AgentPolicy policy;
+  policy.retry.max_attempts = 2;
+  policy.retry.initial_backoff = 0.0;
+  auto graph = single("flaky", with_policy(service(1), policy));
+  RunHandle run = start_recording(graph, {EventKind::Start, EventKind::Finish});
+  CHECK_EQ(kinds_of(drain_events(run)), (std::vector<std::string>{"start", "finish"}));
+}

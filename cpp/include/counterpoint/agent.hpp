@@ -132,8 +132,15 @@ class EventChannel {
   // Appended to the root run's events, named by the agent's path, if the run records
   // events and is still running; dropped otherwise. True if it was recorded. Any thread.
   bool publish(EventKind kind, Payload payload, std::string message = {}) const;
+  // A step of the agent's policies (Queued, Attempt, Retry, Fallback, Reviewing), for
+  // its run's timeline: recorded only if the run records that kind. Any thread.
+  void mark(EventKind kind, std::string message, std::uint32_t attempt = 0, double delay = 0.0,
+            Payload payload = {}) const;
 
  private:
+  bool push(EventKind kind, Payload payload, std::string message, std::uint32_t attempt,
+            double delay) const;
+
   std::weak_ptr<detail::RunState> run_;
   std::uint32_t node_ = 0;
 };
@@ -184,6 +191,10 @@ class Completion {
   std::string agent_path() const;
   // A channel for the agent's own events; inert once resolved.
   EventChannel channel() const noexcept;
+  // Records a step of the agent's policies (EventChannel::mark) if its run records that
+  // kind; costs a flag test otherwise.
+  void mark(EventKind kind, std::string message, std::uint32_t attempt = 0, double delay = 0.0,
+            Payload payload = {}) const;
 
  private:
   std::shared_ptr<detail::RunState> run_;

@@ -1,4 +1,5 @@
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -10,7 +11,18 @@ namespace counterpoint {
 
 // Custom and Message events are published by an agent while it runs (EventChannel):
 // data it chose to report, and the chunks a language model it calls streams.
-enum class EventKind : std::uint8_t { Start, Finish, Error, Cancel, Skip, Review, Custom, Message };
+enum class EventKind : std::uint8_t {
+  Start, Finish, Error, Cancel, Skip, Review, Custom, Message,
+  // What an agent's policies do between its start and its end, for its run's timeline:
+  // it waits for a slot of a limit (Queued, `message`: the limit), an attempt starts
+  // (Attempt, `attempt`), an attempt failed and the next waits `delay` seconds (Retry,
+  // `message` and `payload`: the failure), its fallback starts (Fallback, `message`:
+  // the failure that led to it), its output waits for a reviewer (Reviewing, `message`:
+  // why). A run records them only when asked (a timeline), never for a stream's modes.
+  Queued, Attempt, Retry, Fallback, Reviewing
+};
+constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::Reviewing) + 1;
+static_assert(kEventKindCount <= 16, "EventKinds keeps one bit per kind in 16 bits");
 
 const char* to_string(EventKind kind) noexcept;
 
@@ -25,8 +37,7 @@ class EventKinds {
   }
   static constexpr EventKinds all() noexcept {
     EventKinds every;
-    every.bits_ = static_cast<std::uint16_t>(
-        (2U << static_cast<unsigned>(EventKind::Message)) - 1U);  // every bit up to Message
+    every.bits_ = static_cast<std::uint16_t>((1U << kEventKindCount) - 1U);
     return every;
   }
   constexpr EventKinds with(EventKind kind) const noexcept {
@@ -61,6 +72,8 @@ struct Event {
   // Error: the failure summary; Finish of a router: its routes; Skip: why; Review: why
   // the output awaits a decision; Message: who published it (the embedder's tag).
   std::string message;
+  std::uint32_t attempt = 0;  // Attempt: its number, from 1; Retry: the failed one's
+  double delay = 0.0;         // Retry: seconds of backoff before the next attempt
 };
 
 }  // namespace counterpoint
