@@ -100,7 +100,7 @@ def draw_graph(graph: CompiledGraph) -> GraphPicture:
         _terminal(start, "start"), _terminal(end, "end"),
         "</g>\n</svg>",
     ])
-    return GraphPicture(svg, float(width), float(height))
+    return GraphPicture(svg, float(width), float(height), title)
 
 
 def _block(plan: Plan, scene: _Scene, depth: int) -> Block:

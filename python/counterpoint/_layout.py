@@ -44,7 +44,7 @@ class Item:
     width: float = 0.0
     height: float = 0.0
     inner: Block | None = None
-    last: bool = False  # placed in the block's last layer (the end marker)
+    last: bool = False  # placed in the block's last layer (for a box nothing follows)
     # Set by layout(); x and y are absolute after place().
     layer: int = 0
     row: int = 0
@@ -64,13 +64,12 @@ class Item:
 
 @dataclass(eq=False)
 class Layer:
+    """Where a layer of a block sits: its top and bottom, and those of each of its rows
+    (one row unless it wraps)."""
+
     top: float = 0.0
     bottom: float = 0.0
-    rows: list[tuple[float, float]] = field(default_factory=list)  # (top, bottom) each
-
-    @property
-    def wrapped(self) -> bool:
-        return len(self.rows) > 1
+    rows: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(eq=False)

@@ -13,10 +13,10 @@ Conventions, those of LangGraph so that LangChain's drawing and LangGraph toolin
   that agent, drawn under the id of the agent it replaces; one with no edge between its
   agents is drawn as one node (LangChain's mermaid drawing would drop its agents).
 
-Patterns tell the drawing what their plain-function agents do (conditional out-edges, a
-child graph run in the agent's place, run again after it ends) by the conventions of
-``counterpoint.patterns._drawing_hooks``; a child graph that may run again is drawn with
-a conditional edge from its sinks back to its entries.
+The agents, their edges and nested graphs come from the plan view every picture is
+drawn from (``counterpoint._plan_view``, which reads what patterns say of their
+plain-function agents through ``counterpoint.patterns._drawing_hooks``); a child graph
+that may run again is drawn with a conditional edge from its sinks back to its entries.
 """
 
 from __future__ import annotations
