@@ -10,7 +10,7 @@ from importlib.metadata import version as _dist_version
 from importlib.util import find_spec as _find_spec
 from typing import Any as _Any
 
-from . import _shutdown  # noqa: F401  (registers the interpreter-exit hook)
+from . import _graph_svg, _mermaid, _shutdown  # noqa: F401  (register drawers, exit hook)
 from ._audit import AuditEntry, AuditVerification
 from ._errors import (
     AgentError,
@@ -34,6 +34,7 @@ from ._executors import ray, ray_actors, ray_batch
 from ._executors import register_integration as _register_ray_integration
 from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core
+from ._picture import GraphPicture
 from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
 from ._results import (
     ChatResult,
@@ -124,6 +125,7 @@ __all__ = [
     "Failed",
     "Graph",
     "GraphError",
+    "GraphPicture",
     "Limit",
     "LoopResult",
     "Merged",

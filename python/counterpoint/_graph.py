@@ -33,6 +33,7 @@ from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
+from ._picture import GraphPicture
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
 from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
@@ -125,6 +126,22 @@ _pattern_rebuilder: Callable[[str, dict[str, Any]], CompiledGraph] | None = None
 def register_pattern_rebuilder(rebuild: Callable[[str, dict[str, Any]], CompiledGraph]) -> None:
     global _pattern_rebuilder
     _pattern_rebuilder = rebuild
+
+
+# What CompiledGraph.draw() and to_mermaid() call: the modules that draw plans sit above
+# counterpoint.patterns (they expand the child graphs patterns run) and register these.
+_graph_drawer: Callable[[CompiledGraph], GraphPicture] | None = None
+_mermaid_writer: Callable[[CompiledGraph], str] | None = None
+
+
+def register_graph_drawer(draw: Callable[[CompiledGraph], GraphPicture]) -> None:
+    global _graph_drawer
+    _graph_drawer = draw
+
+
+def register_mermaid_writer(write: Callable[[CompiledGraph], str]) -> None:
+    global _mermaid_writer
+    _mermaid_writer = write
 
 
 def compiled_graph_class() -> type[CompiledGraph]:
@@ -354,6 +371,36 @@ class CompiledGraph:
         """
         assert _spec_writer is not None, "counterpoint.specs registers the spec writer"
         return _spec_writer(self)
+
+    def draw(self) -> GraphPicture:
+        """A picture of the graph, drawn offline (no graphviz, no network): each agent a
+        box with its priority and policies, nested graphs and patterns as labelled boxes
+        around their agents, routed edges dashed, a loop's repeat edge shown.
+
+        In Jupyter a compiled graph shows as this picture by itself.
+
+        Example:
+            >>> app.draw().save("graph.svg")  # or "graph.html"
+
+        Returns:
+            A :class:`GraphPicture` (``.svg``, ``.save(path)``).
+        """
+        assert _graph_drawer is not None, "counterpoint._graph_svg registers the drawer"
+        return _graph_drawer(self)
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart (``flowchart TD``): nested graphs and
+        patterns as subgraphs, routed edges dotted, a loop's repeat edge dotted and
+        labelled ``again``. Paste it in Markdown (GitHub renders it) or a Mermaid
+        editor."""
+        assert _mermaid_writer is not None, "counterpoint._mermaid registers the writer"
+        return _mermaid_writer(self)
+
+    def _repr_svg_(self) -> str:
+        return self.draw().svg
+
+    def _repr_html_(self) -> str:
+        return self.draw()._repr_html_()
 
     def describe(self) -> dict[str, Any]:
         """The compiled plan: nodes with their predecessors, entries and sinks."""

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import tomllib
@@ -629,10 +630,14 @@ def test_graph_ascii_and_json(work):
                                                             "both/merge"]
 
 
-def test_graph_svg_is_not_available_yet(work):
-    proc = cli("graph", "simple.yaml", "--allow", "cli_agents", "--format", "svg", cwd=work)
-    assert proc.returncode == 2
-    assert "observability" in one_error_line(proc)
+def test_graph_svg_is_the_picture_of_the_graph(work):
+    proc = cli("graph", "nested.yaml", "--allow", "cli_agents", "--format", "svg", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    svg = ElementTree.fromstring(proc.stdout)
+    drawn = [g.get("data-path") for g in svg.iter("{http://www.w3.org/2000/svg}g")
+             if g.get("class") == "node"]
+    assert sorted(drawn) == sorted(["classify", "both/loud", "both/excited", "both/merge",
+                                    "inner/first", "inner/second", "answer"])
 
 
 def test_graph_of_a_bad_spec_exits_4(work):

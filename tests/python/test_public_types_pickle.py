@@ -45,6 +45,7 @@ VALUES = {
     "RunResult": _record,
     "AgentOutcome": lambda: _record().agents["a"],
     "Event": lambda: _events()[-1],
+    "GraphPicture": lambda: cp.parallel(a=lambda x: x, b=lambda x: x).draw(),
 }
 
 

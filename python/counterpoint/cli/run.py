@@ -7,6 +7,7 @@ from typing import Any
 
 from .._errors import NeedsReview
 from .._graph import CompiledGraph
+from .._plan_view import plan_view
 from ._common import (
     add_allow_flag,
     add_output_flags,
@@ -27,7 +28,6 @@ from ._report import (
     report_result,
     stream_failure_doc,
 )
-from .graph import paths, plan_of
 
 DESCRIPTION = """\
 Load a graph spec (YAML or JSON) and run it once on an input.
@@ -81,7 +81,7 @@ def run_command(args: argparse.Namespace, out: Output) -> int:
 def _stream(app: CompiledGraph, data: Any, budget: dict[str, float] | None,
             deadline: float | None, out: Output, context: Context) -> int:
     output: Any = None
-    width = max(map(len, paths(plan_of(app))), default=8)
+    width = max((len(part.path) for part in plan_view(app).walk()), default=8)
     try:
         for event in app.stream(data, stream_mode="events", budget=budget, deadline=deadline):
             if out.json:

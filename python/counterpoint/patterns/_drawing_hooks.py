@@ -11,9 +11,9 @@ Patterns set two attributes where they build such a function (read with ``getatt
   ``cp.group_chat``).
 
 A pattern whose child graph is built per run (``cp.supervisor``'s plan, ``cp.fan_out``'s
-items) is drawn as the one agent that builds it. Both drawings read these: LangChain's
-``get_graph()`` (``integrations.langchain._drawing``) and ``counterpoint graph``
-(``cli.graph``).
+items) is drawn as the one agent that builds it. The plan view every drawing is made
+from reads these (``counterpoint._plan_view``): ``app.draw()``, ``app.to_mermaid()``,
+LangChain's ``get_graph()`` and ``counterpoint graph``.
 """
 
 from __future__ import annotations

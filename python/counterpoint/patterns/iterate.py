@@ -73,7 +73,7 @@ def loop(worker: Any, evaluator: Any, *, max_iterations: int = 5) -> CompiledGra
         return delegate(iteration, first, then=after_iteration)
 
     start.uses_event_loop = iteration.uses_event_loop  # type: ignore[attr-defined]
-    # What integrations draw in place of the agent (see integrations/langchain/_drawing.py).
+    # What pictures draw in place of the agent (see _drawing_hooks.py).
     start._cp_child_graph = iteration  # type: ignore[attr-defined]
     start._cp_child_repeats = True  # type: ignore[attr-defined]
 
@@ -174,7 +174,7 @@ def group_chat(
         return delegate(turn, {"task": task, "transcript": (), "turn": 1}, then=after_turn)
 
     start.uses_event_loop = turn.uses_event_loop  # type: ignore[attr-defined]
-    # What integrations draw in place of the agent (see integrations/langchain/_drawing.py).
+    # What pictures draw in place of the agent (see _drawing_hooks.py).
     start._cp_child_graph = turn  # type: ignore[attr-defined]
     start._cp_child_repeats = True  # type: ignore[attr-defined]
 

@@ -13,22 +13,22 @@ Conventions, those of LangGraph so that LangChain's drawing and LangGraph toolin
   that agent, drawn under the id of the agent it replaces; one with no edge between its
   agents is drawn as one node (LangChain's mermaid drawing would drop its agents).
 
-Patterns tell the drawing what their plain-function agents do (conditional out-edges, a
-child graph run in the agent's place, run again after it ends) by the conventions of
-``counterpoint.patterns._drawing_hooks``; a child graph that may run again is drawn with
-a conditional edge from its sinks back to its entries.
+The agents, their edges and nested graphs come from the plan view every picture is
+drawn from (``counterpoint._plan_view``, which reads what patterns say of their
+plain-function agents through ``counterpoint.patterns._drawing_hooks``); a child graph
+that may run again is drawn with a conditional edge from its sinks back to its entries.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from langchain_core.runnables.graph import Graph, Node
 
 from ..._graph import CompiledGraph
-from ...patterns._drawing_hooks import child_graph, drawn_agents, routes
+from ..._plan_view import Plan, PlanPart, drawn_edges, firsts, lasts, plan_view
 
 START = "__start__"
 END = "__end__"
@@ -38,34 +38,17 @@ END = "__end__"
 _COLON = "\ua789"
 
 
-@dataclass(eq=False)
-class _Part:
-    """One agent of an expanded graph: a drawn node, or the subgraph ``inner``."""
+@dataclass
+class _Id:
+    """A drawn node's id: ``":".join(prefix + [segment])``; a subgraph's parts have its
+    id (segment included) as their prefix."""
 
-    name: str
-    agent: Any
-    after: list[str]
-    routes: bool
-    inner: _Plan | None = None
-    # The node's id is ":".join(prefix + [segment]); a subgraph's parts have its id
-    # (segment included) as their prefix.
-    prefix: list[str] = field(default_factory=list)
+    prefix: list[str]
     segment: str = ""
-    path: str = ""  # the node's name: the agent's path, as run events name it
 
     @property
     def id(self) -> str:
         return ":".join([*self.prefix, self.segment])
-
-
-@dataclass(eq=False)
-class _Plan:
-    """One compiled graph as drawn: its agents in topological order."""
-
-    parts: list[_Part]
-    entries: list[str]
-    sinks: list[str]
-    repeats: bool = False  # the agent that runs it may run it again after it ends
 
 
 def plan_graph(graph: CompiledGraph, *, xray: bool | int = True) -> Graph:
@@ -97,41 +80,33 @@ def plan_graph(graph: CompiledGraph, *, xray: bool | int = True) -> Graph:
         depth = xray
     else:
         raise TypeError(f"xray must be a bool or an int, got {type(xray).__name__}")
-    plan = _plan(graph, depth, (graph,))
-    _assign_ids(plan)
-    return _draw(plan)
+    plan = _drawable(plan_view(graph, depth))
+    return _draw(plan, _assign_ids(plan))
 
 
-def _plan(graph: CompiledGraph, depth: int | None, outer: tuple[CompiledGraph, ...]) -> _Plan:
-    """``graph`` as drawn, expanding nested graphs ``depth`` more levels (None: all).
-
-    ``outer`` are the graphs being expanded around this one: an agent attribute could
-    name one of them, and expanding it again would never end.
-    """
-    described = graph.describe()
+def _drawable(plan: Plan) -> Plan:
+    """``plan`` with the nested graphs LangChain's mermaid drawing would lose drawn as
+    their one agent: it drops the agents of a subgraph in which no edge joins two of
+    them (agents that all run on the input and each end the run)."""
     parts = []
-    for node, agent in drawn_agents(graph):
-        part = _Part(node["name"], agent, list(node["after"]), routes(agent))
-        child, repeats = child_graph(agent)
-        if child is not None and depth != 0 and all(child is not g for g in outer):
-            inner = _plan(child, None if depth is None else depth - 1, (*outer, child))
-            inner.repeats = repeats
-            # LangChain's mermaid drawing drops the agents of a subgraph in which no edge
-            # joins two of them, so such a graph (agents that all run on the input and
-            # each end the run) is drawn as its one agent.
+    for part in plan.parts:
+        if part.inner is not None:
+            inner = _drawable(part.inner)
             if len(inner.parts) == 1 or any(p.after for p in inner.parts):
-                part.inner = inner
+                part = replace(part, inner=inner)
+            else:
+                part = replace(part, inner=None)
         parts.append(part)
-    return _Plan(parts, list(described["entries"]), list(described["sinks"]))
+    return replace(plan, parts=tuple(parts))
 
 
 def _escaped(name: str) -> str:
     return name.replace(":", _COLON)
 
 
-def _assign_ids(top: _Plan) -> None:
-    """Gives every drawn part its id and name, working around limits of LangChain's
-    mermaid drawing (which raises, draws stray subgraphs or drops nodes otherwise):
+def _assign_ids(top: Plan) -> dict[PlanPart, _Id]:
+    """The id of every drawn part, working around limits of LangChain's mermaid drawing
+    (which raises, draws stray subgraphs or drops nodes otherwise):
 
     - A subgraph is drawn only if an edge joins two of its own agents, so a nested graph
       of one agent (such as the graph ``cp.loop`` returns, which delegates to the one
@@ -147,27 +122,22 @@ def _assign_ids(top: _Plan) -> None:
     top_level = {START, END,
                  *(_escaped(p.name) for p in top.parts if _innermost(p).inner is None)}
     subgraphs: set[str] = set()
+    ids: dict[PlanPart, _Id] = {}
     # Breadth first, so that the shallower of two nested graphs with one name keeps it.
-    queue: deque[tuple[_Plan, list[str], str]] = deque([(top, [], "")])
-    leaves: list[_Part] = []
+    queue: deque[tuple[Plan, list[str]]] = deque([(top, [])])
+    leaves: list[PlanPart] = []
     while queue:
-        plan, prefix, path = queue.popleft()
+        plan, prefix = queue.popleft()
         siblings = {_escaped(p.name) for p in plan.parts}
         for part in plan.parts:
             base = segment = _escaped(part.name)
-            part.path = f"{path}{base}"
-            drawn = part
-            while drawn is not _drawn(drawn):  # a nested graph of one agent
-                inner = _drawn(drawn)
-                inner.path = f"{drawn.path}/{_escaped(inner.name)}"
-                drawn = inner
-            drawn.prefix = prefix
+            drawn = _innermost(part)
             suffix = 2
             if drawn.inner is None:
                 # Only an agent named like the start or end node needs another id.
                 while not prefix and segment in (START, END):
                     segment, suffix = f"{base}_{suffix}", suffix + 1
-                drawn.segment = segment
+                ids[drawn] = _Id(prefix, segment)
                 leaves.append(drawn)
                 continue
             while segment in subgraphs or segment in top_level or (
@@ -175,12 +145,13 @@ def _assign_ids(top: _Plan) -> None:
                 segment, suffix = f"{base}_{suffix}", suffix + 1
             subgraphs.add(segment)
             siblings.add(segment)
-            drawn.segment = segment
-            queue.append((drawn.inner, [*prefix, segment], f"{drawn.path}/"))
-    _separate_edge_subgraphs(top, leaves, subgraphs)
+            ids[drawn] = _Id(prefix, segment)
+            queue.append((drawn.inner, [*prefix, segment]))
+    _separate_edge_subgraphs(top, [ids[leaf] for leaf in leaves], ids, subgraphs)
+    return ids
 
 
-def _drawn(part: _Part) -> _Part:
+def _drawn(part: PlanPart) -> PlanPart:
     """The part drawn in ``part``'s place: the one agent of a nested graph of one agent
     (which may be a nested graph itself), or ``part``."""
     if part.inner is not None and len(part.inner.parts) == 1:
@@ -188,19 +159,20 @@ def _drawn(part: _Part) -> _Part:
     return part
 
 
-def _innermost(part: _Part) -> _Part:
+def _innermost(part: PlanPart) -> PlanPart:
     while part is not _drawn(part):
         part = _drawn(part)
     return part
 
 
-def _separate_edge_subgraphs(top: _Plan, leaves: list[_Part], subgraphs: set[str]) -> None:
+def _separate_edge_subgraphs(top: Plan, leaves: list[_Id], ids: dict[PlanPart, _Id],
+                             subgraphs: set[str]) -> None:
     """Renames leaves until every edge's shared id parts are a leading run of both ids
     (see :func:`_assign_ids`). Subgraph id parts are unique, so a stray match always
     involves a leaf's last part; renamed, that part is unique at its depth and the leaf
     is never renamed again."""
     taken = {(len(leaf.prefix), leaf.segment) for leaf in leaves}
-    edges = [(source, target) for source, target, _ in _edges(top)]
+    edges = [(ids[edge.source], ids[edge.target]) for edge in drawn_edges(top)]
     changed = True
     while changed:
         changed = False
@@ -228,52 +200,16 @@ def _stray_match(source: list[str], target: list[str]) -> int | None:
     return None
 
 
-def _ends(plan: _Plan) -> tuple[dict[str, list[_Part]], dict[str, list[_Part]]]:
-    """For each agent of ``plan``, the drawn nodes that edges into it reach (a nested
-    graph's entries, at any depth) and those that edges out of it leave from."""
-    firsts: dict[str, list[_Part]] = {}
-    lasts: dict[str, list[_Part]] = {}
-    for part in plan.parts:
-        if part.inner is None:
-            firsts[part.name] = lasts[part.name] = [part]
-        else:
-            inner_firsts, inner_lasts = _ends(part.inner)
-            firsts[part.name] = [n for e in part.inner.entries for n in inner_firsts[e]]
-            lasts[part.name] = [n for s in part.inner.sinks for n in inner_lasts[s]]
-    return firsts, lasts
-
-
-def _edges(plan: _Plan) -> list[tuple[_Part, _Part, bool]]:
-    """``(source, target, conditional)`` between the drawn nodes of ``plan``."""
-    firsts, lasts = _ends(plan)
-    edges: list[tuple[_Part, _Part, bool]] = []
-    for part in plan.parts:
-        for predecessor in part.after:
-            edges.extend((last, first, last.routes)
-                         for last in lasts[predecessor] for first in firsts[part.name])
-        if part.inner is not None:
-            edges.extend(_edges(part.inner))
-            if part.inner.repeats:
-                edges.extend((last, first, True)
-                             for last in lasts[part.name] for first in firsts[part.name])
-    return edges
-
-
-def _draw(top: _Plan) -> Graph:
+def _draw(top: Plan, ids: dict[PlanPart, _Id]) -> Graph:
     graph = Graph()
     start = graph.add_node(None, START)
-    firsts, lasts = _ends(top)
-
-    def leaves(plan: _Plan) -> list[_Part]:
-        return [leaf for part in plan.parts
-                for leaf in ([part] if part.inner is None else leaves(part.inner))]
-
-    nodes: dict[int, Node] = {}
-    for leaf in leaves(top):
+    nodes: dict[PlanPart, Node] = {}
+    for leaf in top.leaves():
         # Node data is typed as a runnable or a schema; any agent draws (LangChain
         # names a node with a readable id by its name and serializes unknown data).
-        node = Node(id=leaf.id, name=leaf.path, data=cast(Any, leaf.agent), metadata=None)
-        graph.nodes[node.id] = nodes[id(leaf)] = node
+        node = Node(id=ids[leaf].id, name=_escaped(leaf.path), data=cast(Any, leaf.agent),
+                    metadata=None)
+        graph.nodes[node.id] = nodes[leaf] = node
     end = graph.add_node(None, END)
     seen: set[tuple[str, str]] = set()
 
@@ -283,11 +219,11 @@ def _draw(top: _Plan) -> Graph:
             graph.add_edge(source, target, conditional=conditional)
 
     for name in top.entries:
-        for first in firsts[name]:
-            connect(start, nodes[id(first)])
-    for source, target, conditional in _edges(top):
-        connect(nodes[id(source)], nodes[id(target)], conditional)
+        for first in firsts(top.by_name[name]):
+            connect(start, nodes[first])
+    for edge in drawn_edges(top):
+        connect(nodes[edge.source], nodes[edge.target], edge.conditional)
     for name in top.sinks:
-        for last in lasts[name]:
-            connect(nodes[id(last)], end)
+        for last in lasts(top.by_name[name]):
+            connect(nodes[last], end)
     return graph
