@@ -137,7 +137,8 @@ class Timeline:
             return self._by_path[agent]
         except KeyError:
             known = ", ".join(repr(p) for p in self._by_path) or "none"
-            raise KeyError(f"no agent {agent!r} in run {self.run_id}; its agents are {known}") from None
+            raise KeyError(f"no agent {agent!r} in run {self.run_id}; its agents are "
+                           f"{known}") from None
 
     @property
     def spans(self) -> tuple[Span, ...]:
