@@ -38,8 +38,9 @@ def perfetto_trace(timeline: Timeline) -> dict[str, Any]:
     tids = {lane.agent: index + 1 for index, (lane, _) in enumerate(rows)}
     lanes = {lane.agent: lane for lane, _ in rows}
     title = f"counterpoint run {timeline.run_id}"
-    if timeline.run_key:
-        title += f" ({timeline.run_key})"
+    if timeline.run_key:   # a stored run (run id 0) is known by its key alone
+        title = f"counterpoint run {timeline.run_key}" if timeline.run_id == 0 else \
+            f"{title} ({timeline.run_key})"
     metadata: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
          "args": {"name": f"{title}: {timeline.status}"}},

@@ -216,6 +216,8 @@ def test_a_stored_run_without_a_run_id_and_bad_input():
     validate(trace)
     assert {e["pid"] for e in trace["traceEvents"]} == {1}
     assert trace["otherData"]["run_key"] == "abc"
+    (process,) = [e for e in _events(trace, "M") if e["name"] == "process_name"]
+    assert process["args"]["name"] == "counterpoint run abc: succeeded"
     with pytest.raises(TypeError, match="perfetto_trace needs a Timeline"):
         perfetto_trace("run")  # type: ignore[arg-type]
 
