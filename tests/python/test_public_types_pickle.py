@@ -8,6 +8,9 @@ import pickle
 import pytest
 
 import counterpoint as cp
+from counterpoint._critical_path import PathSegment, critical_path
+from counterpoint._timeline import Timeline
+from counterpoint._timeline_picture import TimelinePicture
 
 
 def _record() -> cp.RunResult:
@@ -21,6 +24,12 @@ def _record() -> cp.RunResult:
 def _events() -> list[cp.Event]:
     app = cp.Graph().add("a", lambda x: x).compile()
     return list(app.stream("in", stream_mode="events"))
+
+
+def _timeline() -> Timeline:
+    events = _events()
+    return Timeline.from_events(events, run_id=events[-1].run_id, status="succeeded",
+                                elapsed=events[-1].time)
 
 
 VALUES = {
@@ -46,6 +55,9 @@ VALUES = {
     "AgentOutcome": lambda: _record().agents["a"],
     "Event": lambda: _events()[-1],
     "GraphPicture": lambda: cp.parallel(a=lambda x: x, b=lambda x: x).draw(),
+    "CriticalPath": lambda: critical_path(_timeline()),
+    "PathSegment": lambda: PathSegment("a", "agent", 0.0, 1.5),
+    "TimelinePicture": lambda: TimelinePicture(_timeline()),
 }
 
 
