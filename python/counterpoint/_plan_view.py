@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any, NamedTuple
 
 from ._executors import RayActors, RayTasks
-from ._graph import CompiledGraph
+from ._graph import CompiledGraph, register_plan_edges
 from ._spec import NodeSpec
 from .patterns._drawing_hooks import child_graph, drawn_agents, routes
 
@@ -225,3 +225,6 @@ def _named(kind: str, name: str | None) -> str:
     """``"limit llm"``; just ``"limit"`` for an anonymous one (its generated name says
     nothing)."""
     return kind if name is None else f"{kind} {name}"
+
+
+register_plan_edges(plan_edges)

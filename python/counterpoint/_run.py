@@ -18,10 +18,13 @@ from ._errors import (
     RunCancelled,
     RunTimeout,
 )
+from ._critical_path import CriticalPath, critical_path
 from ._events import Event
 from ._native import _core
+from ._perfetto import perfetto_trace
 from ._results import ReviewRequest
 from ._timeline import Timeline
+from ._timeline_picture import TimelinePicture
 
 # The one mapping from how the engine says an agent failed to the exception users see
 # as the AgentError's __cause__ when the agent raised nothing itself.
@@ -169,12 +172,40 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "succeeded"
 
-    def timeline(self) -> Timeline:
-        """What every agent did over time: its waits on limits, attempts, backoffs,
-        fallback and review, agent by agent, at every depth."""
+    def timeline(self) -> TimelinePicture:
+        """What every agent did over time, as a Gantt picture (shown inline in Jupyter;
+        ``.save("run.html")`` or ``.svg`` elsewhere): one row per agent at every depth,
+        a bar per attempt, the waits between them (queued on a limit, retry backoff,
+        review), the critical path highlighted and the parallel speed-up. The data is
+        its ``.timeline``."""
+        return TimelinePicture(self.timeline_data())
+
+    def timeline_data(self) -> Timeline:
+        """The timeline's data: each agent's lane and its spans (see :class:`Timeline`)."""
         return Timeline.from_events(self.events, run_id=self.run_id, status=self.status,
                                     elapsed=self.elapsed, edges=self.edges,
                                     run_key=self.run_key)
+
+    def critical_path(self) -> CriticalPath:
+        """The chain of agents and waits that the run's wall time was spent on, and that
+        time by cause: agent work, queueing on limits, retry backoff, review waits and
+        engine overhead (``by_cause`` sums to ``elapsed``)."""
+        return critical_path(self.timeline_data())
+
+    def trace(self, format: str = "json") -> dict[str, Any]:  # noqa: A002 - the issue's word
+        """The run as a JSON-ready trace.
+
+        Args:
+            format: ``"json"``: the timeline's lanes and spans as plain data;
+                ``"perfetto"``: the Chrome trace-event format, which opens in
+                ui.perfetto.dev and chrome://tracing (one track per agent, flow arrows
+                along data edges).
+        """
+        if format == "perfetto":
+            return perfetto_trace(self.timeline_data())
+        if format == "json":
+            return self.timeline_data().to_json()
+        raise ValueError(f"trace format must be 'json' or 'perfetto', got {format!r}")
 
     def raise_for_status(self) -> Any:
         """Returns ``output``, or raises ``error`` if the run did not succeed."""

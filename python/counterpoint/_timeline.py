@@ -10,7 +10,8 @@ pictures, the critical path and the Perfetto export are made from it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ._events import Event
 
@@ -145,6 +146,11 @@ class Timeline:
         """Every span of every lane, by start time."""
         return tuple(sorted((s for lane in self.lanes for s in lane.spans),
                             key=lambda s: (s.start, s.end)))
+
+    def to_json(self) -> dict[str, Any]:
+        """The timeline as plain JSON-ready data (times in seconds from the run's start)."""
+        return {"run_id": self.run_id, "run_key": self.run_key, "status": self.status,
+                "elapsed": self.elapsed, "lanes": [asdict(lane) for lane in self.lanes]}
 
     def children(self, agent: str | None) -> tuple[AgentLane, ...]:
         """The lanes whose parent is ``agent`` (None: the top level)."""

@@ -42,7 +42,7 @@ def _kinds(lane: AgentLane) -> list[str]:
 
 def test_an_agent_without_policies_has_one_attempt():
     r = cp.Graph().add("a", _sleep(0.01)).add("b", _sleep(0.0), after="a").compile().run(1)
-    t = r.timeline()
+    t = r.timeline_data()
     assert [lane.agent for lane in t.lanes] == ["a", "b"]
     a = t.lane("a")
     assert _kinds(a) == ["attempt"]
@@ -60,7 +60,7 @@ def test_waiting_for_a_limit_is_its_own_span():
            .add("b", _sleep(0.03), limits=[limit])
            .add("c", _sleep(0.03), limits=[limit])
            .compile())
-    t = app.run(1).timeline()
+    t = app.run(1).timeline_data()
     queued = [lane for lane in t.lanes if "queued" in _kinds(lane)]
     assert len(queued) == 1, [(lane.agent, lane.spans) for lane in t.lanes]
     lane = queued[0]
@@ -79,7 +79,7 @@ def test_retries_show_each_attempt_and_the_backoff_between():
     app = cp.Graph().add("f", flaky, retry=cp.Retry(3, initial_backoff=0.02, jitter=0.0)).compile()
     r = app.run(1)
     assert r.ok
-    lane = r.timeline().lane("f")
+    lane = r.timeline_data().lane("f")
     assert _kinds(lane) == ["attempt", "backoff", "attempt", "backoff", "attempt"]
     a1, b1, a2, b2, a3 = lane.spans
     assert (a1.attempt, a2.attempt, a3.attempt) == (1, 2, 3)
@@ -102,7 +102,7 @@ def test_a_timed_out_attempt_and_the_fallback():
     app = cp.Graph().add("slow", hangs, timeout=0.05, fallback=lambda x: "cached").compile()
     r = app.run(1)
     assert r.output == "cached"
-    lane = r.timeline().lane("slow")
+    lane = r.timeline_data().lane("slow")
     assert _kinds(lane) == ["attempt", "fallback"]
     attempt, fallback = lane.spans
     assert attempt.status == "timed_out" and attempt.detail.startswith("timed out after")
@@ -114,7 +114,7 @@ def test_an_agent_that_fails_for_good():
     app = cp.Graph().add("f", FailsFirst(5), retry=cp.Retry(2, initial_backoff=0.0)).compile()
     r = app.run(1)
     assert r.status == "failed"
-    lane = r.timeline().lane("f")
+    lane = r.timeline_data().lane("f")
     assert _kinds(lane) == ["attempt", "backoff", "attempt"]
     assert lane.status == "failed" and lane.spans[-1].status == "failed"
     assert "failure 2" in lane.message
@@ -129,7 +129,7 @@ def test_waiting_for_an_in_process_reviewer():
            .add("a", lambda x: cp.Result(x, confidence=0.2),
                 review=cp.Review(below=0.8, reviewer=reviewer))
            .compile())
-    lane = app.run(1).timeline().lane("a")
+    lane = app.run(1).timeline_data().lane("a")
     assert _kinds(lane) == ["attempt", "review"]
     attempt, review = lane.spans
     assert attempt.status == "succeeded"
@@ -144,7 +144,7 @@ def test_skipped_agents_have_a_lane_without_spans():
            .add("left", lambda x: x, after="route")
            .add("right", lambda x: x, after="route")
            .compile())
-    t = app.run(1).timeline()
+    t = app.run(1).timeline_data()
     right = t.lane("right")
     assert right.status == "skipped" and right.spans == () and right.start is None
     assert right.message
@@ -154,7 +154,7 @@ def test_skipped_agents_have_a_lane_without_spans():
 def test_nested_patterns_have_lanes_under_their_agent():
     inner = cp.parallel(p=_sleep(0.01), q=_sleep(0.01), merge=lambda d: d)
     app = cp.Graph().add("a", lambda x: x).add("n", inner, after="a").compile()
-    t = app.run(1).timeline()
+    t = app.run(1).timeline_data()
     assert {lane.agent for lane in t.children("n")} == {"n/p", "n/q", "n/merge"}
     assert t.lane("n/p").parent == "n"
     n = t.lane("n")
@@ -169,7 +169,7 @@ def test_coroutine_agents_and_ainvoke_free_runs():
         return x
 
     app = cp.Graph().add("s", slow, retry=2).compile()
-    lane = app.run(1).timeline().lane("s")
+    lane = app.run(1).timeline_data().lane("s")
     assert _kinds(lane) == ["attempt"] and lane.spans[0].status == "succeeded"
 
 
@@ -201,7 +201,7 @@ def test_a_resumed_durable_run_marks_restored_agents(tmp_path):
     assert first.status == "failed" and first.run_key
     gate.set()
     again = app.start_resumed(first.run_key).record()
-    t = again.timeline()
+    t = again.timeline_data()
     assert t.lane("a").restored and t.lane("a").spans == () and t.lane("a").status == "succeeded"
     assert _kinds(t.lane("b")) == ["attempt"] and t.lane("b").status == "succeeded"
     assert again.agents["a"].attempts == 0 and again.agents["b"].attempts == 1
