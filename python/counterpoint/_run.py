@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._critical_path import CriticalPath, critical_path
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -18,7 +19,6 @@ from ._errors import (
     RunCancelled,
     RunTimeout,
 )
-from ._critical_path import CriticalPath, critical_path
 from ._events import Event
 from ._native import _core
 from ._perfetto import perfetto_trace
@@ -192,7 +192,7 @@ class RunResult:
         engine overhead (``by_cause`` sums to ``elapsed``)."""
         return critical_path(self.timeline_data())
 
-    def trace(self, format: str = "json") -> dict[str, Any]:  # noqa: A002 - the issue's word
+    def trace(self, format: str = "json") -> dict[str, Any]:
         """The run as a JSON-ready trace.
 
         Args:
