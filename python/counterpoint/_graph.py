@@ -33,12 +33,16 @@ from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
+from ._perfetto import perfetto_trace
 from ._picture import GraphPicture
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
 from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
+from ._stored_timeline import timeline_from_store
 from ._streaming import AgentObserver, StreamModes
+from ._timeline import Timeline
+from ._timeline_picture import TimelinePicture
 
 # How long one wait for events lasts before Python gets a chance to see Ctrl-C.
 _EVENT_SLICE = 0.05
@@ -557,6 +561,38 @@ class CompiledGraph:
                     raise error
         return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
                             run_key=run_key, restored=restored, timeline=True)
+
+    def timeline(self, run_key: str) -> TimelinePicture:
+        """The timeline of a stored run (see :meth:`RunResult.timeline`), from any
+        process that builds the same graph on the same store.
+
+        A run that ended in a process that waited for it has its whole timeline kept in
+        the store (the latest session of a resumed run). One whose process died is
+        rebuilt from its audit log: attempts and backoffs of top-level agents, without
+        queueing on limits, review waits or nested agents.
+        """
+        return TimelinePicture(self._stored_timeline(run_key))
+
+    def trace(self, run_key: str, format: str = "perfetto") -> dict[str, Any]:
+        """A stored run as a JSON-ready trace; see :meth:`RunResult.trace` for the
+        formats (``"perfetto"``: Chrome trace events for ui.perfetto.dev)."""
+        timeline = self._stored_timeline(run_key)
+        if format == "perfetto":
+            return perfetto_trace(timeline)
+        if format == "json":
+            return timeline.to_json()
+        raise ValueError(f"trace format must be 'json' or 'perfetto', got {format!r}")
+
+    def _stored_timeline(self, run_key: str) -> Timeline:
+        if self._store is None:
+            raise GraphError("this graph has no store, so it keeps no runs; the timeline "
+                             "of a run is RunResult.timeline(); for stored runs, "
+                             "compile(store=...)")
+        self._store.load_run(run_key)  # a clear StoreError for an unknown key
+        kept = self._store.load_timeline(run_key)
+        if kept is not None:
+            return Timeline.from_json(kept)
+        return timeline_from_store(self._store, run_key, edges=self._edges())
 
     def runs(self, status: str | Sequence[str] | None = None) -> list[RunSummary]:
         """This graph's runs in its store (by graph fingerprint), newest first; e.g.

@@ -295,8 +295,20 @@ class Run:
         if ended and self._store is not None:
             store, self._store = self._store, None
             store.set_status(self.run_key, self.status)
+            if self._events is not None and self.run_key is not None:
+                # What the store's own records cannot tell later: each agent's waits and
+                # attempts, at every depth (the latest session of a resumed run).
+                store.save_timeline(self.run_key, self._timeline().to_json())
             self._ended()
         return ended
+
+    def _timeline(self) -> Timeline:
+        return Timeline.from_events(self._take_events(), run_id=self.id, status=self.status,
+                                    elapsed=self._handle.elapsed, edges=self._plan_edges(),
+                                    run_key=self.run_key)
+
+    def _plan_edges(self) -> Mapping[str, tuple[str, ...]]:
+        return self._edges() if self._edges is not None else {}
 
     def _ended(self) -> None:
         on_end, self._on_end = self._on_end, None
@@ -352,7 +364,7 @@ class Run:
             run_key=self.run_key,
             pending_reviews=pending,
             events=tuple(events),
-            edges=self._edges() if self._edges is not None else {},
+            edges=self._plan_edges(),
         )
 
     def trace(self) -> dict[str, Any]:

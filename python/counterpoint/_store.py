@@ -205,6 +205,17 @@ class Store(ABC):
         """The run's audit log, in order. The default (a store without one) is empty."""
         return []
 
+    # ---- timelines: optional; a store without them rebuilds one from its audit log ----
+
+    def save_timeline(  # noqa: B027 - optional: by default a store keeps no timelines
+            self, run_key: str, timeline: dict[str, Any]) -> None:
+        """Keeps the run's timeline (``Timeline.to_json()``: plain JSON data), replacing
+        the one an earlier session of the run left. The default keeps nothing."""
+
+    def load_timeline(self, run_key: str) -> dict[str, Any] | None:
+        """The timeline :meth:`save_timeline` kept for the run, or None."""
+        return None
+
     def verify_audit(self, run_key: str) -> AuditVerification:
         """Checks the run's audit log: every entry unchanged, none deleted, inserted or
         moved. The default checks the chain of :meth:`audit` (it cannot tell a log cut
@@ -470,6 +481,8 @@ class SQLiteStore(Store):
                     output BLOB, format TEXT NOT NULL, routes TEXT, usage TEXT, message TEXT,
                     confidence REAL, updated REAL NOT NULL,
                     PRIMARY KEY (run_key, agent));
+                CREATE TABLE IF NOT EXISTS timelines (
+                    run_key TEXT PRIMARY KEY, data TEXT NOT NULL, updated REAL NOT NULL);
                 CREATE TABLE IF NOT EXISTS audit_log (
                     run_key TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL,
                     kind TEXT NOT NULL, agent TEXT, data TEXT NOT NULL,
@@ -654,6 +667,24 @@ class SQLiteStore(Store):
                        "WHERE run_key = ? AND status != 'interrupted'",
                        (status, time.time(), run_key))
 
+    def save_timeline(self, run_key: str, timeline: dict[str, Any]) -> None:
+        data = json.dumps(timeline)
+        with self._using(f"keep the timeline of run {run_key}") as db:
+            db.execute("INSERT OR REPLACE INTO timelines VALUES (?, ?, ?)",
+                       (run_key, data, time.time()))
+
+    def load_timeline(self, run_key: str) -> dict[str, Any] | None:
+        with self._using(f"load the timeline of run {run_key}") as db:
+            row = db.execute("SELECT data FROM timelines WHERE run_key = ?",
+                             (run_key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            loaded: dict[str, Any] = json.loads(row[0])
+        except ValueError as exc:
+            raise self._unreadable(f"the timeline of run {run_key}", exc) from exc
+        return loaded
+
     def load_run(self, run_key: str) -> StoredRun:
         with self._using(f"load run {run_key}") as db:
             run = db.execute(
@@ -799,7 +830,7 @@ class SQLiteStore(Store):
             args.append(cutoff)
         with self._transaction("prune runs") as db:
             keys = [(row[0],) for row in db.execute(query, args).fetchall()]
-            for table in ("audit_log", "outcomes", "runs"):
+            for table in ("audit_log", "outcomes", "timelines", "runs"):
                 db.executemany(f"DELETE FROM {table} WHERE run_key = ?", keys)
         return len(keys)
 

@@ -152,6 +152,18 @@ class Timeline:
         return {"run_id": self.run_id, "run_key": self.run_key, "status": self.status,
                 "elapsed": self.elapsed, "lanes": [asdict(lane) for lane in self.lanes]}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Timeline:
+        """The timeline :meth:`to_json` made (e.g. kept in a run's store)."""
+        lanes = []
+        for lane in data["lanes"]:
+            fields = dict(lane)
+            fields["spans"] = tuple(Span(**span) for span in fields.get("spans", ()))
+            fields["after"] = tuple(fields.get("after", ()))
+            lanes.append(AgentLane(**fields))
+        return cls(run_id=data["run_id"], status=data["status"], elapsed=data["elapsed"],
+                   lanes=tuple(lanes), run_key=data.get("run_key"))
+
     def children(self, agent: str | None) -> tuple[AgentLane, ...]:
         """The lanes whose parent is ``agent`` (None: the top level)."""
         return tuple(lane for lane in self.lanes if lane.parent == agent)

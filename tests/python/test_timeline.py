@@ -215,3 +215,79 @@ def test_timeline_types_pickle_and_lookup_errors():
     assert again == t and again.lane("a").spans[0].duration == 1.0
     with pytest.raises(KeyError, match="no agent 'b' in run 1; its agents are 'a'"):
         t.lane("b")
+
+
+def _durable_app(path):
+    inner = cp.parallel(p=_sleep(0.01), q=_sleep(0.01), merge=lambda d: d)
+    limit = cp.Limit("one", max_concurrent=1)
+    fails = FailsFirst(1)
+
+    def flaky(x):  # a plain function: the audit log records its retries
+        return fails(x)
+
+    return (cp.Graph()
+            .add("a", flaky, retry=cp.Retry(2, initial_backoff=0.01))
+            .add("b", _sleep(0.01), after="a", limits=[limit])
+            .add("c", _sleep(0.01), after="a", limits=[limit])
+            .add("n", inner, after=["b", "c"])
+            .compile(store=path))
+
+
+def test_a_stored_run_keeps_its_whole_timeline(tmp_path):
+    path = tmp_path / "runs.db"
+    r = _durable_app(path).run(1)
+    assert r.ok
+    # Another compile of the same graph on the same store (as another process would).
+    again = _durable_app(path)
+    stored = again.timeline(r.run_key).timeline
+    assert stored == r.timeline_data()
+    kinds = {span.kind for span in stored.spans}
+    assert {"attempt", "backoff", "queued"} <= kinds
+    assert {lane.agent for lane in stored.children("n")} == {"n/p", "n/q", "n/merge"}
+    trace = again.trace(r.run_key)
+    assert {e["ph"] for e in trace["traceEvents"]} >= {"X", "M"}
+    assert again.trace(r.run_key, format="json") == r.trace(format="json")
+
+
+def test_a_stored_run_without_a_kept_timeline_is_rebuilt_from_its_audit_log(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "runs.db"
+    app = _durable_app(path)
+    r = app.run(1)
+    with sqlite3.connect(path) as db:  # as if its process had died before keeping it
+        db.execute("DELETE FROM timelines")
+    rebuilt = app.timeline(r.run_key).timeline
+    assert [span.kind for span in rebuilt.lane("a").spans] == ["attempt", "backoff", "attempt"]
+    assert rebuilt.status == "succeeded"
+
+
+def test_stored_timeline_errors(tmp_path):
+    plain = cp.Graph().add("a", lambda x: x).compile()
+    with pytest.raises(cp.GraphError, match=r"compile\(store=\.\.\.\)"):
+        plain.timeline("nope")
+    app = _durable_app(tmp_path / "runs.db")
+    with pytest.raises(cp.StoreError):
+        app.timeline("no-such-run")
+    r = app.run(1)
+    with pytest.raises(ValueError, match="'json' or 'perfetto'"):
+        app.trace(r.run_key, format="svg")
+    with pytest.raises(ValueError, match="'json' or 'perfetto'"):
+        r.trace(format="chrome")
+
+
+def test_pruning_a_run_deletes_its_timeline(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "runs.db"
+    app = _durable_app(path)
+    app.run(1)
+    assert app._store.prune() == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM timelines").fetchone() == (0,)
+
+
+def test_timeline_json_round_trips():
+    r = cp.Graph().add("f", FailsFirst(1), retry=cp.Retry(2, initial_backoff=0.0)).compile().run(1)
+    t = r.timeline_data()
+    assert Timeline.from_json(r.trace(format="json")) == t
