@@ -75,7 +75,8 @@ class AgentLane:
             ``"skipped"``, ``"needs_review"`` or ``"running"``.
         start: Seconds from the run's start to the agent's start (None if it never
             started: skipped).
-        end: Seconds from the run's start to its end (None while it runs, or if skipped).
+        end: Seconds from the run's start to its end, or to when it was skipped (None
+            while it runs).
         spans: Its stretches, in time order. An agent without policies has one attempt.
         after: The paths of the agents it runs after (its data edges), when the graph's
             plan was known to the timeline.
@@ -285,6 +286,7 @@ class _LaneBuilder:
         elif kind == "skip":
             self.status = "skipped"
             self.message = event.message
+            self.end = at
 
     def _drop_implicit(self) -> None:
         if self.implicit:

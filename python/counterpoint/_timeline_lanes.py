@@ -42,14 +42,16 @@ def work_spans(lane: AgentLane) -> tuple[Span, ...]:
 
 
 def never_started_at(lane: AgentLane, lanes: dict[str, AgentLane]) -> float:
-    """Where an agent that never started (skipped) belongs in time, as the timeline does
-    not record when it was skipped: when its last predecessor ended, else when its
+    """Where an agent that never started (skipped) belongs in time: when it was skipped,
+    if the timeline recorded it; else when its last predecessor ended, else when its
     nested graph started, else the run's start.
 
     Args:
         lane: The agent's lane.
         lanes: The run's lanes by path.
     """
+    if lane.end is not None:
+        return lane.end
     ends: list[float] = []
     for path in lane.after:
         before = lanes.get(path)

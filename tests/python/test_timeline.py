@@ -147,6 +147,7 @@ def test_skipped_agents_have_a_lane_without_spans():
     t = app.run(1).timeline_data()
     right = t.lane("right")
     assert right.status == "skipped" and right.spans == () and right.start is None
+    assert right.end is not None and right.end >= t.lane("route").end  # when it was skipped
     assert right.message
     assert t.lanes[-1] is right  # never started: last
 
