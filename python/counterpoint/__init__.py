@@ -12,6 +12,7 @@ from typing import Any as _Any
 
 from . import _graph_svg, _mermaid, _shutdown  # noqa: F401  (register drawers, exit hook)
 from ._audit import AuditEntry, AuditVerification
+from ._critical_path import CriticalPath, PathSegment
 from ._errors import (
     AgentError,
     AgentTimeout,
@@ -50,6 +51,8 @@ from ._results import (
 from ._run import AgentOutcome, Run, RunResult
 from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
+from ._timeline import AgentLane, Span, Timeline
+from ._timeline_picture import TimelinePicture
 from ._usage import UsageRow, usage
 from .patterns import (
     END,
@@ -108,6 +111,7 @@ __all__ = [
     "STREAM_MODES",
     "TBB_VERSION",
     "AgentError",
+    "AgentLane",
     "AgentOutcome",
     "AgentTimeout",
     "AuditEntry",
@@ -118,6 +122,7 @@ __all__ = [
     "CircuitOpenError",
     "CompiledGraph",
     "CounterpointError",
+    "CriticalPath",
     "Decision",
     "EngineError",
     "Escalation",
@@ -130,6 +135,7 @@ __all__ = [
     "LoopResult",
     "Merged",
     "NeedsReview",
+    "PathSegment",
     "PlanError",
     "Result",
     "Retry",
@@ -143,6 +149,7 @@ __all__ = [
     "RunSummary",
     "RunTimeout",
     "SQLiteStore",
+    "Span",
     "SpecError",
     "SpecProblem",
     "Store",
@@ -150,6 +157,8 @@ __all__ = [
     "StoredOutcome",
     "StoredRun",
     "Subtask",
+    "Timeline",
+    "TimelinePicture",
     "UsageRow",
     "Verdict",
     "WorkerLost",
