@@ -27,8 +27,13 @@ def _statuses(tmp_path: Path) -> tuple[cp.SQLiteStore, dict[str, str]]:
     keys = {"succeeded": ok.run(1).run_key, "failed": bad.run(1).run_key,
             "needs_review": paused.run(1).run_key}
     running = ok.run(2).run_key
-    store.set_status(running, "running")
     interrupted = ok.run(3).run_key
+    # As if those two runs' processes had died: their statuses are set on a reopened
+    # store, once the checkpoint writer (which may record a run's end just after its
+    # waiter did) has stopped.
+    store.close()
+    store = cp.SQLiteStore(tmp_path / "r.db")
+    store.set_status(running, "running")
     store.set_status(interrupted, "interrupted")
     keys.update(running=running, interrupted=interrupted)
     return store, keys

@@ -55,7 +55,7 @@ def test_an_agent_without_policies_has_one_attempt():
 
 
 def test_waiting_for_a_limit_is_its_own_span():
-    limit = cp.Limit("llm", max_concurrent=1)
+    limit = cp.Limit("timeline-llm", max_concurrent=1)
     app = (cp.Graph()
            .add("b", _sleep(0.03), limits=[limit])
            .add("c", _sleep(0.03), limits=[limit])
@@ -66,7 +66,7 @@ def test_waiting_for_a_limit_is_its_own_span():
     lane = queued[0]
     assert _kinds(lane) == ["queued", "attempt"]
     wait, attempt = lane.spans
-    assert wait.detail == "llm"
+    assert wait.detail == "timeline-llm"
     assert wait.duration >= 0.02  # the other agent held the one slot
     assert attempt.start == wait.end
     other = t.lane("c" if lane.agent == "b" else "b")
@@ -220,7 +220,7 @@ def test_timeline_types_pickle_and_lookup_errors():
 
 def _durable_app(path):
     inner = cp.parallel(p=_sleep(0.01), q=_sleep(0.01), merge=lambda d: d)
-    limit = cp.Limit("one", max_concurrent=1)
+    limit = cp.Limit("timeline-stored", max_concurrent=1)
     fails = FailsFirst(1)
 
     def flaky(x):  # a plain function: the audit log records its retries
