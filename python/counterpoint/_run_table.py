@@ -62,6 +62,8 @@ class AgentRow(Protocol):
     def confidence(self) -> float | None: ...
     @property
     def restored(self) -> bool: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 class RunRecord(Protocol):
@@ -87,41 +89,23 @@ class RunRecord(Protocol):
     def run_key(self) -> str | None: ...
 
 
-def run_table(run: RunRecord, attempts: Mapping[str, int] | None = None) -> str:
+def run_table(run: RunRecord) -> str:
     """The run as an HTML table: a header (status, elapsed, run key, usage, output or
-    error), then one row per agent.
-
-    Args:
-        run: The run's result.
-        attempts: Attempts per agent name. Without it, an agent's ``attempts``
-            attribute is used if its outcome has one; the column shows when any agent's
-            count is known.
-    """
+    error), then one row per agent."""
     agents = list(run.agents.values())
-    counts = {agent.name: _attempts(agent, attempts) for agent in agents}
-    with_attempts = any(count is not None for count in counts.values())
     # (heading, numeric): numbers are aligned right, under their heading.
-    headings = [("agent", False), ("status", False), ("time", True), ("started at", True)]
-    if with_attempts:
-        headings.append(("attempts", True))
-    headings += [("confidence", True), ("usage", False), ("output", False),
-                 ("error / reason", False)]
-    rows = [_row(agent, counts[agent.name], with_attempts) for agent in agents]
+    headings = [("agent", False), ("status", False), ("time", True), ("started at", True),
+                ("attempts", True), ("confidence", True), ("usage", False),
+                ("output", False), ("error / reason", False)]
     head = "".join(f'<th style="{_NUMBER_CELL if numeric else _CELL}">{heading}</th>'
                    for heading, numeric in headings)
+    rows = "".join(_row(agent) for agent in agents)
     table = (f'<table style="border-collapse:collapse;font-size:0.9em;margin-top:4px">'
              f'<thead><tr style="{_ROW}">{head}</tr></thead>'
-             f"<tbody>{''.join(rows)}</tbody></table>")
+             f"<tbody>{rows}</tbody></table>")
     if len(agents) > _SCROLL_ROWS:
         table = f'<div style="max-height:32em;overflow:auto">{table}</div>'
     return f'<div style="font-family:sans-serif">{_header(run)}{table}</div>'
-
-
-def _attempts(agent: AgentRow, given: Mapping[str, int] | None) -> int | None:
-    if given is not None:
-        return given.get(agent.name)
-    count = getattr(agent, "attempts", None)
-    return count if isinstance(count, int) else None
 
 
 def _header(run: RunRecord) -> str:
@@ -144,7 +128,7 @@ def _header(run: RunRecord) -> str:
     return line
 
 
-def _row(agent: AgentRow, attempts: int | None, with_attempts: bool) -> str:
+def _row(agent: AgentRow) -> str:
     status = _badge(agent.status)
     if agent.restored:
         status += ' <span title="restored from the store">restored</span>'
@@ -153,10 +137,7 @@ def _row(agent: AgentRow, attempts: int | None, with_attempts: bool) -> str:
         f'<td style="{_CELL}">{status}</td>',
         _number(_seconds(agent.duration)),
         _number("" if agent.started is None else f"+{_seconds(agent.started)}"),
-    ]
-    if with_attempts:
-        cells.append(_number("" if attempts is None else str(attempts)))
-    cells += [
+        _number(str(agent.attempts) if agent.attempts else ""),  # 0: it never ran
         _number(_confidence(agent)),
         f'<td style="{_CELL}">{_usage(agent.usage)}</td>',
         f'<td style="{_CELL}">{_output(agent)}</td>',

@@ -28,15 +28,19 @@ def _keep_for_docs(png: Path, name: str) -> None:
 
 
 def _customer_message_run(store: Path) -> cp.RunResult:
-    """A support message triaged to two agents: the address change succeeds, the refund
-    is refused, the reply waits for a human's review."""
+    """A support message triaged to two agents: the address change succeeds on its
+    second attempt, the refund is refused, the reply waits for a human's review."""
+    address_calls: list[str] = []
 
     def triage(message: str) -> object:
         time.sleep(0.02)
         return cp.route(message, ["address", "refund"])
 
     def address(message: str) -> cp.Result:
-        time.sleep(0.1)
+        address_calls.append(message)
+        time.sleep(0.05)
+        if len(address_calls) == 1:
+            raise ConnectionError("the address service did not answer")
         return cp.Result({"street": "12 Rue des Lilas", "city": "Lyon"}, confidence=0.97,
                          usage={"tokens": 412, "cost": 0.0021})
 
@@ -51,7 +55,8 @@ def _customer_message_run(store: Path) -> cp.RunResult:
 
     app = (cp.Graph(on_error="continue")
            .add("triage", triage)
-           .add("address", address, after="triage")
+           .add("address", address, after="triage",
+                retry=cp.Retry(max_attempts=3, initial_backoff=0.02))
            .add("refund", refund, after="triage")
            .add("shipping", lambda message: "rescheduled", after="triage")
            .add("reply", reply, after="address", review=cp.Review(below=0.7))
@@ -69,6 +74,6 @@ def test_the_run_table_renders(tmp_path):
     result = _customer_message_run(tmp_path / "runs.db")
     assert result.status == "needs_review"
     page = write_page(tmp_path / "run.html", result._repr_html_())
-    png = screenshot(page, tmp_path / "run-table.png", 1100, 300)
+    png = screenshot(page, tmp_path / "run-table.png", 1100, 320)
     assert not is_blank(png)
     _keep_for_docs(png, "run-table.png")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import xml.etree.ElementTree as ET
 
 import counterpoint as cp
 from counterpoint._run import AgentOutcome
-from counterpoint._run_table import run_table
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -48,11 +46,12 @@ def test_a_succeeded_run_has_a_header_and_a_row_per_agent():
     result = app.run(1)
     html = result._repr_html_()
     root = _parse(html)
-    assert _headings(root) == ["agent", "status", "time", "started at", "confidence",
-                               "usage", "output", "error / reason"]
+    assert _headings(root) == ["agent", "status", "time", "started at", "attempts",
+                               "confidence", "usage", "output", "error / reason"]
     rows = _rows(root)
     assert list(rows) == ["plan", "write"]
     assert _column(root, "plan", "status") == "succeeded"
+    assert _column(root, "plan", "output") == "2"  # the value, not the Result
     assert _column(root, "plan", "confidence") == "0.90"
     assert _column(root, "plan", "usage") == "tokens 1,200 · cost 0.0042"
     assert _column(root, "plan", "started at").startswith("+")
@@ -154,21 +153,25 @@ def test_long_errors_are_cut_with_the_whole_text_in_a_tooltip():
     assert tip.get("title") == message
 
 
-def test_attempts_show_when_known():
-    outcome = AgentOutcome(name="a", status="succeeded", output=1, started=0.0, finished=1.0)
-    result = cp.RunResult(run_id=1, status="succeeded", output=1, error=None,
-                          agents={"a": outcome})
-    assert "attempts" not in _headings(_parse(result._repr_html_()))
-    root = _parse(run_table(result, attempts={"a": 3}))
-    assert _column(root, "a", "attempts") == "3"
+def test_attempts_count_retries():
+    calls = []
 
-    @dataclasses.dataclass(frozen=True)
-    class CountedOutcome(AgentOutcome):
-        attempts: int = 1
+    def flaky(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise ConnectionError("try again")
+        return x
 
-    counted = CountedOutcome(name="a", status="succeeded", output=1, attempts=2)
-    root = _parse(dataclasses.replace(result, agents={"a": counted})._repr_html_())
-    assert _column(root, "a", "attempts") == "2"
+    app = (cp.Graph(on_error="continue")
+           .add("fetch", flaky, retry=cp.Retry(max_attempts=3, initial_backoff=0.001))
+           .add("broken", lambda x: 1 / 0)
+           .add("after", lambda x: x, after="broken")
+           .compile())
+    root = _parse(app.run(1)._repr_html_())
+    assert _column(root, "fetch", "attempts") == "3"
+    assert _column(root, "broken", "attempts") == "1"
+    assert _column(root, "after", "status") == "skipped"
+    assert _column(root, "after", "attempts") == ""  # it never ran
 
 
 def test_two_hundred_agents_scroll_in_a_box():
