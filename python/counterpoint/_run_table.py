@@ -14,17 +14,18 @@ from typing import Any, Protocol
 
 from ._results import confidence_of, value_of
 
-# Badge colours by status: white text on each stays readable on light and dark themes.
+# Badge colours by status, the timeline picture's where it has the status; white text
+# on each stays readable on light and dark themes.
 _STATUS_COLOURS = {
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "timed_out": "#d84315",
-    "needs_review": "#b26a00",
-    "cancelled": "#6a1b9a",
-    "interrupted": "#6a1b9a",
-    "skipped": "#757575",
-    "not_started": "#9e9e9e",
-    "running": "#1565c0",
+    "succeeded": "#2e8b57",
+    "failed": "#c8324a",
+    "timed_out": "#e08e0b",
+    "needs_review": "#7b52ab",
+    "running": "#4f86c6",
+    "cancelled": "#8d8d8d",
+    "interrupted": "#8d8d8d",
+    "skipped": "#5f6b7a",
+    "not_started": "#a5a5a5",
 }
 _UNKNOWN_COLOUR = "#455a64"
 # Longer texts are cut, with the whole text in a tooltip.
