@@ -192,10 +192,13 @@ RunReport unstarted_report(const std::string& error) {
 // Each run starts from `shared` with its own input, or, for durable runs, from what
 // `prepare(index, input)` returns (it registers the run in the store). Reports come
 // back in input order; each run's state is freed as soon as its report is made, so
-// memory follows the window rather than the batch size.
+// memory follows the window rather than the batch size. `on_finished(finished, failed)`,
+// if given, hears of each group of runs that ended (on this thread, which holds the GIL
+// then anyway), so a progress bar costs the batches that show none nothing.
 std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
                                  const py::list& inputs, const RunRequest& shared,
-                                 std::size_t window, const py::object& prepare) {
+                                 std::size_t window, const py::object& prepare,
+                                 const py::object& on_finished) {
   refuse_wait_on_engine_thread({});
   const std::size_t total = inputs.size();
   // Every run of the batch runs its agents in the caller's context.
@@ -248,24 +251,39 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
     batch.emplace(graph, total, std::move(options));
   }
   std::vector<Batch::Finished> finished;
+  // Ctrl-C, or the callback raising, interrupts the batch's runs before the error
+  // propagates (a durable run is then listed for resume).
+  const auto interrupt = [&batch] {
+    py::gil_scoped_release nogil;
+    batch->interrupt();
+    batch.reset();
+  };
   for (;;) {
     bool more;
     {
       py::gil_scoped_release nogil;
       more = batch->next(finished, kWaitSlice, kReportGroup);
     }
+    std::size_t failed = 0;
     for (Batch::Finished& item : finished) {
-      reports[item.index] = item.run ? run_report(item.run) : unstarted_report(item.error);
+      RunReport& report = reports[item.index];
+      report = item.run ? run_report(item.run) : unstarted_report(item.error);
+      failed += report.ok ? 0 : 1;
     }
+    const std::size_t ended = finished.size();
     finished.clear();
     drain_released_objects();
+    if (ended != 0 && !on_finished.is_none()) {
+      try {
+        on_finished(ended, failed);
+      } catch (py::error_already_set&) {
+        interrupt();
+        throw;
+      }
+    }
     if (!more) break;
     if (PyErr_CheckSignals() != 0) {
-      {
-        py::gil_scoped_release nogil;
-        batch->interrupt();
-        batch.reset();
-      }
+      interrupt();
       throw py::error_already_set();
     }
   }
@@ -456,8 +474,10 @@ void register_runs(py::module_& m) {
   m.attr("DEFAULT_BATCH_WINDOW") = BatchOptions::kDefaultWindow;
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
         py::arg("window") = 0, py::arg("prepare") = py::none(),
+        py::arg("on_finished") = py::none(),
         "Runs the graph once per input, at most `window` runs at once (0: "
-        "DEFAULT_BATCH_WINDOW); reports in input order.");
+        "DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(finished, failed)` "
+        "is called with the GIL after each group of runs that ended.");
 }
 
 }  // namespace counterpoint::bindings

@@ -144,7 +144,6 @@ class RayBatch:
     num_actors: int = 2
     chunk_size: int | None = None
     max_concurrency: int | None = None
-    progress: bool = False
     options: RayOptions = field(default_factory=RayOptions)
 
 
@@ -203,7 +202,7 @@ def ray_actors(num_actors: int = 1, *, max_concurrency: int = 1,
 
 
 def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
-              max_concurrency: int | None = None, progress: bool = False,
+              max_concurrency: int | None = None,
               num_cpus: float | None = 1, num_gpus: float | None = None,
               memory: int | None = None, resources: dict[str, float] | None = None,
               address: str | None = None) -> RayBatch:
@@ -214,7 +213,8 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
     named in the error) and compiles it; inputs go out in chunks, a few per actor at a
     time so that memory stays bounded, and results come back in input order, a failed
     run's exception in its place with ``return_exceptions=True``. A chunk whose actor
-    died runs again on a live one.
+    died runs again on a live one. ``batch(progress=True)`` counts the runs as their
+    chunks come back.
 
     Args:
         num_actors: Actors, each running its chunks with the local engine.
@@ -222,8 +222,6 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
             chunks, at most 256 inputs each).
         max_concurrency: Runs in flight inside each actor (``batch``'s own default when
             None).
-        progress: Show a progress bar (tqdm's, notebook-aware, when installed; a line
-            on stderr otherwise) counting finished and failed runs.
         num_cpus, num_gpus, memory, resources: What each actor reserves.
         address: As for :func:`ray`.
     """
@@ -233,11 +231,9 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
         _count(owner, "chunk_size", chunk_size)
     if max_concurrency is not None:
         _count(owner, "max_concurrency", max_concurrency)
-    if not isinstance(progress, bool):
-        raise GraphError(f"{owner}: progress must be True or False, got {progress!r}")
     options = RayOptions(num_cpus, num_gpus, memory, resources, address)
     options.check(owner)
-    return RayBatch(num_actors, chunk_size, max_concurrency, progress, options)
+    return RayBatch(num_actors, chunk_size, max_concurrency, options)
 
 
 def _batch_spec(executor: Any, max_concurrency: int | None) -> RayBatch:
@@ -250,12 +246,14 @@ def _batch_spec(executor: Any, max_concurrency: int | None) -> RayBatch:
 
 
 def run_batch_on(executor: Any, app: Any, inputs: Any, max_concurrency: int | None,
-                 return_exceptions: bool, budget: Any, deadline: Any) -> list[Any]:
+                 return_exceptions: bool, budget: Any, deadline: Any,
+                 progress: str | None) -> list[Any]:
     """``app.batch(inputs, executor=executor)``; ``max_concurrency`` (checked by the
-    caller), if given, is the runs in flight in each actor."""
+    caller), if given, is the runs in flight in each actor; ``progress``, if given,
+    the description of a progress bar."""
     spec = _batch_spec(executor, max_concurrency)
     results: list[Any] = _integration().run_batch(app, inputs, spec, return_exceptions,
-                                                  budget, deadline)
+                                                  budget, deadline, progress)
     return results
 
 

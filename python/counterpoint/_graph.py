@@ -36,6 +36,7 @@ from ._native import _core
 from ._perfetto import perfetto_trace
 from ._picture import GraphPicture
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
+from ._progress import Progress, progress_label
 from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
 from ._store import RunSummary, SQLiteStore, Store
@@ -784,6 +785,7 @@ class CompiledGraph:
         budget: Mapping[str, float] | None = None,
         deadline: float | None = None,
         executor: RayBatch | None = None,
+        progress: bool | str = False,
     ) -> list[Any]:
         """Runs the graph once per input, concurrently; results come in input order.
 
@@ -799,17 +801,24 @@ class CompiledGraph:
             budget, deadline: Per run, as for :meth:`start`.
             executor: :func:`counterpoint.ray_batch` shards the runs over Ray actors,
                 each compiling this graph once; None runs them in this process.
+            progress: Show a progress bar counting finished and failed runs as they end
+                (tqdm's, notebook-aware, with ``pip install "counterpoint[progress]"``;
+                a line on stderr otherwise). A string is the bar's description.
         """
+        label = progress_label(progress)
         if executor is not None:
             _check_max_concurrency(max_concurrency)
             return run_batch_on(executor, self, inputs, max_concurrency, return_exceptions,
-                                budget, deadline)
-        return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
+                                budget, deadline, label)
+        return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline,
+                           progress=label)
 
     def _batch(self, inputs: Iterable[Any], max_concurrency: int | None,
                return_exceptions: bool, budget: Any, deadline: Any,
-               observers: Sequence[Any] | None = None) -> list[Any]:
-        """``batch``, each run observed by its entry of ``observers`` if given."""
+               observers: Sequence[Any] | None = None, *,
+               progress: str | None = None) -> list[Any]:
+        """``batch``, each run observed by its entry of ``observers`` if given, with a
+        progress bar described by ``progress`` if given."""
         _check_max_concurrency(max_concurrency)
         inputs = list(inputs)
         shared = self._request(None, self._dispatcher(), budget=budget, deadline=deadline)
@@ -828,7 +837,13 @@ class CompiledGraph:
                         request, budget=self._settings(budget, deadline)[0])
                 return request
 
-        reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare)
+        bar = None if progress is None else Progress(len(inputs), progress)
+        try:
+            reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare,
+                                  None if bar is None else bar.advance)
+        finally:
+            if bar is not None:
+                bar.close()
         if self._store is not None:
             # Recorded here as well as by the checkpoint writer, so that once batch()
             # returns the store agrees (an "interrupted" status is never overwritten).
@@ -850,33 +865,51 @@ class CompiledGraph:
         budget: Mapping[str, float] | None = None,
         deadline: float | None = None,
         executor: RayBatch | None = None,
+        progress: bool | str = False,
     ) -> list[Any]:
         """Like :meth:`batch`, awaited; coroutine agents run on the caller's loop (or,
         with an executor, the batch runs on Ray while the loop goes on)."""
+        label = progress_label(progress)
         if executor is not None:
             connect(executor)
             return await asyncio.to_thread(
                 self.batch, inputs, max_concurrency=max_concurrency,
                 return_exceptions=return_exceptions, budget=budget, deadline=deadline,
-                executor=executor)
+                executor=executor, progress=label or False)
         return await self._abatch_each(
             list(inputs), max_concurrency, return_exceptions,
-            lambda _, item: self.ainvoke(item, budget=budget, deadline=deadline))
+            lambda _, item: self.ainvoke(item, budget=budget, deadline=deadline), label)
 
     @staticmethod
     async def _abatch_each(inputs: list[Any], max_concurrency: int | None,
                            return_exceptions: bool,
-                           run: Callable[[int, Any], Awaitable[Any]]) -> list[Any]:
-        """Awaits ``run(index, input)`` for every input, at most ``max_concurrency`` at once."""
+                           run: Callable[[int, Any], Awaitable[Any]],
+                           progress: str | None = None) -> list[Any]:
+        """Awaits ``run(index, input)`` for every input, at most ``max_concurrency`` at
+        once, with a progress bar described by ``progress`` if given."""
         _check_max_concurrency(max_concurrency)
         limit = asyncio.Semaphore(max_concurrency or DEFAULT_BATCH_WINDOW)
+        bar = None if progress is None else Progress(len(inputs), progress)
 
         async def one(index: int, item: Any) -> Any:
             async with limit:
-                return await run(index, item)
+                if bar is None:
+                    return await run(index, item)
+                try:
+                    result = await run(index, item)
+                except Exception:
+                    bar.advance(1, 1)
+                    raise
+                bar.advance(1)
+                return result
 
-        return await asyncio.gather(*(one(index, item) for index, item in enumerate(inputs)),
-                                    return_exceptions=return_exceptions)
+        try:
+            return await asyncio.gather(
+                *(one(index, item) for index, item in enumerate(inputs)),
+                return_exceptions=return_exceptions)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def __repr__(self) -> str:
         return f"CompiledGraph(agents={self.agents})"

@@ -23,6 +23,7 @@ from ._events import Event
 from ._native import _core
 from ._perfetto import perfetto_trace
 from ._results import ReviewRequest
+from ._run_table import run_table
 from ._timeline import Timeline
 from ._timeline_picture import TimelinePicture
 
@@ -212,6 +213,11 @@ class RunResult:
         if self.error is not None:
             raise self.error
         return self.output
+
+    def _repr_html_(self) -> str:
+        """The run as an HTML table (how Jupyter shows it): status, elapsed time and
+        usage, then each agent's status, timing, confidence, usage and error."""
+        return run_table(self)
 
 
 def _outcome(record: Any, attempts: int) -> AgentOutcome:

@@ -105,11 +105,14 @@ def test_a_graph_the_actors_cannot_rebuild_fails_clearly(tmp_path):
 
 
 def test_a_progress_bar_counts_runs_and_failures(capfd):
-    _app().batch(range(30), executor=cp.ray_batch(2, progress=True), return_exceptions=True)
+    _app().batch(range(30), executor=cp.ray_batch(2), progress=True, return_exceptions=True)
     err = capfd.readouterr().err
     assert "30/30" in err
-    # items 3, 10, 17 and 24: tqdm's postfix where it is installed, else the plain line
-    assert "failed=4" in err or "4 failed" in err
+    assert "failed=4" in err  # items 3, 10, 17 and 24
+    asyncio.run(_app().abatch(range(10), executor=cp.ray_batch(2), progress="on ray",
+                              return_exceptions=True))
+    err = capfd.readouterr().err
+    assert "on ray: 100%" in err and "10/10" in err
 
 
 def test_abatch_and_the_runnable_batch_take_the_executor():

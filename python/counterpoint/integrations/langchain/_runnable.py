@@ -18,6 +18,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.graph import Graph as DrawableGraph
 
 from ..._graph import CompiledGraph
+from ..._progress import progress_label
 from ..._streaming import AgentObserver, StreamModes
 from ._callbacks import CallbackObserver, stepped
 from ._drawing import plan_graph
@@ -171,17 +172,19 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
             # The runs happen on Ray actors, which no callback handler here can follow.
             return CompiledGraph.batch(self, inputs, return_exceptions=return_exceptions,
                                        **kwargs)
+        label = progress_label(kwargs.get("progress", False))
         if _unconfigured(config):
             return self._batch(inputs, kwargs.get("max_concurrency"), return_exceptions,
-                               budget, deadline)
+                               budget, deadline, progress=label)
         inputs = list(inputs)
         configs = get_config_list(config, len(inputs))
         max_concurrency = _max_concurrency(kwargs, configs)
         opened = [self._observed(item, cfg) for item, cfg in zip(inputs, configs)]
         if all(observer is None for _, observer in opened):
-            return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline)
+            return self._batch(inputs, max_concurrency, return_exceptions, budget, deadline,
+                               progress=label)
         results = self._batch(inputs, max_concurrency, True, budget, deadline,
-                              [observer for _, observer in opened])
+                              [observer for _, observer in opened], progress=label)
         for (manager, _), result in zip(opened, results):
             if isinstance(result, BaseException):
                 _report(manager, error=result)
@@ -199,16 +202,17 @@ class RunnableGraph(CompiledGraph, Runnable[Any, Any]):
         if kwargs.get("executor") is not None:
             return await CompiledGraph.abatch(self, inputs, return_exceptions=return_exceptions,
                                               **kwargs)
+        label = progress_label(kwargs.pop("progress", False))
         if _unconfigured(config):  # no config: no LangChain cost
             return await self._abatch_each(
                 list(inputs), kwargs.pop("max_concurrency", None), return_exceptions,
-                lambda _, item: _plain_ainvoke(self, item, **kwargs))
+                lambda _, item: _plain_ainvoke(self, item, **kwargs), label)
         inputs = list(inputs)
         configs = get_config_list(config, len(inputs))
         max_concurrency = _max_concurrency(kwargs, configs)
         return await self._abatch_each(
             inputs, max_concurrency, return_exceptions,
-            lambda index, item: self.ainvoke(item, configs[index], **kwargs),
+            lambda index, item: self.ainvoke(item, configs[index], **kwargs), label,
         )
 
     # ---- streaming ------------------------------------------------------------------

@@ -134,16 +134,18 @@ def _chunk_size(spec: RayBatch, total: int) -> int:
 
 
 def run_batch(app: Any, inputs: Iterable[Any], spec: RayBatch, return_exceptions: bool,
-              budget: Mapping[str, float] | None, deadline: float | None) -> list[Any]:
+              budget: Mapping[str, float] | None, deadline: float | None,
+              progress: str | None) -> list[Any]:
     """``app.batch(inputs, executor=spec)``: results in input order, each failed run's
-    exception in its place, or the first one (in input order) raised at the end."""
+    exception in its place, or the first one (in input order) raised at the end; a
+    progress bar described by ``progress`` if given."""
     connect(spec.options.address)
     inputs = list(inputs)
     if not inputs:
         check_picklable(app, cloudpickle.dumps)
         return []
     with _pool_for(app, spec) as pool:
-        results = _Sharding(pool, spec, inputs, budget, deadline).run()
+        results = _Sharding(pool, spec, inputs, budget, deadline, progress).run()
     if not return_exceptions:
         for outcome in results:
             if isinstance(outcome, BaseException):
@@ -156,14 +158,15 @@ class _Sharding:
     so an actor that cannot start (the cluster lacks what it reserves) holds none."""
 
     def __init__(self, pool: _Pool, spec: RayBatch, inputs: list[Any],
-                 budget: Mapping[str, float] | None, deadline: float | None) -> None:
+                 budget: Mapping[str, float] | None, deadline: float | None,
+                 progress: str | None) -> None:
         self.pool, self.spec, self.budget, self.deadline = pool, spec, budget, deadline
         self.results: list[Any] = [None] * len(inputs)
         size = _chunk_size(spec, len(inputs))
         self.queue = deque(_Chunk(start, inputs[start:start + size])
                            for start in range(0, len(inputs), size))
         self.in_flight: dict[Any, tuple[_Chunk, _Worker]] = {}
-        self.progress = Progress(len(inputs), "batch") if spec.progress else None
+        self.progress = None if progress is None else Progress(len(inputs), progress)
 
     def run(self) -> list[Any]:
         try:
