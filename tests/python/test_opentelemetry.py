@@ -121,6 +121,25 @@ def test_a_run_is_a_workflow_span_with_a_span_per_agent_call(provider):
         assert workflow.start_time <= span.start_time <= span.end_time <= workflow.end_time
 
 
+def test_a_loops_iterations_nest_under_the_loop_agent(provider):
+    drafting = cp.loop(lambda x: "draft", evaluator=lambda draft: False, max_iterations=3)
+    app = cp.Graph().add("write", drafting).compile()
+    assert app.invoke("topic").iterations == 3
+    write, *steps = named(provider, "invoke_agent write/loop")
+    assert write.attributes["counterpoint.attempt"] == 1
+    # Each next iteration is started by a `then` step of the same agent: a continuation
+    # of its call, not an attempt.
+    assert len(steps) == 3
+    for step in steps:
+        assert step.attributes["counterpoint.continuation"] is True
+        assert "counterpoint.attempt" not in step.attributes
+        assert parent_name(provider, step) == "invoke_agent write/loop"
+    workers = named(provider, "invoke_agent write/loop/worker")
+    assert len(workers) == 3
+    assert {parent_name(provider, s) for s in workers} == {"invoke_agent write/loop"}
+    assert {s.attributes["counterpoint.attempt"] for s in workers} == {1}
+
+
 def test_attributes_follow_the_genai_conventions(provider):
     app = cp.Graph().add("classify", lambda x: "billing").add(
         "answer", lambda x: x, after="classify").compile()
@@ -155,6 +174,49 @@ def test_spans_are_timed_by_the_runs_clock(provider):
     assert workflow.end_time - workflow.start_time == pytest.approx(result.elapsed * 1e9,
                                                                    abs=2e6)
     assert nap.end_time - nap.start_time >= 0.05e9
+
+
+def test_waits_on_limits_and_retries_are_the_engines(provider):
+    api = cp.Limit("api", max_concurrent=1)
+
+    def hold(x):
+        time.sleep(0.05)
+        return x
+
+    g = cp.Graph()
+    g.add("fetch", Flaky(), retry=cp.Retry(max_attempts=2, initial_backoff=0.05))
+    g.add("one", hold, limits=api, after="fetch")
+    g.add("two", hold, limits=api, after="fetch")
+    g.add("broken", lambda x: 1 / 0, fallback=lambda x: "fallback", after="fetch")
+    g.compile().invoke(1)
+
+    first, second = named(provider, "invoke_agent fetch")
+    assert (first.attributes["counterpoint.attempt"], second.attributes["counterpoint.attempt"]) \
+        == (1, 2)
+    assert "counterpoint.retry.delay" not in first.attributes
+    assert second.attributes["counterpoint.retry.delay"] == pytest.approx(0.05, abs=0.04)
+    # One of the two agents sharing the limit waited for the other's slot.
+    waits = [s.attributes.get("counterpoint.queued.api", 0.0)
+             for s in named(provider, "invoke_agent one") + named(provider, "invoke_agent two")]
+    assert sorted(waits)[0] == 0.0 and sorted(waits)[1] >= 0.03
+    called, fallback = named(provider, "invoke_agent broken")
+    assert called.attributes["error.type"] == "ZeroDivisionError"
+    assert fallback.attributes["counterpoint.fallback"] is True
+    assert "counterpoint.attempt" not in fallback.attributes
+    assert fallback.attributes["counterpoint.agent.status"] == "succeeded"
+
+
+def test_an_in_process_review_is_reported(provider):
+    review = cp.Review(below=0.5, reviewer=lambda request: cp.reject("not good enough"))
+    app = cp.Graph().add("draft", lambda x: cp.Result(x, confidence=0.3), review=review) \
+        .compile()
+    with pytest.raises(cp.AgentError):
+        app.invoke("text")
+    draft = named(provider, "invoke_agent draft")[0]
+    # The call itself succeeded; the reviewer rejected its output.
+    assert draft.attributes["counterpoint.agent.status"] == "succeeded"
+    assert draft.attributes["counterpoint.review.status"] == "rejected"
+    assert draft.attributes["counterpoint.confidence"] == 0.3
 
 
 def test_usage_tokens_are_reported_under_the_conventions_names(provider):

@@ -29,6 +29,7 @@ RUN_STATUS = "counterpoint.run.status"
 AGENT_STATUS = "counterpoint.agent.status"
 ATTEMPT = "counterpoint.attempt"
 FALLBACK = "counterpoint.fallback"
+CONTINUATION = "counterpoint.continuation"
 RETRY_DELAY = "counterpoint.retry.delay"
 QUEUED = "counterpoint.queued."  # + the limit's name
 BREAKER_STATE = "counterpoint.breaker.state"

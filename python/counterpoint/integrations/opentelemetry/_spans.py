@@ -61,7 +61,12 @@ class _Call:
     path: str
     span: Span
     started: int  # monotonic ns
-    number: int  # how many calls of this path the run has started, this one included
+    # Its attempt's number, as the calls tell it: those of its path the run started, not
+    # counting continuations (the run's timeline then says which attempt it was).
+    number: int
+    # The `then` step of a delegation (a loop's next iteration, say): a call of the same
+    # agent made while its delegating call is still open, as part of it.
+    continuation: bool = False
     ended: int | None = None  # monotonic ns
     status: str = "running"
     error_type: str | None = None
@@ -81,9 +86,10 @@ class RunSpans:
         self.observer: Any = self if observer is None else _Observers(self, observer)
         self._lock = threading.Lock()
         self._calls: list[_Call] = []
-        # The newest call of each path: where a nested agent's call finds its parent.
+        # The newest call of each path that is not a continuation: where a nested
+        # agent's call, and a continuation of the same agent, find their parent.
         self._latest: dict[str, _Call] = {}
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, int] = {}  # calls of each path that are not continuations
         self._closed = False
         self._conversation: str | None = None
         now = time.monotonic_ns()
@@ -100,16 +106,23 @@ class RunSpans:
 
     def agent_started(self, call: Any) -> None:
         path = call.path
-        parent = self._parent(path)
-        number = self._counts[path] = self._counts.get(path, 0) + 1
+        previous = self._latest.get(path)
+        continuation = previous is not None and previous.ended is None
+        if continuation:
+            parent: _Call | None = previous
+            number = self._counts[path]
+        else:
+            parent = self._parent(path)
+            number = self._counts[path] = self._counts.get(path, 0) + 1
         now = time.monotonic_ns()
         span = self._tracer.start_span(
             f"{attr.INVOKE_AGENT} {path}",
             self._workflow_context if parent is None else set_span_in_context(parent.span),
             SpanKind.INTERNAL, {attr.OPERATION: attr.INVOKE_AGENT, attr.AGENT_NAME: path},
             start_time=now + self._wall)
-        record = _Call(path, span, now, number)
-        self._latest[path] = record
+        record = _Call(path, span, now, number, continuation)
+        if not continuation:
+            self._latest[path] = record
         self._calls.append(record)
         call.state = record
         call.context.run(_make_current, span)
@@ -235,10 +248,10 @@ class RunSpans:
         workflow.end(end_time=end + self._wall)
 
     def _match(self, timeline: Timeline) -> None:
-        """Gives each call the engine's record of it: a lane's attempts (and fallback) are
-        its calls, in order. A lane that does not tell them apart (an engine without
-        per-attempt events, or a `then` step after a nested graph) keeps the calls' own
-        timing."""
+        """Gives each call the engine's record of it. A lane's attempts and fallback are
+        its calls: each call belongs to the last of them that started before it did (the
+        engine marks an attempt before it calls the agent); a second call in the same one
+        is a continuation of the first."""
         by_path: dict[str, list[_Call]] = {}
         for call in list(self._calls):
             by_path.setdefault(call.path, []).append(call)
@@ -246,25 +259,30 @@ class RunSpans:
             calls = by_path.get(lane.agent)
             if not calls:
                 continue
-            review = _review_of(lane)
-            if review is not None:
-                calls[-1].review = review
-            stretches = [s for s in lane.spans if s.kind in (ATTEMPT, FALLBACK)]
-            if len(stretches) != len(calls):
-                continue
+            engines: list[tuple[float, _Engine]] = []  # (start, the stretch's record)
             queued: dict[str, float] = {}
             delay: float | None = None
-            calls_left = iter(calls)
             for stretch in lane.spans:
                 if stretch.kind == QUEUED:
                     queued[stretch.detail] = queued.get(stretch.detail, 0.0) + stretch.duration
                 elif stretch.kind == BACKOFF:
                     delay = stretch.duration
                 elif stretch.kind in (ATTEMPT, FALLBACK):
-                    next(calls_left).engine = _Engine(stretch.end, stretch.status,
-                                                      stretch.attempt, stretch.kind == FALLBACK,
-                                                      queued, delay, stretch.detail)
+                    engines.append((stretch.start, _Engine(
+                        stretch.end, stretch.status, stretch.attempt, stretch.kind == FALLBACK,
+                        queued, delay, stretch.detail)))
                     queued, delay = {}, None
+            index, taken, last = -1, -1, None
+            for call in calls:
+                at = (call.started - self._zero) * 1e-9
+                while index + 1 < len(engines) and engines[index + 1][0] <= at:
+                    index += 1
+                call.continuation = index >= 0 and index == taken
+                if index >= 0 and not call.continuation:
+                    call.engine, taken, last = engines[index][1], index, call
+            review = _review_of(lane)
+            if review is not None and last is not None:
+                last.review = review
 
     def _end_call(self, call: _Call) -> None:
         attributes = dict(call.attributes)
@@ -272,12 +290,15 @@ class RunSpans:
             attributes[attr.CONVERSATION] = self._conversation
         status, error_type, end, message = call.status, call.error_type, call.ended, call.message
         engine = call.engine
-        if engine is None:
+        if call.continuation:
+            attributes[attr.CONTINUATION] = True
+        elif engine is None:
             attributes[attr.ATTEMPT] = call.number
         else:
-            attributes[attr.ATTEMPT] = engine.attempt
-            if engine.fallback:
+            if engine.fallback:  # not an attempt: what the agent's failures led to
                 attributes[attr.FALLBACK] = True
+            else:
+                attributes[attr.ATTEMPT] = engine.attempt
             if engine.delay is not None:
                 attributes[attr.RETRY_DELAY] = engine.delay
             for limit, seconds in engine.queued.items():
