@@ -12,10 +12,13 @@ methodology) and printed with the ratio. Needs opentelemetry-sdk
 
 Sections:
     otel       ``app.invoke(x)`` with tracing off (never instrumented, or after
-               ``cp.uninstrument()``: the same path) and on (spans to an in-memory
+               ``cp.uninstrument()``: the same path), on with OpenTelemetry's no-op
+               provider (counterpoint's own part: observing calls, recording and
+               reading the timeline), and on with the SDK (spans to an in-memory
                exporter through a SimpleSpanProcessor), on a chain of 20 no-op agents,
                the 5-way fan-out + join, a chain of 10 coroutine agents, and a batch of
-               100 runs of the fan-out; reported per agent call.
+               100 runs of the fan-out; reported per agent call. Also the SDK alone:
+               one span with the same attributes started and ended, no counterpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, set_span_in_context
 
 import _harness as h
 import counterpoint as cp
@@ -41,15 +45,20 @@ from engine import chain_graph, fanout_graph, interleaved, summary
 _CLEAR_EVERY = 20_000
 
 
-def _tracer() -> tuple[Any, InMemorySpanExporter]:
-    """The tracer cp.instrument() installs, with its spans kept in memory."""
+def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """An SDK provider keeping its spans in memory."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _installed(provider: Any) -> Any:
+    """The tracer cp.instrument(provider) installs (left uninstalled)."""
     cp.instrument(provider)
     tracer = _tracing.tracer
     cp.uninstrument()
-    return tracer, exporter
+    return tracer
 
 
 def _async_chain(length: int) -> cp.CompiledGraph:
@@ -64,9 +73,10 @@ def _async_chain(length: int) -> cp.CompiledGraph:
 
 def bench_otel(res: Results, cfg: dict[str, Any]) -> None:
     print("[otel] invoke with tracing off and on", flush=True)
-    tracer, exporter = _tracer()
+    provider, exporter = _provider()
+    sdk, noop = _installed(provider), _installed(NoOpTracerProvider())
 
-    def traced(call: Callable[[], Any], agents: int) -> Callable[[], Any]:
+    def traced(call: Callable[[], Any], agents: int, tracer: Any) -> Callable[[], Any]:
         calls = itertools.count(1)
         clear_every = max(1, _CLEAR_EVERY // agents)  # about a span per agent call
 
@@ -95,19 +105,47 @@ def bench_otel(res: Results, cfg: dict[str, Any]) -> None:
                      max(cfg["iterations"] // 50, 4)),
     }
     for key, (label, call, agents, iterations) in shapes.items():
-        on_call = traced(call, agents)
+        on_call = traced(call, agents, sdk)
         assert on_call() == call()  # the same result, traced or not
-        samples = interleaved({"off": (call, iterations), "on": (on_call, iterations)},
-                              cfg["repeats"])
-        off, on = summary(samples["off"]), summary(samples["on"])
+        samples = interleaved({"off": (call, iterations),
+                               "noop": (traced(call, agents, noop), iterations),
+                               "on": (on_call, iterations)}, cfg["repeats"])
+        off, own, on = (summary(samples[k]) for k in ("off", "noop", "on"))
         res.add(f"off_{key}", f"{label}, tracing off: per agent", off["median"] / agents, "s",
                 details={"per_run": off})
-        res.add(f"on_{key}", f"{label}, tracing on: per agent", on["median"] / agents, "s",
+        res.add(f"noop_{key}", f"{label}, no-op provider: per agent", own["median"] / agents,
+                "s", baseline=off["median"] / agents, baseline_label="tracing off",
+                details={"per_run": own})
+        res.add(f"on_{key}", f"{label}, SDK, in memory: per agent", on["median"] / agents, "s",
                 baseline=off["median"] / agents, baseline_label="tracing off",
                 details={"per_run": on})
         res.add(f"delta_{key}", f"{label}: what tracing adds per agent",
                 (on["median"] - off["median"]) / agents, h.DELTA, details={})
     exporter.clear()
+    floor = summary(interleaved({"span": (_one_span(provider, exporter),
+                                          cfg["iterations"] * 5)}, cfg["repeats"])["span"])
+    res.add("sdk_span", "the SDK alone: one span started and ended", floor["median"], "s",
+            details={"per_span": floor})
+    exporter.clear()
+
+
+def _one_span(provider: TracerProvider, exporter: InMemorySpanExporter) -> Callable[[], None]:
+    """What an agent's span costs in the SDK itself: started under a parent with the
+    attributes counterpoint gives it, ended with the ones it adds."""
+    tracer = provider.get_tracer("floor")
+    parent = set_span_in_context(tracer.start_span("invoke_workflow graph"))
+    spans = itertools.count(1)
+
+    def span() -> None:
+        if next(spans) % _CLEAR_EVERY == 0:
+            exporter.clear()
+        started = tracer.start_span(
+            "invoke_agent a", parent, SpanKind.INTERNAL,
+            {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "a"})
+        started.set_attributes({"gen_ai.conversation.id": "1", "counterpoint.attempt": 1,
+                                "counterpoint.agent.status": "succeeded"})
+        started.end()
+    return span
 
 
 def config(quick: bool) -> dict[str, Any]:

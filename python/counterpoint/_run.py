@@ -283,7 +283,7 @@ class Run:
 
     @property
     def done(self) -> bool:
-        done = self._handle.done
+        done: bool = self._handle.done
         if done and self._trace is not None:
             self._end_trace()
         return done

@@ -8,8 +8,9 @@ on the event loop alike. The spans close once the run has ended and its caller k
 it, timed by the engine: the run's clock is the engine's (both read CLOCK_MONOTONIC),
 and what the engine recorded of the run (its timeline: each attempt's end, the waits
 for limits and retries, skipped and restored agents) gives the spans their ends and
-counterpoint's attributes. A call still running when its run ends (cancelled, or
-abandoned by a timeout) closes when it returns.
+counterpoint's attributes. A call the engine gave up on (a timeout) closes at that
+time; one its run ended without (the run's result no longer needed it) closes when it
+returns, as cancelled.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class _Call:
     engine: _Engine | None = None
     review: tuple[str, str] | None = None  # (status, reason)
     closing: bool = False  # its span is being ended (by the run's end, or by its own)
+    late: bool = False  # it returned after its run had ended: its result was discarded
 
 
 class RunSpans:
@@ -146,6 +148,7 @@ class RunSpans:
             elif status == "timed_out":
                 record.error_type = attr.TIMED_OUT
             record.ended = time.monotonic_ns()
+            record.late = self._closed
             late = self._closed and not record.closing
             record.closing = True
         if late:  # the run ended first: nobody else will close this call's span
@@ -177,7 +180,8 @@ class RunSpans:
             report = handle.report()
             timeline, skips = None, {}
             if events is not None:
-                skips = {event.agent: event.time for event in events if event.kind == "skip"}
+                skips = {event.agent: event.time for event in events
+                         if event.kind == "skip" and event.agent is not None}
                 timeline = Timeline.from_events(events, run_id=handle.id,
                                                 status=report.status.name,
                                                 elapsed=handle.elapsed)
@@ -303,10 +307,12 @@ class RunSpans:
                 attributes[attr.RETRY_DELAY] = engine.delay
             for limit, seconds in engine.queued.items():
                 attributes[attr.QUEUED + limit] = seconds
-            if engine.status not in ("", "running"):
-                status = engine.status  # a timeout the engine decided, say
-                message = message or engine.detail
+        if engine is not None and engine.status not in ("", "running"):
+            status = engine.status  # a timeout the engine decided, say
+            message = message or engine.detail
             end = self._zero + round(engine.end * 1e9)
+        elif call.late:
+            status = "cancelled"
         if call.review is not None:
             attributes[attr.REVIEW_STATUS], reason = call.review
             if reason:
@@ -325,10 +331,9 @@ class RunSpans:
         a circuit breaker (or any failure before a call) as a span of no length."""
         path = lane.agent
         if lane.status == "skipped":
-            at = skips.get(path)
             self._workflow.add_event(
                 attr.SKIPPED_EVENT, {attr.AGENT_NAME: path, attr.SKIP_REASON: lane.message},
-                None if at is None else self._zero + round(at * 1e9) + self._wall)
+                self._zero + round(skips[path] * 1e9) + self._wall)
         elif lane.restored:
             self._workflow.add_event(
                 attr.RESTORED_EVENT, {attr.AGENT_NAME: path, attr.RESTORED: True},
