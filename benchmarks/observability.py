@@ -156,7 +156,7 @@ def config(quick: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     return h.main(__doc__, {"otel": bench_otel}, config, argv,
-                  quick_help="fewer iterations (about 15 s instead of a minute)")
+                  quick_help="fewer iterations (about 20 s instead of two minutes)")
 
 
 if __name__ == "__main__":
