@@ -324,7 +324,7 @@ class Run:
         trace = self._trace
         if trace is not None and self._handle.done:
             self._trace = None
-            trace.ended(self._handle, None if self._events is None else self._take_events())
+            trace.ended(self._handle, None if self._events is None else self._timeline())
 
     def _ended(self) -> None:
         on_end, self._on_end = self._on_end, None

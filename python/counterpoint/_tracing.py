@@ -7,7 +7,10 @@ sets it; nothing here imports that integration or OpenTelemetry.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._timeline import Timeline
 
 
 class RunTrace(Protocol):
@@ -20,10 +23,9 @@ class RunTrace(Protocol):
     def started(self, handle: Any, run_key: str | None) -> None:
         """The run started (its agents may already be running, or done)."""
 
-    def ended(self, handle: Any, events: list[Any] | None) -> None:
-        """The run has ended and its caller knows it; ``events`` are what the run
-        recorded for its timeline, if it kept them (nobody streamed it). Safe to call
-        more than once."""
+    def ended(self, handle: Any, timeline: Timeline | None) -> None:
+        """The run has ended and its caller knows it; ``timeline`` is the engine's record
+        of it, if the run kept one (nobody streamed it). Safe to call more than once."""
 
     def reported(self, report: Any, run_key: str | None) -> None:
         """A run of a batch ended with ``report`` (a RunReport; no handle is kept)."""

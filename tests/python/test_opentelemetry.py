@@ -173,7 +173,7 @@ def test_spans_are_timed_by_the_runs_clock(provider):
     # The workflow lasts at least what the engine says the run lasted (it opens just
     # before the engine starts the run), the agent what its call took, by the engine.
     assert workflow.end_time - workflow.start_time >= round(result.elapsed * 1e9)
-    timeline_end = result.timeline().lane("nap").end
+    timeline_end = result.timeline_data().lane("nap").end
     assert nap.end_time - workflow.start_time >= round(timeline_end * 1e9)
     assert nap.end_time - nap.start_time >= 0.05e9
 

@@ -25,7 +25,6 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
-from ..._events import Event
 from ..._results import Result
 from ..._run import failure_exception
 from ..._timeline import ATTEMPT, BACKOFF, FALLBACK, QUEUED, REVIEW, AgentLane, Timeline
@@ -175,19 +174,12 @@ class RunSpans:
         if not handle.done:
             self._zero = now - round(elapsed * 1e9)
 
-    def ended(self, handle: Any, events: list[Event] | None) -> None:
+    def ended(self, handle: Any, timeline: Timeline | None) -> None:
         try:
             report = handle.report()
-            timeline, skips = None, {}
-            if events is not None:
-                skips = {event.agent: event.time for event in events
-                         if event.kind == "skip" and event.agent is not None}
-                timeline = Timeline.from_events(events, run_id=handle.id,
-                                                status=report.status.name,
-                                                elapsed=handle.elapsed)
             self._close(report.status.name, handle.id, None if report.ok else
                         failure_exception(report, handle.key or None), handle.usage(),
-                        self._zero + round(handle.elapsed * 1e9), timeline, skips)
+                        self._zero + round(handle.elapsed * 1e9), timeline)
         except Exception:  # noqa: BLE001  (a tracing failure must not change the run)
             _log.exception("counterpoint: could not end the trace of run %s", handle.id)
 
@@ -205,7 +197,7 @@ class RunSpans:
                     usage[name] = usage.get(name, 0.0) + amount
             self._close(report.status.name, report.run_id,
                         None if report.ok else failure_exception(report, run_key),
-                        usage, end, None, {})
+                        usage, end, None)
         except Exception:  # noqa: BLE001  (a tracing failure must not change the run)
             _log.exception("counterpoint: could not end the trace of run %s", report.run_id)
 
@@ -213,15 +205,14 @@ class RunSpans:
         try:
             interrupted = isinstance(error, KeyboardInterrupt)
             self._close("interrupted" if interrupted else "failed", None,
-                        None if interrupted else error, None, time.monotonic_ns(), None, {})
+                        None if interrupted else error, None, time.monotonic_ns(), None)
         except Exception:  # noqa: BLE001  (a tracing failure must not change the run)
             _log.exception("counterpoint: could not end the trace of a run")
 
     # ---- closing ----------------------------------------------------------------------
 
     def _close(self, status: str, run_id: int | None, error: BaseException | None,
-               usage: Mapping[str, float] | None, end: int, timeline: Timeline | None,
-               skips: Mapping[str, float]) -> None:
+               usage: Mapping[str, float] | None, end: int, timeline: Timeline | None) -> None:
         if timeline is not None:
             self._match(timeline)
         with self._lock:
@@ -239,7 +230,7 @@ class RunSpans:
         workflow = self._workflow
         if timeline is not None:
             for lane in timeline.lanes:
-                self._lane_without_call(lane, skips)
+                self._lane_without_call(lane)
         attributes: dict[str, Any] = {attr.RUN_STATUS: status, **attr.usage_attributes(usage)}
         if run_id is not None:
             attributes[attr.RUN_ID] = run_id
@@ -325,15 +316,15 @@ class RunSpans:
         call.span.set_attributes(attributes)
         call.span.end(end_time=max(end or call.started, call.started) + self._wall)
 
-    def _lane_without_call(self, lane: AgentLane, skips: Mapping[str, float]) -> None:
+    def _lane_without_call(self, lane: AgentLane) -> None:
         """Shows what the engine did with an agent that made no call of its own: skipped
         and restored agents as events of the workflow span (no agent ran), a refusal by
         a circuit breaker (or any failure before a call) as a span of no length."""
         path = lane.agent
-        if lane.status == "skipped":
+        if lane.status == "skipped":  # its lane ends when it was skipped
             self._workflow.add_event(
                 attr.SKIPPED_EVENT, {attr.AGENT_NAME: path, attr.SKIP_REASON: lane.message},
-                self._zero + round(skips[path] * 1e9) + self._wall)
+                self._zero + round((lane.end or 0.0) * 1e9) + self._wall)
         elif lane.restored:
             self._workflow.add_event(
                 attr.RESTORED_EVENT, {attr.AGENT_NAME: path, attr.RESTORED: True},
