@@ -53,6 +53,7 @@ from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
 from ._timeline import AgentLane, Span, Timeline
 from ._timeline_picture import TimelinePicture
+from ._tracing import set_tracer as _set_tracer
 from ._usage import UsageRow, usage
 from .patterns import (
     END,
@@ -90,6 +91,34 @@ def _ray_integration() -> _Any:
 
 # cp.ray(), cp.ray_actors() and cp.ray_batch() import it when a graph first uses them.
 _register_ray_integration(_ray_integration)
+
+
+def instrument(tracer_provider: _Any = None) -> None:
+    """Traces every run with OpenTelemetry (GenAI semantic conventions): one
+    ``invoke_workflow`` span per run and one ``invoke_agent`` span per agent call, made
+    with ``tracer_provider`` (None: the global one). Needs opentelemetry-api
+    (``pip install "counterpoint[otel]"``). See
+    :func:`counterpoint.integrations.opentelemetry.instrument`.
+
+    Raises:
+        ImportError: opentelemetry-api is not installed.
+    """
+    try:
+        from .integrations.opentelemetry import instrument as _instrument
+    except ImportError as exc:
+        if not (exc.name or "").startswith("opentelemetry"):
+            raise
+        raise ImportError(
+            "cp.instrument() reports spans through OpenTelemetry; install its API: "
+            "pip install 'counterpoint[otel]'"
+        ) from exc
+    _instrument(tracer_provider)
+
+
+def uninstrument() -> None:
+    """Stops tracing the runs that start from now on (see :func:`instrument`); runs in
+    flight finish their traces."""
+    _set_tracer(None)
 
 
 def _runnable_graph_class() -> type[CompiledGraph]:
@@ -172,6 +201,7 @@ __all__ = [
     "emit",
     "fan_out",
     "group_chat",
+    "instrument",
     "judge",
     "load",
     "loop",
@@ -186,6 +216,7 @@ __all__ = [
     "sequential",
     "spec_schema",
     "supervisor",
+    "uninstrument",
     "usage",
     "value_of",
 ]

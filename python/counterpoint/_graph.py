@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from collections.abc import (
 )
 from typing import Any
 
+from . import _tracing
 from ._audit import AuditEvent
 from ._durable import (
     AuditedRun,
@@ -465,14 +467,34 @@ class CompiledGraph:
                 restored: list[Any] | None = None, observer: Any = None,
                 timeline: bool = False) -> Run:
         """Starts a run; with ``timeline``, one whose record keeps every agent's steps
-        (``record_events`` is then the timeline's)."""
+        (``record_events`` is then the timeline's). A traced run that nobody streams
+        keeps them too: its spans are completed from them."""
+        tracer = _tracing.tracer
+        if tracer is None:
+            return self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
+                                   restored, observer, timeline)
+        trace = tracer.trace(self, observer)
+        try:
+            run = self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
+                                  restored, trace.observer,
+                                  timeline or record_events is _NO_EVENTS, trace)
+        except BaseException as exc:
+            trace.abandoned(exc)
+            raise
+        trace.started(run._handle, run.run_key)
+        return run
+
+    def _start_run(self, input: Any, dispatcher: Any, record_events: Any, budget: Any,
+                   deadline: Any, run_key: str | None, restored: list[Any] | None,
+                   observer: Any, timeline: bool, trace: _tracing.RunTrace | None = None
+                   ) -> Run:
         if timeline:
             record_events = TIMELINE_EVENTS
         edges = self._edges if timeline else None
         request = self._request(input, dispatcher, record_events=record_events, budget=budget,
                                 deadline=deadline, observer=observer)
         if self._store is None:
-            return Run(_core.start_run(self._native, request), edges=edges)
+            return Run(_core.start_run(self._native, request), edges=edges, trace=trace)
         request, run_key, audited = self._durable_request(
             request, run_key, restored, self._settings(budget, deadline)[0])
         token = audit_notes.set(audited.notes)  # the run's agent calls copy this context
@@ -482,7 +504,7 @@ class CompiledGraph:
             audit_notes.reset(token)
         audit_attach(audited, handle)
         return Run(handle, run_key, self._store,
-                   on_end=lambda: audit_finish(audited), edges=edges)
+                   on_end=lambda: audit_finish(audited), edges=edges, trace=trace)
 
     def _edges(self) -> dict[str, tuple[str, ...]]:
         """The plan's data edges at every depth, worked out once per compiled graph."""
@@ -523,7 +545,7 @@ class CompiledGraph:
             AgentError: an agent raised; its exception is ``__cause__``.
             RunTimeout, BudgetExceeded, NeedsReview, RunCancelled: see their docs.
         """
-        if self._store is None:
+        if self._store is None and _tracing.tracer is None:
             budget, deadline = self._settings(budget, deadline)
             result = _core.invoke(self._native, input, self._dispatcher(), budget, deadline)
             if type(result) is _RunReport:  # any other result is the output itself
@@ -616,7 +638,7 @@ class CompiledGraph:
                                 deadline: Any = None) -> Any:
         bridge = bridge_for_running_loop()
         run = None
-        if self._store is None and observer is None:
+        if self._store is None and observer is None and _tracing.tracer is None:
             budget, deadline = self._settings(budget, deadline)
             handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline)
         else:
@@ -634,6 +656,8 @@ class CompiledGraph:
             raise
         finally:
             bridge.forget(run_id)
+            if run is not None:
+                run._end_trace()
         if run is not None:
             return run.result()  # a durable run's end is recorded in its store too
         result = handle.output_or_report()
@@ -695,7 +719,7 @@ class CompiledGraph:
                                                              deadline=deadline))
             return
         run = None
-        if self._store is None and observer is None:
+        if self._store is None and observer is None and _tracing.tracer is None:
             # The run's first events come with its start, in one native call.
             budget, deadline = self._settings(budget, deadline)
             started = _core.start_stream(self._native, input, self._dispatcher(), budget,
@@ -722,6 +746,8 @@ class CompiledGraph:
         finally:
             if not handle.done:  # closed early, or interrupted
                 handle.cancel()
+            if run is not None:
+                run._end_trace()
 
     def astream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
                 budget: Mapping[str, float] | None = None,
@@ -738,7 +764,7 @@ class CompiledGraph:
             return
         bridge = bridge_for_running_loop()
         run = None
-        if self._store is None and observer is None:
+        if self._store is None and observer is None and _tracing.tracer is None:
             budget, deadline = self._settings(budget, deadline)
             handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline,
                                  modes.recorded)
@@ -775,6 +801,8 @@ class CompiledGraph:
             if not handle.done:
                 handle.cancel()
             bridge.forget(run_id)
+            if run is not None:
+                run._end_trace()
 
     def batch(
         self,
@@ -824,14 +852,23 @@ class CompiledGraph:
         shared = self._request(None, self._dispatcher(), budget=budget, deadline=deadline)
         keys: list[str | None] = [None] * len(inputs)
         audits: list[AuditedRun | None] = [None] * len(inputs)
+        tracer = _tracing.tracer
+        traces: list[_tracing.RunTrace | None] = [None] * len(inputs)
+        # Runs are prepared on engine threads: their traces are made in (a copy of) the
+        # caller's context, to nest under whatever the caller is inside of.
+        caller = contextvars.copy_context() if tracer is not None else None
         prepare = None
-        if self._store is not None or observers is not None:
+        if self._store is not None or observers is not None or tracer is not None:
             durable = self._store is not None
 
             def prepare(index: int, item: Any) -> Any:
-                request = self._request(
-                    item, shared.dispatcher, budget=budget, deadline=deadline,
-                    observer=None if observers is None else observers[index])
+                observer = None if observers is None else observers[index]
+                if tracer is not None:
+                    assert caller is not None
+                    trace = traces[index] = caller.copy().run(tracer.trace, self, observer)
+                    observer = trace.observer
+                request = self._request(item, shared.dispatcher, budget=budget,
+                                        deadline=deadline, observer=observer)
                 if durable:
                     request, keys[index], audits[index] = self._durable_request(
                         request, budget=self._settings(budget, deadline)[0])
@@ -841,9 +878,18 @@ class CompiledGraph:
         try:
             reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare,
                                   None if bar is None else bar.advance)
+        except BaseException as exc:  # Ctrl-C: the runs that had started were interrupted
+            for trace in traces:
+                if trace is not None:
+                    trace.abandoned(exc)
+            raise
         finally:
             if bar is not None:
                 bar.close()
+        if tracer is not None:
+            for trace, report, key in zip(traces, reports, keys):
+                if trace is not None:
+                    trace.reported(report, key)
         if self._store is not None:
             # Recorded here as well as by the checkpoint writer, so that once batch()
             # returns the store agrees (an "interrupted" status is never overwritten).

@@ -26,6 +26,7 @@ from ._results import ReviewRequest
 from ._run_table import run_table
 from ._timeline import Timeline
 from ._timeline_picture import TimelinePicture
+from ._tracing import RunTrace
 
 # The one mapping from how the engine says an agent failed to the exception users see
 # as the AgentError's __cause__ when the agent raised nothing itself.
@@ -260,7 +261,8 @@ class Run:
 
     def __init__(self, handle: Any, run_key: str | None = None,
                  store: Any = None, on_end: Callable[[], None] | None = None, *,
-                 edges: Callable[[], Mapping[str, tuple[str, ...]]] | None = None) -> None:
+                 edges: Callable[[], Mapping[str, tuple[str, ...]]] | None = None,
+                 trace: RunTrace | None = None) -> None:
         self._handle = handle
         self.run_key = run_key
         # A run started to be recorded (start(), not a stream) keeps its events here,
@@ -272,6 +274,8 @@ class Run:
         # (its audit log's end entries included: on_end).
         self._store = store
         self._on_end = on_end
+        # Ended (its spans exported) once this handle sees the run's end.
+        self._trace = trace
 
     @property
     def id(self) -> int:
@@ -285,7 +289,10 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return self._handle.done
+        done: bool = self._handle.done
+        if done and self._trace is not None:
+            self._end_trace()
+        return done
 
     def wait(self, timeout: float | None = None) -> bool:
         """Waits (GIL released) until the run ends or ``timeout`` seconds pass. Ctrl-C
@@ -306,6 +313,8 @@ class Run:
                 # attempts, at every depth (the latest session of a resumed run).
                 store.save_timeline(self.run_key, self._timeline().to_json())
             self._ended()
+        if ended and self._trace is not None:
+            self._end_trace()
         return ended
 
     def _timeline(self) -> Timeline:
@@ -316,12 +325,20 @@ class Run:
     def _plan_edges(self) -> Mapping[str, tuple[str, ...]]:
         return self._edges() if self._edges is not None else {}
 
+    def _end_trace(self) -> None:
+        """Ends the run's trace, if it has one and the run has ended."""
+        trace = self._trace
+        if trace is not None and self._handle.done:
+            self._trace = None
+            trace.ended(self._handle, None if self._events is None else self._timeline())
+
     def _ended(self) -> None:
         on_end, self._on_end = self._on_end, None
         if on_end is not None:
             on_end()
 
     def _record_end(self) -> None:
+        self._end_trace()
         if self._store is not None and self._handle.done:
             store, self._store = self._store, None
             with contextlib.suppress(Exception):  # the KeyboardInterrupt must go on

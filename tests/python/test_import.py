@@ -142,3 +142,32 @@ def test_without_langchain_nothing_of_it_is_imported(tmp_path):
         "print(sorted(m for m in sys.modules if m.startswith(('langchain', 'langsmith'))))\n",
         tmp_path)
     assert out == ["CompiledGraph", "2", "[2]", "True", "['langchain_core']"]
+
+
+def test_instrument_imports_opentelemetry_only_when_called(tmp_path):
+    # Without langchain-core, whose langsmith imports OpenTelemetry at the first compile().
+    out = _run(
+        "import sys\n"
+        "sys.modules['langchain_core'] = None\n"
+        "import counterpoint as cp\n"
+        "cp.uninstrument()\n"
+        "cp.Graph().add('a', lambda x: x).compile().invoke(1)\n"
+        "print(any(m.startswith('opentelemetry') for m in sys.modules))\n"
+        "cp.instrument()\n"
+        "print('opentelemetry.trace' in sys.modules)\n",
+        tmp_path)
+    assert out == ["False", "True"]
+
+
+def test_without_opentelemetry_instrument_says_what_to_install(tmp_path):
+    out = _run(
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None\n"
+        "import counterpoint as cp\n"
+        "try:\n"
+        "    cp.instrument()\n"
+        "except ImportError as error:\n"
+        "    print('counterpoint[otel]' in str(error))\n"
+        "print(cp.Graph().add('a', lambda x: x + 1).compile().invoke(1))\n",
+        tmp_path)
+    assert out == ["True", "2"]
