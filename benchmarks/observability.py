@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""What seeing runs costs: OpenTelemetry spans (``cp.instrument()``) per agent, with
-tracing off and on.
+"""What seeing runs costs: a run's timeline and OpenTelemetry spans (``cp.instrument()``)
+per agent, with each off and on.
 
 Usage:
     python benchmarks/observability.py [--quick] [--json out.json] [--only SECTION ...]
@@ -11,6 +11,12 @@ methodology) and printed with the ratio. Needs opentelemetry-sdk
 (``pip install ".[test]"`` has it).
 
 Sections:
+    timeline   ``app.invoke(x)`` (records no timeline) against ``app.run(x)`` (records
+               one: the engine's policy steps and every agent's start and end, taken as
+               events into the RunResult), then reading it (``timeline_data()`` and
+               ``critical_path()``) and drawing it (``timeline().svg``), on a chain of 20
+               no-op agents, the 5-way fan-out + join, and the fan-out with a retry
+               policy on each agent (so each records an attempt too); per agent call.
     otel       ``app.invoke(x)`` with tracing off (never instrumented, or after
                ``cp.uninstrument()``: the same path), on with OpenTelemetry's no-op
                provider (counterpoint's own part: observing calls, recording and
@@ -69,6 +75,57 @@ def _async_chain(length: int) -> cp.CompiledGraph:
     for i in range(length):
         g.add(f"a{i}", step, after=None if i == 0 else f"a{i - 1}")
     return g.compile()
+
+
+def _with_policies(width: int = 5) -> cp.CompiledGraph:
+    """The 5-way fan-out + join with a retry policy on every agent (none fails)."""
+    def noop(x: Any) -> Any:
+        return x
+
+    g = cp.Graph().add("src", noop, retry=2)
+    for i in range(width):
+        g.add(f"w{i}", noop, after="src", retry=2)
+    g.add("join", lambda d: d, after=[f"w{i}" for i in range(width)], retry=2)
+    return g.compile()
+
+
+def bench_timeline(res: Results, cfg: dict[str, Any]) -> None:
+    print("[timeline] invoke against run (which records a timeline), reading and drawing it",
+          flush=True)
+    chain, _ = chain_graph(20)
+    fanout, _ = fanout_graph()
+    shapes: dict[str, tuple[str, cp.CompiledGraph, int]] = {
+        "chain20": ("chain of 20 no-op agents", chain, 20),
+        "fanout": ("5-way fan-out + join", fanout, 6),
+        "policies": ("5-way fan-out + join, retry policy on each", _with_policies(), 7),
+    }
+    for key, (label, app, agents) in shapes.items():
+        def read(app: cp.CompiledGraph = app) -> Any:
+            record = app.run(1)
+            return record.timeline_data(), record.critical_path()
+
+        def draw(app: cp.CompiledGraph = app) -> str:
+            return app.run(1).timeline().svg
+
+        iterations = cfg["iterations"]
+        samples = interleaved({"invoke": (lambda app=app: app.invoke(1), iterations),
+                               "run": (lambda app=app: app.run(1), iterations),
+                               "read": (read, iterations // 4),
+                               "draw": (draw, iterations // 20)}, cfg["repeats"])
+        invoke, run, read_s, draw_s = (summary(samples[k]) for k in
+                                       ("invoke", "run", "read", "draw"))
+        base = invoke["median"] / agents
+        res.add(f"invoke_{key}", f"{label}: invoke, per agent", base, "s",
+                details={"per_run": invoke})
+        res.add(f"run_{key}", f"{label}: run (records the timeline), per agent",
+                run["median"] / agents, "s", baseline=base, baseline_label="invoke",
+                details={"per_run": run})
+        res.add(f"read_{key}", f"{label}: run + timeline_data() + critical_path(), per agent",
+                read_s["median"] / agents, "s", baseline=base, baseline_label="invoke",
+                details={"per_run": read_s})
+        res.add(f"draw_{key}", f"{label}: run + timeline().svg, per agent",
+                draw_s["median"] / agents, "s", baseline=base, baseline_label="invoke",
+                details={"per_run": draw_s})
 
 
 def bench_otel(res: Results, cfg: dict[str, Any]) -> None:
@@ -155,7 +212,7 @@ def config(quick: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return h.main(__doc__, {"otel": bench_otel}, config, argv,
+    return h.main(__doc__, {"timeline": bench_timeline, "otel": bench_otel}, config, argv,
                   quick_help="fewer iterations (about 20 s instead of two minutes)")
 
 
