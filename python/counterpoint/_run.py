@@ -269,6 +269,7 @@ class Run:
         # taken once it has ended; `edges` gives the graph's plan for its timeline.
         self._events: list[Event] | None = None if edges is None else []
         self._edges = edges
+        self._timeline_made: Timeline | None = None
         # A durable run's end is also recorded by the checkpoint writer, in the background;
         # recording it here as well means that once wait() returns, the store agrees
         # (its audit log's end entries included: on_end).
@@ -318,9 +319,12 @@ class Run:
         return ended
 
     def _timeline(self) -> Timeline:
-        return Timeline.from_events(self._take_events(), run_id=self.id, status=self.status,
-                                    elapsed=self._handle.elapsed, edges=self._plan_edges(),
-                                    run_key=self.run_key)
+        """The ended run's timeline, made once (its store and its trace both read it)."""
+        if self._timeline_made is None:
+            self._timeline_made = Timeline.from_events(
+                self._take_events(), run_id=self.id, status=self.status,
+                elapsed=self._handle.elapsed, edges=self._plan_edges(), run_key=self.run_key)
+        return self._timeline_made
 
     def _plan_edges(self) -> Mapping[str, tuple[str, ...]]:
         return self._edges() if self._edges is not None else {}
