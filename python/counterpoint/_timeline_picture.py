@@ -347,7 +347,10 @@ class _Drawing:
                 f'<path class="skip" d="M{x - 5:.2f},{cy - 5:.2f} L{x + 5:.2f},{cy + 5:.2f} '
                 f'M{x - 5:.2f},{cy + 5:.2f} L{x + 5:.2f},{cy - 5:.2f}" stroke="#666666" '
                 f'stroke-width="2"><title>{_text(title)}</title></path>')
-            self.out.append(f'<text x="{x + 9:.2f}" y="{y + 14}" fill="#666666" '
+            # Its label to the right of the cross, or to the left near the picture's edge.
+            right = x + 9 + 60 <= self.width - _MARGIN
+            self.out.append(f'<text x="{x + 9 if right else x - 9:.2f}" y="{y + 14}" '
+                            f'text-anchor="{"start" if right else "end"}" fill="#666666" '
                             'font-style="italic">skipped</text>')
             return
         title = f"{lane.agent}: {lane.status}; no times recorded" + (

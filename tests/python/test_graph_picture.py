@@ -6,9 +6,7 @@ the picture as headless Chromium renders it."""
 
 from __future__ import annotations
 
-import io
 import itertools
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -407,31 +405,3 @@ def test_pictures_need_no_langchain(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["CompiledGraph", "True", "True", "['langchain_core']"]
-
-
-# ---- in a browser ----------------------------------------------------------------------
-
-
-def _screenshot(page: Path, png: Path, size: tuple[int, int]) -> None:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("needs Chromium (Debian's chromium package)")
-    proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--window-size={size[0]},{size[1]}", f"--screenshot={png}", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and png.exists(), proc.stderr
-
-
-def test_chromium_renders_the_picture(tmp_path: Path) -> None:
-    image = pytest.importorskip("PIL.Image")
-    picture = every_pattern_app().draw()
-    page = picture.save(tmp_path / "graph.html")
-    png = tmp_path / "graph.png"
-    _screenshot(page, png, (int(picture.width) + 40, int(picture.height) + 40))
-    with image.open(io.BytesIO(png.read_bytes())) as shot:
-        colors = shot.convert("RGB").getcolors(maxcolors=1 << 16)
-    # Not blank: the boxes' fill and outline colours are there, in quantity.
-    assert colors is not None and len(colors) > 20
-    counts = {rgb: count for count, rgb in colors}
-    assert counts.get((0xea, 0xf2, 0xfb), 0) > 20 * 200  # 18 boxes' fill

@@ -77,3 +77,38 @@ def test_the_run_table_renders(tmp_path):
     png = screenshot(page, tmp_path / "run-table.png", 1100, 320)
     assert not is_blank(png)
     _keep_for_docs(png, "run-table.png")
+
+
+def test_the_graph_picture_renders(tmp_path):
+    from test_graph_picture import every_pattern_app
+
+    picture = every_pattern_app().draw()
+    page = tmp_path / "graph.html"
+    picture.save(page)
+    png = screenshot(page, tmp_path / "graph.png", int(picture.width) + 40,
+                     int(picture.height) + 40)
+    assert not is_blank(png)
+    _keep_for_docs(png, "graph.png")
+
+
+def test_the_timeline_renders(tmp_path):
+    result = _customer_message_run(tmp_path / "runs.db")
+    picture = result.timeline()
+    assert {span.kind for span in picture.timeline.spans} >= {"attempt", "backoff"}
+    page = tmp_path / "timeline.html"
+    picture.save(page)
+    png = screenshot(page, tmp_path / "timeline.png", 1100, 420)
+    assert not is_blank(png)
+    _keep_for_docs(png, "timeline.png")
+
+
+def test_a_200_agent_timeline_renders(tmp_path):
+    g = cp.Graph().add("plan", lambda x: x)
+    for i in range(200):
+        g.add(f"worker_{i:03d}", lambda x: x, after="plan")
+    picture = g.compile().run(1).timeline()
+    assert len(picture.timeline.lanes) == 201
+    page = tmp_path / "wide.html"
+    picture.save(page)
+    png = screenshot(page, tmp_path / "wide.png", 1100, 800)
+    assert not is_blank(png)
