@@ -181,8 +181,9 @@ class AgentNames {
 };
 
 py::object event_object(const Event& event, PyObject* run_id, AgentNames& names) {
-  // An error's payload, and a retried attempt's, is the exception.
-  const bool failed = event.kind == EventKind::Error || event.kind == EventKind::Retry;
+  // An error's payload, a retried attempt's and the one a fallback follows is the exception.
+  const bool failed = event.kind == EventKind::Error || event.kind == EventKind::Retry ||
+                      event.kind == EventKind::Fallback;
   return new_event({new_ref(g_event.kinds[static_cast<std::size_t>(event.kind)]),
                     names.get(event), new_ref(run_id), PyFloat_FromDouble(event.seconds),
                     failed ? new_ref(Py_None) : payload_ref(event.payload),

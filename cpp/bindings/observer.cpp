@@ -61,17 +61,18 @@ class ObservedOutcome final : public Resolver {
 
 }  // namespace
 
-void observe_call(Invocation& invocation, py::handle input) {
+bool observe_call(Invocation& invocation, py::handle input) {
   const auto* run = static_cast<const RunContext*>(invocation.run_context.get());
-  if (run == nullptr || !run->observer) return;
+  if (run == nullptr || !run->observer) return false;
   auto call = std::make_shared<ObservedCall>();
   call->path = invocation.completion.agent_path();
+  call->attempt = invocation.attempt;
   call->input = py::reinterpret_borrow<py::object>(input);
   PyObject* context = PyContext_Copy(run->caller_context.get().ptr());
   if (context == nullptr) {
     py::error_already_set error;
     error.discard_as_unraisable("counterpoint run observer (copying the run's context)");
-    return;  // unobserved, in the run's own context
+    return true;  // unobserved, in the run's own context
   }
   call->context = py::reinterpret_steal<py::object>(context);
   call->channel = invocation.completion.channel();
@@ -80,7 +81,7 @@ void observe_call(Invocation& invocation, py::handle input) {
     run->observer->get().attr("agent_started")(call_object);
   } catch (py::error_already_set& error) {
     error.discard_as_unraisable("counterpoint run observer (agent_started)");
-    return;  // unobserved, in the run's own context
+    return true;  // unobserved, in the run's own context
   }
   if (run->observer_sees_ends) {
     auto resolver = std::make_shared<ObservedOutcome>(run->observer, call_object);
@@ -89,6 +90,7 @@ void observe_call(Invocation& invocation, py::handle input) {
     resolver->hold(std::move(original));
   }
   invocation.run_context = std::make_shared<RunContext>(run->dispatcher, call->context, nullptr);
+  return true;
 }
 
 void register_observer(py::module_& m) {
@@ -107,6 +109,7 @@ void register_observer(py::module_& m) {
   py::class_<ObservedCall, std::shared_ptr<ObservedCall>>(
       m, "ObservedCall", "One agent call, as its run's observer sees it.")
       .def_readonly("path", &ObservedCall::path)
+      .def_readonly("attempt", &ObservedCall::attempt)
       .def_readonly("input", &ObservedCall::input)
       .def_readonly("context", &ObservedCall::context)
       .def_readonly("channel", &ObservedCall::channel)

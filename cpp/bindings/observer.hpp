@@ -3,6 +3,7 @@
 // depth (RunRequest.observer). They are how LangChain callbacks, tracing and the stream
 // modes that need an agent's own context ("custom", "messages") see every agent, and
 // they cost nothing to runs that have none: one null check per call.
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,7 @@ namespace py = pybind11;
 // its own data in `state`; `observer.agent_ended(call)` then finds the outcome filled in.
 struct ObservedCall {
   std::string path;             // "<delegating agent>/<agent>" for agents of child runs
+  std::uint32_t attempt = 0;    // of an agent with policies: which attempt, from 1; else 0
   py::object input;             // what the agent receives
   py::object context;           // a contextvars.Context: a copy of the run's caller context
   EventChannel channel;         // the agent's own events (custom data, model chunks)
@@ -35,8 +37,9 @@ struct ObservedCall {
 // with `input` (what the agent receives, already made), runs the call in the context the
 // observer prepared and routes the call's outcome through the observer before it reaches
 // the run when the observer has an `agent_ended`. Does nothing otherwise. Never throws: an
-// observer's failure leaves the call unobserved, in its run's own context.
-void observe_call(Invocation& invocation, py::handle input);
+// observer's failure leaves the call unobserved, in its run's own context. True if the
+// run has an observer (the observer's work took time, whether or not it succeeded).
+bool observe_call(Invocation& invocation, py::handle input);
 
 // True when the invocation's run has an observer (no GIL needed).
 inline bool has_observer(const Invocation& invocation) noexcept {

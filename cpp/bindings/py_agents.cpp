@@ -112,12 +112,14 @@ void SyncAgent::call(Invocation& invocation) {
   SteadyClock::time_point finished;
   {
     ScopedGil gil;
-    // Timed from here, after the GIL was taken: waiting for it is not the agent's time.
-    const SteadyClock::time_point started = SteadyClock::now();
+    // Timed from the body's start, after the GIL was taken and the call observed: waiting
+    // for the GIL and an observer's work (tracing, callbacks) are not the agent's time,
+    // and would make a fast agent look slow to dispatch="auto".
+    SteadyClock::time_point started = SteadyClock::now();
     try {
       // Raw references only across the call: see call_python.
       PyObject* argument = inputs_to_python(invocation.inputs).release().ptr();
-      observe_call(invocation, argument);
+      if (observe_call(invocation, argument)) started = SteadyClock::now();
       PyObject* context = copy_run_context(invocation);
       if (context != nullptr && PyContext_Enter(context) != 0) {
         Py_DECREF(context);

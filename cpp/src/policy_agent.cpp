@@ -255,6 +255,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
       invocation.cancellation = token_;
     }
     outer_.mark(EventKind::Attempt, {}, attempt);
+    invocation.attempt = attempt;
     invocation.agent_name = name_;
     invocation.run_id = run_id_;
     invocation.priority = priority_;
@@ -341,7 +342,7 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     }
     // A spent budget stops new invocations, the fallback's included.
     if (policy_.fallback && !outer_.budget_exhausted()) {
-      outer_.mark(EventKind::Fallback, failure.message);
+      outer_.mark(EventKind::Fallback, failure.message, 0, 0.0, failure.error);
       Invocation invocation;
       invocation.agent_name = name_;
       invocation.run_id = run_id_;

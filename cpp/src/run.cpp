@@ -509,9 +509,9 @@ EventChannel Completion::channel() const noexcept {
 }
 
 void Completion::mark(EventKind kind, std::string message, std::uint32_t attempt, double delay,
-                      Payload payload) const {
+                      const Payload& payload) const {
   if (!run_ || !run_->record_events.contains(kind)) return;
-  EventChannel(run_, node_).mark(kind, std::move(message), attempt, delay, std::move(payload));
+  EventChannel(run_, node_).mark(kind, std::move(message), attempt, delay, payload);
 }
 
 bool EventChannel::publish(EventKind kind, Payload payload, std::string message) const {
@@ -519,8 +519,8 @@ bool EventChannel::publish(EventKind kind, Payload payload, std::string message)
 }
 
 void EventChannel::mark(EventKind kind, std::string message, std::uint32_t attempt, double delay,
-                        Payload payload) const {
-  push(kind, std::move(payload), std::move(message), attempt, delay);
+                        const Payload& payload) const {
+  push(kind, payload, std::move(message), attempt, delay);
 }
 
 bool EventChannel::push(EventKind kind, Payload payload, std::string message,

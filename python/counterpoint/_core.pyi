@@ -466,6 +466,9 @@ class ObservedCall:
     """
     state: typing.Any
     @property
+    def attempt(self) -> int:
+        ...
+    @property
     def channel(self) -> EventChannel:
         ...
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._timeline import ATTEMPT, BACKOFF, FALLBACK, QUEUED, REVIEW, AgentLane, Span, Timeline
 from ._timeline_lanes import work_spans
@@ -141,10 +141,12 @@ class _Walk:
     """Builds the path's segments over a window, recursing into nested graphs."""
 
     def __init__(self, timeline: Timeline) -> None:
+        # Each call of an agent is a step of its own: an agent its graph ran again (a
+        # loop's iteration) is on the path once per call that the path goes through.
         self.children: dict[str | None, list[AgentLane]] = {}
         for lane in timeline.lanes:
             if lane.start is not None:
-                self.children.setdefault(lane.parent, []).append(lane)
+                self.children.setdefault(lane.parent, []).extend(_calls(lane))
         self.paths = {lane.agent for lane in timeline.lanes}
         self.segments: list[PathSegment] = []
         self.agents: list[str] = []
@@ -153,17 +155,25 @@ class _Walk:
         """Segments covering [lo, hi] through the (started) agents of ``parent``'s graph;
         the gaps
         between them are overhead (``parent``'s, or the engine's at the top level)."""
-        chain = self._chain(self.children.get(parent, []), lo, hi)
+        chain = self._chain(self._within(parent, lo, hi), lo, hi)
         cursor = lo
         for lane, start, end in chain:
             self._add(parent, OVERHEAD, cursor, start)
-            self.agents.append(lane.agent)
-            if self.children.get(lane.agent):
+            if not self.agents or self.agents[-1] != lane.agent:
+                self.agents.append(lane.agent)
+            if self._within(lane.agent, start, end):
                 self._nested(lane, start, end)
             else:
                 self._spans(lane.agent, work_spans(lane), start, end, OVERHEAD)
             cursor = end
         self._add(parent, OVERHEAD, cursor, hi)
+
+    def _within(self, parent: str | None, lo: float, hi: float) -> list[AgentLane]:
+        """The calls of ``parent``'s graph's agents made within [lo, hi] (one call of
+        ``parent``)."""
+        return [call for call in self.children.get(parent, [])
+                if call.start is not None and call.start >= lo - _TOLERANCE
+                and (call.end is None or call.end <= hi + _TOLERANCE)]
 
     def _chain(self, lanes: list[AgentLane], lo: float, hi: float
                ) -> list[tuple[AgentLane, float, float]]:
@@ -172,23 +182,25 @@ class _Walk:
         def ended(lane: AgentLane) -> float:
             return min(hi, lane.end if lane.end is not None else hi)
 
-        by_path = {lane.agent: lane for lane in lanes}
+        by_path: dict[str, list[AgentLane]] = {}  # every call of each agent
+        for lane in lanes:
+            by_path.setdefault(lane.agent, []).append(lane)
         chain: list[tuple[AgentLane, float, float]] = []
-        seen: set[str] = set()
+        seen: set[int] = set()  # the calls already on the path (an agent may have several)
         limit = hi
         current = _latest(lanes, ended, limit)
         while current is not None:
-            seen.add(current.agent)
+            seen.add(id(current))
             assert current.start is not None
             start = min(max(lo, current.start), limit)
             chain.append((current, start, max(start, min(ended(current), limit))))
             limit = start
             # Its data edges if the timeline knows them (and knows those agents); else
             # whichever agent ended last before it started.
-            known = [by_path[p] for p in current.after if p in by_path]
+            known = [call for p in current.after for call in by_path.get(p, ())]
             candidates = known if known or any(p in self.paths for p in current.after) \
                 else lanes
-            current = _latest([c for c in candidates if c.agent not in seen], ended, limit)
+            current = _latest([c for c in candidates if id(c) not in seen], ended, limit)
         chain.reverse()
         return chain
 
@@ -224,6 +236,17 @@ class _Walk:
     def _add(self, agent: str | None, cause: str, start: float, end: float) -> None:
         if end > start:
             self.segments.append(PathSegment(agent, cause, start, end))
+
+
+def _calls(lane: AgentLane) -> list[AgentLane]:
+    """The lane as one lane per call of its agent (the lane itself if it has one)."""
+    if len(lane.calls) < 2:
+        return [lane]
+    return [replace(lane, start=start, end=end, calls=((start, end),),
+                    spans=tuple(span for span in lane.spans
+                                if span.start >= start - _TOLERANCE
+                                and span.end <= end + _TOLERANCE))
+            for start, end in lane.calls]
 
 
 def _latest(lanes: Iterable[AgentLane], ended: Callable[[AgentLane], float],

@@ -205,7 +205,7 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
               max_concurrency: int | None = None,
               num_cpus: float | None = 1, num_gpus: float | None = None,
               memory: int | None = None, resources: dict[str, float] | None = None,
-              address: str | None = None) -> RayBatch:
+              address: str | None = None, progress: Any = None) -> RayBatch:
     """Shards whole runs of a batch over Ray actors: ``app.batch(docs,
     executor=cp.ray_batch(8))``.
 
@@ -226,6 +226,9 @@ def ray_batch(num_actors: int = 2, *, chunk_size: int | None = None,
         address: As for :func:`ray`.
     """
     owner = "cp.ray_batch"
+    if progress is not None:
+        raise GraphError("cp.ray_batch(progress=...) moved to the batch itself: "
+                         "app.batch(inputs, executor=cp.ray_batch(...), progress=True)")
     _count(owner, "num_actors", num_actors)
     if chunk_size is not None:
         _count(owner, "chunk_size", chunk_size)

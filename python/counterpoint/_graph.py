@@ -589,14 +589,15 @@ class CompiledGraph:
         """The timeline of a stored run (see :meth:`RunResult.timeline`), from any
         process that builds the same graph on the same store.
 
-        A run that ended in a process that waited for it has its whole timeline kept in
-        the store (the latest session of a resumed run). One whose process died is
-        rebuilt from its audit log: attempts and backoffs of top-level agents, without
+        A run made by ``invoke``, ``ainvoke``, ``run``, ``start`` (once waited for) or
+        ``resume`` has its whole timeline kept in the store (the latest session of a
+        resumed run). Any other (a streamed or batched run, or one whose process died)
+        is rebuilt from its audit log: attempts and backoffs of top-level agents, without
         queueing on limits, review waits or nested agents.
         """
         return TimelinePicture(self._stored_timeline(run_key))
 
-    def trace(self, run_key: str, format: str = "perfetto") -> dict[str, Any]:
+    def trace(self, run_key: str, format: str = "json") -> dict[str, Any]:
         """A stored run as a JSON-ready trace; see :meth:`RunResult.trace` for the
         formats (``"perfetto"``: Chrome trace events for ui.perfetto.dev)."""
         timeline = self._stored_timeline(run_key)
@@ -642,8 +643,9 @@ class CompiledGraph:
             budget, deadline = self._settings(budget, deadline)
             handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline)
         else:
+            # A durable run keeps its timeline in its store, as invoke's does.
             run = self._launch(input, bridge.dispatcher, budget=budget, deadline=deadline,
-                               observer=observer)
+                               observer=observer, timeline=self._store is not None)
             handle = run._handle
         run_id = handle.id
         finished = bridge.run_finished(run_id)

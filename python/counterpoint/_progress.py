@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from importlib.util import find_spec
 from typing import Any
 
@@ -46,6 +47,14 @@ class Progress:
         # while runs it did not wait for still end.
         if self._closed:
             return
+        try:
+            self._advance(finished, failed)
+        except Exception as exc:  # noqa: BLE001 - a broken bar must not stop the batch
+            self._closed = True
+            warnings.warn(f"the batch's progress bar stopped: {exc!r}", RuntimeWarning,
+                          stacklevel=2)
+
+    def _advance(self, finished: int, failed: int) -> None:
         self.done += finished
         self.failed += failed
         if self._bar is not None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ._critical_path import CriticalPath, critical_path
@@ -308,12 +309,14 @@ class Run:
             raise
         if ended and self._store is not None:
             store, self._store = self._store, None
-            store.set_status(self.run_key, self.status)
-            if self._events is not None and self.run_key is not None:
-                # What the store's own records cannot tell later: each agent's waits and
-                # attempts, at every depth (the latest session of a resumed run).
-                store.save_timeline(self.run_key, self._timeline().to_json())
-            self._ended()
+            try:
+                store.set_status(self.run_key, self.status)
+                if self._events is not None and self.run_key is not None:
+                    # What the store's own records cannot tell later: each agent's waits
+                    # and attempts, at every depth (the latest session of a resumed run).
+                    store.save_timeline(self.run_key, self._timeline().to_json())
+            finally:
+                self._ended()  # the audit log's end entries, whatever happened above
         if ended and self._trace is not None:
             self._end_trace()
         return ended
@@ -352,7 +355,10 @@ class Run:
     def cancel(self) -> bool:
         """Ends the run: agents not yet started never start, running agents' results are
         discarded (running coroutines are cancelled). Returns True if this call ended it."""
-        return self._handle.cancel()
+        cancelled: bool = self._handle.cancel()
+        if self._trace is not None:
+            self._end_trace()
+        return cancelled
 
     def result(self, timeout: float | None = None) -> Any:
         """Waits for the run and returns its output, raising like ``invoke`` does."""
@@ -391,7 +397,7 @@ class Run:
             run_key=self.run_key,
             pending_reviews=pending,
             events=tuple(events),
-            edges=self._plan_edges(),
+            edges=MappingProxyType(dict(self._plan_edges())),
         )
 
     def trace(self) -> dict[str, Any]:

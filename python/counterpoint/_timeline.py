@@ -21,7 +21,6 @@ ATTEMPT = "attempt"    # running attempt Span.attempt
 BACKOFF = "backoff"    # waiting to retry after attempt Span.attempt failed
 FALLBACK = "fallback"  # running the agent's fallback
 REVIEW = "review"      # its output waiting for an in-process reviewer's decision
-SPAN_KINDS = (QUEUED, ATTEMPT, BACKOFF, FALLBACK, REVIEW)
 
 # How an agent ended (AgentLane.status) or how one attempt ended (Span.status).
 _ENDED_BY_KIND = {
@@ -83,6 +82,9 @@ class AgentLane:
         message: The failure, why it was skipped, or why it awaits review.
         restored: Its outcome came from a checkpoint (a resumed durable run).
         priority: Its priority.
+        calls: ``(start, end)`` of each call of the agent, in order: one, unless its
+            graph ran it again (each iteration of a loop, a nested graph retried); the
+            lane spans them all.
     """
 
     agent: str
@@ -95,6 +97,7 @@ class AgentLane:
     message: str = ""
     restored: bool = False
     priority: int = 0
+    calls: tuple[tuple[float, float], ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -161,6 +164,7 @@ class Timeline:
             fields = dict(lane)
             fields["spans"] = tuple(Span(**span) for span in fields.get("spans", ()))
             fields["after"] = tuple(fields.get("after", ()))
+            fields["calls"] = tuple(tuple(call) for call in fields.get("calls", ()))
             lanes.append(AgentLane(**fields))
         return cls(run_id=data["run_id"], status=data["status"], elapsed=data["elapsed"],
                    lanes=tuple(lanes), run_key=data.get("run_key"))
@@ -190,8 +194,9 @@ class Timeline:
                 builder = builders[event.agent] = _LaneBuilder(event.agent, event.priority)
             builder.add(event)
         known = edges or {}
-        lanes = [builder.build(elapsed, tuple(known.get(path, ()))) for path, builder in
-                 builders.items()]
+        run_over = status != "running"
+        lanes = [builder.build(elapsed, tuple(known.get(path, ())), run_over)
+                 for path, builder in builders.items()]
         # Started lanes by their start (stable: a parent's start comes before its
         # children's), then the ones that never started.
         lanes.sort(key=lambda lane: (lane.start is None, lane.start or 0.0))
@@ -205,9 +210,12 @@ def parent_of(path: str) -> str | None:
     return None if cut < 0 else path[:cut]
 
 
-def _failure_status(message: str) -> str:
-    # The engine's own words for a timeout, possibly after "after N attempts: ".
-    return "timed_out" if "timed out after" in message else "failed"
+def _failure_status(event: Event) -> str:
+    """How the failure an "error" or "retry" event reports ended the attempt: the engine's
+    own timeout has no exception (an agent's own error always has one) and says so."""
+    if event.error is None and "timed out after" in event.message:
+        return "timed_out"
+    return "failed"
 
 
 class _LaneBuilder:
@@ -228,6 +236,8 @@ class _LaneBuilder:
         self.open: tuple[str, float, int, str] | None = None
         self.implicit = False
         self.attempts = 0
+        self.calls: list[tuple[float, float]] = []
+        self.call_start: float | None = None  # of the call in progress
 
     def _close(self, at: float, status: str = "", detail: str | None = None) -> None:
         if self.open is None:
@@ -246,7 +256,15 @@ class _LaneBuilder:
     def add(self, event: Event) -> None:
         kind, at = event.kind, event.time
         if kind == "start":
-            self.start = at
+            if self.start is None:
+                self.start = at
+            else:
+                # Called again (an iteration of a loop, a retried nested graph): a new call
+                # whose attempts count from 1; the lane spans all of its calls.
+                self._close(at, "cancelled")
+                self._end_call(at)
+                self.end, self.status, self.message = None, "running", ""
+            self.call_start = at
             if event.message == "restored":
                 self.restored = True
                 return
@@ -263,10 +281,10 @@ class _LaneBuilder:
             self.attempts = event.attempt or self.attempts + 1
             self._open(ATTEMPT, at, self.attempts)
         elif kind == "retry":
-            self._close(at, _failure_status(event.message), event.message)
+            self._close(at, _failure_status(event), event.message)
             self._open(BACKOFF, at, event.attempt or self.attempts, event.message)
         elif kind == "fallback":
-            self._close(at, _failure_status(event.message), event.message)
+            self._close(at, _failure_status(event), event.message)
             self._open(FALLBACK, at)
         elif kind == "reviewing":
             self._close(at, "succeeded")
@@ -274,9 +292,10 @@ class _LaneBuilder:
         elif kind in _ENDED_BY_KIND:
             status = _ENDED_BY_KIND[kind]
             if kind == "error":
-                status = _failure_status(event.message)
+                status = _failure_status(event)
             self.end = at
             self.status = status
+            self._end_call(at)
             if kind != "finish":
                 self.message = event.message
             if self.restored:
@@ -288,15 +307,26 @@ class _LaneBuilder:
             self.message = event.message
             self.end = at
 
+    def _end_call(self, at: float) -> None:
+        if self.call_start is not None:
+            self.calls.append((self.call_start, max(at, self.call_start)))
+            self.call_start = None
+
     def _drop_implicit(self) -> None:
         if self.implicit:
             self.open = None
             self.implicit = False
             self.attempts = 0
 
-    def build(self, elapsed: float, after: tuple[str, ...]) -> AgentLane:
+    def build(self, elapsed: float, after: tuple[str, ...], run_over: bool) -> AgentLane:
+        if run_over and self.status == "running" and self.start is not None:
+            # Still running when its run ended (cancelled, out of time, another agent's
+            # failure): the engine records no end for it, and discards its result.
+            self.status, self.end = "cancelled", elapsed
         if self.open is not None:
-            self._close(elapsed, "running")
+            self._close(elapsed, "cancelled" if run_over else "running")
+        self._end_call(elapsed)
         return AgentLane(agent=self.agent, parent=parent_of(self.agent), status=self.status,
                          start=self.start, end=self.end, spans=tuple(self.spans), after=after,
-                         message=self.message, restored=self.restored, priority=self.priority)
+                         message=self.message, restored=self.restored, priority=self.priority,
+                         calls=tuple(self.calls))

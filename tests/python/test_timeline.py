@@ -245,7 +245,7 @@ def test_a_stored_run_keeps_its_whole_timeline(tmp_path):
     kinds = {span.kind for span in stored.spans}
     assert {"attempt", "backoff", "queued"} <= kinds
     assert {lane.agent for lane in stored.children("n")} == {"n/p", "n/q", "n/merge"}
-    trace = again.trace(r.run_key)
+    trace = again.trace(r.run_key, format="perfetto")
     assert {e["ph"] for e in trace["traceEvents"]} >= {"X", "M"}
     assert again.trace(r.run_key, format="json") == r.trace(format="json")
 
@@ -292,3 +292,50 @@ def test_timeline_json_round_trips():
     r = cp.Graph().add("f", FailsFirst(1), retry=cp.Retry(2, initial_backoff=0.0)).compile().run(1)
     t = r.timeline_data()
     assert Timeline.from_json(r.trace(format="json")) == t
+
+
+def test_an_agent_called_again_has_one_lane_over_all_its_calls():
+    rounds = {"n": 0}
+
+    def worker(state):
+        time.sleep(0.01)
+        rounds["n"] += 1
+        return state
+
+    app = cp.Graph().add("refine", cp.loop(worker, lambda s: rounds["n"] >= 3,
+                                           max_iterations=5)).compile()
+    r = app.run(1)
+    t = r.timeline_data()
+    lane = next(lane for lane in t.lanes if lane.agent.endswith("/worker"))
+    attempts = [span for span in lane.spans if span.kind == "attempt"]
+    assert len(attempts) == 3 and all(span.attempt == 1 for span in attempts)
+    assert lane.start == attempts[0].start and lane.end == attempts[-1].end
+    assert lane.status == "succeeded"
+    path = r.critical_path()
+    assert path.by_cause["agent"] >= 0.025  # the three calls are work, not overhead
+
+
+def test_agents_running_when_the_run_ends_are_cancelled():
+    def slow(x):
+        time.sleep(0.3)
+        return x
+
+    r = cp.Graph().add("slow", slow).compile().run(1, deadline=0.05)
+    assert r.status == "timed_out"
+    lane = r.timeline_data().lane("slow")
+    assert lane.status == "cancelled" and lane.end == r.elapsed
+    assert lane.spans[-1].status == "cancelled"
+
+
+def test_an_agent_that_says_timed_out_is_not_an_engine_timeout():
+    def says(x):
+        raise TimeoutError("the service timed out after 30 s")
+
+    r = cp.Graph().add("a", says).compile().run(1)
+    lane = r.timeline_data().lane("a")
+    assert lane.status == r.agents["a"].status == "failed"
+
+
+def test_ray_batch_progress_moved_to_the_batch():
+    with pytest.raises(cp.GraphError, match=r"progress=True"):
+        cp.ray_batch(2, progress=True)

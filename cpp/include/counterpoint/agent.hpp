@@ -135,7 +135,7 @@ class EventChannel {
   // A step of the agent's policies (Queued, Attempt, Retry, Fallback, Reviewing), for
   // its run's timeline: recorded only if the run records that kind. Any thread.
   void mark(EventKind kind, std::string message, std::uint32_t attempt = 0, double delay = 0.0,
-            Payload payload = {}) const;
+            const Payload& payload = {}) const;
 
  private:
   bool push(EventKind kind, Payload payload, std::string message, std::uint32_t attempt,
@@ -194,7 +194,7 @@ class Completion {
   // Records a step of the agent's policies (EventChannel::mark) if its run records that
   // kind; costs a flag test otherwise.
   void mark(EventKind kind, std::string message, std::uint32_t attempt = 0, double delay = 0.0,
-            Payload payload = {}) const;
+            const Payload& payload = {}) const;
 
  private:
   std::shared_ptr<detail::RunState> run_;
@@ -212,6 +212,8 @@ struct Invocation {
   std::shared_ptr<void> run_context;
   // Set when someone may abandon this invocation (policies with a timeout).
   std::shared_ptr<CancelToken> cancellation;
+  // Which attempt of a policy-wrapped agent this is, from 1 (0: no policies decide it).
+  std::uint32_t attempt = 0;
   Completion completion;
 };
 

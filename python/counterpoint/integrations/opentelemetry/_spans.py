@@ -108,7 +108,10 @@ class RunSpans:
     def agent_started(self, call: Any) -> None:
         path = call.path
         previous = self._latest.get(path)
-        continuation = previous is not None and previous.ended is None
+        # A call of an agent whose previous call has not ended is a delegation's next
+        # step (a loop's iteration), unless the engine says it is a retry: a sync attempt
+        # abandoned by its timeout is still running when the next attempt starts.
+        continuation = previous is not None and previous.ended is None and call.attempt < 2
         if continuation:
             parent: _Call | None = previous
             number = self._counts[path]
