@@ -192,9 +192,10 @@ RunReport unstarted_report(const std::string& error) {
 // Each run starts from `shared` with its own input, or, for durable runs, from what
 // `prepare(index, input)` returns (it registers the run in the store). Reports come
 // back in input order; each run's state is freed as soon as its report is made, so
-// memory follows the window rather than the batch size. `on_finished(finished, failed)`,
-// if given, hears of each group of runs that ended (on this thread, which holds the GIL
-// then anyway), so a progress bar costs the batches that show none nothing.
+// memory follows the window rather than the batch size. `on_finished(indices, reports)`,
+// if given, hears of each group of runs that ended, by input index (on this thread,
+// which holds the GIL then anyway), so a progress bar or a run's trace can end with its
+// run and costs the batches that have neither nothing.
 std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
                                  const py::list& inputs, const RunRequest& shared,
                                  std::size_t window, const py::object& prepare,
@@ -264,18 +265,22 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
       py::gil_scoped_release nogil;
       more = batch->next(finished, kWaitSlice, kReportGroup);
     }
-    std::size_t failed = 0;
+    py::list ended_indices;
+    py::list ended_reports;
+    const bool told = !finished.empty() && !on_finished.is_none();
     for (Batch::Finished& item : finished) {
       RunReport& report = reports[item.index];
       report = item.run ? run_report(item.run) : unstarted_report(item.error);
-      failed += report.ok ? 0 : 1;
+      if (told) {
+        ended_indices.append(item.index);
+        ended_reports.append(py::cast(report));
+      }
     }
-    const std::size_t ended = finished.size();
     finished.clear();
     drain_released_objects();
-    if (ended != 0 && !on_finished.is_none()) {
+    if (told) {
       try {
-        on_finished(ended, failed);
+        on_finished(ended_indices, ended_reports);
       } catch (py::error_already_set&) {
         interrupt();
         throw;
@@ -476,7 +481,7 @@ void register_runs(py::module_& m) {
         py::arg("window") = 0, py::arg("prepare") = py::none(),
         py::arg("on_finished") = py::none(),
         "Runs the graph once per input, at most `window` runs at once (0: "
-        "DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(finished, failed)` "
+        "DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports)` "
         "is called with the GIL after each group of runs that ended.");
 }
 

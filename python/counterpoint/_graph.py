@@ -877,9 +877,22 @@ class CompiledGraph:
                 return request
 
         bar = None if progress is None else Progress(len(inputs), progress)
+
+        def ended(indices: list[int], ended_reports: list[Any]) -> None:
+            # Each run's trace ends (its spans go out) with its run, not with the batch.
+            if tracer is not None:
+                for index, report in zip(indices, ended_reports):
+                    trace = traces[index]
+                    if trace is not None:
+                        traces[index] = None
+                        trace.reported(report, keys[index])
+            if bar is not None:
+                bar.advance(len(ended_reports),
+                            sum(1 for report in ended_reports if not report.ok))
+
         try:
             reports = _core.batch(self._native, inputs, shared, max_concurrency or 0, prepare,
-                                  None if bar is None else bar.advance)
+                                  ended if bar is not None or tracer is not None else None)
         except BaseException as exc:  # Ctrl-C: the runs that had started were interrupted
             for trace in traces:
                 if trace is not None:
@@ -888,10 +901,6 @@ class CompiledGraph:
         finally:
             if bar is not None:
                 bar.close()
-        if tracer is not None:
-            for trace, report, key in zip(traces, reports, keys):
-                if trace is not None:
-                    trace.reported(report, key)
         if self._store is not None:
             # Recorded here as well as by the checkpoint writer, so that once batch()
             # returns the store agrees (an "interrupted" status is never overwritten).

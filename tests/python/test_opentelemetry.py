@@ -560,6 +560,21 @@ def test_a_batch_makes_a_workflow_per_run(provider):
             workflow.attributes["gen_ai.conversation.id"]}
 
 
+def test_a_batch_run_s_spans_end_with_the_run_not_the_batch(provider):
+    exported_before_last = []
+
+    def agent(x):
+        if x == 39:  # the last input: earlier runs' workflows are out already
+            exported_before_last.append(len(named(provider, "invoke_workflow graph")))
+        time.sleep(0.005)  # the batch reports ended runs every 20 ms or 64 runs
+        return x
+
+    cp.Graph().add("a", agent, dispatch="thread").compile().batch(range(40),
+                                                                  max_concurrency=2)
+    assert exported_before_last and exported_before_last[0] >= 20
+    assert len(named(provider, "invoke_workflow graph")) == 40
+
+
 def test_durable_runs_use_the_run_key_as_conversation(provider, tmp_path):
     app = cp.Graph().add("a", lambda x: x).compile(store=tmp_path / "runs.db")
     result = app.run(1)
