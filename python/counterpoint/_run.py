@@ -6,7 +6,6 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ._critical_path import CriticalPath, critical_path
@@ -397,7 +396,7 @@ class Run:
             run_key=self.run_key,
             pending_reviews=pending,
             events=tuple(events),
-            edges=MappingProxyType(dict(self._plan_edges())),
+            edges=dict(self._plan_edges()),  # its own copy: the graph's is shared
         )
 
     def trace(self) -> dict[str, Any]:
