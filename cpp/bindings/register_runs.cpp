@@ -192,10 +192,11 @@ RunReport unstarted_report(const std::string& error) {
 // Each run starts from `shared` with its own input, or, for durable runs, from what
 // `prepare(index, input)` returns (it registers the run in the store). Reports come
 // back in input order; each run's state is freed as soon as its report is made, so
-// memory follows the window rather than the batch size. `on_finished(indices, reports)`,
-// if given, hears of each group of runs that ended, by input index (on this thread,
-// which holds the GIL then anyway), so a progress bar or a run's trace can end with its
-// run and costs the batches that have neither nothing.
+// memory follows the window rather than the batch size. `on_finished(indices, reports,
+// events, elapsed)`, if given, hears of each group of runs that ended, by input index,
+// with each run's events (if it records any; else None) and elapsed time, on this
+// thread, which holds the GIL then anyway: a progress bar or a run's trace ends with its
+// run, and batches that have neither pay nothing.
 std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
                                  const py::list& inputs, const RunRequest& shared,
                                  std::size_t window, const py::object& prepare,
@@ -267,6 +268,8 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
     }
     py::list ended_indices;
     py::list ended_reports;
+    py::list ended_events;   // a run that records events (a traced one): all of them
+    py::list ended_elapsed;
     const bool told = !finished.empty() && !on_finished.is_none();
     for (Batch::Finished& item : finished) {
       RunReport& report = reports[item.index];
@@ -274,13 +277,25 @@ std::vector<RunReport> run_batch(const std::shared_ptr<CompiledGraph>& graph,
       if (told) {
         ended_indices.append(item.index);
         ended_reports.append(py::cast(report));
+        py::object events = py::none();
+        if (item.run && item.run.records_events()) {
+          std::vector<Event> taken;
+          {
+            py::gil_scoped_release nogil;
+            while (item.run.next_events(taken, std::chrono::nanoseconds(0))) {
+            }
+          }
+          events = event_batch(std::move(taken), EventForm::Event, false);
+        }
+        ended_events.append(events);
+        ended_elapsed.append(item.run ? item.run.elapsed() : 0.0);
       }
     }
     finished.clear();
     drain_released_objects();
     if (told) {
       try {
-        on_finished(ended_indices, ended_reports);
+        on_finished(ended_indices, ended_reports, ended_events, ended_elapsed);
       } catch (py::error_already_set&) {
         interrupt();
         throw;
@@ -481,8 +496,8 @@ void register_runs(py::module_& m) {
         py::arg("window") = 0, py::arg("prepare") = py::none(),
         py::arg("on_finished") = py::none(),
         "Runs the graph once per input, at most `window` runs at once (0: "
-        "DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports)` "
-        "is called with the GIL after each group of runs that ended.");
+        "DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports, "
+        "events, elapsed)` is called with the GIL after each group of runs that ended.");
 }
 
 }  // namespace counterpoint::bindings

@@ -543,6 +543,8 @@ bool EventChannel::push(EventKind kind, Payload payload, std::string message,
 
 std::uint64_t RunHandle::id() const noexcept { return state_->id; }
 
+bool RunHandle::records_events() const noexcept { return !state_->record_events.none(); }
+
 const std::string& RunHandle::key() const noexcept { return state_->key; }
 
 RunStatus RunHandle::status() const noexcept {

@@ -637,7 +637,7 @@ class StartedStream:
         ...
 def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing.SupportsInt | typing.SupportsIndex = 0, prepare: typing.Any = None, on_finished: typing.Any = None) -> list[RunReport]:
     """
-    Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports)` is called with the GIL after each group of runs that ended.
+    Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports, events, elapsed)` is called with the GIL after each group of runs that ended.
     """
 def invoke(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
     """

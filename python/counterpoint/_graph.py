@@ -869,8 +869,12 @@ class CompiledGraph:
                     assert caller is not None
                     trace = traces[index] = caller.copy().run(tracer.trace, self, observer)
                     observer = trace.observer
+                # A traced run records its timeline: the batch hands its events over as
+                # it ends, to complete its spans.
                 request = self._request(item, shared.dispatcher, budget=budget,
-                                        deadline=deadline, observer=observer)
+                                        deadline=deadline, observer=observer,
+                                        record_events=_NO_EVENTS if tracer is None
+                                        else TIMELINE_EVENTS)
                 if durable:
                     request, keys[index], audits[index] = self._durable_request(
                         request, budget=self._settings(budget, deadline)[0])
@@ -878,14 +882,19 @@ class CompiledGraph:
 
         bar = None if progress is None else Progress(len(inputs), progress)
 
-        def ended(indices: list[int], ended_reports: list[Any]) -> None:
+        def ended(indices: list[int], ended_reports: list[Any], events: list[Any],
+                  elapsed: list[float]) -> None:
             # Each run's trace ends (its spans go out) with its run, not with the batch.
             if tracer is not None:
-                for index, report in zip(indices, ended_reports):
+                for index, report, taken, seconds in zip(indices, ended_reports, events,
+                                                         elapsed):
                     trace = traces[index]
                     if trace is not None:
                         traces[index] = None
-                        trace.reported(report, keys[index])
+                        timeline = None if taken is None else Timeline.from_events(
+                            taken, run_id=report.run_id, status=report.status.name,
+                            elapsed=seconds, edges=self._edges(), run_key=keys[index])
+                        trace.reported(report, keys[index], timeline)
             if bar is not None:
                 bar.advance(len(ended_reports),
                             sum(1 for report in ended_reports if not report.ok))

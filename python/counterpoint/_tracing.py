@@ -27,8 +27,10 @@ class RunTrace(Protocol):
         """The run has ended and its caller knows it; ``timeline`` is the engine's record
         of it, if the run kept one (nobody streamed it). Safe to call more than once."""
 
-    def reported(self, report: Any, run_key: str | None) -> None:
-        """A run of a batch ended with ``report`` (a RunReport; no handle is kept)."""
+    def reported(self, report: Any, run_key: str | None,
+                 timeline: Timeline | None = None) -> None:
+        """A run of a batch ended with ``report`` (a RunReport; no handle is kept) and
+        ``timeline``, the engine's record of it, when the batch kept one."""
 
     def abandoned(self, error: BaseException) -> None:
         """The run could not start, or its caller was interrupted before it ended."""

@@ -718,3 +718,24 @@ def test_spans_export_over_otlp_http():
         "invoke_workflow graph", "invoke_agent draft", "invoke_agent review",
         "invoke_agent review/security", "invoke_agent review/style", "invoke_agent review/merge",
     ])
+
+
+def test_a_batch_run_s_spans_have_the_engine_s_record(provider):
+    limit = cp.Limit("otel-batch", max_concurrent=1)
+    calls = {"n": 0}
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("first call fails")
+        time.sleep(0.01)
+        return x
+
+    app = cp.Graph().add("f", flaky, limits=[limit],
+                         retry=cp.Retry(2, initial_backoff=0.01)).compile()
+    app.batch([1, 2], max_concurrency=2)
+    agent_spans = named(provider, "invoke_agent f")
+    assert sorted(s.attributes["counterpoint.attempt"] for s in agent_spans) == [1, 1, 2]
+    keys = {key for s in agent_spans for key in s.attributes}
+    assert "counterpoint.retry.delay" in keys
+    assert any(key.startswith("counterpoint.queued") for key in keys)

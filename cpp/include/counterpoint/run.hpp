@@ -130,6 +130,8 @@ class RunHandle {
   bool budget_exhausted() const noexcept;
   // True for a child run: one a delegation or a graph added as an agent started.
   bool nested() const noexcept;
+  // True if the run records events of some kind (RunOptions::record_events).
+  bool records_events() const noexcept;
 
   // Moves the events recorded so far into `out`, waiting up to `timeout` when there
   // are none yet. With `gather`, once an event is there it also waits (within `timeout`)

@@ -117,7 +117,10 @@ class RunSpans:
             number = self._counts[path]
         else:
             parent = self._parent(path)
-            number = self._counts[path] = self._counts.get(path, 0) + 1
+            self._counts[path] = self._counts.get(path, 0) + 1
+            # The engine's number for an agent with policies; else the calls so far (the
+            # run's timeline, when it has one, corrects it as the run ends).
+            number = call.attempt or self._counts[path]
         now = time.monotonic_ns()
         span = self._tracer.start_span(
             f"{attr.INVOKE_AGENT} {path}",
@@ -186,21 +189,26 @@ class RunSpans:
         except Exception:  # noqa: BLE001  (a tracing failure must not change the run)
             _log.exception("counterpoint: could not end the trace of run %s", handle.id)
 
-    def reported(self, report: Any, run_key: str | None) -> None:
+    def reported(self, report: Any, run_key: str | None,
+                 timeline: Timeline | None = None) -> None:
         try:
             self._conversation = run_key or str(report.run_id)
-            # No handle is kept for a run of a batch: it ended when its last call did, and
-            # used what its calls reported (a report says only what a failed run used).
+            # No handle is kept for a run of a batch: it ended with its timeline (when
+            # the batch handed it over), else when its last call did; it used what its
+            # calls reported (a report says only what a failed run used).
             ended = [call for call in self._calls if call.ended is not None]
-            end = max((call.ended for call in ended if call.ended is not None),
-                      default=time.monotonic_ns())
+            if timeline is not None:
+                end = self._zero + round(timeline.elapsed * 1e9)
+            else:
+                end = max((call.ended for call in ended if call.ended is not None),
+                          default=time.monotonic_ns())
             usage: dict[str, float] = {}
             for call in ended:
                 for name, amount in call.usage.items():
                     usage[name] = usage.get(name, 0.0) + amount
             self._close(report.status.name, report.run_id,
                         None if report.ok else failure_exception(report, run_key),
-                        usage, end, None)
+                        usage, end, timeline)
         except Exception:  # noqa: BLE001  (a tracing failure must not change the run)
             _log.exception("counterpoint: could not end the trace of run %s", report.run_id)
 
