@@ -35,7 +35,7 @@ from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
-from ._perfetto import perfetto_trace
+from ._perfetto import timeline_trace
 from ._picture import GraphPicture
 from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
 from ._progress import Progress, progress_label
@@ -600,12 +600,7 @@ class CompiledGraph:
     def trace(self, run_key: str, format: str = "json") -> dict[str, Any]:
         """A stored run as a JSON-ready trace; see :meth:`RunResult.trace` for the
         formats (``"perfetto"``: Chrome trace events for ui.perfetto.dev)."""
-        timeline = self._stored_timeline(run_key)
-        if format == "perfetto":
-            return perfetto_trace(timeline)
-        if format == "json":
-            return timeline.to_json()
-        raise ValueError(f"trace format must be 'json' or 'perfetto', got {format!r}")
+        return timeline_trace(self._stored_timeline(run_key), format)
 
     def _stored_timeline(self, run_key: str) -> Timeline:
         if self._store is None:

@@ -160,3 +160,13 @@ def _inside(duration: int) -> int:
     """How far inside a slice of ``duration`` µs a flow's end goes (none if it is too
     short to have an inside)."""
     return _INSIDE_US if duration > 2 * _INSIDE_US else 0
+
+
+def timeline_trace(timeline: Timeline, format: str) -> dict[str, Any]:
+    """``timeline`` as a JSON-ready trace: ``"json"`` (its lanes and spans as plain data)
+    or ``"perfetto"`` (:func:`perfetto_trace`)."""
+    if format == "perfetto":
+        return perfetto_trace(timeline)
+    if format == "json":
+        return timeline.to_json()
+    raise ValueError(f"trace format must be 'json' or 'perfetto', got {format!r}")

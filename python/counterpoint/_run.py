@@ -21,7 +21,7 @@ from ._errors import (
 )
 from ._events import Event
 from ._native import _core
-from ._perfetto import perfetto_trace
+from ._perfetto import timeline_trace
 from ._results import ReviewRequest
 from ._run_table import run_table
 from ._timeline import Timeline
@@ -183,10 +183,17 @@ class RunResult:
         return TimelinePicture(self.timeline_data())
 
     def timeline_data(self) -> Timeline:
-        """The timeline's data: each agent's lane and its spans (see :class:`Timeline`)."""
-        return Timeline.from_events(self.events, run_id=self.run_id, status=self.status,
-                                    elapsed=self.elapsed, edges=self.edges,
-                                    run_key=self.run_key)
+        """The timeline's data: each agent's lane and its spans (see :class:`Timeline`).
+        Made from the events on first use, then kept (the picture, the critical path and
+        the traces all read it)."""
+        made: Timeline | None = self.__dict__.get("_timeline")
+        if made is None:
+            made = Timeline.from_events(self.events, run_id=self.run_id, status=self.status,
+                                        elapsed=self.elapsed, edges=self.edges,
+                                        run_key=self.run_key)
+            # A frozen record: the derived timeline goes beside its fields, not among them.
+            self.__dict__["_timeline"] = made
+        return made
 
     def critical_path(self) -> CriticalPath:
         """The chain of agents and waits that the run's wall time was spent on, and that
@@ -203,11 +210,7 @@ class RunResult:
                 ui.perfetto.dev and chrome://tracing (one track per agent, flow arrows
                 along data edges).
         """
-        if format == "perfetto":
-            return perfetto_trace(self.timeline_data())
-        if format == "json":
-            return self.timeline_data().to_json()
-        raise ValueError(f"trace format must be 'json' or 'perfetto', got {format!r}")
+        return timeline_trace(self.timeline_data(), format)
 
     def raise_for_status(self) -> Any:
         """Returns ``output``, or raises ``error`` if the run did not succeed."""

@@ -10,13 +10,12 @@ gives a tall picture rather than unreadable slivers.
 from __future__ import annotations
 
 import functools
-import html
 import math
 import os
-import re
 from dataclasses import dataclass
 
 from ._critical_path import AGENT, CAUSES, OVERHEAD, CriticalPath, critical_path
+from ._svg import escape
 from ._timeline import ATTEMPT, BACKOFF, FALLBACK, QUEUED, REVIEW, AgentLane, Span, Timeline
 from ._timeline_lanes import lane_rows, never_started_at, work_spans
 
@@ -53,9 +52,6 @@ _GRID = "#e6e6e6"
 _BAND = "#f6f7f9"
 
 # Characters XML 1.0 does not allow (an agent's error message may carry terminal codes).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
 @dataclass(frozen=True)
 class TimelinePicture:
     """A run's timeline drawn as an SVG Gantt chart (Jupyter shows it inline).
@@ -115,7 +111,7 @@ class TimelinePicture:
 
 def _text(value: object) -> str:
     """Text made safe for XML content and attribute values."""
-    return html.escape(_NOT_XML.sub("\ufffd", str(value)), quote=True)
+    return escape(str(value))
 
 
 def _seconds(value: float) -> str:
