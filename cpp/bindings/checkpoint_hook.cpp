@@ -23,6 +23,7 @@ NodeStatus outcome_status(const Outcome& outcome) {
   switch (outcome.kind) {
     case Outcome::Kind::Succeeded: return NodeStatus::Succeeded;
     case Outcome::Kind::NeedsReview: return NodeStatus::NeedsReview;
+    case Outcome::Kind::NeedsInput: return NodeStatus::NeedsInput;
     case Outcome::Kind::Cancelled: return NodeStatus::Cancelled;
     case Outcome::Kind::Failed:
       return outcome.failure.kind == FailureKind::Timeout ? NodeStatus::TimedOut
@@ -39,7 +40,9 @@ class PendingCheckpoint {
 
   std::uint64_t run_id() const { return run_.id(); }
   const std::string& run_key() const { return run_.key(); }
-  std::string agent() const { return std::string(deliver_.agent_name()); }
+  // The agent's checkpoint path: its name in a root run, "<delegating agent>/<agent>"
+  // (and "#<n>" for a loop's n-th iteration) in a child run.
+  std::string agent() const { return run_.checkpoint_path(node_); }
   NodeStatus status() const { return outcome_status(outcome_); }
   py::object output() const { return from_payload(outcome_.output); }
   py::object routes() const {

@@ -68,7 +68,8 @@ class AsyncCall {
     std::string message = py::str(py::type::handle_of(error).attr("__name__"));
     const std::string text = py::str(error);
     if (!text.empty()) message += ": " + text;
-    resolve([&] { completion_.fail(Failure{std::move(message), to_payload(error)}); });
+    Outcome outcome = raised_outcome(error, Failure{std::move(message), to_payload(error)});
+    resolve([&] { completion_.resolve(std::move(outcome)); });
   }
   void cancelled() { resolve([&] { completion_.cancelled(); }); }
   bool run_ended() const noexcept { return completion_.run_ended(); }

@@ -15,6 +15,7 @@ NodeStatus status_of(const Outcome& outcome) noexcept {
     case Outcome::Kind::Succeeded: return NodeStatus::Succeeded;
     case Outcome::Kind::Cancelled: return NodeStatus::Cancelled;
     case Outcome::Kind::NeedsReview: return NodeStatus::NeedsReview;
+    case Outcome::Kind::NeedsInput: return NodeStatus::NeedsInput;
     case Outcome::Kind::Failed: break;
   }
   return outcome.failure.kind == FailureKind::Timeout ? NodeStatus::TimedOut : NodeStatus::Failed;
@@ -35,12 +36,12 @@ class ObservedOutcome final : public Resolver {
       try {
         auto& call = call_.get().cast<ObservedCall&>();
         call.status = status_of(outcome);
-        if (outcome.kind == Outcome::Kind::Succeeded ||
-            outcome.kind == Outcome::Kind::NeedsReview) {
+        const bool waits = outcome.kind == Outcome::Kind::NeedsReview ||
+                           outcome.kind == Outcome::Kind::NeedsInput;
+        if (outcome.kind == Outcome::Kind::Succeeded || waits) {
           call.output = from_payload(outcome.output);
         }
-        if (outcome.kind == Outcome::Kind::Failed ||
-            outcome.kind == Outcome::Kind::NeedsReview) {
+        if (outcome.kind == Outcome::Kind::Failed || waits) {
           call.error = from_payload(outcome.failure.error);
           call.message = outcome.failure.message;
         }
@@ -66,6 +67,7 @@ bool observe_call(Invocation& invocation, py::handle input) {
   if (run == nullptr || !run->observer) return false;
   auto call = std::make_shared<ObservedCall>();
   call->path = invocation.completion.agent_path();
+  if (invocation.completion.durable()) call->checkpoint_path = invocation.completion.checkpoint_path();
   call->attempt = invocation.attempt;
   call->input = py::reinterpret_borrow<py::object>(input);
   PyObject* context = PyContext_Copy(run->caller_context.get().ptr());
@@ -109,6 +111,7 @@ void register_observer(py::module_& m) {
   py::class_<ObservedCall, std::shared_ptr<ObservedCall>>(
       m, "ObservedCall", "One agent call, as its run's observer sees it.")
       .def_readonly("path", &ObservedCall::path)
+      .def_readonly("checkpoint_path", &ObservedCall::checkpoint_path)
       .def_readonly("attempt", &ObservedCall::attempt)
       .def_readonly("input", &ObservedCall::input)
       .def_readonly("context", &ObservedCall::context)

@@ -22,6 +22,9 @@ namespace py = pybind11;
 // its own data in `state`; `observer.agent_ended(call)` then finds the outcome filled in.
 struct ObservedCall {
   std::string path;             // "<delegating agent>/<agent>" for agents of child runs
+  // In a durable run: where the call's outcome is checkpointed (Completion::checkpoint_path),
+  // which tells a loop's iterations apart; empty otherwise.
+  std::string checkpoint_path;
   std::uint32_t attempt = 0;    // of an agent with policies: which attempt, from 1; else 0
   py::object input;             // what the agent receives
   py::object context;           // a contextvars.Context: a copy of the run's caller context

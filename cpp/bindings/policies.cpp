@@ -95,6 +95,15 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
       outcome.confidence = -1.0;
     }
     if (!reviewer_) {
+      if (!outer_.durable()) {
+        // Nobody could ever give the decision: a paused run needs a store to resume from.
+        outer_.resolve(Outcome::failed(Failure{
+            "its review gate pauses the run for a person (" + outcome.failure.message +
+                "), which needs a store to resume from; compile the outermost graph with "
+                "store='runs.db', or give the Review a reviewer",
+            {}}));
+        return;
+      }
       outcome.kind = Outcome::Kind::NeedsReview;
       outer_.resolve(std::move(outcome));
       return;

@@ -107,7 +107,7 @@ void SyncAgent::call(Invocation& invocation) {
     return;
   }
   AgentResult output;
-  Failure failure;
+  Outcome failed;
   bool succeeded = false;
   SteadyClock::time_point finished;
   {
@@ -149,9 +149,10 @@ void SyncAgent::call(Invocation& invocation) {
       output = interpret_result(std::move(result));
       succeeded = true;
     } catch (py::error_already_set& error) {
-      failure = failure_from(error);
+      Failure failure = failure_from(error);
+      failed = raised_outcome(error.value(), std::move(failure));
     } catch (const std::exception& error) {
-      failure = Failure{error.what(), {}};
+      failed = Outcome::failed(Failure{error.what(), {}});
     }
     // Also the agent's recorded finish (Outcome::finished_at): one clock read serves both.
     finished = SteadyClock::now();
@@ -163,9 +164,8 @@ void SyncAgent::call(Invocation& invocation) {
     output.finished_at = finished;
     deliver(invocation.completion, std::move(output), invocation.cancellation);
   } else {
-    Outcome outcome = Outcome::failed(std::move(failure));
-    outcome.finished_at = finished;
-    invocation.completion.resolve(std::move(outcome));
+    failed.finished_at = finished;
+    invocation.completion.resolve(std::move(failed));
   }
 }
 

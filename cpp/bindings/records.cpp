@@ -130,6 +130,7 @@ void register_enums(py::module_& m) {
       .value("timed_out", RunStatus::TimedOut)
       .value("needs_review", RunStatus::NeedsReview)
       .value("interrupted", RunStatus::Interrupted)
+      .value("needs_input", RunStatus::NeedsInput)
       .finalize();
   py::native_enum<NodeStatus>(m, "NodeStatus", "enum.Enum", "How one agent of a run stands or ended.")
       .value("not_started", NodeStatus::Pending)
@@ -140,6 +141,7 @@ void register_enums(py::module_& m) {
       .value("skipped", NodeStatus::Skipped)
       .value("timed_out", NodeStatus::TimedOut)
       .value("needs_review", NodeStatus::NeedsReview)
+      .value("needs_input", NodeStatus::NeedsInput)
       .finalize();
   py::native_enum<FailureKind>(m, "FailureKind", "enum.Enum", "Why an agent failed.")
       .value("error", FailureKind::Error)

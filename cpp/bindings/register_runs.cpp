@@ -50,14 +50,16 @@ thread_local bool t_engine_loop_thread = false;
 // check for Ctrl-C, which matters when a thousand pool threads wait in nested invokes.
 unsigned long g_main_thread = 0;
 
-// An outcome known before a run starts: a checkpointed success, or a reviewer's rejection.
+// An outcome known before a run starts: a checkpointed success, a reviewer's rejection,
+// or a question still unanswered (the agent keeps waiting without being called again).
 struct RestoredSpec {
-  std::string agent;
-  bool succeeded = true;
-  py::object output = py::none();
+  enum class Kind : std::uint8_t { Succeeded, Rejected, AwaitsInput };
+  std::string agent;  // its checkpoint path: a name, or "<delegating agent>/<agent>" below
+  Kind kind = Kind::Succeeded;
+  py::object output = py::none();                  // AwaitsInput: the question
   std::optional<std::vector<std::string>> routes;  // a router's chosen successors
   py::object usage = py::none();                   // keeps counting against the budget
-  std::string reason;                              // rejected: why
+  std::string reason;                              // rejected, awaits input: why
 };
 
 }  // namespace
@@ -121,22 +123,42 @@ bool wait_run(RunHandle run, double timeout_seconds) {
 
 namespace {
 
-Restored restored_outcome(const CompiledGraph& graph, const RestoredSpec& spec) {
-  const std::int64_t node = graph.plan().find(spec.agent);
-  if (node < 0) throw py::value_error("cannot restore unknown agent '" + spec.agent + "'");
-  Restored known;
-  known.node = static_cast<std::uint32_t>(node);
-  if (spec.succeeded) {
-    known.outcome = Outcome::success(to_payload(spec.output));
-    if (spec.routes) {
-      known.outcome.routed = true;
-      known.outcome.routes = *spec.routes;
-    }
-    known.outcome.usage = usage_from_python(spec.usage);
-  } else {
-    known.outcome = Outcome::failed(Failure{spec.reason, {}, FailureKind::Rejected});
+Outcome restored_outcome(const RestoredSpec& spec) {
+  Outcome outcome;
+  switch (spec.kind) {
+    case RestoredSpec::Kind::Succeeded:
+      outcome = Outcome::success(to_payload(spec.output));
+      if (spec.routes) {
+        outcome.routed = true;
+        outcome.routes = *spec.routes;
+      }
+      outcome.usage = usage_from_python(spec.usage);
+      break;
+    case RestoredSpec::Kind::Rejected:
+      outcome = Outcome::failed(Failure{spec.reason, {}, FailureKind::Rejected});
+      break;
+    case RestoredSpec::Kind::AwaitsInput:
+      outcome = Outcome::needs_input(to_payload(spec.output), spec.reason);
+      break;
   }
-  return known;
+  return outcome;
+}
+
+// Outcomes of the run's own agents by node, and of its child runs' agents by path.
+void add_restored(const CompiledGraph& graph, py::handle specs, RunOptions& options) {
+  std::shared_ptr<RestoredPaths> below;
+  for (py::handle item : specs) {
+    const auto& spec = item.cast<const RestoredSpec&>();
+    if (spec.agent.find('/') != std::string::npos) {
+      if (!below) below = std::make_shared<RestoredPaths>();
+      below->insert_or_assign(spec.agent, restored_outcome(spec));
+      continue;
+    }
+    const std::int64_t node = graph.plan().find(spec.agent);
+    if (node < 0) throw py::value_error("cannot restore unknown agent '" + spec.agent + "'");
+    options.restored.push_back(Restored{static_cast<std::uint32_t>(node), restored_outcome(spec)});
+  }
+  options.restored_below = std::move(below);
 }
 
 }  // namespace
@@ -155,11 +177,7 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
   options.observer = std::dynamic_pointer_cast<RunObserver>(request.hook);
   options.node_hook = request.hook;
   options.key = request.key;
-  if (!request.restored.is_none()) {
-    for (py::handle item : request.restored) {
-      options.restored.push_back(restored_outcome(graph, item.cast<const RestoredSpec&>()));
-    }
-  }
+  if (!request.restored.is_none()) add_restored(graph, request.restored, options);
   return options;
 }
 
@@ -351,18 +369,25 @@ void register_runs(py::module_& m) {
           "succeeded",
           [](std::string agent, py::object output, std::optional<std::vector<std::string>> routes,
              py::object usage) {
-            return RestoredSpec{std::move(agent), true, std::move(output), std::move(routes),
-                                std::move(usage), {}};
+            return RestoredSpec{std::move(agent), RestoredSpec::Kind::Succeeded, std::move(output),
+                                std::move(routes), std::move(usage), {}};
           },
           py::arg("agent"), py::arg("output"), py::arg("routes") = py::none(),
           py::arg("usage") = py::none())
       .def_static(
           "rejected",
           [](std::string agent, std::string reason) {
-            return RestoredSpec{std::move(agent), false, py::none(), std::nullopt, py::none(),
-                                std::move(reason)};
+            return RestoredSpec{std::move(agent), RestoredSpec::Kind::Rejected, py::none(),
+                                std::nullopt, py::none(), std::move(reason)};
           },
           py::arg("agent"), py::arg("reason"))
+      .def_static(
+          "awaiting_input",
+          [](std::string agent, py::object question) {
+            return RestoredSpec{std::move(agent), RestoredSpec::Kind::AwaitsInput,
+                                std::move(question), std::nullopt, py::none(), "awaits input"};
+          },
+          py::arg("agent"), py::arg("question"))
       .def_readonly("agent", &RestoredSpec::agent);
 
   py::class_<RunHandle>(m, "RunHandle")

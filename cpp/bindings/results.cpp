@@ -15,6 +15,8 @@ namespace {
 PyTypeObject* g_result_type = nullptr;
 PyTypeObject* g_routed_type = nullptr;
 PyTypeObject* g_delegation_type = nullptr;
+// counterpoint's interrupt signal (cp.interrupt raises it), registered at import.
+PyTypeObject* g_interrupt_type = nullptr;
 
 bool is_a(py::handle object, PyTypeObject* type) {
   return type != nullptr && PyObject_TypeCheck(object.ptr(), type);
@@ -79,7 +81,17 @@ void deliver(Completion& completion, AgentResult result,
   }
 }
 
+Outcome raised_outcome(py::handle error, Failure failure) {
+  if (!is_a(error, g_interrupt_type)) return Outcome::failed(std::move(failure));
+  return Outcome::needs_input(to_payload(error.attr("question")), "awaits input");
+}
+
 void register_results(py::module_& m) {
+  m.def("set_interrupt_type",
+        [](const py::type& type) {
+          g_interrupt_type = reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());
+        },
+        "Tells the engine which exception asks a person a question (cp.interrupt's).");
   m.def("set_result_type",
         [](const py::type& type) {
           g_result_type = reinterpret_cast<PyTypeObject*>(type.inc_ref().ptr());

@@ -45,6 +45,9 @@ struct AgentResult {
 };
 
 AgentResult interpret_result(py::object result);  // requires the GIL
+// Requires the GIL. What an agent that raised `error` reports: a question for a person
+// (NeedsInput) when `error` is counterpoint's interrupt (cp.interrupt), else `failure`.
+Outcome raised_outcome(py::handle error, Failure failure);
 // Resolves `completion` with what the agent returned. A delegation's child run is
 // cancelled if `cancellation` fires (a timeout abandoning the invocation).
 void deliver(Completion& completion, AgentResult result,

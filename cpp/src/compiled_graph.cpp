@@ -29,6 +29,7 @@ const char* skip_reason(std::uint32_t node, const RunState& run) {
   for (std::uint32_t pred : run.plan.nodes()[node].predecessors) {
     const NodeStatus status = run.slots[pred].status.load(std::memory_order_acquire);
     if (status == NodeStatus::NeedsReview) return "a predecessor awaits review";
+    if (status == NodeStatus::NeedsInput) return "a predecessor awaits input";
     any_failed = any_failed || failed(run, pred);
     // A skip passes its cause on: everything after a budget stop says "budget".
     if (status == NodeStatus::Skipped && inherited == nullptr) inherited = run.slots[pred].skip_reason;
@@ -49,6 +50,13 @@ class HookResolver final : public Resolver, public std::enable_shared_from_this<
     return inner;
   }
   void resolve(Outcome outcome) override {
+    if (outcome.paused_below) {
+      // The agents that wait were checkpointed in the child run; this one re-runs on
+      // resume and restores them.
+      run_.reset();
+      deliver_.resolve(std::move(outcome));
+      return;
+    }
     auto hook = run_->node_hook;
     hook->on_outcome(RunHandle(std::move(run_)), node_, std::move(outcome), std::move(deliver_));
   }
@@ -319,7 +327,8 @@ RunHandle CompiledGraph::start(RunOptions options) { return start_run(std::move(
 
 RunHandle CompiledGraph::start_run(RunOptions options,
                                    const std::shared_ptr<detail::RunState>& parent,
-                                   std::uint32_t parent_node) {
+                                   std::uint32_t parent_node,
+                                   std::unique_ptr<const detail::CheckpointScope> checkpoints) {
   Runtime& runtime = Runtime::instance();
   if (!runtime.accepting()) {
     throw EngineError("counterpoint is shutting down and accepts no new runs");
@@ -335,6 +344,7 @@ RunHandle CompiledGraph::start_run(RunOptions options,
   if (parent) {
     run->event_root = parent->event_root ? parent->event_root : parent;
     run->event_prefix = parent->event_prefix + parent->plan.nodes()[parent_node].name + "/";
+    if (checkpoints) run->checkpoints = std::move(checkpoints);
     parent->adopt_child(run);
   }
   if (deadline > 0 && run->running()) {

@@ -89,7 +89,9 @@ class PolicyCall final : public std::enable_shared_from_this<PolicyCall> {
     if (policy_.breaker) {
       if (outcome.kind == Outcome::Kind::Failed) {
         policy_.breaker->record_failure();
-      } else if (outcome.kind == Outcome::Kind::Cancelled) {
+      } else if (outcome.kind == Outcome::Kind::Cancelled ||
+                 outcome.kind == Outcome::Kind::NeedsInput) {
+        // A question for a person says nothing of the service's health.
         policy_.breaker->record_abandoned();
       } else {
         policy_.breaker->record_success();

@@ -66,6 +66,10 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
       slots[known.node].restored = std::make_unique<Outcome>(std::move(known.outcome));
     }
   }
+  if (options.restored_below) {
+    checkpoints = std::make_unique<const CheckpointScope>(
+        CheckpointScope{{}, std::move(options.restored_below)});
+  }
 }
 
 RunState::~RunState() = default;
@@ -98,6 +102,12 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
 }
 
 void RunState::end_naturally() {
+  // A question outranks a review: the run cannot go on without the answer either way,
+  // and the resume that answers it can bring the review decisions too.
+  if (awaiting_input.load(std::memory_order_acquire) > 0) {
+    end(RunStatus::NeedsInput);
+    return;
+  }
   if (awaiting_review.load(std::memory_order_acquire) > 0) {
     end(RunStatus::NeedsReview);
     return;
@@ -272,15 +282,18 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outc
     run->emit(EventKind::Finish, node, slot.output, std::move(routed_to));
     graph.forward(run, node);
     run->node_resolved(node);
-  } else if (outcome.kind == Outcome::Kind::NeedsReview) {
+  } else if (outcome.kind == Outcome::Kind::NeedsReview ||
+             outcome.kind == Outcome::Kind::NeedsInput) {
+    const bool input = outcome.kind == Outcome::Kind::NeedsInput;
     slot.output = std::move(outcome.output);
     run->add_usage(outcome.usage);
     NodeDetails& details = slot.details_to_write();
     details.failure = std::move(outcome.failure);
     details.confidence = outcome.confidence;
     details.usage = std::move(outcome.usage);
-    run->awaiting_review.fetch_add(1, std::memory_order_acq_rel);
-    slot.status.store(NodeStatus::NeedsReview, std::memory_order_release);
+    (input ? run->awaiting_input : run->awaiting_review).fetch_add(1, std::memory_order_acq_rel);
+    slot.status.store(input ? NodeStatus::NeedsInput : NodeStatus::NeedsReview,
+                      std::memory_order_release);
     run->emit(EventKind::Review, node, slot.output, details.failure.message);
     graph.forward(run, node);
     run->node_resolved(node);
@@ -381,10 +394,18 @@ class DelegationObserver final : public RunObserver {
         completion.fail(Failure{"the delegated graph timed out", {}, FailureKind::Timeout});
         return;
       case RunStatus::NeedsReview:
-        completion.fail(Failure{"the delegated graph stopped for human review, which only a "
-                                "top-level run can pause for",
-                                {}});
+      case RunStatus::NeedsInput: {
+        // The child's waiting agents were checkpointed under their own paths; this
+        // agent waits with them, and its run pauses too (up to the root).
+        const bool input = child.status() == RunStatus::NeedsInput;
+        Outcome outcome;
+        outcome.kind = input ? Outcome::Kind::NeedsInput : Outcome::Kind::NeedsReview;
+        outcome.paused_below = true;
+        outcome.failure.message = input ? "an agent of its graph awaits input"
+                                        : "an agent of its graph awaits review";
+        completion.resolve(std::move(outcome));
         return;
+      }
       case RunStatus::Cancelled:
       case RunStatus::Interrupted:
       case RunStatus::Running:
@@ -469,13 +490,34 @@ std::function<void()> Completion::delegate(std::shared_ptr<CompiledGraph> graph,
   options.context = run->context;
   options.context_observer = run->context_observer;
   options.record_events = run->record_events;
+  std::unique_ptr<const detail::CheckpointScope> checkpoints;
+  if (run->node_hook) {
+    // A durable run checkpoints its child runs' agents too, under their paths, and a
+    // resumed one restores them from there.
+    options.key = run->key;
+    options.node_hook = run->node_hook;
+    std::string prefix = checkpoint_path();
+    if (delegations_ > 0) prefix += "#" + std::to_string(delegations_ + 1);
+    prefix += "/";
+    const auto& below = run->checkpoints ? run->checkpoints->restored_below : nullptr;
+    if (below) {
+      const Plan& child_plan = graph->plan();
+      for (std::uint32_t i = 0; i < child_plan.size(); ++i) {
+        auto found = below->find(prefix + child_plan.nodes()[i].name);
+        if (found != below->end()) options.restored.push_back(Restored{i, found->second});
+      }
+    }
+    checkpoints = std::make_unique<const detail::CheckpointScope>(
+        detail::CheckpointScope{std::move(prefix), below});
+  }
+  ++delegations_;  // moved into the observer with this completion: `then` continues it
   // The node's result follows from its child run's events, recorded after its start:
   // it is never moved ahead of an event recorded before it.
   run->slots[node].event_mark = std::numeric_limits<std::uint32_t>::max();
   options.observer = std::make_shared<detail::DelegationObserver>(
       std::move(*this), std::move(then), spec.name, run->id, spec.priority, run->context);
   try {
-    RunHandle child = graph->start_run(std::move(options), run, node);
+    RunHandle child = graph->start_run(std::move(options), run, node, std::move(checkpoints));
     return [child]() mutable { child.cancel(); };
   } catch (const std::exception&) {
     // The observer (and the Completion it holds) died with the options: the node has
@@ -503,6 +545,12 @@ std::string Completion::agent_name() const {
 std::string Completion::agent_path() const {
   return run_ ? run_->event_prefix + run_->plan.nodes()[node_].name : std::string();
 }
+
+std::string Completion::checkpoint_path() const {
+  return run_ ? RunHandle(run_).checkpoint_path(node_) : std::string();
+}
+
+bool Completion::durable() const noexcept { return run_ && run_->node_hook != nullptr; }
 
 EventChannel Completion::channel() const noexcept {
   return run_ ? EventChannel(run_, node_) : EventChannel();
@@ -544,6 +592,11 @@ bool EventChannel::push(EventKind kind, Payload payload, std::string message,
 std::uint64_t RunHandle::id() const noexcept { return state_->id; }
 
 bool RunHandle::records_events() const noexcept { return !state_->record_events.none(); }
+
+std::string RunHandle::checkpoint_path(std::uint32_t node) const {
+  const std::string& name = state_->plan.nodes()[node].name;
+  return state_->checkpoints ? state_->checkpoints->prefix + name : name;
+}
 
 const std::string& RunHandle::key() const noexcept { return state_->key; }
 
@@ -635,6 +688,7 @@ std::optional<NodeOutcome> RunHandle::outcome(std::uint32_t node) const {
       for (std::uint32_t r : slot.details().routes) out.routes.push_back(plan.nodes()[r].name);
       break;
     case NodeStatus::NeedsReview:
+    case NodeStatus::NeedsInput:
       out.output = slot.output;
       out.failure = slot.details().failure;
       out.confidence = slot.details().confidence;

@@ -35,6 +35,7 @@ const char* to_string(RunStatus status) noexcept {
     case RunStatus::Cancelled: return "cancelled";
     case RunStatus::TimedOut: return "timed_out";
     case RunStatus::NeedsReview: return "needs_review";
+    case RunStatus::NeedsInput: return "needs_input";
     case RunStatus::Interrupted: return "interrupted";
   }
   return "unknown";
@@ -50,6 +51,7 @@ const char* to_string(NodeStatus status) noexcept {
     case NodeStatus::Skipped: return "skipped";
     case NodeStatus::TimedOut: return "timed_out";
     case NodeStatus::NeedsReview: return "needs_review";
+    case NodeStatus::NeedsInput: return "needs_input";
   }
   return "unknown";
 }
@@ -85,7 +87,7 @@ std::string RunHandle::trace_json() const {
       entry["error"] = outcome.failure.message;
     }
     if (outcome.status == NodeStatus::Skipped) entry["reason"] = outcome.skip_reason;
-    if (outcome.status == NodeStatus::NeedsReview) {
+    if (outcome.status == NodeStatus::NeedsReview || outcome.status == NodeStatus::NeedsInput) {
       entry["reason"] = outcome.failure.message;
       if (outcome.confidence >= 0) entry["confidence"] = outcome.confidence;
     }

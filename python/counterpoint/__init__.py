@@ -11,6 +11,7 @@ from importlib.util import find_spec as _find_spec
 from typing import Any as _Any
 
 from . import _graph_svg, _mermaid, _shutdown  # noqa: F401  (register drawers, exit hook)
+from ._agent_call import AgentCall, current, interrupt
 from ._audit import AuditEntry, AuditVerification
 from ._critical_path import CriticalPath, PathSegment
 from ._errors import (
@@ -20,6 +21,7 @@ from ._errors import (
     CircuitOpenError,
     CounterpointError,
     GraphError,
+    NeedsInput,
     NeedsReview,
     ReviewRefused,
     ReviewRejected,
@@ -41,6 +43,7 @@ from ._results import (
     ChatResult,
     Escalation,
     Failed,
+    InputRequest,
     LoopResult,
     Merged,
     Result,
@@ -139,6 +142,7 @@ __all__ = [
     "END",
     "STREAM_MODES",
     "TBB_VERSION",
+    "AgentCall",
     "AgentError",
     "AgentLane",
     "AgentOutcome",
@@ -160,9 +164,11 @@ __all__ = [
     "Graph",
     "GraphError",
     "GraphPicture",
+    "InputRequest",
     "Limit",
     "LoopResult",
     "Merged",
+    "NeedsInput",
     "NeedsReview",
     "PathSegment",
     "PlanError",
@@ -196,12 +202,14 @@ __all__ = [
     "approve",
     "confidence_of",
     "consensus",
+    "current",
     "delegate",
     "dump",
     "emit",
     "fan_out",
     "group_chat",
     "instrument",
+    "interrupt",
     "judge",
     "load",
     "loop",

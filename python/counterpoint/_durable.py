@@ -11,14 +11,16 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from ._audit import AuditEvent
+from ._agent_call import AgentCall, enter_call
+from ._audit import AuditEvent, json_safe
 from ._errors import StoreError
 from ._native import _core
 from ._policies import Decision, Review, as_decision, check_decider, resolve_output
 from ._results import LoopResult, Merged, confidence_of
-from ._store import Store, StoredOutcome, StoredRun, on_close
+from ._store import Store, StoredOutcome, StoredRun, asked_question, on_close
 
 
 def fingerprint(plan: dict[str, Any]) -> str:
@@ -191,73 +193,162 @@ def _routes(outcome: StoredOutcome) -> list[str] | None:
     return None if outcome.routes is None else list(outcome.routes)
 
 
+@dataclass
+class Resumption:
+    """What a resumed run starts with, and what resuming it records first.
+
+    Attributes:
+        restored: ``_core.Restored`` outcomes: finished agents (at any depth, by
+            checkpoint path), reviewed outputs, and questions still unanswered.
+        recorded: The decisions and answers to write to the store before the run starts.
+        events: The audit entries of each of ``recorded``.
+        answers: Answers by agent path, for the agents that asked (they run again, and
+            ``cp.interrupt`` returns these in order).
+    """
+
+    restored: list[Any] = field(default_factory=list)
+    recorded: list[StoredOutcome] = field(default_factory=list)
+    events: list[list[AuditEvent]] = field(default_factory=list)
+    answers: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _decisions(stored: StoredRun, decision: Any, reviews: list[StoredOutcome],
+               questions: list[StoredOutcome]) -> tuple[dict[str, Decision], dict[str, Any]]:
+    """Splits ``resume``'s ``decision`` into review decisions and answers, by path."""
+    key = stored.run_key
+    if decision is None:
+        if reviews or questions:
+            waiting = [o.agent for o in (*reviews, *questions)]
+            raise ValueError(
+                f"run {key!r} awaits {_what(reviews, questions)} of {waiting}; pass "
+                "{agent: decision or answer}: cp.approve(), cp.approve(new_output) or "
+                "cp.reject(reason) for a review, any value for a question")
+        return {}, {}
+    if not reviews and not questions:
+        raise ValueError(f"run {key!r} has nothing awaiting review or input; resume it "
+                         "without a decision")
+    if isinstance(decision, dict):
+        given = decision
+    elif len(reviews) + len(questions) == 1:
+        given = {(reviews or questions)[0].agent: decision}
+    else:
+        raise ValueError(f"run {key!r} awaits {_what(reviews, questions)} of "
+                         f"{[o.agent for o in (*reviews, *questions)]}; pass a dict by agent")
+    asked = {o.agent for o in questions}
+    unknown = set(given) - {o.agent for o in reviews} - asked
+    if unknown:
+        raise ValueError(f"no review or question is pending for {sorted(unknown)}; pending: "
+                         f"{[o.agent for o in (*reviews, *questions)]}")
+    decisions = {name: as_decision(d) for name, d in given.items() if name not in asked}
+    missing = [o.agent for o in reviews if o.agent not in decisions]
+    if missing:
+        raise ValueError(f"run {key!r} also awaits review of {missing}; decide every "
+                         "pending review")
+    return decisions, {name: answer for name, answer in given.items() if name in asked}
+
+
+def _what(reviews: list[StoredOutcome], questions: list[StoredOutcome]) -> str:
+    return " and ".join(kind for kind, some in (("review", reviews), ("input", questions))
+                        if some)
+
+
 def restored_outcomes(stored: StoredRun, decision: Any,
-                      gates: dict[str, Review] | None = None
-                      ) -> tuple[list[Any], list[StoredOutcome], list[list[AuditEvent]]]:
-    """What a resumed run starts with (``_core.Restored``): finished agents' outputs, plus
-    reviewed outputs decided by ``decision``. Also returns the decisions, to record them
-    in the store, with their audit entries.
+                      gates: dict[str, Review] | None = None) -> Resumption:
+    """What a resumed run starts with: finished agents' outputs (at every depth),
+    reviewed outputs decided by ``decision``, questions answered by it (their agents run
+    again) and questions still unanswered (they keep waiting).
 
     Raises:
         ReviewRefused: a decision for a gate with ``approvers`` is not by one of them
             (checked before anything is written).
+        ValueError: ``decision`` does not match what the run awaits.
     """
-    restored = [_core.Restored.succeeded(o.agent, o.output, _routes(o), o.usage)
-                for o in stored.outcomes.values() if o.status == "succeeded"]
-    pending = [o for o in stored.outcomes.values() if o.status == "needs_review"]
-    if not pending:
-        if decision is not None:
-            raise ValueError(f"run {stored.run_key!r} has nothing awaiting review; "
-                             "resume it without a decision")
-        return restored, [], []
-    if decision is None:
-        names = ", ".join(repr(o.agent) for o in pending)
-        raise ValueError(
-            f"run {stored.run_key!r} awaits review of {names}; pass a decision: "
-            "cp.approve(), cp.approve(new_output), cp.reject(reason), or a dict of them by agent"
-        )
-    if isinstance(decision, dict):
-        unknown = set(decision) - {o.agent for o in pending}
-        if unknown:
-            raise ValueError(f"no review is pending for {sorted(unknown)}; pending: "
-                             f"{[o.agent for o in pending]}")
-        decisions = {name: as_decision(d) for name, d in decision.items()}
-        missing = [o.agent for o in pending if o.agent not in decisions]
-        if missing:
-            raise ValueError(f"run {stored.run_key!r} also awaits review of {missing}; "
-                             "decide every pending agent")
-    else:
-        if len(pending) > 1:
-            raise ValueError(
-                f"run {stored.run_key!r} awaits review of {[o.agent for o in pending]}; pass "
-                "a dict of decisions by agent"
-            )
-        decisions = {pending[0].agent: as_decision(decision)}
-    for outcome in pending:
-        gate = (gates or {}).get(outcome.agent)
+    resumption = Resumption()
+    for o in stored.outcomes.values():
+        if o.status == "succeeded":
+            resumption.restored.append(
+                _core.Restored.succeeded(o.agent, o.output, _routes(o), o.usage))
+        elif o.status == "answered":  # answered, and the run did not get past it yet
+            resumption.answers[o.agent] = list(asked_question(o)["answers"])
+    reviews = [o for o in stored.outcomes.values() if o.status == "needs_review"]
+    questions = [o for o in stored.outcomes.values() if o.status == "needs_input"]
+    decisions, answers = _decisions(stored, decision, reviews, questions)
+    for outcome in reviews:
+        gate = (gates or {}).get(gate_path(outcome.agent))
         if gate is not None:
             check_decider(outcome.agent, gate.approvers, decisions[outcome.agent])
-    recorded = []
-    events: list[list[AuditEvent]] = []
     now = time.time()
-    for outcome in pending:
+    for outcome in reviews:
         decided = decisions[outcome.agent]
-        gate = (gates or {}).get(outcome.agent)
-        events.append([decision_event(outcome.agent, decided, now, gate, outcome.output)])
+        gate = (gates or {}).get(gate_path(outcome.agent))
+        resumption.events.append([decision_event(outcome.agent, decided, now, gate,
+                                                 outcome.output)])
         if decided.approved:
             output = resolve_output(decided, outcome.output)
-            restored.append(_core.Restored.succeeded(outcome.agent, output, _routes(outcome),
-                                                     outcome.usage))
-            recorded.append(StoredOutcome(outcome.agent, "succeeded", output, outcome.routes,
-                                          outcome.usage, "approved by reviewer",
-                                          outcome.confidence))
+            resumption.restored.append(_core.Restored.succeeded(
+                outcome.agent, output, _routes(outcome), outcome.usage))
+            resumption.recorded.append(StoredOutcome(
+                outcome.agent, "succeeded", output, outcome.routes, outcome.usage,
+                "approved by reviewer", outcome.confidence))
         else:
-            restored.append(_core.Restored.rejected(outcome.agent,
-                                                    f"rejected by reviewer: {decided.reason}"))
-            recorded.append(StoredOutcome(outcome.agent, "failed", None, None, outcome.usage,
-                                          f"rejected by reviewer: {decided.reason}",
-                                          outcome.confidence))
-    return restored, recorded, events
+            reason = f"rejected by reviewer: {decided.reason}"
+            resumption.restored.append(_core.Restored.rejected(outcome.agent, reason))
+            resumption.recorded.append(StoredOutcome(outcome.agent, "failed", None, None,
+                                                     outcome.usage, reason, outcome.confidence))
+    for outcome in questions:
+        asked = asked_question(outcome)
+        if outcome.agent not in answers:
+            resumption.restored.append(_core.Restored.awaiting_input(outcome.agent,
+                                                                     outcome.output))
+            continue
+        given = [*asked["answers"], answers[outcome.agent]]
+        resumption.answers[outcome.agent] = given
+        # Written first: a resume killed before the agent finishes still has the answer.
+        resumption.recorded.append(StoredOutcome(
+            outcome.agent, "answered", {"ask": asked["ask"], "answers": given}, None,
+            outcome.usage, "answered"))
+        resumption.events.append([AuditEvent("input_given", outcome.agent, {
+            "question": json_safe(asked["ask"]), "time": now},
+            {"answer": answers[outcome.agent]}, time=now)])
+    return resumption
+
+
+def gate_path(path: str) -> str:
+    """A checkpoint path without loop iteration marks (``"a#2/b"`` -> ``"a/b"``): the
+    agents of every iteration share their gate."""
+    return "/".join(part.split("#", 1)[0] if "#" in part else part
+                    for part in path.split("/"))
+
+
+class CallScope:
+    """The observer of a durable run's agent calls: each call runs with its
+    :class:`AgentCall` current (``cp.current()``, ``cp.interrupt()``), then the run's
+    other observer (a stream's, LangChain's, a trace's), if any, is told."""
+
+    def __init__(self, run_key: str, answers: dict[str, list[Any]], inner: Any = None) -> None:
+        self._run_key = run_key
+        self._answers = answers
+        self._inner = inner
+
+    def agent_started(self, call: Any) -> None:
+        path = call.checkpoint_path or call.path
+        enter_call(call.context, AgentCall(self._run_key, path, call.attempt,
+                                           self._answers.get(path, [])))
+        if self._inner is not None:
+            self._inner.agent_started(call)
+
+
+class _CallScopeWithEnds(CallScope):
+    def agent_ended(self, call: Any) -> None:
+        self._inner.agent_ended(call)
+
+
+def call_scope(run_key: str, answers: dict[str, list[Any]], inner: Any) -> CallScope:
+    """A durable run's observer over ``inner`` (None, or the run's other observer)."""
+    # Only an observer with agent_ended has each outcome routed through it.
+    if inner is not None and hasattr(inner, "agent_ended"):
+        return _CallScopeWithEnds(run_key, answers, inner)
+    return CallScope(run_key, answers, inner)
 
 
 def check_resumable(stored: StoredRun, graph_fingerprint: str) -> None:
@@ -336,6 +427,10 @@ def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[A
             "threshold": gate.below if gate is not None else None,
             "approvers": list(gate.approvers) if gate is not None else []},
             {"output": outcome.output})]
+    if status == "needs_input":
+        question = asked_question(outcome)
+        return [AuditEvent("input_requested", agent, {
+            "question": json_safe(question["ask"]), "usage": usage}, {"question": question})]
     if status == "cancelled":
         return [AuditEvent("agent_cancelled", agent, {"message": outcome.message,
                                                       "usage": usage})]

@@ -207,6 +207,30 @@ class NeedsReview(CounterpointError):
         self.outputs = outputs
 
 
+class NeedsInput(CounterpointError):
+    """The run paused: some agents asked a person a question (``cp.interrupt``).
+
+    Resume it with ``app.resume(run_key, {agent_path: answer, ...})``, from this process
+    or another; questions not answered yet keep waiting.
+
+    Attributes:
+        run_key: The durable identifier of the paused run.
+        pending: One :class:`~counterpoint.InputRequest` per question awaiting an answer.
+        reviews: One :class:`~counterpoint.ReviewRequest` per output also awaiting a
+            review decision (decide them in the same ``resume``).
+        outputs: Outputs of the agents that finished, by name.
+    """
+
+    def __init__(self, run_key: str | None, pending: list[Any], reviews: list[Any],
+                 outputs: dict[str, Any]) -> None:
+        what = ", ".join(f"'{p.agent}' ({p.question!r})" for p in pending)
+        super().__init__(f"run {run_key} needs input: {what}")
+        self.run_key = run_key
+        self.pending = pending
+        self.reviews = reviews
+        self.outputs = outputs
+
+
 class StoreError(CounterpointError):
     """A run store cannot be used, or a value cannot be written to or read from it.
 

@@ -23,9 +23,11 @@ from . import _tracing
 from ._audit import AuditEvent
 from ._durable import (
     AuditedRun,
+    Resumption,
     audit_attach,
     audit_begin,
     audit_finish,
+    call_scope,
     check_resumable,
     fingerprint,
     restored_outcomes,
@@ -55,6 +57,15 @@ _NO_EVENTS = _core.EventKinds([])
 # agents that wait busy, few enough that memory stays bounded whatever the input size.
 DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
 _RunReport = _core.RunReport
+
+
+def _nested_graph(agent: Any) -> CompiledGraph | None:
+    """The graph whose child runs an agent starts, when it is known before any run: a
+    compiled graph added as an agent, or a loop's or group chat's iteration."""
+    if isinstance(agent, CompiledGraph):
+        return agent
+    child = getattr(agent, "_cp_child_graph", None)
+    return child if isinstance(child, CompiledGraph) else None
 
 
 def _check_max_concurrency(max_concurrency: Any) -> None:
@@ -268,11 +279,8 @@ class Graph:
         """
         native_nodes = []
         has_async = False
-        pauses = []
         for spec in self._nodes:
             spec.validate()
-            if spec.pauses_for_review:
-                pauses.append(spec.name)
             native, is_async = spec.to_native()
             has_async = has_async or is_async
             native_nodes.append(native)
@@ -280,12 +288,6 @@ class Graph:
             store = SQLiteStore(store)
         if store is not None and not isinstance(store, Store):
             raise GraphError(f"store must be a counterpoint Store or a file path, got {store!r}")
-        if pauses and store is None:
-            raise GraphError(
-                f"agent '{pauses[0]}': its review gate pauses runs for a human, which needs a "
-                "store to keep them; compile(store='runs.db') or give the Review a reviewer",
-                pauses[0],
-            )
         try:
             budget = _check_budget(budget)
             deadline_seconds = _check_deadline(deadline)
@@ -428,16 +430,22 @@ class CompiledGraph:
                                 budget=budget, deadline=deadline, observer=observer)
 
     def _gates(self) -> dict[str, Review]:
-        """The review gates of this graph's agents, by agent."""
+        """The review gates of this graph's agents, by path: its own, and those of the
+        graphs added to it as agents, at any depth (not those of graphs a pattern builds
+        while it runs, such as a supervisor's workers)."""
         gates = {}
         for spec in self._specs:
             policed = spec.policed
             if policed is not None and policed.review is not None:
                 gates[spec.name] = policed.review
+            nested = _nested_graph(spec.agent)
+            if nested is not None:
+                for path, gate in nested._gates().items():
+                    gates[f"{spec.name}/{path}"] = gate
         return gates
 
     def _durable_request(self, request: Any, run_key: str | None = None,
-                         restored: list[Any] | None = None,
+                         resumed: Resumption | None = None,
                          budget: dict[str, float] | None = None
                          ) -> tuple[Any, str, AuditedRun]:
         """Registers a durable run in the store (a new one, or one being resumed), starts
@@ -453,18 +461,20 @@ class CompiledGraph:
             store.set_status(run_key, "running")
             store.append_audit(run_key, [AuditEvent("run_resumed", None, {
                 "graph": self._fingerprint, "budget": budget,
-                "restored": sorted(r.agent for r in restored or ())})])
+                "restored": sorted(r.agent for r in resumed.restored) if resumed else []})])
         audited = AuditedRun(store, run_key, self._gates(), budget)
         audit_begin(audited)
         request.key = run_key
         request.hook = writer_for(store).hook
-        if restored:
-            request.restored = restored
+        request.observer = call_scope(run_key, resumed.answers if resumed else {},
+                                      request.observer)
+        if resumed is not None and resumed.restored:
+            request.restored = resumed.restored
         return request, run_key, audited
 
     def _launch(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
-                restored: list[Any] | None = None, observer: Any = None,
+                resumed: Resumption | None = None, observer: Any = None,
                 timeline: bool = False) -> Run:
         """Starts a run; with ``timeline``, one whose record keeps every agent's steps
         (``record_events`` is then the timeline's). A traced run that nobody streams
@@ -472,11 +482,11 @@ class CompiledGraph:
         tracer = _tracing.tracer
         if tracer is None:
             return self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
-                                   restored, observer, timeline)
+                                   resumed, observer, timeline)
         trace = tracer.trace(self, observer)
         try:
             run = self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
-                                  restored, trace.observer,
+                                  resumed, trace.observer,
                                   timeline or record_events is _NO_EVENTS, trace)
         except BaseException as exc:
             trace.abandoned(exc)
@@ -485,7 +495,7 @@ class CompiledGraph:
         return run
 
     def _start_run(self, input: Any, dispatcher: Any, record_events: Any, budget: Any,
-                   deadline: Any, run_key: str | None, restored: list[Any] | None,
+                   deadline: Any, run_key: str | None, resumed: Resumption | None,
                    observer: Any, timeline: bool, trace: _tracing.RunTrace | None = None
                    ) -> Run:
         if timeline:
@@ -496,7 +506,7 @@ class CompiledGraph:
         if self._store is None:
             return Run(_core.start_run(self._native, request), edges=edges, trace=trace)
         request, run_key, audited = self._durable_request(
-            request, run_key, restored, self._settings(budget, deadline)[0])
+            request, run_key, resumed, self._settings(budget, deadline)[0])
         token = audit_notes.set(audited.notes)  # the run's agent calls copy this context
         try:
             handle = _core.start_run(self._native, request)
@@ -576,14 +586,14 @@ class CompiledGraph:
                              "compile(store=...)")
         stored = self._store.load_run(run_key)
         check_resumable(stored, self._fingerprint)
-        restored, decided, events = restored_outcomes(stored, decision, self._gates())
-        if decided:
-            errors = self._store.record_outcomes(run_key, decided, events)
+        resumed = restored_outcomes(stored, decision, self._gates())
+        if resumed.recorded:
+            errors = self._store.record_outcomes(run_key, resumed.recorded, resumed.events)
             for error in errors:
                 if error is not None:
                     raise error
         return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
-                            run_key=run_key, restored=restored, timeline=True)
+                            run_key=run_key, resumed=resumed, timeline=True)
 
     def timeline(self, run_key: str) -> TimelinePicture:
         """The timeline of a stored run (see :meth:`RunResult.timeline`), from any
@@ -672,7 +682,7 @@ class CompiledGraph:
             return []  # no "end" event to make
         end = handle.end_event_or_report()
         if type(end) is _RunReport:
-            raise failure_exception(end, None if run is None else run.run_key)
+            raise failure_exception(end, None if run is None else run.run_key, self._store)
         return modes.end(end)
 
     def stream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",
@@ -914,8 +924,8 @@ class CompiledGraph:
                 if audited is not None:
                     audit_finish(audited, report)
         if return_exceptions:
-            return [as_exception(report, key) for report, key in zip(reports, keys)]
-        return [unwrap(report, key) for report, key in zip(reports, keys)]
+            return [as_exception(report, key, self._store) for report, key in zip(reports, keys)]
+        return [unwrap(report, key, self._store) for report, key in zip(reports, keys)]
 
     async def abatch(
         self,

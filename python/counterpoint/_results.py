@@ -185,6 +185,22 @@ class ReviewRequest:
 
 
 @dataclass(frozen=True)
+class InputRequest:
+    """A question an agent asked a person with :func:`counterpoint.interrupt`.
+
+    Attributes:
+        agent: The asking agent's path (``"<agent>/<child agent>"`` at depth); answer it
+            with ``app.resume(run_key, {agent: answer})``.
+        question: What the agent passed to ``cp.interrupt``.
+        run_key: The durable run it belongs to.
+    """
+
+    agent: str
+    question: Any
+    run_key: str | None = None
+
+
+@dataclass(frozen=True)
 class Verdict:
     """An evaluator's judgement of a draft.
 

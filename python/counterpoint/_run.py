@@ -14,6 +14,7 @@ from ._errors import (
     AgentTimeout,
     BudgetExceeded,
     CircuitOpenError,
+    NeedsInput,
     NeedsReview,
     ReviewRejected,
     RunCancelled,
@@ -22,8 +23,9 @@ from ._errors import (
 from ._events import Event
 from ._native import _core
 from ._perfetto import timeline_trace
-from ._results import ReviewRequest
+from ._results import InputRequest, ReviewRequest
 from ._run_table import run_table
+from ._store import Store
 from ._timeline import Timeline
 from ._timeline_picture import TimelinePicture
 from ._tracing import RunTrace
@@ -45,8 +47,10 @@ TIMELINE_EVENTS = _core.EventKinds([
     if kind not in (_core.EventKind.custom, _core.EventKind.message)])
 
 
-def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
-    """The exception ``invoke`` raises for a run that did not succeed (a RunReport)."""
+def failure_exception(report: Any, run_key: str | None = None,
+                      store: Store | None = None) -> BaseException:
+    """The exception ``invoke`` raises for a run that did not succeed (a RunReport);
+    ``store``: a durable run's, where its pending reviews and questions are read."""
     status = report.status
     outputs = report.outputs
     run_id = report.run_id
@@ -54,10 +58,19 @@ def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
         return RunCancelled(run_id, outputs)
     if status is _STATUS.timed_out:
         return RunTimeout(run_id, outputs)
-    if status is _STATUS.needs_review:
-        pending = [ReviewRequest(p.agent, p.output, p.reason, p.confidence, run_key)
-                   for p in report.pending]
-        return NeedsReview(run_key, pending, outputs)
+    if status is _STATUS.needs_review or status is _STATUS.needs_input:
+        if store is not None and run_key is not None:
+            # A durable run: what awaits a person at every depth is in its store (each
+            # waiting agent's outcome was written before its run could pause).
+            stored = store.load_run(run_key)
+            questions, reviews = stored.questions(), stored.reviews()
+        else:
+            questions = []
+            reviews = [ReviewRequest(p.agent, p.output, p.reason, p.confidence, run_key)
+                       for p in report.pending]
+        if status is _STATUS.needs_input:
+            return NeedsInput(run_key, questions, reviews, outputs)
+        return NeedsReview(run_key, reviews, outputs)
     failure = report.failure
     starved = failure.kind is _core.FailureKind.budget if failure is not None \
         else report.budget_exhausted
@@ -74,18 +87,18 @@ def failure_exception(report: Any, run_key: str | None = None) -> BaseException:
     return exc
 
 
-def unwrap(report: Any, run_key: str | None = None) -> Any:
+def unwrap(report: Any, run_key: str | None = None, store: Store | None = None) -> Any:
     """The run's result, or raises what ``invoke`` raises."""
     if report.ok:
         return report.output
-    raise failure_exception(report, run_key)
+    raise failure_exception(report, run_key, store)
 
 
-def as_exception(report: Any, run_key: str | None = None) -> Any:
+def as_exception(report: Any, run_key: str | None = None, store: Store | None = None) -> Any:
     """The run's result, or the exception ``invoke`` would raise."""
     if report.ok:
         return report.output
-    return failure_exception(report, run_key)
+    return failure_exception(report, run_key, store)
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,8 @@ class AgentOutcome:
         name: The agent.
         status: ``"succeeded"``, ``"failed"``, ``"timed_out"``, ``"skipped"`` (its join
             could not be satisfied: not routed to, a predecessor it needed failed, or
-            the budget was spent), ``"needs_review"``, ``"cancelled"`` (running when the
+            the budget was spent), ``"needs_review"``, ``"needs_input"`` (it asked a
+            person, or an agent of its graph did), ``"cancelled"`` (running when the
             run ended; its result was discarded), ``"not_started"`` or ``"running"``
             (still executing: a sync call cannot be interrupted; if its run has ended,
             it becomes ``"cancelled"`` when it returns and its result is discarded).
@@ -139,7 +153,8 @@ class RunResult:
     Attributes:
         run_id: The run.
         status: ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``,
-            ``"needs_review"`` or ``"interrupted"`` (Ctrl-C or interpreter exit).
+            ``"needs_review"``, ``"needs_input"`` or ``"interrupted"`` (Ctrl-C or
+            interpreter exit).
         output: The result (as ``invoke`` returns it), or None if the run did not succeed.
         error: The exception ``invoke`` would have raised, or None.
         agents: Each agent's outcome, by name, in topological order.
@@ -148,7 +163,10 @@ class RunResult:
         budget_exhausted: True if the run stopped starting agents because its budget
             was spent.
         run_key: The durable identifier of the run, for runs of a graph with a store.
-        pending_reviews: For ``"needs_review"``: what awaits a decision.
+        pending_reviews: For ``"needs_review"`` (and ``"needs_input"``): what awaits a
+            decision, at every depth.
+        pending_inputs: For ``"needs_input"``: the questions agents asked
+            (``cp.interrupt``) that await an answer, at every depth.
         events: Everything that happened to every agent, at any depth, in order: starts
             and ends, and the steps of their policies (``"queued"``, ``"attempt"``,
             ``"retry"``, ``"fallback"``, ``"reviewing"``). :meth:`timeline` is made
@@ -167,6 +185,7 @@ class RunResult:
     budget_exhausted: bool = False
     run_key: str | None = None
     pending_reviews: tuple[ReviewRequest, ...] = ()
+    pending_inputs: tuple[InputRequest, ...] = ()
     events: tuple[Event, ...] = field(default=(), repr=False)
     edges: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -277,6 +296,7 @@ class Run:
         # recording it here as well means that once wait() returns, the store agrees
         # (its audit log's end entries included: on_end).
         self._store = store
+        self._durable_store = store  # kept: a paused run's requests are read from it
         self._on_end = on_end
         # Ended (its spans exported) once this handle sees the run's end.
         self._trace = trace
@@ -288,7 +308,8 @@ class Run:
     @property
     def status(self) -> str:
         """``"running"``, ``"succeeded"``, ``"failed"``, ``"cancelled"``, ``"timed_out"``,
-        ``"needs_review"`` or ``"interrupted"`` (Ctrl-C or interpreter exit)."""
+        ``"needs_review"``, ``"needs_input"`` or ``"interrupted"`` (Ctrl-C or interpreter
+        exit)."""
         return str(self._handle.status.name)
 
     @property
@@ -366,7 +387,7 @@ class Run:
         """Waits for the run and returns its output, raising like ``invoke`` does."""
         if not self.wait(timeout):
             raise TimeoutError(f"run {self.id} is still running after {timeout} s")
-        return unwrap(self._handle.report(), self.run_key)
+        return unwrap(self._handle.report(), self.run_key, self._durable_store)
 
     def _take_events(self) -> list[Event]:
         """The run's events (once it has ended), taken from the engine on first use."""
@@ -384,8 +405,14 @@ class Run:
         events = self._take_events()
         attempts = _attempts(events)
         report = self._handle.report()
-        error = None if report.ok else failure_exception(report, self.run_key)
-        pending = tuple(error.pending) if isinstance(error, NeedsReview) else ()
+        error = None if report.ok else failure_exception(report, self.run_key,
+                                                          self._durable_store)
+        reviews: tuple[ReviewRequest, ...] = ()
+        questions: tuple[InputRequest, ...] = ()
+        if isinstance(error, NeedsReview):
+            reviews = tuple(error.pending)
+        elif isinstance(error, NeedsInput):
+            reviews, questions = tuple(error.reviews), tuple(error.pending)
         return RunResult(
             run_id=self.id,
             status=self.status,
@@ -397,7 +424,8 @@ class Run:
             usage=self._handle.usage(),
             budget_exhausted=self._handle.budget_exhausted,
             run_key=self.run_key,
-            pending_reviews=pending,
+            pending_reviews=reviews,
+            pending_inputs=questions,
             events=tuple(events),
             edges=dict(self._plan_edges()),  # its own copy: the graph's is shared
         )

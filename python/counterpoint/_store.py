@@ -31,6 +31,7 @@ from ._audit import (
 )
 from ._codec import Codec
 from ._errors import StoreError
+from ._results import InputRequest, ReviewRequest
 
 # 2: the audit log (audit_log table, runs.audit_count and runs.audit_head).
 SCHEMA_VERSION = 2
@@ -53,9 +54,20 @@ class StoredOutcome:
     confidence: float | None = None
 
 
+def asked_question(outcome: StoredOutcome) -> dict[str, Any]:
+    """The stored question of an agent that called ``cp.interrupt`` (status
+    ``needs_input``, or ``answered`` once a resume answered it): ``{"ask": question,
+    "answers": [answers so far]}``."""
+    question = outcome.output
+    if not isinstance(question, dict) or "ask" not in question:
+        question = {"ask": question, "answers": []}
+    return question
+
+
 @dataclass(frozen=True)
 class StoredRun:
-    """A persisted run."""
+    """A persisted run. ``outcomes`` are by checkpoint path: an agent's name, or
+    ``"<agent>/<child agent>"`` for agents of nested graphs and patterns."""
 
     run_key: str
     graph: str                       # fingerprint of the graph that made it
@@ -64,6 +76,16 @@ class StoredRun:
     outcomes: dict[str, StoredOutcome]
     created: float
     updated: float
+
+    def questions(self) -> list[InputRequest]:
+        """The questions the run awaits answers to (``cp.interrupt``), at every depth."""
+        return [InputRequest(o.agent, asked_question(o)["ask"], self.run_key)
+                for o in self.outcomes.values() if o.status == "needs_input"]
+
+    def reviews(self) -> list[ReviewRequest]:
+        """The outputs the run awaits review decisions on, at every depth."""
+        return [ReviewRequest(o.agent, o.output, o.message, o.confidence, self.run_key)
+                for o in self.outcomes.values() if o.status == "needs_review"]
 
 
 @dataclass(frozen=True)

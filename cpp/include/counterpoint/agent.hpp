@@ -66,11 +66,16 @@ using Usage = std::vector<std::pair<std::string, double>>;
 
 // The result of one invocation of an agent.
 struct Outcome {
-  enum class Kind : std::uint8_t { Succeeded, Failed, Cancelled, NeedsReview };
+  // NeedsInput: the agent asked a person a question (an interrupt) and stopped; a
+  // durable run resumed with the answer calls it again.
+  enum class Kind : std::uint8_t { Succeeded, Failed, Cancelled, NeedsReview, NeedsInput };
   Kind kind = Kind::Succeeded;
-  Payload output;    // Succeeded; NeedsReview: the output awaiting a decision
-  Failure failure;   // Failed; NeedsReview: `message` says why review is needed
+  Payload output;    // Succeeded; NeedsReview: the output awaiting a decision; NeedsInput: the question
+  Failure failure;   // Failed; NeedsReview, NeedsInput: `message` says why it waits
   bool routed = false;              // Succeeded: deliver only to `routes` (successor names)
+  // NeedsReview, NeedsInput: it is not this agent that waits but agents of the child run
+  // it delegated to, whose own outcomes say so (a checkpoint keeps those, not this one).
+  bool paused_below = false;
   std::vector<std::string> routes;
   Usage usage;
   double confidence = -1.0;         // NeedsReview: the confidence that triggered it
@@ -93,6 +98,13 @@ struct Outcome {
   static Outcome cancelled() {
     Outcome outcome;
     outcome.kind = Kind::Cancelled;
+    return outcome;
+  }
+  static Outcome needs_input(Payload question, std::string why) {
+    Outcome outcome;
+    outcome.kind = Kind::NeedsInput;
+    outcome.output = std::move(question);
+    outcome.failure.message = std::move(why);
     return outcome;
   }
 };
@@ -189,6 +201,13 @@ class Completion {
   // The agent's path from the root run, as its events name it: "<delegating agent>/<agent>"
   // in a child run. Empty once resolved.
   std::string agent_path() const;
+  // The agent's path as a durable run checkpoints it: agent_path(), except that the n-th
+  // child run one call of a delegating agent starts (a loop's n-th iteration, n >= 2) is
+  // "<delegating agent>#<n>/". Stable across retries and resumes. Empty once resolved.
+  std::string checkpoint_path() const;
+  // True if the agent's run checkpoints its outcomes (a durable run, at any depth): only
+  // such a run can pause for a person and be resumed.
+  bool durable() const noexcept;
   // A channel for the agent's own events; inert once resolved.
   EventChannel channel() const noexcept;
   // Records a step of the agent's policies (EventChannel::mark) if its run records that
@@ -199,6 +218,9 @@ class Completion {
  private:
   std::shared_ptr<detail::RunState> run_;
   std::uint32_t node_ = 0;
+  // How many child runs this call has delegated to so far: a `then` agent continues the
+  // call with this completion, so each iteration of a loop gets its own checkpoints.
+  std::uint32_t delegations_ = 0;
   std::shared_ptr<Resolver> target_;
 };
 

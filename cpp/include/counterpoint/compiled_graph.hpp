@@ -8,6 +8,7 @@ namespace counterpoint {
 
 namespace detail {
 class FlowGraph;
+struct CheckpointScope;
 }
 
 // An immutable, validated graph wired into a oneTBB flow graph, ready to run any number
@@ -29,8 +30,11 @@ class CompiledGraph {
 
  private:
   friend class Completion;  // delegation starts child runs
+  // `checkpoints`: where a durable parent's child run checkpoints its agents (null for
+  // the rest).
   RunHandle start_run(RunOptions options, const std::shared_ptr<detail::RunState>& parent,
-                      std::uint32_t parent_node);
+                      std::uint32_t parent_node,
+                      std::unique_ptr<const detail::CheckpointScope> checkpoints = nullptr);
 
   std::shared_ptr<const Plan> plan_;
   std::shared_ptr<detail::FlowGraph> flow_;

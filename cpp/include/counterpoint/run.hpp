@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -15,18 +16,19 @@ namespace counterpoint {
 // TimedOut: the run's deadline passed. NeedsReview: the run stopped with agents whose
 // output awaits a human decision; resume it with that decision. Interrupted: stopped
 // from outside the caller's intent (Ctrl-C, process exit), so a durable run is resumed
-// rather than treated as cancelled on purpose.
+// rather than treated as cancelled on purpose. NeedsInput: the run stopped with agents
+// that asked a person a question (an interrupt); resume it with the answers.
 enum class RunStatus : std::uint8_t {
-  Running, Succeeded, Failed, Cancelled, TimedOut, NeedsReview, Interrupted
+  Running, Succeeded, Failed, Cancelled, TimedOut, NeedsReview, Interrupted, NeedsInput
 };
 // Pending at the end of a run means the agent never started (its run ended first).
 // Cancelled means it was running when its run ended, and its late result was discarded.
 // Skipped means its join could not be satisfied (not routed to, or a needed
 // predecessor failed or was skipped).
 // TimedOut: it failed because it did not finish in time. NeedsReview: its output awaits
-// a human decision and was not delivered.
+// a human decision and was not delivered. NeedsInput: it asked a question and stopped.
 enum class NodeStatus : std::uint8_t {
-  Pending, Running, Succeeded, Failed, Cancelled, Skipped, TimedOut, NeedsReview
+  Pending, Running, Succeeded, Failed, Cancelled, Skipped, TimedOut, NeedsReview, NeedsInput
 };
 
 const char* to_string(RunStatus status) noexcept;
@@ -63,6 +65,11 @@ struct Restored {
   Outcome outcome;
 };
 
+// Outcomes known before a run starts for agents of the child runs it will start, by
+// checkpoint path (Completion::checkpoint_path), e.g. "review/security" or
+// "refine/loop#2/worker": a child run restores its agents' outcomes from here.
+using RestoredPaths = std::unordered_map<std::string, Outcome>;
+
 // Told when a run reaches its end, on whichever thread ended it. Must not block.
 class RunObserver {
  public:
@@ -87,6 +94,8 @@ struct RunOptions {
   std::shared_ptr<NodeHook> node_hook;      // may be null
   // Agents whose outcome is already known: they resolve without running.
   std::vector<Restored> restored;
+  // The same for agents of child runs, at any depth; may be null.
+  std::shared_ptr<const RestoredPaths> restored_below;
   // Stop starting agents once any of these totals of reported usage is reached.
   Usage budget;
   double deadline_seconds = 0.0;            // > 0: the run times out after this long
@@ -132,6 +141,9 @@ class RunHandle {
   bool nested() const noexcept;
   // True if the run records events of some kind (RunOptions::record_events).
   bool records_events() const noexcept;
+  // The path under which a durable run checkpoints `node` of this run (see
+  // Completion::checkpoint_path): its name in a root run.
+  std::string checkpoint_path(std::uint32_t node) const;
 
   // Moves the events recorded so far into `out`, waiting up to `timeout` when there
   // are none yet. With `gather`, once an event is there it also waits (within `timeout`)

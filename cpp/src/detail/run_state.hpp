@@ -64,6 +64,13 @@ struct NodeSlot {
   }
 };
 
+// Where a durable run's agents are checkpointed, for a child run or a resumed root run.
+struct CheckpointScope {
+  std::string prefix;  // checkpoint path of the delegating call, with a trailing "/"
+  // Outcomes known for agents below this run (RunOptions::restored_below); may be null.
+  std::shared_ptr<const RestoredPaths> restored_below;
+};
+
 struct RunState : std::enable_shared_from_this<RunState> {
   RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOptions&& options);
   ~RunState();
@@ -118,12 +125,16 @@ struct RunState : std::enable_shared_from_this<RunState> {
   std::atomic<std::int64_t> first_failure{-1};  // first agent that failed without ending the run
   std::atomic<bool> budget_exhausted{false};
   std::atomic<std::uint32_t> awaiting_review{0};
+  std::atomic<std::uint32_t> awaiting_input{0};
   std::uint64_t deadline_timer = 0;
 
   // A child run (delegation) streams into its root run's event queue, and reports its
   // usage to, and spends the budget of, its root run.
   std::shared_ptr<RunState> event_root;
   std::string event_prefix;
+  // Null unless the run is a child of a durable run or a resumed one with nested
+  // outcomes: one pointer, since most runs are neither.
+  std::unique_ptr<const CheckpointScope> checkpoints;
 
   RunState& root() noexcept { return event_root ? *event_root : *this; }
   bool budget_spent() const noexcept {
