@@ -220,9 +220,9 @@ def _decisions(stored: StoredRun, decision: Any, reviews: list[StoredOutcome],
         if reviews or questions:
             waiting = [o.agent for o in (*reviews, *questions)]
             raise ValueError(
-                f"run {key!r} awaits {_what(reviews, questions)} of {waiting}; pass "
-                "{agent: decision or answer}: cp.approve(), cp.approve(new_output) or "
-                "cp.reject(reason) for a review, any value for a question")
+                f"run {key!r} awaits {_what(reviews, questions)} of {waiting}; pass a "
+                "decision for a review (cp.approve(), cp.approve(new_output), "
+                "cp.reject(reason)) or an answer for a question, or a dict of them by agent")
         return {}, {}
     if not reviews and not questions:
         raise ValueError(f"run {key!r} has nothing awaiting review or input; resume it "
@@ -237,7 +237,7 @@ def _decisions(stored: StoredRun, decision: Any, reviews: list[StoredOutcome],
     asked = {o.agent for o in questions}
     unknown = set(given) - {o.agent for o in reviews} - asked
     if unknown:
-        raise ValueError(f"no review or question is pending for {sorted(unknown)}; pending: "
+        raise ValueError(f"no review is pending (nor a question) for {sorted(unknown)}; pending: "
                          f"{[o.agent for o in (*reviews, *questions)]}")
     decisions = {name: as_decision(d) for name, d in given.items() if name not in asked}
     missing = [o.agent for o in reviews if o.agent not in decisions]

@@ -682,7 +682,8 @@ class CompiledGraph:
             return []  # no "end" event to make
         end = handle.end_event_or_report()
         if type(end) is _RunReport:
-            raise failure_exception(end, None if run is None else run.run_key, self._store)
+            raise failure_exception(end, None if run is None else run.run_key,
+                                    None if run is None else run._durable_store)
         return modes.end(end)
 
     def stream(self, input: Any, *, stream_mode: str | Sequence[str] = "values",

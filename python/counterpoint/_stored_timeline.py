@@ -31,8 +31,8 @@ def timeline_from_store(store: Store, run_key: str, *,
     duration, attempts and retry backoffs from the audit log; in a store that keeps no
     audit log, or for a session whose process was killed before the run ended, agents
     have their outcome but no times (``start`` and ``end`` are None). Review waits are
-    not in the log: a reviewed agent's wait is part of its last attempt. Nested graphs'
-    agents are not stored, so the lanes are the top-level agents. The timeline's
+    not in the log: a reviewed agent's wait is part of its last attempt. The log does not
+    time nested graphs' agents, so the lanes are the top-level agents. The timeline's
     ``run_id`` is 0: a stored run is known by its ``run_key``.
 
     Args:
@@ -51,8 +51,11 @@ def timeline_from_store(store: Store, run_key: str, *,
     entries = store.audit(run_key)
     begins = [i for i, entry in enumerate(entries) if entry.kind in _SESSION_STARTS]
     session = entries[begins[-1]:] if begins else []
-    lanes = _Session(session, run.outcomes).lanes() if session else \
-        [_untimed(outcome) for outcome in run.outcomes.values()]
+    # The log times top-level agents only (their run's handle reports them at its end):
+    # nested agents' checkpoints say how they ended, but not when.
+    outcomes = {path: outcome for path, outcome in run.outcomes.items() if "/" not in path}
+    lanes = _Session(session, outcomes).lanes() if session else \
+        [_untimed(outcome) for outcome in outcomes.values()]
     elapsed = _elapsed(session, lanes, run.updated - run.created)
     known = edges or {}
     lanes = [_with_after(lane, tuple(known.get(lane.agent, ()))) for lane in lanes]
@@ -95,14 +98,15 @@ class _Session:
                  ) -> None:
         self.t0 = session[0].time
         self.outcomes = outcomes
-        self.restored: list[str] = [str(a) for a in session[0].data.get("restored", ())] \
+        self.restored: list[str] = [str(a) for a in session[0].data.get("restored", ())
+                                    if "/" not in str(a)] \
             if session[0].kind == "run_resumed" else []
         self.started: dict[str, AuditEntry] = {}
         self.retries: dict[str, list[AuditEntry]] = defaultdict(list)
         self.skipped: dict[str, str] = {}
         self.ended: dict[str, AuditEntry] = {}
         for entry in session:
-            if entry.agent is None:
+            if entry.agent is None or "/" in entry.agent:  # see timeline_from_store
                 continue
             if entry.kind == "agent_started":
                 self.started[entry.agent] = entry

@@ -88,7 +88,9 @@ def test_a_run_records_every_kind_of_decision(paused) -> None:
     assert first.data["budget"] == {"input_tokens": 10_000.0}
 
     finished = {e.agent: e for e in by_kind["agent_finished"]}
-    assert set(finished) == {"classify", "billing", "vote"}
+    # The consensus nested as "vote" has its own agents checkpointed under its path.
+    assert set(finished) == {"classify", "billing", "vote",
+                             "vote/a", "vote/b", "vote/c", "vote/merge"}
     assert finished["billing"].data["confidence"] == 0.95
     assert finished["billing"].data["usage"] == {"input_tokens": 100.0, "output_tokens": 20.0,
                                                  "cost": 0.01}
@@ -108,8 +110,9 @@ def test_a_run_records_every_kind_of_decision(paused) -> None:
     skipped = {e.agent: e.data["reason"] for e in by_kind["agent_skipped"]}
     assert set(skipped) == {"shipping", "send"}
 
-    [merged] = by_kind["merge_resolved"]
-    assert merged.agent == "vote"
+    merges = {e.agent: e for e in by_kind["merge_resolved"]}
+    assert set(merges) == {"vote", "vote/merge"}
+    merged = merges["vote"]
     assert merged.data["policy"] == "majority" and merged.data["pattern"] == "merge"
     assert merged.data["agreeing"] == ["a", "b"] and merged.data["disagreeing"] == ["c"]
     assert merged.data["resolution"]
@@ -136,7 +139,8 @@ def test_a_run_records_every_kind_of_decision(paused) -> None:
     assert ("agent_finished", "send") in tail and tail[-1] == ("run_finished", None)
     assert more[-1].data["status"] == "succeeded"
     resumed = more[len(entries) + 1]
-    assert resumed.data["restored"] == ["billing", "classify", "draft", "vote"]
+    assert resumed.data["restored"] == ["billing", "classify", "draft", "vote", "vote/a",
+                                        "vote/b", "vote/c", "vote/merge"]
     assert app.store.verify_audit(key).ok
 
 

@@ -250,9 +250,12 @@ def test_no_confidence_reported_is_reviewed(tmp_path):
 
 
 def test_pausing_review_needs_a_store():
-    g = cp.Graph().add("a", lambda x: x, review=cp.Review(below=0.5))
-    with pytest.raises(cp.GraphError, match="store"):
-        g.compile()
+    # The graph compiles (it may be nested in a durable one), but a run without a store
+    # cannot pause: the gated agent fails with what to do.
+    app = cp.Graph().add("a", lambda x: x, review=cp.Review(below=0.5)).compile()
+    with pytest.raises(cp.AgentError, match="needs a store to resume from") as caught:
+        app.invoke("x")
+    assert "store='runs.db'" in str(caught.value)
 
 
 # ---- in-process reviewer -----------------------------------------------------------

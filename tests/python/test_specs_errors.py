@@ -210,9 +210,6 @@ CASES: list[tuple[str, Any, str, str, str]] = [
         "pattern": "router", "classify": "spec_agents:classify",
         "routes": {"billing": "spec_agents:billing"}, "priorities": {"shipping": 1}})),
      "agents.billing", "router: priorities names 'shipping'", ""),
-    ("review-needs-store", edit(("agents.reply.review.reviewer", DELETE)),
-     "agents.reply", "its review gate pauses runs for a human, which needs a store",
-     "compile(store='runs.db')"),
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._errors import NeedsReview
+from .._errors import GraphError, NeedsReview
 from .._graph import CompiledGraph
 from .._plan_view import plan_view
 from ._common import (
@@ -64,6 +64,13 @@ def run_command(args: argparse.Namespace, out: Output) -> int:
     budget = parse_budget(args.budget)
     app = load_graph(args.spec, args.allow, store=args.store)
     context = Context(args.store, args.spec, args.allow)
+    pausing = [spec.name for spec in app._specs if spec.pauses_for_review]
+    if pausing and app.store is None:
+        # A run of this command is the outermost: it could pause but never be resumed.
+        raise GraphError(
+            f"agent '{pausing[0]}': its review gate pauses runs for a human, which needs a "
+            "store to keep them; pass --store runs.db or give the Review a reviewer",
+            pausing[0])
     try:
         if args.stream:
             return _stream(app, data, budget, args.deadline, out, context)
