@@ -436,6 +436,7 @@ Completion& Completion::operator=(Completion&& other) noexcept {
     Completion dropped(std::move(*this));  // resolves the one we held, if any
     run_ = std::move(other.run_);
     node_ = other.node_;
+    delegations_ = other.delegations_;
     target_ = std::move(other.target_);
   }
   return *this;
