@@ -11,7 +11,7 @@ from importlib.util import find_spec as _find_spec
 from typing import Any as _Any
 
 from . import _graph_svg, _mermaid, _shutdown  # noqa: F401  (register drawers, exit hook)
-from ._agent_call import AgentCall, current, interrupt
+from ._agent_call import AgentCall, InterruptSignal, current, interrupt
 from ._audit import AuditEntry, AuditVerification
 from ._critical_path import CriticalPath, PathSegment
 from ._errors import (
@@ -165,6 +165,7 @@ __all__ = [
     "GraphError",
     "GraphPicture",
     "InputRequest",
+    "InterruptSignal",
     "Limit",
     "LoopResult",
     "Merged",

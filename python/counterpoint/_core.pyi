@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections.abc
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -15,6 +15,7 @@ class RunStatus(enum.Enum):
     cancelled: typing.ClassVar[RunStatus]
     failed: typing.ClassVar[RunStatus]
     interrupted: typing.ClassVar[RunStatus]
+    needs_input: typing.ClassVar[RunStatus]
     needs_review: typing.ClassVar[RunStatus]
     running: typing.ClassVar[RunStatus]
     succeeded: typing.ClassVar[RunStatus]
@@ -28,6 +29,7 @@ class NodeStatus(enum.Enum):
     """
     cancelled: typing.ClassVar[NodeStatus]
     failed: typing.ClassVar[NodeStatus]
+    needs_input: typing.ClassVar[NodeStatus]
     needs_review: typing.ClassVar[NodeStatus]
     not_started: typing.ClassVar[NodeStatus]
     running: typing.ClassVar[NodeStatus]
@@ -472,6 +474,9 @@ class ObservedCall:
     def channel(self) -> EventChannel:
         ...
     @property
+    def checkpoint_path(self) -> str:
+        ...
+    @property
     def context(self) -> typing.Any:
         ...
     @property
@@ -562,6 +567,9 @@ class Restored:
     """
     An agent outcome known before the run starts.
     """
+    @staticmethod
+    def awaiting_input(agent: str, question: typing.Any) -> Restored:
+        ...
     @staticmethod
     def rejected(agent: str, reason: str) -> Restored:
         ...
@@ -654,6 +662,10 @@ def set_confidence_reader(arg0: typing.Any) -> None:
 def set_event_type(arg0: type) -> None:
     """
     Tells the engine which class its streamed events are (counterpoint.Event).
+    """
+def set_interrupt_type(arg0: type) -> None:
+    """
+    Tells the engine which exception asks a person a question (cp.interrupt's).
     """
 def set_result_type(arg0: type) -> None:
     """

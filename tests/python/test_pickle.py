@@ -51,6 +51,8 @@ def _examples() -> list[BaseException]:
         cp.RunTimeout(4, {"a": [1, 2]}),
         cp.BudgetExceeded(5, {"tokens": 120.0}, {"a": "x"}),
         cp.NeedsReview("k1", [review], {"research": "facts"}),
+        cp.NeedsInput("k1", [cp.InputRequest("ask/worker[2]", {"q": "ok?"}, "k1")], [review],
+                      {"research": "facts"}),
         cp.StoreError("run store runs.db: cannot write agent outputs: the disk is full"),
         cp.PlanError("unknown worker 'w'", "t1"),
         cp.SpecError("triage.yaml", "agents.billing.retry.max_attempts", "must be >= 1, got 0",
@@ -187,6 +189,7 @@ POOL = textwrap.dedent(
             cp.RunTimeout(4, {"a": 2}),
             cp.BudgetExceeded(5, {"tokens": 120.0}, {"a": "x"}),
             cp.NeedsReview("k", [review], {"research": "facts"}),
+            cp.NeedsInput("k", [cp.InputRequest("ask", "which tone?", "k")], [], {}),
             cp.GraphError("bad", "x"),
             cp.StoreError("full"),
             cp.AgentTimeout("late"),
@@ -204,7 +207,7 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(15):
+            for index in range(16):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
@@ -213,7 +216,7 @@ POOL = textwrap.dedent(
                                            ("agent", "outputs", "run_id", "usage", "run_key",
                                             "pending", "node", "subtask", "source", "path",
                                             "problem", "hint", "problems", "by", "role",
-                                            "approvers")
+                                            "approvers", "reviews")
                                            if hasattr(exc, k)}})
         print(json.dumps(out))
     """
@@ -236,6 +239,8 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
     assert got["ReviewRefused"]["fields"] == {
         "agent": "'draft'", "by": "'bob'", "role": "'intern'", "approvers": "('support-leads',)"}
     assert got["NeedsReview"]["fields"]["run_key"] == "'k'"
+    assert got["NeedsInput"]["fields"]["pending"] == \
+        "[InputRequest(agent='ask', question='which tone?', run_key='k')]"
     assert got["RunCancelled"]["fields"] == {"outputs": "{'a': 1}", "run_id": "3"}
     assert got["PlanError"]["fields"] == {"node": "'t1'", "subtask": "'t1'"}
     assert got["WorkerLost"]["fields"] == {"agent": "'judge'"}

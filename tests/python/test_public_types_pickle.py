@@ -42,6 +42,8 @@ VALUES = {
                                       escalate_to=lambda x: "big", below=0.5).invoke("q"),
     "ReviewRequest": lambda: cp.ReviewRequest("agent", "out", "confidence 0.1 < 0.7", 0.1,
                                               "key"),
+    "InputRequest": lambda: cp.InputRequest("ask/fan_out/worker[1]", {"q": "tone?"}, "key"),
+    "AgentCall": lambda: cp.AgentCall("key", "pay/charge", 2, ["yes"], 1),
     "Verdict": lambda: cp.Verdict(False, "more detail", 0.4),
     "Subtask": lambda: cp.Subtask("s1", "do it", "search", ("s0",)),
     "Decision": lambda: cp.approve("edited", by="ann", role="support-leads", note="typo"),
