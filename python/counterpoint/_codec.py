@@ -26,6 +26,7 @@ import decimal
 import enum
 import json
 import pickle
+import typing
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -161,16 +162,10 @@ def _tagged_dict(value: dict[Any, Any], known: dict[str, type]) -> dict[str, Any
                                    for key, item in value.items()]}
 
 
-def _datetime(obj: dict[str, Any]) -> datetime.datetime:
-    value = datetime.datetime.fromisoformat(obj["iso"])
-    return _with_zone(value, obj)
+_Clock = typing.TypeVar("_Clock", datetime.datetime, datetime.time)
 
 
-def _time(obj: dict[str, Any]) -> datetime.time:
-    return _with_zone(datetime.time.fromisoformat(obj["iso"]), obj)
-
-
-def _with_zone(value: Any, obj: dict[str, Any]) -> Any:
+def _with_zone(value: _Clock, obj: dict[str, Any]) -> _Clock:
     if "zone" in obj:
         import zoneinfo  # only for values that had a named zone
 
@@ -182,7 +177,7 @@ def _dataclass(obj: dict[str, Any]) -> Any:
     # As pickle restores one: the fields are set, __init__ and __post_init__ are not run
     # (init=False fields and frozen classes come back exactly).
     cls = import_class(obj["class"], DATACLASS)
-    value = object.__new__(cls)
+    value: Any = object.__new__(cls)
     for name, item in obj["fields"].items():
         object.__setattr__(value, name, item)
     return value
@@ -196,7 +191,7 @@ def _decoded_model(obj: dict[str, Any]) -> Any:
                                **obj.get("extra", {}))
 
 
-def _decoded_enum(obj: dict[str, Any]) -> enum.Enum:
+def _decoded_enum(obj: dict[str, Any]) -> Any:
     cls: Any = import_class(obj["class"], ENUM)
     try:
         return cls[obj["name"]] if "name" in obj else cls(obj["value"])
@@ -214,9 +209,9 @@ def _bytes(obj: dict[str, Any]) -> bytes:
 
 # What json3 rows add to the tags earlier rows have.
 _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "datetime": _datetime,
+    "datetime": lambda obj: _with_zone(datetime.datetime.fromisoformat(obj["iso"]), obj),
     "date": lambda obj: datetime.date.fromisoformat(obj["iso"]),
-    "time": _time,
+    "time": lambda obj: _with_zone(datetime.time.fromisoformat(obj["iso"]), obj),
     "timedelta": lambda obj: datetime.timedelta(obj["days"], obj["seconds"],
                                                 obj["microseconds"]),
     "bytes": _bytes,

@@ -104,7 +104,7 @@ def _resolved(annotation: Any, namespace: dict[str, Any]) -> Any:
     if not isinstance(annotation, str):
         return annotation
     try:
-        return eval(annotation, namespace)  # noqa: S307 - what typing.get_type_hints does
+        return eval(annotation, namespace)  # as typing.get_type_hints does
     except Exception:  # noqa: BLE001 - an annotation that cannot be resolved is not checked
         return MISSING
 
@@ -182,11 +182,11 @@ def _problem(value: Any, tp: Any, path: str = "") -> _Problem | None:
     if origin is typing.Annotated:
         return _problem(value, typing.get_args(tp)[0], path)
     if origin in (Union, types.UnionType):
-        found = [_problem(value, member, path) for member in typing.get_args(tp)]
-        if any(problem is None for problem in found):
+        problems = [_problem(value, member, path) for member in typing.get_args(tp)]
+        if any(problem is None for problem in problems):
             return None
         # The deepest reason, when only one member is of the value's kind.
-        deeper = [p for p in found if p is not None and p.path != path]
+        deeper = [p for p in problems if p is not None and p.path != path]
         return deeper[0] if len(deeper) == 1 else _Problem(path, value, tp)
     if origin is Literal:
         allowed = typing.get_args(tp)
@@ -209,9 +209,9 @@ def _problem(value: Any, tp: Any, path: str = "") -> _Problem | None:
         return _Problem(path, value, tp)
     if dataclasses.is_dataclass(tp):
         for name, field_type in _fields(tp).items():
-            found = _problem(getattr(value, name), field_type, _join(path, name))
-            if found is not None:
-                return found
+            problem = _problem(getattr(value, name), field_type, _join(path, name))
+            if problem is not None:
+                return problem
     return None
 
 
@@ -265,11 +265,11 @@ def _container_problem(value: Any, tp: Any, origin: Any, path: str) -> _Problem 
                                  for index, (item, item_type) in enumerate(zip(value, args)))
                      if p is not None), None)
     if origin in _ITEMS:
-        if not isinstance(value, origin) or isinstance(value, (str, bytes)) and \
-                origin is not collections.abc.Iterable:
+        # A string is a sequence of strings, but passing one for list[str] is a mistake.
+        text = isinstance(value, (str, bytes)) and origin is not collections.abc.Iterable
+        if text or not isinstance(value, origin):
             return _Problem(path, value, tp)
-        if args and isinstance(value, collections.abc.Sized) and \
-                isinstance(value, (list, tuple, set, frozenset)):
+        if args and isinstance(value, (list, tuple, set, frozenset)):  # not iterators
             for index, item in enumerate(value):
                 found = _problem(item, args[0], f"{path}[{index}]")
                 if found is not None:
@@ -456,7 +456,7 @@ def mismatches(nodes: Sequence[Node]) -> list[Mismatch]:
     """Every pair of connected agents whose annotated types cannot match, in graph order.
     Unannotated or ``Any`` sides never mismatch."""
     outputs = {node.name: node.annotations.output for node in nodes}
-    found = []
+    found: list[Mismatch] = []
     for node in nodes:
         takes = node.annotations.input
         if takes is MISSING or not node.after:
