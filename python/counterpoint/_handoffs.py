@@ -9,40 +9,38 @@ wrapped and pays nothing per call.
 ``compile()`` also compares connected agents' annotations (:func:`mismatches`) and
 reports the pairs whose types cannot match before any agent runs.
 
-Rules (docs/typed-handoffs.md has the table):
-
-- A pydantic model input accepts an instance of the model, or a mapping that validates
-  into one; the agent then receives the model (as LangGraph coerces state schemas). Only
-  that top-level input is converted; nothing else is.
-- Everything else is checked, never converted: a dataclass's fields, a TypedDict's
-  required keys and field types, and the simple annotations inside them (``str``,
-  ``int``, ``float`` (ints too), ``bool``, ``bytes``, ``None``, ``list[...]``,
-  ``set[...]``, ``tuple[...]``, ``dict[...]``, unions and ``Optional``, ``Literal``,
-  nested models, dataclasses and TypedDicts, and other plain classes by ``isinstance``).
-- What it cannot check is not checked: ``Any``, type variables, protocols, callables,
-  generic classes other than the containers above, and annotations that cannot be
-  resolved (a name defined inside a function, under ``from __future__ import
-  annotations``).
+Rules (docs/typed-handoffs.md has the table): a pydantic model input accepts an
+instance of the model, or a mapping that validates into one, and the agent receives the
+model (as LangGraph coerces state schemas); only that top-level input is converted.
+Everything else is checked, never converted, as :mod:`counterpoint._type_checks` says.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
-import functools
 import inspect
 import types
 import typing
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from ._errors import HandoffError
 from ._native import _core
 from ._results import Result
-
-# An annotation that is absent (no annotation, or one that cannot be resolved).
-MISSING: Any = inspect.Parameter.empty
+from ._type_checks import (
+    MISSING,
+    PAIRS,
+    Problem,
+    check_for,
+    fields,
+    is_model,
+    is_record,
+    is_union,
+    join,
+    mentions_record,
+    required,
+    type_name,
+)
 
 
 class Annotations(NamedTuple):
@@ -109,175 +107,7 @@ def _resolved(annotation: Any, namespace: dict[str, Any]) -> Any:
         return MISSING
 
 
-# ---- what can be checked ------------------------------------------------------------
-
-
-def _is_model(tp: Any) -> bool:
-    """A pydantic (v2) model class, found without importing pydantic."""
-    return isinstance(tp, type) and any(
-        base.__name__ == "BaseModel" and base.__module__ == "pydantic.main"
-        for base in tp.__mro__)
-
-
-def _is_record(tp: Any) -> bool:
-    """A class whose instances are checked field by field: model, dataclass, TypedDict."""
-    return isinstance(tp, type) and (
-        _is_model(tp) or dataclasses.is_dataclass(tp) or typing.is_typeddict(tp))
-
-
-def _mentions_record(tp: Any) -> bool:
-    return _is_record(tp) or any(_mentions_record(arg) for arg in typing.get_args(tp))
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
-
-
-@functools.lru_cache(maxsize=1024)
-def _fields(cls: type) -> dict[str, Any]:
-    """The annotated fields of a model, dataclass or TypedDict; unresolvable ones are
-    MISSING."""
-    if _is_model(cls):
-        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[attr-defined]
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - names it cannot resolve: fields unchecked
-        hints = {}
-    if dataclasses.is_dataclass(cls):
-        return {f.name: hints.get(f.name, MISSING) for f in dataclasses.fields(cls)}
-    return {name: hints.get(name, MISSING) for name in hints or cls.__annotations__}
-
-
-def _required(cls: type) -> frozenset[str]:
-    """The fields a mapping must have to become ``cls``."""
-    if _is_model(cls):
-        return frozenset(name for name, field in cls.model_fields.items()  # type: ignore[attr-defined]
-                         if field.is_required())
-    if typing.is_typeddict(cls):
-        return frozenset(cls.__required_keys__)  # type: ignore[attr-defined]
-    return frozenset()
-
-
-def type_name(tp: Any) -> str:
-    """``tp`` as it is written in code: ``Draft``, ``list[int]``, ``float | None``."""
-    if tp is type(None) or tp is None:
-        return "None"
-    if isinstance(tp, type) and not typing.get_args(tp):
-        return tp.__qualname__
-    return repr(tp).replace("typing.", "")
-
-
-class _Problem(NamedTuple):
-    path: str  # "" for the value itself, else "score", "citations[0].url"
-    value: Any
-    expected: Any
-    detail: str = ""
-
-
-def _problem(value: Any, tp: Any, path: str = "") -> _Problem | None:
-    """Why ``value`` is not a ``tp``, or None if it is (or ``tp`` cannot be checked)."""
-    if tp is MISSING or tp is Any or tp is object:
-        return None
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _problem(value, typing.get_args(tp)[0], path)
-    if origin in (Union, types.UnionType):
-        problems = [_problem(value, member, path) for member in typing.get_args(tp)]
-        if any(problem is None for problem in problems):
-            return None
-        # The deepest reason, when only one member is of the value's kind.
-        deeper = [p for p in problems if p is not None and p.path != path]
-        return deeper[0] if len(deeper) == 1 else _Problem(path, value, tp)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        ok = any(value == a and type(value) is type(a) for a in allowed)
-        return None if ok else _Problem(path, value, tp)
-    if tp is None or tp is type(None):
-        return None if value is None else _Problem(path, value, tp)
-    if origin is not None:
-        return _container_problem(value, tp, origin, path)
-    if not isinstance(tp, type) or getattr(tp, "_is_protocol", False):
-        return None  # a TypeVar, NewType, ForwardRef, protocol: not checked
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else _Problem(path, value, tp)
-    if tp is int and isinstance(value, bool):
-        return _Problem(path, value, tp)
-    if typing.is_typeddict(tp):
-        return _mapping_problem(value, tp, path)
-    if not isinstance(value, tp):
-        return _Problem(path, value, tp)
-    if dataclasses.is_dataclass(tp):
-        for name, field_type in _fields(tp).items():
-            problem = _problem(getattr(value, name), field_type, _join(path, name))
-            if problem is not None:
-                return problem
-    return None
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
-
-
-def _mapping_problem(value: Any, tp: type, path: str) -> _Problem | None:
-    if not isinstance(value, Mapping):
-        return _Problem(path, value, tp)
-    missing = sorted(_required(tp) - value.keys())
-    if missing:
-        return _Problem(_join(path, missing[0]), MISSING, _fields(tp).get(missing[0], MISSING),
-                        "missing")
-    for name, field_type in _fields(tp).items():
-        if name in value:
-            found = _problem(value[name], field_type, _join(path, name))
-            if found is not None:
-                return found
-    return None
-
-
-_ITEMS = (list, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence,
-          collections.abc.Set, collections.abc.MutableSet, collections.abc.Collection,
-          collections.abc.Iterable)
-_PAIRS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-
-
-def _container_problem(value: Any, tp: Any, origin: Any, path: str) -> _Problem | None:
-    args = typing.get_args(tp)
-    if origin in _PAIRS:
-        if not isinstance(value, origin):
-            return _Problem(path, value, tp)
-        if len(args) == 2:
-            for key, item in value.items():
-                found = _problem(key, args[0], f"{path}[{key!r}]") or \
-                    _problem(item, args[1], f"{path}[{key!r}]")
-                if found is not None:
-                    return found
-        return None
-    if origin is tuple:
-        if not isinstance(value, tuple):
-            return _Problem(path, value, tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            args = (args[0],) * len(value)
-        elif args == ((),):  # tuple[()]
-            args = ()
-        if len(args) != len(value):
-            return _Problem(path, value, tp, f"has {len(value)} items")
-        return next((p for p in (_problem(item, item_type, f"{path}[{index}]")
-                                 for index, (item, item_type) in enumerate(zip(value, args)))
-                     if p is not None), None)
-    if origin in _ITEMS:
-        # A string is a sequence of strings, but passing one for list[str] is a mistake.
-        text = isinstance(value, (str, bytes)) and origin is not collections.abc.Iterable
-        if text or not isinstance(value, origin):
-            return _Problem(path, value, tp)
-        if args and isinstance(value, (list, tuple, set, frozenset)):  # not iterators
-            for index, item in enumerate(value):
-                found = _problem(item, args[0], f"{path}[{index}]")
-                if found is not None:
-                    return found
-        return None
-    if isinstance(origin, type) and not getattr(origin, "_is_protocol", False):
-        return None if isinstance(value, origin) else _Problem(path, value, tp)
-    return None  # Callable[...], generic aliases of other kinds: not checked
+# ---- checks at the edges --------------------------------------------------------------
 
 
 def _shown(value: Any) -> str:
@@ -285,7 +115,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _describe(problem: _Problem) -> str:
+def _describe(problem: Problem) -> str:
     expected = type_name(problem.expected)
     if problem.detail == "missing":
         return f"field '{problem.path}' is missing (expects {expected})"
@@ -297,15 +127,12 @@ def _describe(problem: _Problem) -> str:
            f"{expected} (expects {expected})"
 
 
-# ---- checks at the edges --------------------------------------------------------------
-
-
 def _model_input(agent: str, tp: type, value: Any) -> Any:
     """A pydantic model input: the model itself, or a mapping validated into one."""
     if isinstance(value, tp):
         return value
     if not isinstance(value, Mapping):
-        raise _error(agent, "input", _Problem("", value, tp, ""))
+        raise _error(agent, "input", Problem("", value, tp))
     from pydantic import ValidationError  # the model's own pydantic, already imported
 
     try:
@@ -337,7 +164,7 @@ def _loc_path(loc: Sequence[Any]) -> str:
     """pydantic's error location written as this module writes paths: ``items[0].url``."""
     path = ""
     for part in loc:
-        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        path = f"{path}[{part}]" if isinstance(part, int) else join(path, str(part))
     return path
 
 
@@ -345,13 +172,13 @@ def _field_type(tp: Any, loc: Sequence[Any]) -> Any:
     """The annotation of the field pydantic's error location points at, as far as it
     can be followed (MISSING past that)."""
     for part in loc:
-        while _is_union(tp) or typing.get_origin(tp) is typing.Annotated:
+        while is_union(tp) or typing.get_origin(tp) is typing.Annotated:
             members = [m for m in typing.get_args(tp) if m is not type(None)]
             if len(members) != 1:
                 return tp
             tp = members[0]
-        if isinstance(part, str) and _is_record(tp):
-            tp = _fields(tp).get(part, MISSING)
+        if isinstance(part, str) and is_record(tp):
+            tp = fields(tp).get(part, MISSING)
         elif isinstance(part, int) and typing.get_origin(tp) in (list, tuple, set, frozenset):
             tp = typing.get_args(tp)[0]
         else:
@@ -359,7 +186,7 @@ def _field_type(tp: Any, loc: Sequence[Any]) -> Any:
     return tp
 
 
-def _error(agent: str, direction: str, problem: _Problem) -> HandoffError:
+def _error(agent: str, direction: str, problem: Problem) -> HandoffError:
     return HandoffError(agent, direction, _describe(problem), problem.path or None,
                         None if problem.value is MISSING else problem.value)
 
@@ -367,45 +194,50 @@ def _error(agent: str, direction: str, problem: _Problem) -> HandoffError:
 def _model_in(tp: Any) -> type | None:
     """The model a top-level input annotation converts mappings into: ``M`` or
     ``M | None``."""
-    members = [m for m in typing.get_args(tp) if m is not type(None)] if _is_union(tp) \
+    members = [m for m in typing.get_args(tp) if m is not type(None)] if is_union(tp) \
         else [tp]
-    return members[0] if len(members) == 1 and _is_model(members[0]) else None
+    return members[0] if len(members) == 1 and is_model(members[0]) else None
 
 
 def _input_check(agent: str, tp: Any) -> Callable[[Any], Any]:
     model = _model_in(tp)
+    check = check_for(tp)
 
-    def check(value: Any) -> Any:
+    def check_input(value: Any) -> Any:
         if model is not None and value is not None:
             return _model_input(agent, model, value)
-        problem = _problem(value, tp)
+        problem = check(value, "") if check is not None else None
         if problem is not None:
             raise _error(agent, "input", problem)
         return value
 
-    return check
+    return check_input
 
 
-def _output_check(agent: str, tp: Any) -> Callable[[Any], None]:
-    def check(output: Any) -> None:
+def _output_check(agent: str, tp: Any) -> Callable[[Any], None] | None:
+    check = check_for(tp)
+    if check is None:
+        return None
+
+    def check_output(output: Any) -> None:
         if isinstance(output, _core.Delegation):
             return  # the child run's result arrives later, unchecked
-        problem = _problem(output, tp)
+        problem = check(output, "")
         if problem is not None and isinstance(output, (_core.Routed, Result)):
-            problem = _problem(output.value, tp)  # what successors are handed
+            problem = check(output.value, "")  # what successors are handed
         if problem is not None:
             raise _error(agent, "output", problem)
 
-    return check
+    return check_output
 
 
 def checked(agent: str, annotations: Annotations) -> Callable[[Any, bool], Any] | None:
     """What wraps the agent's callable to check its edges, or None when its annotations
     name no model, dataclass or TypedDict (the callable then runs as it is)."""
     check_input = _input_check(agent, annotations.input) \
-        if _mentions_record(annotations.input) else None
+        if mentions_record(annotations.input) else None
     check_output = _output_check(agent, annotations.output) \
-        if _mentions_record(annotations.output) else None
+        if mentions_record(annotations.output) else None
     if check_input is None and check_output is None:
         return None
 
@@ -478,24 +310,24 @@ def _joined_mismatches(node: Node, takes: Any, outputs: dict[str, Any]) -> list[
     names = ", ".join(f"'{name}'" for name in node.after)
     receives = f"agent '{node.name}' receives {{name: output}} of {names}"
     members = [m for m in typing.get_args(takes) if m is not type(None)] \
-        if _is_union(takes) else [takes]
+        if is_union(takes) else [takes]
     if len(members) != 1:
         return []
     shape = members[0]
-    if typing.is_typeddict(shape) or _is_model(shape):
+    if typing.is_typeddict(shape) or is_model(shape):
         found = []
-        fields = _fields(shape)
-        for name in sorted(_required(shape) - set(node.after)):
+        declared = fields(shape)
+        for name in sorted(required(shape) - set(node.after)):
             found.append(f"{receives}, but takes {type_name(shape)}, whose required field "
                          f"'{name}' is none of them")
         for name in node.after:
             returns = outputs.get(name, MISSING)
-            if name in fields and not can_match(returns, fields[name]):
+            if name in declared and not can_match(returns, declared[name]):
                 found.append(f"agent '{name}' returns {type_name(returns)}, but agent "
                              f"'{node.name}' takes {type_name(shape)}, whose field "
-                             f"'{name}' is {type_name(fields[name])}")
+                             f"'{name}' is {type_name(declared[name])}")
         return found
-    if typing.get_origin(shape) in _PAIRS:
+    if typing.get_origin(shape) in PAIRS:
         args = typing.get_args(shape)
         return [f"agent '{name}' returns {type_name(outputs.get(name))}, but agent "
                 f"'{node.name}' takes {type_name(shape)}"
@@ -520,12 +352,14 @@ def can_match(returns: Any, takes: Any) -> bool:
         return can_match(typing.get_args(returns)[0], takes)
     if typing.get_origin(takes) is typing.Annotated:
         return can_match(returns, typing.get_args(takes)[0])
-    if _is_union(returns):
+    if is_union(returns):
         return any(can_match(member, takes) for member in typing.get_args(returns))
-    if _is_union(takes):
+    if is_union(takes):
         return any(can_match(returns, member) for member in typing.get_args(takes))
     if typing.get_origin(returns) is Literal:
-        return any(_problem(value, takes) is None for value in typing.get_args(returns))
+        check = check_for(takes)
+        return check is None or any(check(value, "") is None
+                                    for value in typing.get_args(returns))
     if typing.get_origin(takes) is Literal:
         return any(can_match(returns, type(value)) for value in typing.get_args(takes))
     return _classes_match(returns, takes)
@@ -544,15 +378,15 @@ def _as_class(tp: Any) -> tuple[Any, tuple[Any, ...]]:
 def _classes_match(returns: Any, takes: Any) -> bool:
     if isinstance(returns, type) and isinstance(takes, type) and \
             typing.is_typeddict(returns) and typing.is_typeddict(takes):
-        have = _fields(returns)
+        have = fields(returns)
         return all(name in have and can_match(have[name], field_type)
-                   for name, field_type in _fields(takes).items() if name in _required(takes))
+                   for name, field_type in fields(takes).items() if name in required(takes))
     made, made_args = _as_class(returns)
     wanted, wanted_args = _as_class(takes)
     if not isinstance(made, type) or not isinstance(wanted, type):
         return True  # a special form it does not know: not checked
     try:
-        if _is_model(wanted) and issubclass(made, Mapping):
+        if is_model(wanted) and issubclass(made, Mapping):
             return True  # a mapping is validated into the model
         if (made is int and wanted in (float, complex)) or (made is float and wanted is complex):
             return True
