@@ -17,6 +17,7 @@ Everything else is checked, never converted, as :mod:`counterpoint._type_checks`
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -90,10 +91,21 @@ def _signature_annotations(target: Any) -> Annotations:
         return _NONE
     first = next((p for p in signature.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)), None)
-    namespace = getattr(inspect.unwrap(target), "__globals__", {})
+    namespace = _module_namespace(target)
     return Annotations(
         MISSING if first is None else _resolved(first.annotation, namespace),
         _resolved(signature.return_annotation, namespace))
+
+
+def _module_namespace(target: Any) -> dict[str, Any]:
+    """Where the names in ``target``'s string annotations are defined: the globals of
+    the function behind it (a method's, a partial's, a callable object's ``__call__``)."""
+    function = inspect.unwrap(target)
+    if isinstance(function, functools.partial):
+        function = function.func
+    if not hasattr(function, "__globals__") and not inspect.isroutine(function):
+        function = getattr(type(function), "__call__", None)  # noqa: B004 - the method
+    return getattr(function, "__globals__", {})
 
 
 def _resolved(annotation: Any, namespace: dict[str, Any]) -> Any:

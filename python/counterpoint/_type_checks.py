@@ -88,12 +88,23 @@ def required(cls: type) -> frozenset[str]:
 
 
 def type_name(tp: Any) -> str:
-    """``tp`` as it is written in code: ``Draft``, ``list[int]``, ``float | None``."""
+    """``tp`` as it is written in code: ``Draft``, ``list[Draft]``, ``float | None``."""
     if tp is type(None) or tp is None:
         return "None"
-    if isinstance(tp, type) and not typing.get_args(tp):
-        return tp.__qualname__
-    return repr(tp).replace("typing.", "")
+    if tp is Ellipsis:
+        return "..."
+    if isinstance(tp, list):  # Callable's parameters
+        return f"[{', '.join(type_name(arg) for arg in tp)}]"
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is None or not args:
+        return tp.__qualname__ if isinstance(tp, type) else repr(tp).replace("typing.", "")
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in args)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    return f"{type_name(origin)}[{', '.join(type_name(arg) for arg in args)}]"
 
 
 def join(path: str, name: str) -> str:

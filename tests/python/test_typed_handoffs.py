@@ -279,6 +279,42 @@ def test_a_runnable_lambda_is_checked_by_its_functions_annotations():
     assert "agent 'draft' received an invalid input: field 'score'" in str(cause)
 
 
+@dataclasses.dataclass
+class Tree:
+    value: int
+    children: list[Tree] = dataclasses.field(default_factory=list)
+
+
+class Scorer:
+    """A callable object; its annotations are strings here (__future__ annotations)."""
+
+    def __call__(self, draft: Draft | None) -> float:
+        return 0.0 if draft is None else draft.score
+
+
+def test_callable_objects_optional_models_and_recursive_dataclasses_are_checked():
+    app = cp.Graph().add("score", Scorer()).compile()
+    assert app.invoke({"title": "t", "score": "2"}) == 2.0
+    assert app.invoke(None) == 0.0  # Draft | None
+    _, cause = _failure(app, {"title": "t"})
+    assert "agent 'score' received an invalid input: field 'score' is missing" in str(cause)
+
+    def walk(tree: Tree) -> int:
+        return tree.value
+
+    walker = cp.Graph().add("walk", walk).compile()
+    assert walker.invoke(Tree(1, [Tree(2, [Tree(3)])])) == 1
+    _, deep = _failure(walker, Tree(1, [Tree(2, [Tree("x")])]))  # type: ignore[arg-type]
+    assert "field 'children[0].children[0].value' = 'x' is not a valid int" in str(deep)
+
+
+def test_annotations_that_cannot_be_resolved_are_not_checked():
+    def later(draft: NotDefinedAnywhere) -> Draft:  # type: ignore[name-defined]  # noqa: F821
+        return Draft(title="t", score=1)
+
+    assert cp.Graph().add("later", later).compile().invoke(3) == Draft(title="t", score=1)
+
+
 # ---- inside patterns ----------------------------------------------------------------------
 
 
@@ -375,6 +411,34 @@ def takes_float(x: float) -> float:
 ])
 def test_compatible_or_unannotated_agents_compile(producer, consumer):
     cp.Graph().add("a", producer).add("b", consumer, after="a").compile()
+
+
+def ints(_: Any) -> list[int]:
+    return [1]
+
+
+def takes_strings(items: list[str]) -> str:
+    return "".join(items)
+
+
+def takes_model_list(drafts: list[Draft]) -> int:
+    return len(drafts)
+
+
+def nothing(_: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(("producer", "consumer", "message"), [
+    (ints, takes_strings, "agent 'a' returns list[int], but agent 'b' takes list[str]"),
+    (ints, takes_model_list, "agent 'a' returns list[int], but agent 'b' takes list[Draft]"),
+    (nothing, shout, "agent 'a' returns None, but agent 'b' takes str"),
+    (make_draft, shout, "agent 'a' returns Draft, but agent 'b' takes str"),
+])
+def test_clear_mismatches_fail_to_compile(producer, consumer, message):
+    with pytest.raises(cp.GraphError) as error:
+        cp.Graph().add("a", producer).add("b", consumer, after="a").compile()
+    assert message in str(error.value)
 
 
 def test_joined_inputs_are_compared_field_by_field():
