@@ -5,8 +5,10 @@ path (``module:qualname``) and its data. Decoding imports that class again and b
 the value from the data without calling anything the row names: the class is used only
 if it is of the kind the row records (a pydantic ``BaseModel`` subclass, a dataclass or
 an ``Enum``), and only pydantic's ``model_construct``, ``object.__new__`` with field
-assignment, or an enum lookup are applied to it. That is what keeps a JSON store safe
-to open where a pickled one is not.
+assignment, or an enum lookup are applied to it. A row can make the reader import an
+installed module by name (running its top-level code, as any import does), but it cannot
+call anything or pass arguments: that is what keeps a JSON store safe to open where a
+pickled one is not.
 
 pydantic is imported only to check a class that a row names as a model, so neither
 ``import counterpoint`` nor a store without models imports it.
