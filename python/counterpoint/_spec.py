@@ -144,8 +144,9 @@ class NodeSpec:
                     policed.breaker or policed.limits:
                 fallback = None
                 if policed.fallback is not None:
-                    fallback, fallback_async = native_agent(self.name, policed.fallback,
-                                                            DISPATCH["auto"])
+                    fallback, fallback_async = native_agent(
+                        self.name, policed.fallback, DISPATCH["auto"],
+                        checked(self.name, annotations_of(policed.fallback)))
                     is_async = is_async or fallback_async
                 policy_spec = _core.PolicySpec(
                     retry=policed.retry._native_spec() if policed.retry else None,

@@ -197,6 +197,18 @@ def test_retries_and_on_error_apply_to_handoff_failures():
     assert "field 'score' is missing" in record.agents["strict"].error
 
 
+def test_a_fallback_is_checked_by_its_own_annotations():
+    def primary(_: Any) -> Draft:
+        raise RuntimeError("model down")
+
+    def fallback(_: Any) -> Draft:
+        return "not a draft"  # type: ignore[return-value]
+
+    app = cp.Graph().add("draft", primary, fallback=fallback).compile()
+    _, cause = _failure(app, None)
+    assert str(cause).startswith("agent 'draft' returned an invalid output: 'not a draft'")
+
+
 def test_a_handoff_error_pickles_with_its_fields():
     def draft(d: Draft) -> str:
         return d.title
