@@ -88,6 +88,13 @@ class NodeSpec:
         policed = self.policed
         return annotations_of(policed.agent if policed is not None else self.agent)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Annotations are read again where the spec is unpickled: they may hold objects
+        # (Annotated metadata) that do not pickle although the agent does.
+        state = dict(self.__dict__)
+        state.pop("annotations", None)
+        return state
+
     def validate(self) -> None:
         """Raises GraphError naming the agent and the fix for the first problem found."""
         if not isinstance(self.name, str):
