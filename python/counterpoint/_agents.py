@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from types import FunctionType
 from typing import Any
 
@@ -67,34 +68,46 @@ def check_agent(owner: str, role: str, agent: Any) -> None:
     )
 
 
-def native_agent(name: str, agent: Any, dispatch: _core.Dispatch) -> tuple[Any, bool]:
+# Wraps the callable that runs (and whether it is a coroutine function) to check what
+# goes in and comes out: typed handoffs (see _handoffs.checked).
+Checked = Callable[[Callable[[Any], Any], bool], Callable[[Any], Any]]
+
+
+def native_agent(name: str, agent: Any, dispatch: _core.Dispatch,
+                 checked: Checked | None = None) -> tuple[Any, bool]:
     """Returns ``(native_agent, is_async)`` for a callable, coroutine function or runnable.
 
     A compiled graph runs as a native child run. Objects with an ``invoke`` method
     (LangChain-style runnables) run ``invoke`` on the thread pool, unless their
     ``ainvoke`` is a real async path (see :func:`_async_path_is_real`), which then runs
-    as a coroutine, as do objects with only ``ainvoke``.
+    as a coroutine, as do objects with only ``ainvoke``. With ``checked``, the callable
+    chosen runs inside what it returns.
     """
+    def sync(call: Any) -> tuple[Any, bool]:
+        call = call if checked is None else checked(call, False)
+        return _core.SyncAgent(call, dispatch), _declares_loop(agent)
+
+    def coroutine(call: Any) -> tuple[Any, bool]:
+        return _core.AsyncAgent(call if checked is None else checked(call, True)), True
+
     if type(agent) is FunctionType:  # the common case, without probing for methods
-        if inspect.iscoroutinefunction(agent):
-            return _core.AsyncAgent(agent), True
-        return _core.SyncAgent(agent, dispatch), _declares_loop(agent)
+        return coroutine(agent) if inspect.iscoroutinefunction(agent) else sync(agent)
     graph = _native_graph(agent)
     if graph is not None:
         return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)
     if not inspect.isclass(agent):
         if _async_path_is_real(agent):
-            return _core.AsyncAgent(agent.ainvoke), True
+            return coroutine(agent.ainvoke)
         invoke = getattr(agent, "invoke", None)
         if callable(invoke):
-            return _core.SyncAgent(invoke, dispatch), _declares_loop(agent)
+            return sync(invoke)
         ainvoke = getattr(agent, "ainvoke", None)
         if callable(ainvoke) and _is_coroutine_function(ainvoke):
-            return _core.AsyncAgent(ainvoke), True
+            return coroutine(ainvoke)
     if _is_coroutine_function(agent):
-        return _core.AsyncAgent(agent), True
+        return coroutine(agent)
     if callable(agent):
-        return _core.SyncAgent(agent, dispatch), _declares_loop(agent)
+        return sync(agent)
     raise GraphError(
         f"agent '{name}': a {type(agent).__name__} is not callable; pass a function, an "
         "`async def` function, or an object with an invoke() or ainvoke() method",

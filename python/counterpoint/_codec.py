@@ -3,22 +3,36 @@
 JSON keeps a store readable and safe to open (loading a pickled store runs code). What
 plain JSON cannot say is written as a tagged object, ``{"__counterpoint__": tag, ...}``:
 the result types of counterpoint's own patterns, tuples, sets, dicts whose keys are not
-all strings, and user dicts that happen to hold the tag key themselves. Because every
-dict holding the tag key is escaped, a tagged object in the JSON is always one of ours,
-and user data comes back exactly as it went in, whatever its keys.
+all strings, user dicts that happen to hold the tag key themselves, standard-library
+values (datetimes, bytes, decimals, UUIDs), enum members, dataclasses and pydantic
+models (LangChain messages are pydantic models). Because every dict holding the tag key
+is escaped, a tagged object in the JSON is always one of ours, and user data comes back
+exactly as it went in, whatever its keys.
 
-Row formats: ``json2`` is written now. ``json`` rows (written before dicts holding the
+User classes are recorded by import path and imported again to decode; see
+:mod:`counterpoint._class_paths` for why that is safe where pickle is not.
+
+Row formats: ``json3`` is written now. ``json2`` rows (before standard-library values,
+enums, dataclasses and models were tagged) and ``json`` rows (before dicts holding the
 tag key were escaped, with tuples stored as lists) are still read.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime
+import decimal
+import enum
 import json
 import pickle
+import typing
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from . import _results
+from ._class_paths import DATACLASS, ENUM, MODEL, class_path, import_class, is_pydantic_model
 from ._errors import StoreError
 
 _TAG = "__counterpoint__"
@@ -48,6 +62,33 @@ def _sorted_items(items: Any) -> list[Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _zone(value: datetime.datetime | datetime.time) -> dict[str, Any]:
+    """What the ISO text leaves out: a named zone (the text has only its offset) and
+    ``fold`` (which of two repeated wall-clock times is meant)."""
+    extra: dict[str, Any] = {}
+    key = getattr(value.tzinfo, "key", None)  # zoneinfo.ZoneInfo
+    if isinstance(key, str):
+        extra["zone"] = key
+    if value.fold:
+        extra["fold"] = 1
+    return extra
+
+
+# Standard-library values, by exact type: a subclass (a pandas Timestamp) would come
+# back as its base, so it is refused rather than changed.
+_STDLIB: dict[type, Callable[[Any], dict[str, Any]]] = {
+    datetime.datetime: lambda v: {_TAG: "datetime", "iso": v.isoformat(), **_zone(v)},
+    datetime.date: lambda v: {_TAG: "date", "iso": v.isoformat()},
+    datetime.time: lambda v: {_TAG: "time", "iso": v.isoformat(), **_zone(v)},
+    datetime.timedelta: lambda v: {_TAG: "timedelta", "days": v.days, "seconds": v.seconds,
+                                   "microseconds": v.microseconds},
+    bytes: lambda v: {_TAG: "bytes", "base64": base64.b64encode(v).decode("ascii")},
+    bytearray: lambda v: {_TAG: "bytearray", "base64": base64.b64encode(v).decode("ascii")},
+    decimal.Decimal: lambda v: {_TAG: "decimal", "value": str(v)},
+    uuid.UUID: lambda v: {_TAG: "uuid", "hex": v.hex},
+}
+
+
 def _to_json(value: Any, known: dict[str, type]) -> Any:
     """``value`` as plain JSON data, tagging what JSON would otherwise change."""
     kind = type(value)
@@ -60,7 +101,12 @@ def _to_json(value: Any, known: dict[str, type]) -> Any:
             return {key: item if type(item) in _SCALARS else _to_json(item, known)
                     for key, item in value.items()}
         return _tagged_dict(value, known)
-    if isinstance(value, (str, bool, int, float)):  # subclasses (enums): JSON writes the value
+    stdlib = _STDLIB.get(kind)
+    if stdlib is not None:
+        return stdlib(value)
+    if isinstance(value, enum.Enum):  # before str and int: IntEnum and StrEnum are both
+        return _enum(value)
+    if isinstance(value, (str, bool, int, float)):  # other subclasses: JSON writes the value
         return value
     if isinstance(value, dict):
         if _TAG not in value and all(type(key) is str for key in value):
@@ -73,13 +119,40 @@ def _to_json(value: Any, known: dict[str, type]) -> Any:
         return {_TAG: tag, "items": [_to_json(item, known) for item in _sorted_items(value)]}
     if isinstance(value, list):  # a list subclass: stored as a list
         return [_to_json(item, known) for item in value]
-    if dataclasses.is_dataclass(value) and known.get(kind.__name__) is kind:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: _to_json(getattr(value, f.name), known)
                   for f in dataclasses.fields(value)}
-        return {_TAG: kind.__name__, "fields": fields}
+        if known.get(kind.__name__) is kind:
+            return {_TAG: kind.__name__, "fields": fields}
+        return {_TAG: DATACLASS, "class": class_path(kind), "fields": fields}
+    if is_pydantic_model(kind):
+        return _model(value, known)
     if isinstance(value, BaseException):
         return {_TAG: _EXCEPTION, "type": kind.__name__, "message": str(value)}
     raise TypeError(f"{kind.__name__} is not JSON serializable")
+
+
+def _enum(member: enum.Enum) -> dict[str, Any]:
+    # By name, as values need not be JSON; a combination of Flag members has no single
+    # name, so flags go by their (int) value.
+    if isinstance(member, enum.Flag):
+        return {_TAG: ENUM, "class": class_path(type(member)), "value": member.value}
+    return {_TAG: ENUM, "class": class_path(type(member)), "name": member.name}
+
+
+def _model(model: Any, known: dict[str, type]) -> dict[str, Any]:
+    # Field by field through this codec, not model_dump(): nested models, datetimes and
+    # tuples keep their types. Which fields were set, and extra fields, are kept too.
+    cls = type(model)
+    encoded: dict[str, Any] = {
+        _TAG: MODEL, "class": class_path(cls),
+        "fields": {name: _to_json(getattr(model, name), known) for name in cls.model_fields},
+        "set": sorted(model.model_fields_set),
+    }
+    if model.model_extra:
+        encoded["extra"] = {name: _to_json(item, known)
+                            for name, item in model.model_extra.items()}
+    return encoded
 
 
 def _tagged_dict(value: dict[Any, Any], known: dict[str, type]) -> dict[str, Any]:
@@ -89,7 +162,80 @@ def _tagged_dict(value: dict[Any, Any], known: dict[str, type]) -> dict[str, Any
                                    for key, item in value.items()]}
 
 
+_Clock = typing.TypeVar("_Clock", datetime.datetime, datetime.time)
+
+
+def _with_zone(value: _Clock, obj: dict[str, Any]) -> _Clock:
+    if "zone" in obj:
+        import zoneinfo  # only for values that had a named zone
+
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(obj["zone"]))
+    return value.replace(fold=1) if obj.get("fold") else value
+
+
+def _dataclass(obj: dict[str, Any]) -> Any:
+    # As pickle restores one: the fields are set, __init__ and __post_init__ are not run
+    # (init=False fields and frozen classes come back exactly).
+    cls = import_class(obj["class"], DATACLASS)
+    value: Any = object.__new__(cls)
+    for name, item in obj["fields"].items():
+        object.__setattr__(value, name, item)
+    return value
+
+
+def _decoded_model(obj: dict[str, Any]) -> Any:
+    # model_construct sets the stored fields without validating again: validators may
+    # change values, and the values were valid when they were stored.
+    cls: Any = import_class(obj["class"], MODEL)
+    return cls.model_construct(_fields_set=set(obj["set"]), **obj["fields"],
+                               **obj.get("extra", {}))
+
+
+def _decoded_enum(obj: dict[str, Any]) -> Any:
+    cls: Any = import_class(obj["class"], ENUM)
+    try:
+        return cls[obj["name"]] if "name" in obj else cls(obj["value"])
+    except (KeyError, ValueError) as exc:
+        what = obj.get("name", obj.get("value"))
+        raise StoreError(
+            f"the stored enum member {what!r} of {obj['class']} no longer exists in that "
+            "enum; add it back (or map the old member to a new one) to read the run") \
+            from exc
+
+
+def _bytes(obj: dict[str, Any]) -> bytes:
+    return base64.b64decode(obj["base64"], validate=True)
+
+
+# What json3 rows add to the tags earlier rows have.
+_DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "datetime": lambda obj: _with_zone(datetime.datetime.fromisoformat(obj["iso"]), obj),
+    "date": lambda obj: datetime.date.fromisoformat(obj["iso"]),
+    "time": lambda obj: _with_zone(datetime.time.fromisoformat(obj["iso"]), obj),
+    "timedelta": lambda obj: datetime.timedelta(obj["days"], obj["seconds"],
+                                                obj["microseconds"]),
+    "bytes": _bytes,
+    "bytearray": lambda obj: bytearray(_bytes(obj)),
+    "decimal": lambda obj: decimal.Decimal(obj["value"]),
+    "uuid": lambda obj: uuid.UUID(hex=obj["hex"]),
+    ENUM: _decoded_enum,
+    DATACLASS: _dataclass,
+    MODEL: _decoded_model,
+}
+
+
 def _decode_hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    if tag is None:
+        return obj
+    decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+    if decoder is not None:
+        return decoder(obj)
+    return _decode_json2(obj)
+
+
+def _decode_json2(obj: dict[str, Any]) -> Any:
+    """The tags of ``json2`` and ``json`` rows."""
     tag = obj.get(_TAG)
     if tag is None:
         return obj
@@ -124,6 +270,9 @@ def _hashable(key: Any) -> Any:
 
 # One encoder for every call: json.dumps with options builds a new one each time.
 _ENCODER = json.JSONEncoder(allow_nan=False)
+# The decode hook of each JSON row format: a "json" row may hold a user dict whose tag
+# value is one of json3's tags, which must come back as the user's dict.
+_HOOKS = {"json3": _decode_hook, "json2": _decode_json2, "json": _decode_json2}
 
 
 class Codec:
@@ -139,10 +288,17 @@ class Codec:
 
     @property
     def row_format(self) -> str:
-        """The format recorded with each value written (``"json2"`` or ``"pickle"``)."""
-        return "pickle" if self.use_pickle else "json2"
+        """The format recorded with each value written (``"json3"`` or ``"pickle"``)."""
+        return "pickle" if self.use_pickle else "json3"
 
     def encode(self, value: Any) -> bytes:
+        """``value`` as bytes in :attr:`row_format`.
+
+        Raises:
+            TypeError: a value JSON cannot hold, or an instance of a class that could not
+                be imported again to decode it (defined inside a function).
+            ValueError: NaN or infinity.
+        """
         if self.use_pickle:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return _ENCODER.encode(_to_json(value, _known_types())).encode("utf-8")
@@ -151,11 +307,13 @@ class Codec:
         """Decodes one stored value.
 
         Raises:
-            StoreError: a pickled value in a store not opened with ``pickle=True``, or a
-                format this version does not know.
+            StoreError: a pickled value in a store not opened with ``pickle=True``, a
+                format this version does not know, or a stored class that cannot be
+                imported or is not of the recorded kind.
         """
-        if fmt in ("json", "json2"):
-            return json.loads(data.decode("utf-8"), object_hook=_decode_hook)
+        hook = _HOOKS.get(fmt)
+        if hook is not None:
+            return json.loads(data.decode("utf-8"), object_hook=hook)
         if fmt == "pickle":
             if not self.use_pickle:
                 raise StoreError(

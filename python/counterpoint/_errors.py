@@ -81,6 +81,31 @@ class GraphError(CounterpointError, ValueError):
         self.node = node
 
 
+class HandoffError(CounterpointError, ValueError):
+    """An agent's input or output does not match its annotated type (a typed handoff).
+
+    Raised inside the agent's call, so it fails the agent like any exception (retries and
+    ``on_error`` apply) and is the ``__cause__`` of the run's :class:`AgentError`.
+
+    Attributes:
+        agent: The agent whose edge was checked.
+        direction: ``"input"`` (what the run handed it) or ``"output"`` (what it returned).
+        field: Path of the offending field (``"score"``, ``"citations[0].url"``), or
+            ``None`` when the value as a whole is of the wrong type.
+        value: The offending value (``None`` for a missing field).
+    """
+
+    def __init__(self, agent: str, direction: str, detail: str, field: str | None = None,
+                 value: Any = None) -> None:
+        verb = "received an invalid input" if direction == "input" \
+            else "returned an invalid output"
+        super().__init__(f"agent '{agent}' {verb}: {detail}")
+        self.agent = agent
+        self.direction = direction
+        self.field = field
+        self.value = value
+
+
 class AgentError(CounterpointError):
     """An agent raised; the run stopped. The agent's exception is ``__cause__``.
 

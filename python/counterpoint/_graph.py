@@ -35,6 +35,7 @@ from ._durable import (
 )
 from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
+from ._handoffs import Node, mismatches
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._perfetto import timeline_trace
@@ -275,7 +276,8 @@ class Graph:
         Raises:
             GraphError: naming the agent and the problem (empty graph, duplicate or
                 invalid name, unknown predecessor, cycle, non-callable agent, review
-                gate without a store).
+                gate without a store, connected agents whose annotated input and output
+                types cannot match).
         """
         native_nodes = []
         has_async = False
@@ -298,9 +300,23 @@ class Graph:
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
+        _check_handoffs(self._nodes)
         return compiled_graph_class()(native_graph, has_async, store=store, budget=budget,
                                       deadline=deadline_seconds, specs=tuple(self._nodes),
                                       on_error=self._on_error)
+
+
+def _check_handoffs(specs: Sequence[NodeSpec]) -> None:
+    """Raises GraphError listing every pair of connected agents whose annotated types
+    cannot match (typed handoffs), before any agent runs."""
+    found = mismatches([Node(spec.name, spec.predecessors(), spec.annotations)
+                        for spec in specs])
+    if found:
+        raise GraphError(
+            "annotated types of connected agents cannot match: " +
+            "; ".join(mismatch.problem for mismatch in found) +
+            ". Change the agents or their annotations so that each output fits the input "
+            "of the agent after it", found[0].agent)
 
 
 class CompiledGraph:

@@ -10,6 +10,7 @@ from typing import Any
 from ._agents import DISPATCH, native_agent
 from ._errors import GraphError
 from ._executors import Executor
+from ._handoffs import Annotations, annotations_of, checked
 from ._native import _core
 from ._policies import Policed, counted_attempts, policy
 
@@ -81,6 +82,19 @@ class NodeSpec:
         except GraphError as exc:
             raise self._fail(str(exc)) from None
 
+    @cached_property
+    def annotations(self) -> Annotations:
+        """The input and output types its agent declares (read once; typed handoffs)."""
+        policed = self.policed
+        return annotations_of(policed.agent if policed is not None else self.agent)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Annotations are read again where the spec is unpickled: they may hold objects
+        # (Annotated metadata) that do not pickle although the agent does.
+        state = dict(self.__dict__)
+        state.pop("annotations", None)
+        return state
+
     def validate(self) -> None:
         """Raises GraphError naming the agent and the fix for the first problem found."""
         if not isinstance(self.name, str):
@@ -125,19 +139,21 @@ class NodeSpec:
         dispatch = DISPATCH[self.dispatch]
         if self.executor is not None:
             agent = self.executor.bind(self.name, agent)  # a coroutine agent, remote calls
+        check = checked(self.name, self.annotations)  # typed handoffs, checked here
         if policed is not None and policed.retry is not None and \
                 policed.retry.max_attempts > 1 and \
                 (type(agent) is FunctionType or self.executor is not None):
             agent = counted_attempts(self.name, agent)  # its retries reach the audit log
-        native, is_async = native_agent(self.name, agent, dispatch)
+        native, is_async = native_agent(self.name, agent, dispatch, check)
         policy_spec = review_spec = None
         if policed is not None:
             if policed.retry or policed.timeout or policed.fallback is not None or \
                     policed.breaker or policed.limits:
                 fallback = None
                 if policed.fallback is not None:
-                    fallback, fallback_async = native_agent(self.name, policed.fallback,
-                                                            DISPATCH["auto"])
+                    fallback, fallback_async = native_agent(
+                        self.name, policed.fallback, DISPATCH["auto"],
+                        checked(self.name, annotations_of(policed.fallback)))
                     is_async = is_async or fallback_async
                 policy_spec = _core.PolicySpec(
                     retry=policed.retry._native_spec() if policed.retry else None,

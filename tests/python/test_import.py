@@ -103,7 +103,7 @@ def test_importing_counterpoint_imports_no_optional_integration():
     code = (
         "import sys, counterpoint\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('langchain_core', 'langchain', 'opentelemetry', 'ray', 'tqdm', 'yaml'))\n"
+        "('langchain_core', 'langchain', 'opentelemetry', 'pydantic', 'ray', 'tqdm', 'yaml'))\n"
         "print(loaded)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

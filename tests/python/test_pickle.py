@@ -65,12 +65,16 @@ def _examples() -> list[BaseException]:
         cp.EngineError("refused"),
         cp.WorkerLost("judge", "the Ray actor running it died (ActorDiedError: killed)"),
         cp.WorkerLost(None, "a Ray actor of the batch could not rebuild the graph"),
+        cp.HandoffError("pay", "input", "field 'amount' = 'high' is not a valid float "
+                        "(expects float)", "amount", "high"),
+        cp.HandoffError("draft", "output", "None (NoneType) is not a valid Draft"),
     ]
 
 
 # The fields each type carries besides its message.
 FIELDS = ("node", "agent", "by", "role", "approvers", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
-          "source", "path", "problem", "hint", "problems", "line", "column")
+          "source", "path", "problem", "hint", "problems", "line", "column", "direction",
+          "field", "value")
 
 
 def _same(original: BaseException, copy_: BaseException) -> None:
@@ -200,6 +204,8 @@ POOL = textwrap.dedent(
             cp.SpecError("t.yaml", "agents.a.timeout", "must be > 0, got 0", "use a number > 0"),
             cp.ReviewRefused("draft", "bob", "intern", ("support-leads",)),
             cp.WorkerLost("judge", "the Ray actor running it died"),
+            cp.HandoffError("pay", "input", "field 'amount' = 'x' is not a valid float",
+                            "amount", "x"),
         ]
         raise errors[index]
 
@@ -207,7 +213,7 @@ POOL = textwrap.dedent(
         out = []
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(2) as pool:
-            for index in range(16):
+            for index in range(17):
                 try:
                     pool.apply(make, (index,))
                 except BaseException as exc:
@@ -216,7 +222,8 @@ POOL = textwrap.dedent(
                                            ("agent", "outputs", "run_id", "usage", "run_key",
                                             "pending", "node", "subtask", "source", "path",
                                             "problem", "hint", "problems", "by", "role",
-                                            "approvers", "reviews")
+                                            "approvers", "reviews", "direction", "field",
+                                            "value")
                                            if hasattr(exc, k)}})
         print(json.dumps(out))
     """
