@@ -26,6 +26,9 @@ class InterruptSignal(BaseException):
         super().__init__(f"an agent asked a person: {question['ask']!r}")
         self.question = question
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.question,))
+
 
 _core.set_interrupt_type(InterruptSignal)
 

@@ -53,6 +53,7 @@ def _examples() -> list[BaseException]:
         cp.NeedsReview("k1", [review], {"research": "facts"}),
         cp.NeedsInput("k1", [cp.InputRequest("ask/worker[2]", {"q": "ok?"}, "k1")], [review],
                       {"research": "facts"}),
+        cp.InterruptSignal({"ask": {"q": "ok?"}, "answers": ["yes"]}),
         cp.StoreError("run store runs.db: cannot write agent outputs: the disk is full"),
         cp.PlanError("unknown worker 'w'", "t1"),
         cp.SpecError("triage.yaml", "agents.billing.retry.max_attempts", "must be >= 1, got 0",
@@ -72,7 +73,7 @@ def _examples() -> list[BaseException]:
 
 
 # The fields each type carries besides its message.
-FIELDS = ("node", "agent", "by", "role", "approvers", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
+FIELDS = ("question", "node", "agent", "by", "role", "approvers", "outputs", "run_id", "usage", "run_key", "pending", "subtask",
           "source", "path", "problem", "hint", "problems", "line", "column", "direction",
           "field", "value")
 
@@ -237,7 +238,10 @@ def test_exceptions_cross_a_multiprocessing_pool(tmp_path):
                           timeout=120, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     got = {row["type"]: row for row in json.loads(proc.stdout.strip().splitlines()[-1])}
-    assert set(got) == {t.__name__ for t in _public_exceptions()} - {"CounterpointError"}
+    # InterruptSignal is a BaseException, which a pool's worker does not catch: it stops
+    # an agent, and never leaves its run.
+    assert set(got) == {t.__name__ for t in _public_exceptions()} - {"CounterpointError",
+                                                                      "InterruptSignal"}
     assert got["AgentError"]["message"] == "agent 'billing' failed: card declined"
     assert got["AgentError"]["fields"] == {
         "agent": "'billing'", "outputs": "{'classify': 'c'}", "run_id": "7"}
