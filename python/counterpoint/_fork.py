@@ -40,8 +40,11 @@ def fork_arguments(agents: Sequence[str], rerun: str | Iterable[str] | None,
         names: list[str] = []
     elif isinstance(rerun, str):
         names = [rerun]
-    else:
+    elif isinstance(rerun, (list, tuple, set, frozenset)) and \
+            all(isinstance(name, str) for name in rerun):
         names = list(rerun)
+    else:
+        raise ValueError(f"rerun must be an agent name or a list of names, got {rerun!r}")
     if overrides is None:
         overrides = {}
     elif not isinstance(overrides, Mapping):

@@ -109,9 +109,8 @@ class NodeSpec:
         if policed is not None and policed.cache is not None and \
                 isinstance(getattr(policed.agent, "_native", None), _core.CompiledGraph):
             raise self._fail(
-                "cache= keeps a function's or runnable's outputs; a compiled graph (or "
-                "pattern) runs as a child run and cannot be cached: give cache= to the "
-                "agents inside it")
+                "cache= keeps the outputs of functions and runnables; a compiled graph (or "
+                "pattern) runs as a child run and cannot be cached")
         if self.executor is not None:
             if not isinstance(self.executor, Executor):
                 raise self._fail(

@@ -14,7 +14,7 @@ from counterpoint._fork import fork_outcomes
 def _diamond(calls: Counter, store, *, prompt: str = "v1", broken: set[str] | None = None):
     """a -> b, a -> c, (b, c) -> d, c -> e; each agent counts its calls in ``calls``."""
 
-    def step(name, inputs):
+    def step(name):
         def agent(x):
             calls[name] += 1
             if broken is not None and name in broken:
@@ -25,11 +25,11 @@ def _diamond(calls: Counter, store, *, prompt: str = "v1", broken: set[str] | No
         return agent
 
     g = cp.Graph(on_error="continue")
-    g.add("a", step("a", 1))
-    g.add("b", step("b", 1), after="a")
-    g.add("c", step("c", 1), after="a")
-    g.add("d", step("d", 2), after=["b", "c"])
-    g.add("e", step("e", 1), after="c")
+    g.add("a", step("a"))
+    g.add("b", step("b"), after="a")
+    g.add("c", step("c"), after="a")
+    g.add("d", step("d"), after=["b", "c"])
+    g.add("e", step("e"), after="c")
     return g.compile(store=store)
 
 
@@ -220,6 +220,8 @@ def test_unknown_agents_are_refused_listing_the_known_ones(stored):
         app.fork(key, rerun=["b"], overrides={"b": 1})
     with pytest.raises(ValueError, match="overrides must be a dict"):
         app.fork(key, overrides=[("b", 1)])
+    with pytest.raises(ValueError, match="rerun must be an agent name or a list"):
+        app.fork(key, rerun=5)
     assert len(app.runs()) == 1  # nothing was recorded
 
 
