@@ -115,7 +115,7 @@ class _Entries:
                 "it JSON-compatible or picklable input, or drop cache="
             ) from exc
         hit, entry = self.store.cache_get(key)
-        self.cache.counted(hit)
+        self.cache._counted(hit)
         if not hit:
             return key, False, None
         notes = audit_notes.get()

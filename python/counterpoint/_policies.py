@@ -554,7 +554,7 @@ class Cache:
     def misses(self) -> int:
         return self._counts.misses
 
-    def counted(self, hit: bool) -> None:
+    def _counted(self, hit: bool) -> None:
         """Counts one lookup."""
         self._counts.count(hit)
 

@@ -345,7 +345,7 @@ def test_a_schema_2_store_gets_a_cache_table(tmp_path):
 
 def test_counts_stay_in_their_process_when_a_cache_is_pickled():
     cache = cp.Cache(ttl=5, version="v2")
-    cache.counted(True)
+    cache._counted(True)
     copy = pickle.loads(pickle.dumps(cache))
     assert copy == cache and copy.hits == 0 and cache.hits == 1
 
