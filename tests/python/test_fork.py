@@ -189,6 +189,38 @@ def test_async_agents_fork(tmp_path):
     assert calls == Counter({"b": 1})
 
 
+def test_a_fork_reuses_the_finished_agents_inside_a_pattern(tmp_path):
+    calls: Counter = Counter()
+    broken = {"style"}
+
+    def step(name):
+        def agent(x):
+            calls[name] += 1
+            if name in broken:
+                raise RuntimeError(f"{name} is broken")
+            return f"{name}({x})"
+
+        return agent
+
+    def build():
+        review = cp.parallel(sec=step("sec"), style=step("style"))
+        g = cp.Graph().add("prep", step("prep")).add("review", review, after="prep")
+        return g.add("report", step("report"), after="review").compile(
+            store=tmp_path / "runs.db")
+
+    app = build()
+    failed = app.run("x")
+    assert failed.status == "failed" and calls == Counter({"prep": 1, "sec": 1, "style": 1})
+    broken.clear()
+    calls.clear()
+    fixed = app.start_fork(failed.run_key).record()
+    # Only the failed member runs again inside the pattern; its finished sibling is reused.
+    assert fixed.ok and calls == Counter({"style": 1, "report": 1})
+    calls.clear()
+    app.fork(fixed.run_key, rerun=["review"])  # the pattern's agents are not reused
+    assert calls == Counter({"sec": 1, "style": 1, "report": 1})
+
+
 def test_nested_outcomes_go_with_their_top_level_agent():
     def outcome(agent, status="succeeded"):
         return cp.StoredOutcome(agent, status, f"out of {agent}")
