@@ -39,7 +39,17 @@ from ._executors import register_integration as _register_ray_integration
 from ._graph import CompiledGraph, Graph, delegate, register_compiled_class, route
 from ._native import TBB_VERSION, _core
 from ._picture import GraphPicture
-from ._policies import CircuitBreaker, Decision, Limit, Retry, Review, approve, policy, reject
+from ._policies import (
+    Cache,
+    CircuitBreaker,
+    Decision,
+    Limit,
+    Retry,
+    Review,
+    approve,
+    policy,
+    reject,
+)
 from ._results import (
     ChatResult,
     Escalation,
@@ -151,6 +161,7 @@ __all__ = [
     "AuditEntry",
     "AuditVerification",
     "BudgetExceeded",
+    "Cache",
     "ChatResult",
     "CircuitBreaker",
     "CircuitOpenError",

@@ -402,6 +402,12 @@ def _merge_details(output: Any) -> dict[str, Any] | None:
     return None
 
 
+def _cache_hit(audited: AuditedRun, agent: str) -> bool:
+    """True if the agent's output came from its cache (``cp.Cache``) in this run."""
+    return any(note["kind"] == "cache_hit" and note["agent"] == agent
+               for note in list(audited.notes))
+
+
 def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[AuditEvent]:
     """The live audit entries of one agent outcome."""
     agent, status = outcome.agent, outcome.status
@@ -413,6 +419,8 @@ def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[A
             confidence = confidence_of(outcome.output)
         if confidence is not None:
             data["confidence"] = confidence
+        if audited is not None and _cache_hit(audited, agent):
+            data["cached"] = True
         events = [AuditEvent("agent_finished", agent, data, {"output": outcome.output})]
         if outcome.routes is not None:
             events.append(AuditEvent("route_chosen", agent, {"routes": list(outcome.routes)}))

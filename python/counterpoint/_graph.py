@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from typing import Any
 
 from . import _tracing
 from ._audit import AuditEvent
+from ._cache import cached_agent
 from ._durable import (
     AuditedRun,
     Resumption,
@@ -35,12 +37,13 @@ from ._durable import (
 )
 from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
+from ._fork import begin_fork, check_forkable, fork_arguments
 from ._handoffs import Node, mismatches
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._perfetto import timeline_trace
 from ._picture import GraphPicture
-from ._policies import CircuitBreaker, Limit, Retry, Review, audit_notes
+from ._policies import Cache, CircuitBreaker, Limit, Retry, Review, audit_notes
 from ._progress import Progress, progress_label
 from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
@@ -218,6 +221,7 @@ class Graph:
         limits: Limit | Sequence[Limit] | None = None,
         review: Review | None = None,
         executor: Executor | None = None,
+        cache: Cache | None = None,
     ) -> Graph:
         """Adds an agent. Problems are reported by :meth:`compile`, naming the agent.
 
@@ -247,13 +251,16 @@ class Graph:
                 :func:`counterpoint.ray` (a Ray task per call) or
                 :func:`counterpoint.ray_actors` (a pool of Ray actors). The engine and
                 every policy stay here; see docs/scale-out.md.
+            cache: A :class:`Cache`: an input the agent was already given returns the
+                output the graph's store kept, without calling it (the graph must be
+                compiled with a store). See docs/durability.md.
 
         Returns:
             The graph, so calls can be chained.
         """
         self._nodes.append(NodeSpec(name, agent, after, priority, dispatch, join, on_error,
                                     retry, timeout, fallback, breaker, limits, review,
-                                    executor))
+                                    executor, cache))
         return self
 
     def compile(
@@ -275,21 +282,33 @@ class Graph:
 
         Raises:
             GraphError: naming the agent and the problem (empty graph, duplicate or
-                invalid name, unknown predecessor, cycle, non-callable agent, review
-                gate without a store, connected agents whose annotated input and output
-                types cannot match).
+                invalid name, unknown predecessor, cycle, non-callable agent, cache
+                without a store, connected agents whose annotated input and output types
+                cannot match).
         """
-        native_nodes = []
-        has_async = False
+        cached = []
         for spec in self._nodes:
             spec.validate()
-            native, is_async = spec.to_native()
-            has_async = has_async or is_async
-            native_nodes.append(native)
+            if spec.caches:
+                cached.append(spec.name)
         if isinstance(store, (str, os.PathLike)):
             store = SQLiteStore(store)
         if store is not None and not isinstance(store, Store):
             raise GraphError(f"store must be a counterpoint Store or a file path, got {store!r}")
+        if cached and store is None:
+            raise GraphError(
+                f"agent '{cached[0]}': cache= keeps its outputs in the graph's store; pass "
+                "store= to compile(), e.g. compile(store='runs.db') (an agent inside a "
+                "pattern cannot be cached: the pattern's graph has no store)",
+                cached[0],
+            )
+        caching = None if store is None else functools.partial(cached_agent, store)
+        native_nodes = []
+        has_async = False
+        for spec in self._nodes:
+            native, is_async = spec.to_native(caching)
+            has_async = has_async or is_async
+            native_nodes.append(native)
         try:
             budget = _check_budget(budget)
             deadline_seconds = _check_deadline(deadline)
@@ -610,6 +629,60 @@ class CompiledGraph:
                     raise error
         return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
                             run_key=run_key, resumed=resumed, timeline=True)
+
+    def fork(self, run_key: str, rerun: str | Sequence[str] | None = None,
+             inputs: Any = None, overrides: Mapping[str, Any] | None = None, *,
+             budget: Mapping[str, float] | None = None,
+             deadline: float | None = None) -> Any:
+        """Runs a stored run again as a new run (a new key), reusing the outcomes of its
+        agents that nothing asked to change: the prompt-iteration loop.
+
+        Agents named in ``rerun`` run again, and so does every agent downstream of one
+        (by the graph's edges). Agents in ``overrides`` do not run: they take the output
+        given, and their downstream agents run. Every other agent's stored ``succeeded``
+        outcome is restored (``AgentOutcome.restored``; its usage counts), and any other
+        outcome runs again. The stored run is not changed.
+
+        Args:
+            run_key: The run to fork, made by this graph (same fingerprint).
+            rerun: An agent name or names to run again.
+            inputs: A new run input; None keeps the stored one. A new input makes the
+                entry agents (those that receive the input) and everything downstream
+                run again.
+            overrides: ``{agent: output}``: outputs to use as if the agents had produced
+                them (``cp.route(value, to=[...])`` for a router's choice).
+            budget, deadline: As for :meth:`start`.
+
+        Returns:
+            The new run's result, as :meth:`invoke` returns it. Its key is in the audit
+            log: ``run_started`` records ``forked_from``.
+
+        Raises:
+            ValueError: an unknown agent name (the message lists the known ones), or an
+                agent both rerun and overridden.
+            StoreError: no such run, a run of a different graph, or an input or override
+                the store cannot encode.
+            GraphError: the graph has no store.
+        """
+        return self.start_fork(run_key, rerun, inputs, overrides, budget=budget,
+                               deadline=deadline).result()
+
+    def start_fork(self, run_key: str, rerun: str | Sequence[str] | None = None,
+                   inputs: Any = None, overrides: Mapping[str, Any] | None = None, *,
+                   budget: Mapping[str, float] | None = None,
+                   deadline: float | None = None) -> Run:
+        """Like :meth:`fork`, returning the new run's handle at once."""
+        if self._store is None:
+            raise GraphError("this graph has no store, so it has no runs to fork; "
+                             "compile(store=...)")
+        names, given = fork_arguments(self.agents, rerun, overrides)
+        settled_budget = self._settings(budget, deadline)[0]
+        stored = self._store.load_run(run_key)
+        check_forkable(stored, self._fingerprint)
+        after = {node["name"]: node["after"] for node in self.describe()["nodes"]}
+        fork_key = begin_fork(self._store, self._fingerprint, stored, after, names, given,
+                              inputs, settled_budget)
+        return self.start_resumed(fork_key, budget=budget, deadline=deadline)
 
     def timeline(self, run_key: str) -> TimelinePicture:
         """The timeline of a stored run (see :meth:`RunResult.timeline`), from any

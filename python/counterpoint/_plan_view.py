@@ -212,6 +212,9 @@ def policies_of(spec: NodeSpec, agent: Any) -> tuple[str, ...]:
             described.append(f"review < {policed.review.below:g}")
         if policed.fallback is not None:
             described.append("fallback")
+        if policed.cache is not None:
+            ttl = policed.cache.ttl
+            described.append("cache" if ttl is None else f"cache {float(ttl):g}s")
     # An executor given to add(), or one an agent was wrapped with (cp.ray(...)(agent)).
     executor = spec.executor if spec.executor is not None else getattr(agent, "executor", None)
     if isinstance(executor, RayActors):

@@ -482,6 +482,83 @@ class Review:
         return _core.ReviewSpec(below=float(self.below), reviewer=ask)
 
 
+class _CacheCounts:
+    """A cache policy's hit and miss counts in this process (a pickled policy starts
+    again from zero: counts do not travel)."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()
+
+    def count(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _CacheCounts, ()
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Reuse an agent's output for an input it was already given, from the graph's store,
+    across runs and processes. The graph must be compiled with a store.
+
+    An entry is found by the agent's identity and a SHA-256 of its input (encoded as
+    JSON, dict keys sorted; pickled if JSON cannot encode it). The identity is ``key``
+    if given, else the agent's name in the graph and its qualified name (module and
+    qualname of a function or method, class of any other object). The agent's code is
+    not part of it: bump ``version`` when it changes (a prompt, a model), or stale
+    outputs keep being returned.
+
+    A hit returns the stored output without calling the agent, reports no usage, and
+    shows as ``"cached": true`` in the run's ``agent_finished`` audit entry. A miss
+    calls the agent and stores its output (through the store's codec, like outcomes;
+    usage is not stored).
+
+    Args:
+        ttl: Seconds an entry is used for (> 0); None: forever.
+        key: The identity to use instead of the agent's: agents (in any graph) with the
+            same ``key`` share entries.
+        version: Part of the identity (a string or an int); change it to stop using
+            what older code stored.
+
+    Attributes:
+        hits, misses: Lookups that found an entry, and those that called the agent, in
+            this process, for every agent this policy is given to.
+    """
+
+    ttl: float | None = None
+    key: str | None = None
+    version: str | int = 0
+    _counts: _CacheCounts = field(default_factory=_CacheCounts, init=False, repr=False,
+                                  compare=False)
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            _number("Cache", "ttl", self.ttl, positive=True, allow_zero=False)
+        if self.key is not None and (not isinstance(self.key, str) or not self.key.strip()):
+            raise GraphError(f"Cache: key must be a non-empty string or None, got {self.key!r}")
+        if isinstance(self.version, bool) or not isinstance(self.version, (str, int)):
+            raise GraphError(
+                f"Cache: version must be a string or an int, got {self.version!r}")
+
+    @property
+    def hits(self) -> int:
+        return self._counts.hits
+
+    @property
+    def misses(self) -> int:
+        return self._counts.misses
+
+    def _counted(self, hit: bool) -> None:
+        """Counts one lookup."""
+        self._counts.count(hit)
+
+
 def resolve_output(decision: Decision, output: Any) -> Any:
     return output if decision.output is _KEEP else decision.output
 
@@ -498,6 +575,7 @@ class Policed:
     breaker: CircuitBreaker | None = None
     limits: tuple[Limit, ...] = ()
     review: Review | None = None
+    cache: Cache | None = None
 
     _is_agent_spec = True  # counts as an agent wherever agents are checked
 
@@ -515,6 +593,7 @@ def policy(
     breaker: CircuitBreaker | None = None,
     limits: Limit | Sequence[Limit] | None = None,
     review: Review | None = None,
+    cache: Cache | None = None,
 ) -> Policed:
     """Attaches policies to an agent.
 
@@ -529,6 +608,8 @@ def policy(
         breaker: A :class:`CircuitBreaker` (shared if it has a name).
         limits: One or more :class:`Limit` (shared if they have names).
         review: A :class:`Review` confidence gate.
+        cache: A :class:`Cache`: reuse outputs for inputs already seen, from the
+            graph's store (the graph must be compiled with one).
     """
     check_agent("policy", "agent", agent)
     if isinstance(retry, int) and not isinstance(retry, bool):
@@ -553,4 +634,6 @@ def policy(
             raise GraphError(f"policy: limits must be cp.Limit objects, got {limit!r}")
     if review is not None and not isinstance(review, Review):
         raise GraphError(f"policy: review must be a cp.Review, got {review!r}")
-    return Policed(agent, retry, timeout, fallback, breaker, limits, review)
+    if cache is not None and not isinstance(cache, Cache):
+        raise GraphError(f"policy: cache must be a cp.Cache, got {cache!r}")
+    return Policed(agent, retry, timeout, fallback, breaker, limits, review, cache)

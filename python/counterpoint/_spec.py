@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import FunctionType
@@ -12,12 +13,15 @@ from ._errors import GraphError
 from ._executors import Executor
 from ._handoffs import Annotations, annotations_of, checked
 from ._native import _core
-from ._policies import Policed, counted_attempts, policy
+from ._policies import Cache, Policed, counted_attempts, policy
 
 JOINS = {mode.name: mode for mode in _core.JoinMode}
 GRAPH_ERROR_MODES = {"fail": _core.ErrorMode.fail_run, "continue": _core.ErrorMode.continue_run}
 NODE_ERROR_MODES = {"inherit": _core.ErrorMode.inherit, **GRAPH_ERROR_MODES}
 _PRIORITY_RANGE = range(-(2**31), 2**31)
+# Wraps a cached agent: (agent name, agent as declared, agent as called, its Cache) ->
+# the agent to call. Made by compile() for a graph with a store (see counterpoint._cache).
+Caching = Callable[[str, Any, Any, Cache], Any]
 
 
 def _choices(options: Any) -> str:
@@ -43,6 +47,7 @@ class NodeSpec:
     limits: Any = None
     review: Any = None
     executor: Any = None  # None: in this process
+    cache: Any = None
 
     def _fail(self, problem: str) -> GraphError:
         return GraphError(f"agent '{self.name}': {problem}", self.name)
@@ -66,7 +71,8 @@ class NodeSpec:
         """The agent's policies, from ``add()``'s arguments and a ``cp.policy`` agent
         (worked out once; validate, pauses_for_review and to_native all read it)."""
         given = {"retry": self.retry, "timeout": self.timeout, "fallback": self.fallback,
-                 "breaker": self.breaker, "limits": self.limits, "review": self.review}
+                 "breaker": self.breaker, "limits": self.limits, "review": self.review,
+                 "cache": self.cache}
         agent = self.agent
         if isinstance(agent, Policed):
             for field_name, value in given.items():
@@ -113,7 +119,12 @@ class NodeSpec:
         if self.on_error not in NODE_ERROR_MODES:
             raise self._fail(
                 f"on_error={self.on_error!r} is not one of {_choices(NODE_ERROR_MODES)}")
-        self.policed  # noqa: B018 - raises GraphError for a bad policy
+        policed = self.policed  # raises GraphError for a bad policy
+        if policed is not None and policed.cache is not None and \
+                isinstance(getattr(policed.agent, "_native", None), _core.CompiledGraph):
+            raise self._fail(
+                "cache= keeps the outputs of functions and runnables; a compiled graph (or "
+                "pattern) runs as a child run and cannot be cached")
         if self.executor is not None:
             if not isinstance(self.executor, Executor):
                 raise self._fail(
@@ -131,15 +142,26 @@ class NodeSpec:
         return policed is not None and policed.review is not None and \
             policed.review.reviewer is None
 
-    def to_native(self) -> tuple[Any, bool]:
+    @property
+    def caches(self) -> bool:
+        """True if the agent's outputs are cached (``cache=``)."""
+        policed = self.policed
+        return policed is not None and policed.cache is not None
+
+    def to_native(self, caching: Caching | None = None) -> tuple[Any, bool]:
         """The engine's node spec, and whether the agent needs an event loop. Call
-        :meth:`validate` first."""
+        :meth:`validate` first; ``caching`` wraps a cached agent (compile() passes it
+        for graphs with a store)."""
         policed = self.policed
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
         if self.executor is not None:
             agent = self.executor.bind(self.name, agent)  # a coroutine agent, remote calls
         check = checked(self.name, self.annotations)  # typed handoffs, checked here
+        if policed is not None and policed.cache is not None:
+            assert caching is not None, "compile() refuses a cached agent without a store"
+            # Around the executor's call (a hit makes no remote call), inside the retry.
+            agent = caching(self.name, policed.agent, agent, policed.cache)
         if policed is not None and policed.retry is not None and \
                 policed.retry.max_attempts > 1 and \
                 (type(agent) is FunctionType or self.executor is not None):

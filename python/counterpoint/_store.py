@@ -34,7 +34,8 @@ from ._errors import StoreError
 from ._results import InputRequest, ReviewRequest
 
 # 2: the audit log (audit_log table, runs.audit_count and runs.audit_head).
-SCHEMA_VERSION = 2
+# 3: the agent output cache (agent_cache table).
+SCHEMA_VERSION = 3
 # Statuses of runs that ended and will not be resumed as a matter of course: what
 # prune() deletes unless told otherwise.
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
@@ -251,6 +252,36 @@ class Store(ABC):
         """Deletes finished runs with their outcomes and audit logs; see
         :meth:`SQLiteStore.prune`. The default refuses: the store cannot delete runs."""
         raise StoreError(f"{self!r} cannot prune runs; delete them in the backend itself")
+
+    # ---- agent output cache: optional; a store without one misses every lookup ----
+
+    @property
+    def keeps_cache(self) -> bool:
+        """True if the store keeps cached agent outputs (``cache=cp.Cache(...)``)."""
+        return False
+
+    def cache_get(self, key: str, *, now: float | None = None) -> tuple[bool, Any]:
+        """``(True, value)`` for an entry stored under ``key`` that has not expired at
+        ``now`` (default: the current time), else ``(False, None)``. The default (a store
+        without a cache) always misses."""
+        return False, None
+
+    def cache_put(  # noqa: B027 - optional: by default a store keeps no cache
+            self, key: str, value: Any, *, owner: str, expires: float | None) -> None:
+        """Stores ``value`` under ``key`` (replacing an entry there) until ``expires``
+        (seconds since the epoch; None: forever), encoded like outputs; ``owner`` is the
+        agent identity it belongs to, for :meth:`cache_clear`. Raises StoreError if the
+        value cannot be encoded. The default keeps nothing."""
+
+    def cache_clear(self, owner: str | None = None) -> int:
+        """Deletes the entries of ``owner`` (an agent identity, see ``cp.Cache``), or
+        all of them; returns how many."""
+        return 0
+
+    def cache_prune(self, *, now: float | None = None) -> int:
+        """Deletes the entries expired at ``now`` (default: the current time); returns
+        how many."""
+        return 0
 
     def close(self) -> None:
         """Releases the store's resources and stops its checkpoint writer.
@@ -492,7 +523,7 @@ class SQLiteStore(Store):
                 """
                 BEGIN IMMEDIATE;
                 CREATE TABLE IF NOT EXISTS counterpoint_meta (key TEXT PRIMARY KEY, value TEXT);
-                INSERT OR IGNORE INTO counterpoint_meta VALUES ('schema_version', '2');
+                INSERT OR IGNORE INTO counterpoint_meta VALUES ('schema_version', '3');
                 INSERT OR IGNORE INTO counterpoint_meta VALUES ('application', 'counterpoint');
                 CREATE TABLE IF NOT EXISTS runs (
                     run_key TEXT PRIMARY KEY, graph TEXT NOT NULL, status TEXT NOT NULL,
@@ -509,6 +540,9 @@ class SQLiteStore(Store):
                     run_key TEXT NOT NULL, seq INTEGER NOT NULL, time REAL NOT NULL,
                     kind TEXT NOT NULL, agent TEXT, data TEXT NOT NULL,
                     prev_hash TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (run_key, seq));
+                CREATE TABLE IF NOT EXISTS agent_cache (
+                    key TEXT PRIMARY KEY, owner TEXT NOT NULL, value BLOB NOT NULL,
+                    format TEXT NOT NULL, created REAL NOT NULL, expires REAL);
                 COMMIT;
                 """
             )
@@ -824,6 +858,50 @@ class SQLiteStore(Store):
         if not result.ok or not entries:
             return result
         return _cross_check(entries, run[2], stored) or result
+
+    @property
+    def keeps_cache(self) -> bool:
+        return True
+
+    def cache_get(self, key: str, *, now: float | None = None) -> tuple[bool, Any]:
+        when = time.time() if now is None else now
+        with self._using("read its agent output cache") as db:
+            row = db.execute("SELECT value, format, owner FROM agent_cache WHERE key = ? AND "
+                             "(expires IS NULL OR expires > ?)", (key, when)).fetchone()
+        if row is None:
+            return False, None
+        value, fmt, owner = row
+        where = f"the cached output of {owner!r}"
+        try:
+            return True, self.codec.decode(value, fmt)
+        except StoreError as exc:
+            raise StoreError(f"run store {self.path}: {where}: {exc}") from exc
+        except Exception as exc:
+            raise self._unreadable(where, exc) from exc
+
+    def cache_put(self, key: str, value: Any, *, owner: str, expires: float | None) -> None:
+        try:
+            data = self.codec.encode(value)
+        except Exception as exc:
+            raise StoreError(
+                f"the output of {owner!r} cannot be cached as {self.codec.format} "
+                f"({type(exc).__name__}: {exc}); return JSON-compatible data, open the "
+                "store with pickle=True, or drop cache= from the agent"
+            ) from exc
+        with self._using(f"cache an output of {owner!r}") as db:
+            db.execute("INSERT OR REPLACE INTO agent_cache VALUES (?, ?, ?, ?, ?, ?)",
+                       (key, owner, data, self.codec.row_format, time.time(), expires))
+
+    def cache_clear(self, owner: str | None = None) -> int:
+        with self._using("clear its agent output cache") as db:
+            if owner is None:
+                return db.execute("DELETE FROM agent_cache").rowcount
+            return db.execute("DELETE FROM agent_cache WHERE owner = ?", (owner,)).rowcount
+
+    def cache_prune(self, *, now: float | None = None) -> int:
+        when = time.time() if now is None else now
+        with self._using("prune its agent output cache") as db:
+            return db.execute("DELETE FROM agent_cache WHERE expires <= ?", (when,)).rowcount
 
     def prune(self, *, before: float | datetime.datetime | None = None,
               status: str | Iterable[str] | None = None) -> int:

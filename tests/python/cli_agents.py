@@ -58,3 +58,9 @@ def flaky(value: Any) -> Any:
 
 def costly(value: Any) -> cp.Result:
     return cp.Result(value, usage={"tokens": 500.0})
+
+
+def confirm(found: dict[str, Any]) -> str:
+    """Asks a person which tone to use (cp.interrupt): the run pauses until answered."""
+    tone = cp.interrupt({"ask": "which tone?", "text": found["text"]})
+    return f"{tone} reply to {found['text']}"

@@ -457,4 +457,4 @@ def test_a_schema_1_store_is_upgraded(tmp_path: Path) -> None:
     assert store.verify_audit(app.run(3).run_key).ok
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM counterpoint_meta WHERE key = 'schema_version'"
-                          ).fetchone() == ("2",)
+                          ).fetchone() == ("3",)

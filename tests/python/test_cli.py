@@ -116,7 +116,7 @@ def test_help_lists_every_command_and_the_exit_codes(tmp_path):
     for code in ("0", "1", "2", "3", "4", "5", "6", "70"):
         assert re.search(rf"^\s+{code}\s+\S", proc.stdout, re.M), code
     runs = cli("runs", "--help", cwd=tmp_path)
-    for action in ("list", "show", "resume", "approve", "reject", "prune"):
+    for action in ("list", "show", "resume", "approve", "reject", "answer", "prune"):
         assert action in runs.stdout
 
 
@@ -394,6 +394,39 @@ def test_run_paused_for_review_exits_3_with_the_approve_command(work):
     assert (f"counterpoint runs approve {key} --store runs.db --spec review.yaml "
             "--allow cli_agents") in proc.stdout
     assert f"counterpoint runs reject {key} --store runs.db" in proc.stdout
+
+
+ASKING = """\
+agents:
+  classify: cli_agents:classify
+  confirm: {use: "cli_agents:confirm", after: classify}
+"""
+
+
+def test_run_paused_for_input_then_answered(work):
+    (work / "asking.yaml").write_text(ASKING)
+    proc = cli(*run_args("asking.yaml", "--input", '{"text": "hello"}', "--store", "runs.db"),
+               cwd=work)
+    assert proc.returncode == 3, proc.stderr
+    key = re.search(r"Run ([0-9a-f]{32}) needs input", proc.stdout).group(1)
+    assert re.search(r"^\s+confirm\s+\{.*which tone", proc.stdout, re.M), proc.stdout
+    assert (f"counterpoint runs answer {key} --answer JSON --store runs.db --spec asking.yaml "
+            "--allow cli_agents") in proc.stdout
+    listed = cli("runs", "list", "--store", "runs.db", "--status", "needs_input", cwd=work)
+    assert key in listed.stdout
+    shown = cli("runs", "show", key, "--store", "runs.db", "--json", cwd=work)
+    assert json.loads(shown.stdout)["pending_inputs"] == [
+        {"agent": "confirm", "question": {"ask": "which tone?", "text": "hello"}}]
+    refused = cli("runs", "resume", key, "--store", "runs.db", "--spec", "asking.yaml",
+                  "--allow", "cli_agents", cwd=work)
+    assert refused.returncode == 3 and "awaits input" in one_error_line(refused)
+    wrong = cli("runs", "answer", key, "--agent", "classify", "--answer", '"warm"', "--store",
+                "runs.db", "--spec", "asking.yaml", "--allow", "cli_agents", cwd=work)
+    assert wrong.returncode == 2 and "asked nothing" in wrong.stderr
+    done = cli("runs", "answer", key, "--answer", '"warm"', "--store", "runs.db", "--spec",
+               "asking.yaml", "--allow", "cli_agents", cwd=work)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "warm reply to hello"
 
 
 def test_run_paused_json(work):

@@ -9,17 +9,19 @@ from .._errors import (
     BudgetExceeded,
     CounterpointError,
     GraphError,
+    NeedsInput,
     NeedsReview,
     RunCancelled,
     RunTimeout,
     SpecError,
     StoreError,
 )
+from ._output import jsonable
 
 OK = 0
 RUN_FAILED = 1        # an agent failed; the run failed, was cancelled or timed out; audit tampered
 USAGE = 2             # bad arguments (argparse's own code)
-NEEDS_REVIEW = 3      # the run paused for a human decision
+NEEDS_REVIEW = 3      # the run paused for a person: a review decision or an answer
 BAD_SPEC = 4          # the spec cannot be read, parsed, allowed, imported or built
 STORE = 5             # the store cannot be used, the run key is unknown, or the run is not
                       # in the state the command needs
@@ -61,6 +63,11 @@ def classify(exc: BaseException) -> tuple[int, str, dict[str, Any]]:
     """The exit code, kind and JSON fields for an exception that ended a command."""
     if isinstance(exc, CommandError):
         return exc.code, exc.kind, dict(exc.fields)
+    if isinstance(exc, NeedsInput):
+        return NEEDS_REVIEW, "needs_input", {
+            "run_key": exc.run_key,
+            "pending": [{"agent": p.agent, "question": jsonable(p.question)}
+                        for p in exc.pending]}
     if isinstance(exc, NeedsReview):
         return NEEDS_REVIEW, "needs_review", {
             "run_key": exc.run_key,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import NeedsReview
+from .._errors import NeedsInput, NeedsReview
 from .._events import Event
-from .._results import ReviewRequest, value_of
+from .._results import InputRequest, ReviewRequest, value_of
 from .._run import RunResult
 from ._common import command, spec_words
 from ._exits import NEEDS_REVIEW, OK, classify, one_line
@@ -35,6 +35,18 @@ def review_commands(run_key: str, context: Context) -> dict[str, str]:
     }
 
 
+def answer_command(run_key: str, context: Context, agent: str | None = None) -> str:
+    """The command that answers a paused run's question and resumes it."""
+    common = ["--store", context.store or "STORE", *spec_words(context.spec, context.allow)]
+    target = ["--agent", agent] if agent is not None else []
+    return command("counterpoint", "runs", "answer", run_key, *target, "--answer", "JSON",
+                   *common)
+
+
+def questions_doc(pending: Sequence[InputRequest]) -> list[dict[str, Any]]:
+    return [{"agent": p.agent, "question": jsonable(p.question)} for p in pending]
+
+
 def pending_doc(pending: Sequence[ReviewRequest]) -> list[dict[str, Any]]:
     return [{"agent": p.agent, "reason": p.reason, "confidence": p.confidence,
              "output": jsonable(value_of(p.output))} for p in pending]
@@ -54,6 +66,7 @@ def result_doc(result: RunResult, context: Context) -> dict[str, Any]:
                    "reason": o.reason, "confidence": o.confidence, "restored": o.restored}
             for name, o in result.agents.items()},
         "pending_reviews": pending_doc(result.pending_reviews),
+        "pending_inputs": questions_doc(result.pending_inputs),
         "error": None,
     }
     if result.error is not None:
@@ -62,6 +75,8 @@ def result_doc(result: RunResult, context: Context) -> dict[str, Any]:
                         "type": type(result.error).__name__, **fields}
     if result.status == "needs_review" and result.run_key is not None:
         doc["commands"] = review_commands(result.run_key, context)
+    if result.status == "needs_input" and result.run_key is not None:
+        doc["commands"] = {"answer": answer_command(result.run_key, context)}
     return doc
 
 
@@ -72,6 +87,14 @@ def report_result(result: RunResult, out: Output, context: Context) -> int:
             out.document(result_doc(result, context))
         else:
             print_review(out, result.run_key, result.pending_reviews, context)
+        return NEEDS_REVIEW
+    if result.status == "needs_input" and result.run_key is not None:
+        if out.json:
+            out.document(result_doc(result, context))
+        else:
+            print_questions(out, result.run_key, result.pending_inputs, context)
+            if result.pending_reviews:
+                print_review(out, result.run_key, result.pending_reviews, context)
         return NEEDS_REVIEW
     if result.error is not None:
         if out.json:
@@ -99,6 +122,17 @@ def print_review(out: Output, run_key: str, pending: Sequence[ReviewRequest],
     out.line(f"  {commands['approve']}")
     out.line("or reject it:")
     out.line(f"  {commands['reject']}")
+
+
+def print_questions(out: Output, run_key: str, pending: Sequence[InputRequest],
+                    context: Context) -> None:
+    where = f" (kept in {context.store})" if context.store else ""
+    out.line(f"Run {run_key} needs input{where}:")
+    out.table(["agent", "question"], [[p.agent, preview(p.question, 80)] for p in pending],
+              indent="  ")
+    out.line("Answer a question (JSON) and resume the run:")
+    agent = pending[0].agent if len(pending) > 1 else None
+    out.line(f"  {answer_command(run_key, context, agent)}")
 
 
 def _with_run_key(error: BaseException, run_key: str | None) -> BaseException:
@@ -148,8 +182,15 @@ def stream_failure_doc(exc: BaseException, context: Context) -> dict[str, Any]:
         doc["pending_reviews"] = pending_doc(exc.pending)
         if exc.run_key is not None:
             doc["commands"] = review_commands(exc.run_key, context)
+    if isinstance(exc, NeedsInput):
+        doc["run_key"] = exc.run_key
+        doc["pending_inputs"] = questions_doc(exc.pending)
+        doc["pending_reviews"] = pending_doc(exc.reviews)
+        if exc.run_key is not None:
+            doc["commands"] = {"answer": answer_command(exc.run_key, context)}
     return doc
 
 
-_STATUS_OF = {"needs_review": "needs_review", "timed_out": "timed_out",
+_STATUS_OF = {"needs_review": "needs_review", "needs_input": "needs_input",
+              "timed_out": "timed_out",
               "cancelled": "cancelled", "budget_exceeded": "failed"}

@@ -1,4 +1,5 @@
-"""``counterpoint runs approve|reject``: decide a paused run's review and resume it.
+"""``counterpoint runs approve|reject|answer``: decide a paused run's review, or answer
+the question an agent asked, and resume it.
 
 The decision carries the reviewer (``--as``), their role (``--role``) and a note, as
 the governance API takes them; the graph's review gate decides whether the role may
@@ -43,6 +44,50 @@ def add_parsers(runs: Any) -> None:
         add_run_limits(parser)
         add_output_flags(parser)
         parser.set_defaults(handler=decide_command, verb=name)
+    answer = runs.add_parser(
+        "answer", help="answer a question a paused run's agent asked, and resume it",
+        description="Give the answer to a question an agent asked with cp.interrupt, then "
+                    "resume the run (it needs the graph: --spec and --allow). The agent "
+                    "runs again and gets the answer; other questions keep waiting. The "
+                    "exit code is the resumed run's, as for `counterpoint run`.")
+    answer.add_argument("run_key", metavar="RUN_KEY")
+    answer.add_argument("--agent", metavar="PATH",
+                        help="the asking agent's path (needed when several questions wait)")
+    answer.add_argument("--answer", required=True, metavar="JSON",
+                        help="the answer, as JSON (quote a string: --answer '\"yes\"')")
+    add_store_flag(answer)
+    add_resume_flags(answer)
+    add_run_limits(answer)
+    add_output_flags(answer)
+    answer.set_defaults(handler=answer_run)
+
+
+def answer_run(args: argparse.Namespace, out: Output) -> int:
+    spec = need_spec(args, "answering")
+    context = Context(args.store, spec, args.allow)
+    store = open_store(args.store)
+    try:
+        asked = [q.agent for q in load_run(store, args.run_key).questions()]
+    finally:
+        store.close()
+    if not asked:
+        raise CommandError(f"run {args.run_key} awaits no answer", STORE, "not_pending",
+                           run_key=args.run_key)
+    agent = args.agent
+    if agent is None:
+        if len(asked) > 1:
+            raise usage_error(f"run {args.run_key} awaits answers from {', '.join(asked)}; "
+                              "say which with --agent PATH")
+        agent = asked[0]
+    elif agent not in asked:
+        raise usage_error(f"agent {agent!r} asked nothing in run {args.run_key}; waiting: "
+                          f"{', '.join(asked)}")
+    try:
+        value = json.loads(args.answer)
+    except json.JSONDecodeError as exc:
+        raise usage_error(f"--answer is not valid JSON ({exc.msg}); quote a string as JSON: "
+                          "--answer '\"yes\"'") from None
+    return resume_and_report(args, out, context, {agent: value}, parse_budget(args.budget))
 
 
 def decide_command(args: argparse.Namespace, out: Output) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._errors import GraphError, NeedsReview
+from .._errors import GraphError, NeedsInput, NeedsReview
 from .._graph import CompiledGraph
 from .._plan_view import plan_view
 from ._common import (
@@ -24,6 +24,7 @@ from ._report import (
     Context,
     event_doc,
     event_line,
+    print_questions,
     print_review,
     report_result,
     stream_failure_doc,
@@ -105,6 +106,13 @@ def _stream(app: CompiledGraph, data: Any, budget: dict[str, float] | None,
         elif exc.run_key is not None:
             out.line()
             print_review(out, exc.run_key, exc.pending, context)
+        return NEEDS_REVIEW
+    except NeedsInput as exc:
+        if out.json:
+            out.document(stream_failure_doc(exc, context))
+        elif exc.run_key is not None:
+            out.line()
+            print_questions(out, exc.run_key, exc.pending, context)
         return NEEDS_REVIEW
     except Exception as exc:
         if out.json:

@@ -20,10 +20,10 @@ from ._common import (
 )
 from ._exits import NEEDS_REVIEW, OK, STORE, CommandError
 from ._output import Output, ago, iso_utc, jsonable, preview, timestamp
-from ._report import Context, report_result, review_commands
+from ._report import Context, answer_command, questions_doc, report_result, review_commands
 
 STATUSES = ("running", "succeeded", "failed", "cancelled", "timed_out", "needs_review",
-            "interrupted")
+            "needs_input", "interrupted")
 
 
 def add_parsers(runs: Any) -> None:
@@ -112,6 +112,7 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
     finally:
         store.close()
     pending = [o for o in stored.outcomes.values() if o.status == "needs_review"]
+    questions = stored.questions()
     context = Context(args.store, None, None)
     if out.json:
         doc: dict[str, Any] = {
@@ -127,9 +128,12 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
             "pending_reviews": [{"agent": o.agent, "reason": o.message,
                                  "confidence": o.confidence, "output": jsonable(value_of(o.output))}
                                 for o in pending],
+            "pending_inputs": questions_doc(questions),
         }
         if pending:
             doc["commands"] = review_commands(stored.run_key, context)
+        if questions:
+            doc.setdefault("commands", {})["answer"] = answer_command(stored.run_key, context)
         out.document(doc)
         return OK
     out.block([
@@ -153,6 +157,12 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
         out.line("pending review: " + ", ".join(o.agent for o in pending))
         out.line(f"  approve: {commands['approve']}")
         out.line(f"  reject:  {commands['reject']}")
+    if questions:
+        out.line("pending questions:")
+        out.table(["agent", "question"], [[q.agent, preview(q.question, 80)] for q in questions],
+                  indent="  ")
+        agent = questions[0].agent if len(questions) > 1 else None
+        out.line(f"  answer: {answer_command(stored.run_key, context, agent)}")
     return OK
 
 
@@ -183,6 +193,11 @@ def resume_command(args: argparse.Namespace, out: Output) -> int:
             raise CommandError(
                 f"run {args.run_key} awaits review; decide it with: {commands['approve']} "
                 "(or runs reject)", NEEDS_REVIEW, "needs_review", run_key=args.run_key)
+        if stored.questions():
+            raise CommandError(
+                f"run {args.run_key} awaits input; answer it with: "
+                f"{answer_command(args.run_key, context)}", NEEDS_REVIEW, "needs_input",
+                run_key=args.run_key)
         if stored.status == "running" and not args.force:
             raise CommandError(
                 f"run {args.run_key} is marked running: a process may still be running it "

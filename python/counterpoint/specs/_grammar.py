@@ -20,7 +20,16 @@ from .._agents import DISPATCH
 from .._errors import GraphError, SpecError, SpecProblem
 from .._executors import RayActors, RayOptions, RayTasks, ray, ray_actors
 from .._graph import CompiledGraph, Graph
-from .._policies import CircuitBreaker, Limit, Policed, Retry, Review, _Shared, policy
+from .._policies import (
+    Cache,
+    CircuitBreaker,
+    Limit,
+    Policed,
+    Retry,
+    Review,
+    _Shared,
+    policy,
+)
 from .._spec import GRAPH_ERROR_MODES, JOINS, NODE_ERROR_MODES, NodeSpec
 from ..patterns.merging import POLICIES as MERGE_POLICIES
 from ..patterns.merging import Judge
@@ -813,6 +822,47 @@ class ReviewKind(Kind):
         return self.fields.schema(sg)
 
 
+class Version(Kind):
+    """A cache version: a string or an integer."""
+
+    def check(self, value: Any, path: Path, ck: Checker) -> None:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            ck.fail(path, f"must be a string or an integer, got {show(value)}",
+                    "e.g. 2 or 'prompt-v2'")
+
+    def schema(self, sg: SchemaGen) -> dict[str, Any]:
+        return {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]}
+
+
+class CacheKind(Kind):
+    """``cache: {}`` (forever) or ``cache: {ttl: 3600, key: ..., version: 2}``."""
+
+    fields = Obj("cache", {
+        "ttl": Field(Number(above=0, unit=" of seconds"), "seconds an entry is used for "
+                     "(unset: forever)"),
+        "key": Field(Text(), "an identity agents share entries by (unset: the agent's name "
+                     "and qualified name)"),
+        "version": Field(Version(), "part of the identity: change it when the agent's code "
+                         "changes", Cache().version),
+    }, schema_name="cache")
+
+    def check(self, value: Any, path: Path, ck: Checker) -> None:
+        self.fields.check(value, path, ck)
+
+    def build(self, value: Any, path: Path, bd: Builder) -> Any:
+        try:
+            return Cache(**self.fields.build(value, path, bd))
+        except GraphError as exc:
+            raise bd.wrap(path, exc) from None
+
+    def dump(self, obj: Any, path: Path, dp: Dumper) -> Any:
+        return self.fields.dump({"ttl": obj.ttl, "key": obj.key, "version": obj.version},
+                                path, dp)
+
+    def schema(self, sg: SchemaGen) -> dict[str, Any]:
+        return self.fields.schema(sg)
+
+
 _RAY_OPTIONS: dict[str, Field] = {
     "num_cpus": Field(Number(0), "CPUs each task or actor reserves (Ray's default: 1)"),
     "num_gpus": Field(Number(0), "GPUs each task or actor reserves"),
@@ -1059,6 +1109,8 @@ def dump_policies(policed: Policed, path: Path, dp: Dumper, out: dict[str, Any])
             dp.share(limit, "limits", limits, index)
     if policed.review is not None:
         out["review"] = ReviewKind().dump(policed.review, (*path, "review"), dp)
+    if policed.cache is not None:
+        out["cache"] = CacheKind().dump(policed.cache, (*path, "cache"), dp)
 
 
 NODE_FIELDS: dict[str, Field] = {
@@ -1084,6 +1136,8 @@ POLICY_FIELDS: dict[str, Field] = {
     "limits": Field(LimitsKind(), "limit(s): names of top-level `limits` entries, or "
                     "settings of their own"),
     "review": Field(ReviewKind(), "a confidence gate"),
+    "cache": Field(CacheKind(), "reuse outputs for inputs already seen, from the graph's "
+                   "store"),
 }
 
 
