@@ -164,6 +164,7 @@ void register_enums(py::module_& m) {
       .value("retry", EventKind::Retry)
       .value("fallback", EventKind::Fallback)
       .value("reviewing", EventKind::Reviewing)
+      .value("input", EventKind::Input)
       .finalize();
   py::native_enum<JoinMode>(m, "JoinMode", "enum.Enum", "When an agent with several predecessors runs.")
       .value("all", JoinMode::All)

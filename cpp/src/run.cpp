@@ -294,7 +294,8 @@ void resolve_node(const std::shared_ptr<RunState>& run, std::uint32_t node, Outc
     (input ? run->awaiting_input : run->awaiting_review).fetch_add(1, std::memory_order_acq_rel);
     slot.status.store(input ? NodeStatus::NeedsInput : NodeStatus::NeedsReview,
                       std::memory_order_release);
-    run->emit(EventKind::Review, node, slot.output, details.failure.message);
+    run->emit(input ? EventKind::Input : EventKind::Review, node, slot.output,
+              details.failure.message);
     graph.forward(run, node);
     run->node_resolved(node);
   } else if (outcome.kind == Outcome::Kind::Failed) {

@@ -16,6 +16,7 @@ const char* to_string(EventKind kind) noexcept {
     case EventKind::Cancel: return "cancel";
     case EventKind::Skip: return "skip";
     case EventKind::Review: return "review";
+    case EventKind::Input: return "input";
     case EventKind::Custom: return "custom";
     case EventKind::Message: return "message";
     case EventKind::Queued: return "queued";

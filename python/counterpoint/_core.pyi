@@ -61,6 +61,7 @@ class EventKind(enum.Enum):
     error: typing.ClassVar[EventKind]
     fallback: typing.ClassVar[EventKind]
     finish: typing.ClassVar[EventKind]
+    input: typing.ClassVar[EventKind]
     message: typing.ClassVar[EventKind]
     queued: typing.ClassVar[EventKind]
     retry: typing.ClassVar[EventKind]

@@ -14,8 +14,11 @@ class Event:
     """Something that happened to one agent of one run.
 
     Attributes:
-        kind: ``"start"``, ``"finish"``, ``"error"``, ``"cancel"``, ``"skip"`` or
-            ``"review"`` for an agent, and ``"end"`` once, last, for a run that succeeded
+        kind: ``"start"``, ``"finish"``, ``"error"``, ``"cancel"``, ``"skip"``,
+            ``"review"`` or ``"input"`` (it asked a person a question with
+            ``cp.interrupt``: ``output`` is ``{"ask": question, "answers": [the answers
+            it got so far]}``) for an agent, and ``"end"`` once, last, for a run that
+            succeeded
             (``output`` holds its result). Agents of child runs (nested graphs and
             patterns) are named ``"<parent agent>/<agent>"``.
         agent: Name of the agent (``None`` for ``"end"``).

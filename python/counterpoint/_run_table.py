@@ -21,6 +21,7 @@ _STATUS_COLOURS = {
     "failed": "#c8324a",
     "timed_out": "#e08e0b",
     "needs_review": "#7b52ab",
+    "needs_input": "#7b52ab",
     "running": "#4f86c6",
     "cancelled": "#8d8d8d",
     "interrupted": "#8d8d8d",

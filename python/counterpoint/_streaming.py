@@ -28,7 +28,7 @@ _RECORDED_KINDS: dict[str, tuple[Any, ...]] = {
     "values": (),
     "updates": (EVENT_KIND.finish,),
     "events": (EVENT_KIND.start, EVENT_KIND.finish, EVENT_KIND.error, EVENT_KIND.cancel,
-               EVENT_KIND.skip, EVENT_KIND.review),
+               EVENT_KIND.skip, EVENT_KIND.review, EVENT_KIND.input),
     "custom": (EVENT_KIND.custom,),
     "messages": (EVENT_KIND.message,),
 }

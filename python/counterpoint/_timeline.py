@@ -28,6 +28,7 @@ _ENDED_BY_KIND = {
     "error": "failed",
     "cancel": "cancelled",
     "review": "needs_review",
+    "input": "needs_input",
 }
 
 
@@ -43,8 +44,9 @@ class Span:
         attempt: The attempt's number, from 1 (``"attempt"``), or the number of the
             attempt that failed (``"backoff"``); 0 otherwise.
         status: How an ``"attempt"`` or ``"fallback"`` ended: ``"succeeded"``,
-            ``"failed"``, ``"timed_out"``, ``"cancelled"``, ``"needs_review"`` or
-            ``"running"`` (still running when the timeline was taken); "" otherwise.
+            ``"failed"``, ``"timed_out"``, ``"cancelled"``, ``"needs_review"``,
+            ``"needs_input"`` or ``"running"`` (still running when the timeline was
+            taken); "" otherwise.
         detail: The limit's name (``"queued"``); the failure (a failed ``"attempt"``,
             ``"backoff"``, ``"fallback"``); why the output is reviewed (``"review"``).
     """
@@ -71,7 +73,7 @@ class AgentLane:
         parent: The path of the agent whose nested graph (a pattern, or a graph added as
             an agent) this agent ran in; None at the top level.
         status: ``"succeeded"``, ``"failed"``, ``"timed_out"``, ``"cancelled"``,
-            ``"skipped"``, ``"needs_review"`` or ``"running"``.
+            ``"skipped"``, ``"needs_review"``, ``"needs_input"`` or ``"running"``.
         start: Seconds from the run's start to the agent's start (None if it never
             started: skipped).
         end: Seconds from the run's start to its end, or to when it was skipped (None

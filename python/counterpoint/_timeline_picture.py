@@ -39,6 +39,7 @@ _STATUS_COLOURS = {
     "timed_out": "#e08e0b",
     "cancelled": "#8d8d8d",
     "needs_review": "#7b52ab",
+    "needs_input": "#7b52ab",
     "running": "#4f86c6",
 }
 _KIND_COLOURS = {QUEUED: "#9fb7d6", BACKOFF: "#f2c57c", REVIEW: "#d2b4e6", FALLBACK: "#1f4e79"}

@@ -349,3 +349,18 @@ def test_the_idempotency_key_is_stable_across_retries_and_resumes(tmp_path):
     other = app.run("y")
     assert seen[-1][2] not in keys
     assert other.status == "succeeded"
+
+
+def test_a_question_is_an_input_event_and_a_needs_input_lane(tmp_path):
+    app = cp.Graph().add("ask", lambda x: cp.interrupt({"ask": "tone?"})) \
+        .add("other", lambda x: x).compile(store=tmp_path / "runs.db")
+    events = []
+    with pytest.raises(cp.NeedsInput):
+        for event in app.stream("x", stream_mode="events"):
+            events.append(event)
+    [asked] = [e for e in events if e.kind == "input"]
+    assert (asked.agent, asked.output) == ("ask", {"ask": {"ask": "tone?"}, "answers": []})
+    record = app.run("x")
+    lanes = {lane.agent: lane.status for lane in record.timeline_data().lanes}
+    assert lanes == {"ask": "needs_input", "other": "succeeded"}
+    assert "needs_input" in record._repr_html_()

@@ -19,9 +19,12 @@ enum class EventKind : std::uint8_t {
   // `message` and `payload`: the failure), its fallback starts (Fallback, `message`:
   // the failure that led to it), its output waits for a reviewer (Reviewing, `message`:
   // why). A run records them only when asked (a timeline), never for a stream's modes.
-  Queued, Attempt, Retry, Fallback, Reviewing
+  Queued, Attempt, Retry, Fallback, Reviewing,
+  // The agent asked a person a question and stopped (`payload`: the question), as
+  // Review says an agent's output awaits a decision.
+  Input
 };
-constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::Reviewing) + 1;
+constexpr std::size_t kEventKindCount = static_cast<std::size_t>(EventKind::Input) + 1;
 static_assert(kEventKindCount <= 16, "EventKinds keeps one bit per kind in 16 bits");
 
 const char* to_string(EventKind kind) noexcept;

@@ -140,7 +140,7 @@ class RunSpans:
             return
         status = call.status.name
         error = call.error
-        if status in ("succeeded", "needs_review"):
+        if status in ("succeeded", "needs_review", "needs_input"):
             output = call.output
             record.attributes = attr.output_attributes(output)
             if isinstance(output, Result) and output.usage:
