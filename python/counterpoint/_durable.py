@@ -217,7 +217,9 @@ def _decisions(stored: StoredRun, decision: Any, reviews: list[StoredOutcome],
     """Splits ``resume``'s ``decision`` into review decisions and answers, by path."""
     key = stored.run_key
     if decision is None:
-        if reviews or questions:
+        # Questions may wait on: a run stopped by Ctrl-C or a crash while one agent was
+        # asking goes on with the others. A run paused on them alone needs answers.
+        if reviews or (questions and stored.status == "needs_input"):
             waiting = [o.agent for o in (*reviews, *questions)]
             raise ValueError(
                 f"run {key!r} awaits {_what(reviews, questions)} of {waiting}; pass a "

@@ -364,3 +364,24 @@ def test_a_question_is_an_input_event_and_a_needs_input_lane(tmp_path):
     lanes = {lane.agent: lane.status for lane in record.timeline_data().lanes}
     assert lanes == {"ask": "needs_input", "other": "succeeded"}
     assert "needs_input" in record._repr_html_()
+
+
+def test_an_interrupted_run_resumes_while_a_question_keeps_waiting(tmp_path):
+    calls = []
+
+    def slow(x):
+        calls.append("slow")
+        return "slow done"
+
+    app = cp.Graph().add("ask", lambda x: cp.interrupt("go on?")).add("slow", slow) \
+        .compile(store=tmp_path / "runs.db")
+    record = app.run("x")
+    assert record.status == "needs_input"
+    # As if Ctrl-C had stopped the run while "slow" was still running.
+    app.store.set_status(record.run_key, "interrupted")
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        db.execute("DELETE FROM outcomes WHERE agent = 'slow'")
+    resumed = app.start_resumed(record.run_key).record()
+    assert resumed.status == "needs_input" and calls == ["slow", "slow"]
+    assert resumed.agents["ask"].restored
+    assert app.resume(record.run_key, "yes") == {"ask": "yes", "slow": "slow done"}
