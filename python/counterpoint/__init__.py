@@ -50,6 +50,7 @@ from ._policies import (
     policy,
     reject,
 )
+from ._postgres_store import PostgresStore
 from ._results import (
     ChatResult,
     Escalation,
@@ -63,7 +64,8 @@ from ._results import (
     value_of,
 )
 from ._run import AgentOutcome, Run, RunResult
-from ._store import RunSummary, SQLiteStore, Store, StoredOutcome, StoredRun
+from ._sqlite_store import SQLiteStore
+from ._store import RunSummary, Store, StoredOutcome, StoredRun
 from ._streaming import STREAM_MODES, emit
 from ._timeline import AgentLane, Span, Timeline
 from ._timeline_picture import TimelinePicture
@@ -186,6 +188,7 @@ __all__ = [
     "NeedsReview",
     "PathSegment",
     "PlanError",
+    "PostgresStore",
     "Result",
     "Retry",
     "Review",

@@ -17,6 +17,7 @@ from typing import Any
 from ._agent_call import AgentCall, enter_call
 from ._audit import AuditEvent, json_safe
 from ._errors import StoreError
+from ._leases import RENEW_SECONDS, Lease, release_leases, renew_leases
 from ._native import _core
 from ._policies import Decision, Review, as_decision, check_decider, resolve_output
 from ._results import LoopResult, Merged, confidence_of
@@ -55,13 +56,20 @@ class CheckpointWriter:
         return self._stopping
 
     def _loop(self) -> None:
+        renew_at = time.monotonic() + RENEW_SECONDS
         while True:
             work = self.hook.take(0.5)
             pending = work.outcomes
             ended = [(end.key, end.status.name, end.run_id) for end in work.ended]
             if pending or ended:
                 self._write(pending, ended)
-            elif self._stopping:
+            if time.monotonic() >= renew_at:  # the leases of runs being resumed
+                renew_at = time.monotonic() + RENEW_SECONDS
+                store = self._store()
+                if store is not None:
+                    renew_leases(store)
+                del store
+            if not (pending or ended) and self._stopping:
                 # The hook is closed: take() returned at once with whatever was left
                 # (the ends of runs cancelled at exit), and nothing more can come.
                 _retiring.discard(self)
@@ -166,6 +174,7 @@ def _store_collected(writer: CheckpointWriter) -> None:
 
 
 def _store_closed(store: Store) -> None:
+    release_leases(store)
     _forget_audits(store)
     with _writers_lock:
         writer = _writers.pop(id(store), None)
@@ -471,6 +480,7 @@ class AuditedRun:
         # Held while the end entries are written, so whoever else sees the end (the
         # waiter, when the checkpoint writer was first) returns only once they are.
         self.finishing = threading.Lock()
+        self.lease: Lease | None = None  # a resumed run's, released at its end
 
 
 _audited: dict[str, AuditedRun] = {}
@@ -498,6 +508,16 @@ def audit_attach(audited: AuditedRun, handle: Any) -> None:
         audit_finish(audited)
 
 
+def hold_until_end(run_key: str, lease: Lease) -> None:
+    """Keeps a resumed run's lease until the run ends (now, if it already has)."""
+    with _audited_lock:
+        audited = _audited.get(run_key)
+        if audited is not None and audited.lease is None:
+            audited.lease = lease
+            return
+    lease.release()
+
+
 def run_ended(run_key: str, run_id: int) -> None:
     """The checkpoint writer saw the run end."""
     with _audited_lock:
@@ -521,11 +541,13 @@ def audit_finish(audited: AuditedRun, report: Any = None) -> None:
                     (audited.handle is None and report is None):
                 return
             del _audited[audited.run_key]
+            lease, audited.lease = audited.lease, None
         store = audited.store()
-        if store is None:
-            return
-        with contextlib.suppress(Exception):  # the audit log never fails a finished run
-            store.append_audit(audited.run_key, end_events(audited, report, store))
+        if store is not None:
+            with contextlib.suppress(Exception):  # the audit log never fails a finished run
+                store.append_audit(audited.run_key, end_events(audited, report, store))
+        if lease is not None:
+            lease.release()  # after the end's status and entries: the next resume sees them
 
 
 def _forget_audits(store: Store | None) -> None:

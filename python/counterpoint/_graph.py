@@ -32,6 +32,7 @@ from ._durable import (
     call_scope,
     check_resumable,
     fingerprint,
+    hold_until_end,
     restored_outcomes,
     writer_for,
 )
@@ -39,15 +40,18 @@ from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._fork import begin_fork, check_forkable, fork_arguments
 from ._handoffs import Node, mismatches
+from ._leases import take_lease
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._perfetto import timeline_trace
 from ._picture import GraphPicture
 from ._policies import Cache, CircuitBreaker, Limit, Retry, Review, audit_notes
+from ._postgres_store import PostgresStore, is_dsn
 from ._progress import Progress, progress_label
 from ._run import TIMELINE_EVENTS, Run, RunResult, as_exception, failure_exception, unwrap
 from ._spec import GRAPH_ERROR_MODES, NodeSpec
-from ._store import RunSummary, SQLiteStore, Store
+from ._sqlite_store import SQLiteStore
+from ._store import RunSummary, Store
 from ._stored_timeline import timeline_from_store
 from ._streaming import AgentObserver, StreamModes
 from ._timeline import Timeline
@@ -273,8 +277,9 @@ class Graph:
         """Validates the graph and wires it into the native engine.
 
         Args:
-            store: Makes runs durable: a :class:`Store`, or a path for a
-                :class:`SQLiteStore`. Every finished agent's output is written before the
+            store: Makes runs durable: a :class:`Store`, a path for a
+                :class:`SQLiteStore`, or a ``postgresql://`` URI for a
+                :class:`PostgresStore`. Every finished agent's output is written before the
                 run uses it, so a killed run resumes without re-running finished agents,
                 and runs paused for review can be resumed later.
             budget: Default per-run budget, e.g. ``{"tokens": 10000, "cost": 0.5}``.
@@ -291,10 +296,13 @@ class Graph:
             spec.validate()
             if spec.caches:
                 cached.append(spec.name)
-        if isinstance(store, (str, os.PathLike)):
+        if is_dsn(store):
+            store = PostgresStore(store)
+        elif isinstance(store, (str, os.PathLike)):
             store = SQLiteStore(store)
         if store is not None and not isinstance(store, Store):
-            raise GraphError(f"store must be a counterpoint Store or a file path, got {store!r}")
+            raise GraphError(f"store must be a counterpoint Store, a file path or a "
+                             f"postgresql:// URI, got {store!r}")
         if cached and store is None:
             raise GraphError(
                 f"agent '{cached[0]}': cache= keeps its outputs in the graph's store; pass "
@@ -619,16 +627,25 @@ class CompiledGraph:
         if self._store is None:
             raise GraphError("this graph has no store, so it has no runs to resume; "
                              "compile(store=...)")
-        stored = self._store.load_run(run_key)
-        check_resumable(stored, self._fingerprint)
-        resumed = restored_outcomes(stored, decision, self._gates())
-        if resumed.recorded:
-            errors = self._store.record_outcomes(run_key, resumed.recorded, resumed.events)
-            for error in errors:
-                if error is not None:
-                    raise error
-        return self._launch(stored.input, self._dispatcher(), budget=budget, deadline=deadline,
-                            run_key=run_key, resumed=resumed, timeline=True)
+        # Held until the run ends: a second process resuming it is refused meanwhile.
+        lease = take_lease(self._store, run_key)
+        try:
+            stored = self._store.load_run(run_key)
+            check_resumable(stored, self._fingerprint)
+            resumed = restored_outcomes(stored, decision, self._gates())
+            if resumed.recorded:
+                errors = self._store.record_outcomes(run_key, resumed.recorded, resumed.events)
+                for error in errors:
+                    if error is not None:
+                        raise error
+            run = self._launch(stored.input, self._dispatcher(), budget=budget,
+                               deadline=deadline, run_key=run_key, resumed=resumed,
+                               timeline=True)
+        except BaseException:
+            lease.release()
+            raise
+        hold_until_end(run_key, lease)
+        return run
 
     def fork(self, run_key: str, rerun: str | Sequence[str] | None = None,
              inputs: Any = None, overrides: Mapping[str, Any] | None = None, *,

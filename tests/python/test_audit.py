@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import counterpoint as cp
+from conftest import Stores
 from counterpoint._audit import entry_hash, genesis_hash
 
 
@@ -59,9 +61,9 @@ def _def_flaky_function():
 
 
 @pytest.fixture
-def paused(tmp_path: Path):
+def paused(stores: Stores):
     """A run of the full graph, paused for review, and its app."""
-    app = _graph(_def_flaky_function()).compile(store=tmp_path / "runs.db",
+    app = _graph(_def_flaky_function()).compile(store=stores.location(),
                                                 budget={"input_tokens": 10_000})
     with pytest.raises(cp.NeedsReview) as info:
         app.invoke("double charge")
@@ -144,12 +146,12 @@ def test_a_run_records_every_kind_of_decision(paused) -> None:
     assert app.store.verify_audit(key).ok
 
 
-def test_failures_cancellations_and_times(tmp_path: Path) -> None:
+def test_failures_cancellations_and_times(stores: Stores) -> None:
     def boom(x):
         raise ValueError("bad input")
 
     app = (cp.Graph(on_error="continue").add("ok", lambda x: x).add("boom", boom)
-           .compile(store=tmp_path / "r.db"))
+           .compile(store=stores.location()))
     record = app.run(1)
     entries = app.store.audit(record.run_key)
     [failed] = [e for e in entries if e.kind == "agent_failed"]
@@ -172,8 +174,8 @@ def test_hashes_chain_from_a_per_run_genesis(paused) -> None:
     assert len(entries[0].prev_hash) == 64
 
 
-def test_digests_are_of_the_stored_bytes(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db")
+def test_digests_are_of_the_stored_bytes(stores: Stores) -> None:
+    store = stores.open("r.db")
     app = cp.Graph().add("a", lambda x: {"n": x["n"] + 1}).compile(store=store)
     record = app.run({"n": 1})
     entries = store.audit(record.run_key)
@@ -185,8 +187,8 @@ def test_digests_are_of_the_stored_bytes(tmp_path: Path) -> None:
         "sha256:" + hashlib.sha256(store.codec.encode({"n": 1})).hexdigest()
 
 
-def test_audit_content_records_inputs_and_outputs(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db", audit_content=True)
+def test_audit_content_records_inputs_and_outputs(stores: Stores) -> None:
+    store = stores.open("r.db", audit_content=True)
     app = (cp.Graph().add("a", lambda x: {"n": x["n"] + 1, "tags": ("x", "y")})
            .compile(store=store))
     record = app.run({"n": 1})
@@ -200,15 +202,15 @@ def test_audit_content_records_inputs_and_outputs(tmp_path: Path) -> None:
     assert store.verify_audit(record.run_key).ok
 
 
-def test_pickle_stores_record_content_as_base64(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db", pickle=True, audit_content=True)
+def test_pickle_stores_record_content_as_base64(stores: Stores) -> None:
+    store = stores.open("r.db", pickle=True, audit_content=True)
     record = cp.Graph().add("a", lambda x: {1, 2}).compile(store=store).run(0)
     [finished] = [e for e in store.audit(record.run_key) if e.kind == "agent_finished"]
     assert set(finished.data["output"]) == {"pickle_base64"}
 
 
-def test_unknown_runs(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db")
+def test_unknown_runs(stores: Stores) -> None:
+    store = stores.open("r.db")
     with pytest.raises(cp.StoreError, match="no run 'nope'"):
         store.audit("nope")
     with pytest.raises(cp.StoreError, match="no run 'nope'"):
@@ -218,26 +220,19 @@ def test_unknown_runs(tmp_path: Path) -> None:
 # ---- tampering with the file --------------------------------------------------------------
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None)
-    # The trigger only stops accidents; whoever tampers drops it first.
-    db.execute("DROP TRIGGER IF EXISTS audit_log_append_only")
-    return db
-
-
 @pytest.fixture
-def finished(tmp_path: Path):
-    path = tmp_path / "runs.db"
-    app = _graph(_def_flaky_function()).compile(store=path)
+def finished(stores: Stores):
+    app = _graph(_def_flaky_function()).compile(store=stores.location())
     with pytest.raises(cp.NeedsReview) as info:
         app.invoke("double charge")
     key = info.value.run_key
     app.resume(key, cp.approve(by="ann", role="support-leads"))
     app.store.close()
-    store = cp.SQLiteStore(path)
+    store = stores.open()
     entries = store.audit(key)
     assert store.verify_audit(key).ok and len(entries) > 12
-    yield store, path, key, entries
+    # The trigger only stops accidents; whoever tampers drops it first.
+    yield store, functools.partial(stores.connect, tamper=True), key, entries
     store.close()
 
 
@@ -246,10 +241,10 @@ def _seq_of(entries, kind: str, agent: str | None = None) -> int:
 
 
 def test_an_edited_entry_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, tamper, key, entries = finished
     seq = _seq_of(entries, "review_decided")
     data = dict(entries[seq].data, by="mallory")
-    with _open(path) as db:
+    with tamper() as db:
         db.execute("UPDATE audit_log SET data = ? WHERE run_key = ? AND seq = ?",
                    (json.dumps(data), key, seq))
     result = store.verify_audit(key)
@@ -258,15 +253,15 @@ def test_an_edited_entry_is_detected(finished) -> None:
 
 
 def test_an_edited_time_or_kind_is_detected(finished) -> None:
-    store, path, key, _entries = finished
-    with _open(path) as db:
+    store, tamper, key, _entries = finished
+    with tamper() as db:
         db.execute("UPDATE audit_log SET time = time + 1 WHERE run_key = ? AND seq = 3", (key,))
     assert store.verify_audit(key).seq == 3
 
 
 def test_a_deleted_entry_is_detected(finished) -> None:
-    store, path, key, entries = finished
-    with _open(path) as db:
+    store, tamper, key, entries = finished
+    with tamper() as db:
         db.execute("DELETE FROM audit_log WHERE run_key = ? AND seq = 4", (key,))
     result = store.verify_audit(key)
     assert not result.ok and result.seq == 4 and "missing" in result.problem
@@ -274,8 +269,8 @@ def test_a_deleted_entry_is_detected(finished) -> None:
 
 
 def test_swapped_entries_are_detected(finished) -> None:
-    store, path, key, _entries = finished
-    with _open(path) as db:
+    store, tamper, key, _entries = finished
+    with tamper() as db:
         db.execute("UPDATE audit_log SET seq = -1 WHERE run_key = ? AND seq = 5", (key,))
         db.execute("UPDATE audit_log SET seq = 5 WHERE run_key = ? AND seq = 6", (key,))
         db.execute("UPDATE audit_log SET seq = 6 WHERE run_key = ? AND seq = -1", (key,))
@@ -284,8 +279,8 @@ def test_swapped_entries_are_detected(finished) -> None:
 
 
 def test_a_truncated_tail_is_detected(finished) -> None:
-    store, path, key, entries = finished
-    with _open(path) as db:
+    store, tamper, key, entries = finished
+    with tamper() as db:
         db.execute("DELETE FROM audit_log WHERE run_key = ? AND seq >= ?",
                    (key, len(entries) - 2))
     result = store.verify_audit(key)
@@ -294,8 +289,8 @@ def test_a_truncated_tail_is_detected(finished) -> None:
 
 
 def test_a_truncated_tail_with_its_head_rewritten_is_detected_by_the_head_hash(finished) -> None:
-    store, path, key, entries = finished
-    with _open(path) as db:
+    store, tamper, key, entries = finished
+    with tamper() as db:
         db.execute("DELETE FROM audit_log WHERE run_key = ? AND seq >= ?",
                    (key, len(entries) - 2))
         db.execute("UPDATE runs SET audit_count = ? WHERE run_key = ?",
@@ -305,12 +300,12 @@ def test_a_truncated_tail_with_its_head_rewritten_is_detected_by_the_head_hash(f
 
 
 def test_a_forged_entry_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, tamper, key, entries = finished
     seq = len(entries)
     forged_prev = "f" * 64  # not the last entry's hash
     data = {"approved": True, "by": "mallory"}
     forged_hash = entry_hash(key, seq, 1.0, "review_decided", "draft", data, forged_prev)
-    with _open(path) as db:
+    with tamper() as db:
         db.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?)",
                    (key, seq, 1.0, "review_decided", "draft",
                     json.dumps(data, sort_keys=True), forged_prev, forged_hash))
@@ -321,12 +316,12 @@ def test_a_forged_entry_is_detected(finished) -> None:
 
 
 def test_an_appended_entry_without_its_head_is_detected(finished) -> None:
-    store, path, key, entries = finished
+    store, tamper, key, entries = finished
     seq = len(entries)
     prev = entries[-1].hash
     data = {"status": "succeeded"}
     digest = entry_hash(key, seq, 1.0, "run_finished", None, data, prev)
-    with _open(path) as db:
+    with tamper() as db:
         db.execute("INSERT INTO audit_log VALUES (?,?,?,?,?,?,?,?)",
                    (key, seq, 1.0, "run_finished", None, json.dumps(data), prev, digest))
     result = store.verify_audit(key)
@@ -334,8 +329,8 @@ def test_an_appended_entry_without_its_head_is_detected(finished) -> None:
 
 
 def test_a_changed_output_is_detected(finished) -> None:
-    store, path, key, entries = finished
-    with _open(path) as db:
+    store, tamper, key, entries = finished
+    with tamper() as db:
         db.execute("UPDATE outcomes SET output = ? WHERE run_key = ? AND agent = 'billing'",
                    (b'"billing: refund everything"', key))
     result = store.verify_audit(key)
@@ -344,8 +339,8 @@ def test_a_changed_output_is_detected(finished) -> None:
 
 
 def test_a_forged_outcome_row_is_detected(finished) -> None:
-    store, path, key, _entries = finished
-    with _open(path) as db:
+    store, tamper, key, _entries = finished
+    with tamper() as db:
         db.execute("INSERT INTO outcomes VALUES (?, 'ghost', 'succeeded', ?, 'json2', NULL, "
                    "'{}', '', NULL, 1.0)", (key, b'"boo"'))
     result = store.verify_audit(key)
@@ -354,34 +349,34 @@ def test_a_forged_outcome_row_is_detected(finished) -> None:
 
 
 def test_a_changed_input_is_detected(finished) -> None:
-    store, path, key, _entries = finished
-    with _open(path) as db:
+    store, tamper, key, _entries = finished
+    with tamper() as db:
         db.execute("UPDATE runs SET input = ? WHERE run_key = ?", (b'"other"', key))
     result = store.verify_audit(key)
     assert not result.ok and result.seq == 0 and "input" in result.problem
 
 
 def test_a_deleted_run_record_is_detected(finished) -> None:
-    store, path, key, _entries = finished
-    with _open(path) as db:
+    store, tamper, key, _entries = finished
+    with tamper() as db:
         db.execute("DELETE FROM runs WHERE run_key = ?", (key,))
     result = store.verify_audit(key)
     assert not result.ok and "no run record" in result.problem
 
 
-def test_the_log_refuses_updates_through_sqlite(finished) -> None:
-    _store, path, key, _entries = finished
-    with sqlite3.connect(path) as db, pytest.raises(sqlite3.DatabaseError, match="append-only"):
+def test_the_log_refuses_updates_through_sql(finished, stores: Stores) -> None:
+    _store, _tamper, key, _entries = finished
+    with stores.connect() as db, pytest.raises(Exception, match="append-only"):  # noqa: PT011
         db.execute("UPDATE audit_log SET kind = 'x' WHERE run_key = ?", (key,))
 
 
 def test_a_consistent_rewrite_needs_the_head_hash_kept_elsewhere(finished) -> None:
     """What verify cannot catch: the whole chain recomputed, head record included. The
     head hash kept elsewhere (e.g. by the CLI's user) shows it."""
-    store, path, key, entries = finished
+    store, tamper, key, entries = finished
     kept_head = entries[-1].hash
     previous = genesis_hash(key)
-    with _open(path) as db:
+    with tamper() as db:
         for entry in entries:
             data = dict(entry.data, by="mallory") if entry.kind == "review_decided" \
                 else entry.data
@@ -399,8 +394,8 @@ def test_a_consistent_rewrite_needs_the_head_hash_kept_elsewhere(finished) -> No
 # ---- stores and runs ----------------------------------------------------------------------
 
 
-def test_twenty_durable_runs_in_a_batch_each_get_an_intact_chain(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db")
+def test_twenty_durable_runs_in_a_batch_each_get_an_intact_chain(stores: Stores) -> None:
+    store = stores.open("r.db")
     app = (cp.Graph().add("a", lambda x: cp.Result(x + 1, usage={"input_tokens": 1}))
            .add("b", lambda x: x.value * 2, after="a").add("c", lambda x: x.value - 1, after="a")
            .compile(store=store, budget={"input_tokens": 5}))
@@ -418,9 +413,9 @@ def test_twenty_durable_runs_in_a_batch_each_get_an_intact_chain(tmp_path: Path)
         assert entries[-1].data["status"] == "succeeded"
 
 
-def test_concurrent_started_runs_each_get_an_intact_chain(tmp_path: Path) -> None:
+def test_concurrent_started_runs_each_get_an_intact_chain(stores: Stores) -> None:
     app = (cp.Graph().add("a", lambda x: x + 1).add("b", lambda x: x * 2, after="a")
-           .compile(store=tmp_path / "r.db"))
+           .compile(store=stores.location("r.db")))
     runs = [app.start(i) for i in range(20)]
     assert [run.result() for run in runs] == [(i + 1) * 2 for i in range(20)]
     for run in runs:

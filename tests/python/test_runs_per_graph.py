@@ -4,6 +4,7 @@ meets another graph's run; the store itself still lists them all."""
 from __future__ import annotations
 
 import counterpoint as cp
+from conftest import Stores
 
 
 def _chain():
@@ -15,8 +16,8 @@ def _fan():
         "z", lambda d: sorted(d), after=["x", "y"])
 
 
-def test_each_graph_lists_only_its_runs(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "shared.db")
+def test_each_graph_lists_only_its_runs(stores: Stores) -> None:
+    store = stores.open("shared.db")
     chain, fan = _chain().compile(store=store), _fan().compile(store=store)
     chain_keys = {chain.run(i).run_key for i in range(3)}
     fan_keys = {fan.run(i).run_key for i in range(2)}
@@ -30,8 +31,8 @@ def test_each_graph_lists_only_its_runs(tmp_path):
     assert {s.run_key for s in store.runs(graph=fan._fingerprint)} == fan_keys
 
 
-def test_the_documented_resume_loop_only_meets_its_own_runs(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "shared.db")
+def test_the_documented_resume_loop_only_meets_its_own_runs(stores: Stores) -> None:
+    store = stores.open("shared.db")
     chain, fan = _chain().compile(store=store), _fan().compile(store=store)
     for app in (chain, fan):
         for i in range(2):
@@ -43,8 +44,8 @@ def test_the_documented_resume_loop_only_meets_its_own_runs(tmp_path):
     assert [fan.resume(s.run_key) for s in fan.runs("interrupted")] == [["x", "y"]] * 2
 
 
-def test_a_rebuilt_graph_of_the_same_shape_sees_the_runs(tmp_path):
-    path = tmp_path / "runs.db"
+def test_a_rebuilt_graph_of_the_same_shape_sees_the_runs(stores: Stores) -> None:
+    path = stores.location()
     key = _chain().compile(store=path).run(1).run_key
     rebuilt = _chain().compile(store=path)  # another process, the same code
     assert [s.run_key for s in rebuilt.runs()] == [key]

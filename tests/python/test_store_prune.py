@@ -1,25 +1,24 @@
-"""store.prune: deleting old runs with their outcomes and audit logs; stores without an
-audit log keep working."""
+"""store.prune: deleting old runs (by age or count) with their outcomes and audit logs,
+in both stores; stores without an audit log keep working."""
 
 from __future__ import annotations
 
 import datetime
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import counterpoint as cp
+from conftest import Stores
 
 
-def _statuses(tmp_path: Path) -> tuple[cp.SQLiteStore, dict[str, str]]:
+def _statuses(stores: Stores) -> tuple[cp.Store, dict[str, str]]:
     """A store with one run of each status a prune cares about."""
     def boom(x):
         raise ValueError("no")
 
-    store = cp.SQLiteStore(tmp_path / "r.db")
+    store = stores.open("r.db")
     ok = cp.Graph().add("a", lambda x: x).compile(store=store)
     bad = cp.Graph().add("a", boom).compile(store=store)
     paused = cp.Graph().add("a", lambda x: cp.Result(x, confidence=0.1),
@@ -32,28 +31,28 @@ def _statuses(tmp_path: Path) -> tuple[cp.SQLiteStore, dict[str, str]]:
     # store, once the checkpoint writer (which may record a run's end just after its
     # waiter did) has stopped.
     store.close()
-    store = cp.SQLiteStore(tmp_path / "r.db")
+    store = stores.open("r.db")
     store.set_status(running, "running")
     store.set_status(interrupted, "interrupted")
     keys.update(running=running, interrupted=interrupted)
     return store, keys
 
 
-def _rows(path: Path, key: str) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+def _rows(stores: Stores, key: str) -> dict[str, int]:
+    with stores.connect("r.db") as db:
         return {table: db.execute(f"SELECT COUNT(*) FROM {table} WHERE run_key = ?",
                                   (key,)).fetchone()[0]
                 for table in ("runs", "outcomes", "audit_log")}
 
 
-def test_prune_deletes_finished_runs_with_their_outcomes_and_logs(tmp_path: Path) -> None:
-    store, keys = _statuses(tmp_path)
-    assert _rows(tmp_path / "r.db", keys["succeeded"])["audit_log"] > 0
+def test_prune_deletes_finished_runs_with_their_outcomes_and_logs(stores: Stores) -> None:
+    store, keys = _statuses(stores)
+    assert _rows(stores, keys["succeeded"])["audit_log"] > 0
     assert store.prune() == 2
     left = {summary.status for summary in store.runs()}
     assert left == {"needs_review", "running", "interrupted"}
     for status in ("succeeded", "failed"):
-        assert _rows(tmp_path / "r.db", keys[status]) == {"runs": 0, "outcomes": 0,
+        assert _rows(stores, keys[status]) == {"runs": 0, "outcomes": 0,
                                                           "audit_log": 0}
         with pytest.raises(cp.StoreError, match="no run"):
             store.verify_audit(keys[status])
@@ -61,8 +60,8 @@ def test_prune_deletes_finished_runs_with_their_outcomes_and_logs(tmp_path: Path
     assert store.prune() == 0
 
 
-def test_prune_deletes_other_statuses_only_when_named(tmp_path: Path) -> None:
-    store, _keys = _statuses(tmp_path)
+def test_prune_deletes_other_statuses_only_when_named(stores: Stores) -> None:
+    store, _keys = _statuses(stores)
     assert store.prune(status="needs_review") == 1
     assert store.prune(status=["running", "interrupted"]) == 2
     assert {summary.status for summary in store.runs()} == {"succeeded", "failed"}
@@ -70,8 +69,8 @@ def test_prune_deletes_other_statuses_only_when_named(tmp_path: Path) -> None:
         store.prune(status=[])
 
 
-def test_prune_before(tmp_path: Path) -> None:
-    store = cp.SQLiteStore(tmp_path / "r.db")
+def test_prune_before(stores: Stores) -> None:
+    store = stores.open("r.db")
     app = cp.Graph().add("a", lambda x: x).compile(store=store)
     old = app.run(1).run_key
     time.sleep(0.05)
@@ -85,6 +84,45 @@ def test_prune_before(tmp_path: Path) -> None:
     assert old not in {s.run_key for s in store.runs()}
     with pytest.raises(TypeError, match="before must be"):
         store.prune(before="yesterday")
+
+
+def test_prune_keeps_the_newest_finished_runs(stores: Stores) -> None:
+    def boom(x):
+        raise ValueError("no")
+
+    store = stores.open("r.db")
+    ok = cp.Graph().add("a", lambda x: x).compile(store=store)
+    bad = cp.Graph().add("a", boom).compile(store=store)
+    finished = [ok.run(1).run_key, bad.run(2).run_key, ok.run(3).run_key, ok.run(4).run_key]
+    paused = cp.Graph().add("a", lambda x: cp.Result(x, confidence=0.1),
+                            review=cp.Review(below=0.5)).compile(store=store).run(5).run_key
+    assert store.prune(keep=3) == 1  # the oldest finished run; the paused one is not counted
+    assert [s.run_key for s in store.runs()] == [paused, *reversed(finished[1:])]
+    assert _rows(stores, finished[0]) == {"runs": 0, "outcomes": 0, "audit_log": 0}
+    assert store.prune(keep=3) == 0
+    assert store.prune(keep=1, status="succeeded") == 1  # of the succeeded runs: keep 1
+    assert {s.run_key for s in store.runs()} == {paused, finished[1], finished[3]}
+    assert store.prune(keep=0) == 2
+    assert [s.run_key for s in store.runs()] == [paused]
+    for wrong in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="keep must be"):
+            store.prune(keep=wrong)
+
+
+def test_prune_keep_and_before_together(stores: Stores) -> None:
+    store = stores.open("r.db")
+    app = cp.Graph().add("a", lambda x: x).compile(store=store)
+    keys = [app.run(1).run_key, app.run(2).run_key]
+    time.sleep(0.05)
+    cutoff = time.time()
+    time.sleep(0.05)
+    keys += [app.run(3).run_key, app.run(4).run_key]
+    # Keep the 3 newest; of the older ones, delete those started before the cutoff.
+    assert store.prune(keep=3, before=cutoff) == 1
+    assert [s.run_key for s in store.runs()] == list(reversed(keys[1:]))
+    # Keep 1; only runs started before the cutoff go.
+    assert store.prune(keep=1, before=cutoff) == 1
+    assert [s.run_key for s in store.runs()] == list(reversed(keys[2:]))
 
 
 class MemoryStore(cp.Store):

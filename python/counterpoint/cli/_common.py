@@ -16,7 +16,9 @@ from typing import Any
 
 from .._errors import SpecError
 from .._graph import CompiledGraph
-from .._store import SQLiteStore
+from .._postgres_store import PostgresStore, is_dsn
+from .._sqlite_store import SQLiteStore
+from .._store import Store
 from ..specs import load
 from ._exits import BAD_SPEC, STORE, USAGE, CommandError, classify, one_line
 
@@ -110,8 +112,11 @@ def load_graph(spec: str, allow: list[str] | None, store: str | None = None) -> 
 
 # ---- stores ------------------------------------------------------------------------------
 
-def open_store(path: str) -> SQLiteStore:
-    """An existing store (inspecting one must not create an empty file)."""
+def open_store(path: str) -> Store:
+    """An existing store (inspecting one must not create an empty file), or the
+    PostgreSQL database a ``postgresql://`` URI names."""
+    if is_dsn(path):
+        return PostgresStore(path)
     if not os.path.exists(path):
         raise CommandError(f"no run store at {path}: the file does not exist; pass the "
                            "--store the runs were started with", STORE, "store", store=path)

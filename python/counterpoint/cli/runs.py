@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from .._results import value_of
-from .._store import SQLiteStore, StoredRun
+from .._store import Store, StoredRun
 from ._common import (
     add_allow_flag,
     add_output_flags,
@@ -166,7 +166,7 @@ def show_command(args: argparse.Namespace, out: Output) -> int:
     return OK
 
 
-def load_run(store: SQLiteStore, run_key: str) -> StoredRun:
+def load_run(store: Store, run_key: str) -> StoredRun:
     return store.load_run(run_key)  # an unknown key is a StoreError (exit 5)
 
 
