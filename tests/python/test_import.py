@@ -103,7 +103,8 @@ def test_importing_counterpoint_imports_no_optional_integration():
     code = (
         "import sys, counterpoint\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('langchain_core', 'langchain', 'opentelemetry', 'pydantic', 'ray', 'tqdm', 'yaml'))\n"
+        "('langchain_core', 'langchain', 'opentelemetry', 'psycopg', 'pydantic', 'ray', 'tqdm', "
+        "'yaml'))\n"
         "print(loaded)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -171,3 +172,18 @@ def test_without_opentelemetry_instrument_says_what_to_install(tmp_path):
         "print(cp.Graph().add('a', lambda x: x + 1).compile().invoke(1))\n",
         tmp_path)
     assert out == ["True", "2"]
+
+
+def test_without_psycopg_a_postgres_store_says_what_to_install(tmp_path):
+    out = _run(
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "import counterpoint as cp\n"
+        "for make in (lambda: cp.PostgresStore('postgresql://localhost/runs'),\n"
+        "             lambda: cp.Graph().add('a', len).compile(store='postgresql://h/db')):\n"
+        "    try:\n"
+        "        make()\n"
+        "    except ImportError as error:\n"
+        "        print('pip install \"counterpoint[postgres]\"' in str(error))\n",
+        tmp_path)
+    assert out == ["True", "True"]
