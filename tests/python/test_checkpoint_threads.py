@@ -41,9 +41,9 @@ def _engine_pool_threads() -> int:
     return cp._core.stats()["pool_threads"]
 
 
-def test_twenty_compiles_with_a_store_path_leave_no_threads_behind(tmp_path):
+def test_twenty_compiles_with_a_store_path_leave_no_threads_behind(stores):
     # What re-running a notebook cell does: compile with the same path, run, repeat.
-    path = tmp_path / "runs.db"
+    path = stores.location()
     _graph().compile(store=path).invoke(0)  # warm the engine up first
     gc.collect()
     assert _settle(lambda: len(_checkpoint_threads()) == 0)
@@ -62,8 +62,8 @@ def test_twenty_compiles_with_a_store_path_leave_no_threads_behind(tmp_path):
         _native_threads(), native_before, _engine_pool_threads(), pool_before)
 
 
-def test_a_live_store_has_one_writer_however_many_graphs_use_it(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_a_live_store_has_one_writer_however_many_graphs_use_it(stores):
+    store = stores.open()
     apps = [_graph().compile(store=store) for _ in range(20)]
     for i, app in enumerate(apps):
         assert app.invoke(i) == (i + 1) * 2
@@ -73,8 +73,8 @@ def test_a_live_store_has_one_writer_however_many_graphs_use_it(tmp_path):
     assert _checkpoint_threads() == []
 
 
-def test_close_stops_the_writer_and_later_use_is_a_store_error(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_close_stops_the_writer_and_later_use_is_a_store_error(stores):
+    store = stores.open()
     app = _graph().compile(store=store)
     assert app.invoke(1) == 4
     assert len(_checkpoint_threads()) == 1
@@ -90,8 +90,8 @@ def test_close_stops_the_writer_and_later_use_is_a_store_error(tmp_path):
     assert _checkpoint_threads() == []
 
 
-def test_closing_a_store_with_a_run_in_flight_fails_the_run_not_the_process(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_closing_a_store_with_a_run_in_flight_fails_the_run_not_the_process(stores):
+    store = stores.open()
     release = threading.Event()
 
     def slow(x):
@@ -112,7 +112,7 @@ def test_closing_a_store_with_a_run_in_flight_fails_the_run_not_the_process(tmp_
     assert _checkpoint_threads() == []
 
 
-def test_a_custom_store_that_calls_super_close_stops_its_writer(tmp_path):
+def test_a_custom_store_that_calls_super_close_stops_its_writer(stores):
     class Wrapped(cp.Store):
         def __init__(self, inner):
             self.inner = inner
@@ -136,21 +136,21 @@ def test_a_custom_store_that_calls_super_close_stops_its_writer(tmp_path):
             super().close()
             self.inner.close()
 
-    store = Wrapped(cp.SQLiteStore(tmp_path / "runs.db"))
+    store = Wrapped(stores.open())
     assert _graph().compile(store=store).invoke(1) == 4
     assert len(_checkpoint_threads()) == 1
     store.close()
     assert _checkpoint_threads() == []
 
 
-def test_exit_after_many_compiles_is_clean(tmp_path):
+def test_exit_after_many_compiles_is_clean(stores):
     # Writers retired by garbage collection are still waited for at exit: a writer
     # thread inside the native hook while the interpreter finalizes would abort.
     code = textwrap.dedent(
         f"""
         import counterpoint as cp
         for i in range(20):
-            app = cp.Graph().add("a", lambda x: x).compile(store={str(tmp_path / "r.db")!r})
+            app = cp.Graph().add("a", lambda x: x).compile(store={stores.location()!r})
             app.invoke(i)
         print("done", flush=True)
         """
@@ -162,7 +162,7 @@ def test_exit_after_many_compiles_is_clean(tmp_path):
     assert proc.stderr == ""
 
 
-def test_a_store_collected_anywhere_never_deadlocks(tmp_path):
+def test_a_store_collected_anywhere_never_deadlocks(stores):
     # A collected store's finalizer runs wherever a garbage collection starts: say, on
     # the thread being started for another store's writer, while the thread starting it
     # holds the module's locks and waits. So the finalizer must take none of them.
@@ -172,7 +172,9 @@ def test_a_store_collected_anywhere_never_deadlocks(tmp_path):
         import counterpoint as cp
         from counterpoint import _durable
 
-        store = cp.SQLiteStore({str(tmp_path / "r.db")!r})
+        location = {stores.location()!r}
+        store = (cp.PostgresStore if location.startswith("postgres") else cp.SQLiteStore)(
+            location)
         store.self = store        # a cycle: only the collector frees it
         app = cp.Graph().add("a", lambda x: x + 1).compile(store=store)
         assert app.invoke(1) == 2
@@ -182,7 +184,7 @@ def test_a_store_collected_anywhere_never_deadlocks(tmp_path):
             collector.start()
             collector.join(20)
             assert not collector.is_alive(), "the store's finalizer waits for a lock"
-        app = cp.Graph().add("a", lambda x: x + 1).compile(store={str(tmp_path / "r.db")!r})
+        app = cp.Graph().add("a", lambda x: x + 1).compile(store={stores.location()!r})
         assert app.invoke(2) == 3
         print("done", flush=True)
         """
@@ -193,10 +195,10 @@ def test_a_store_collected_anywhere_never_deadlocks(tmp_path):
     assert proc.stdout.strip() == "done"
 
 
-def test_the_end_of_a_run_is_in_its_audit_log_when_the_run_returns(tmp_path):
+def test_the_end_of_a_run_is_in_its_audit_log_when_the_run_returns(stores):
     # Whoever sees a durable run's end first writes its end entries: often the
     # checkpoint writer's thread. The waiter returns only once they are written.
-    app = cp.Graph().add("a", lambda x: x).compile(store=tmp_path / "r.db")
+    app = cp.Graph().add("a", lambda x: x).compile(store=stores.location())
     for i in range(100):
         record = app.run(i)
         assert app.store.audit(record.run_key)[-1].kind == "run_finished", i

@@ -89,17 +89,17 @@ def _resume_in_process(tmp_path, log, store, key):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _stored_status(store, key):
-    opened = cp.SQLiteStore(store)
+def _stored_status(stores, key):
+    opened = stores.open()
     try:
         return opened.load_run(key).status
     finally:
         opened.close()
 
 
-def test_normal_exit_with_a_run_in_flight_stores_it_as_interrupted(env):
+def test_normal_exit_with_a_run_in_flight_stores_it_as_interrupted(env, stores):
     tmp_path, log, environ = env
-    store = tmp_path / "runs.db"
+    store = stores.location()
     code = textwrap.dedent(
         f"""
         import graph_module, os, time
@@ -115,7 +115,7 @@ def test_normal_exit_with_a_run_in_flight_stores_it_as_interrupted(env):
                           timeout=60, env=environ)
     assert proc.returncode == 0, proc.stderr
     key = proc.stdout.split()[0]
-    assert _stored_status(store, key) == "interrupted"
+    assert _stored_status(stores, key) == "interrupted"
 
     report = _resume_in_process(tmp_path, log, store, key)
     assert report["listed"] == [key]
@@ -127,9 +127,9 @@ def test_normal_exit_with_a_run_in_flight_stores_it_as_interrupted(env):
 
 
 @pytest.mark.parametrize("caught", [False, True], ids=["uncaught", "caught"])
-def test_ctrl_c_during_invoke_stores_the_run_as_interrupted(env, caught):
+def test_ctrl_c_during_invoke_stores_the_run_as_interrupted(env, caught, stores):
     tmp_path, log, environ = env
-    store = tmp_path / "runs.db"
+    store = stores.location()
     body = "app.invoke('x')"
     if caught:  # a notebook: the kernel catches KeyboardInterrupt and carries on
         body = textwrap.dedent(
@@ -162,7 +162,7 @@ def test_ctrl_c_during_invoke_stores_the_run_as_interrupted(env, caught):
         assert "caught" in out
     else:
         assert "KeyboardInterrupt" in err
-    opened = cp.SQLiteStore(store)
+    opened = stores.open()
     try:
         (summary,) = opened.runs()
     finally:
@@ -177,14 +177,14 @@ def test_ctrl_c_during_invoke_stores_the_run_as_interrupted(env, caught):
     assert report["restored"] == ["first"]
 
 
-def test_a_deliberate_cancel_stays_cancelled_and_is_not_listed(tmp_path):
+def test_a_deliberate_cancel_stays_cancelled_and_is_not_listed(stores):
     release = threading.Event()
 
     def slow(x):
         release.wait(10)
         return x
 
-    app = cp.Graph().add("slow", slow, dispatch="thread").compile(store=tmp_path / "r.db")
+    app = cp.Graph().add("slow", slow, dispatch="thread").compile(store=stores.location())
     run = app.start(1)
     assert run.cancel()
     release.set()
@@ -194,8 +194,8 @@ def test_a_deliberate_cancel_stays_cancelled_and_is_not_listed(tmp_path):
     assert [s.run_key for s in app.runs("cancelled")] == [run.run_key]
 
 
-def test_runs_accepts_several_statuses(tmp_path):
-    app = cp.Graph().add("a", lambda x: x).compile(store=tmp_path / "r.db")
+def test_runs_accepts_several_statuses(stores):
+    app = cp.Graph().add("a", lambda x: x).compile(store=stores.location())
     done = app.run(1)
     app.store.set_status(done.run_key, "interrupted")
     other = app.run(2)

@@ -75,7 +75,7 @@ CHILD = textwrap.dedent(
 
 
 @pytest.fixture
-def review_env(tmp_path, monkeypatch):
+def review_env(tmp_path, monkeypatch, stores):
     module_path = tmp_path / "review_graph.py"
     module_path.write_text(GRAPH_MODULE)
     child_path = tmp_path / "child.py"
@@ -86,7 +86,7 @@ def review_env(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("review_graph_parent", module_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    store = tmp_path / "runs.db"
+    store = stores.location()
 
     def log_lines():
         return log.read_text().split()
@@ -99,11 +99,11 @@ def review_env(tmp_path, monkeypatch):
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    return module, store, log_lines, resume_in_child
+    return module, store, log_lines, resume_in_child, stores
 
 
 def test_below_threshold_pauses_and_is_persisted(review_env):
-    module, store, log_lines, _ = review_env
+    module, store, log_lines, _, stores = review_env
     app = module.build(store)
     rec = app.run("topic")
     assert rec.status == "needs_review"
@@ -124,7 +124,7 @@ def test_below_threshold_pauses_and_is_persisted(review_env):
     assert log_lines() == ["research", "draft"]
 
     # persisted: visible to a fresh store object on the same file
-    fresh = cp.SQLiteStore(store)
+    fresh = stores.open()
     try:
         assert [r.run_key for r in fresh.runs("needs_review")] == [rec.run_key]
         stored = fresh.load_run(rec.run_key)
@@ -137,7 +137,7 @@ def test_below_threshold_pauses_and_is_persisted(review_env):
 
 
 def test_invoke_raises_needs_review(review_env):
-    module, store, _, _ = review_env
+    module, store, _, _, _ = review_env
     app = module.build(store)
     with pytest.raises(cp.NeedsReview) as info:
         app.invoke("topic")
@@ -155,7 +155,7 @@ def test_invoke_raises_needs_review(review_env):
     ],
 )
 def test_resume_in_another_process_runs_only_what_is_left(review_env, action, expected):
-    module, store, log_lines, resume_in_child = review_env
+    module, store, log_lines, resume_in_child, stores = review_env
     app = module.build(store)
     rec = app.run("topic")
     assert rec.status == "needs_review"
@@ -170,7 +170,7 @@ def test_resume_in_another_process_runs_only_what_is_left(review_env, action, ex
 
 
 def test_reject_in_another_process_fails_the_agent(review_env):
-    module, store, log_lines, resume_in_child = review_env
+    module, store, log_lines, resume_in_child, stores = review_env
     app = module.build(store)
     rec = app.run("topic")
     result = resume_in_child(rec.run_key, "reject")
@@ -179,7 +179,7 @@ def test_reject_in_another_process_fails_the_agent(review_env):
     assert result["cause"] == "ReviewRejected"
     assert "facts are wrong" in result["message"]
     assert log_lines() == ["research", "draft"]  # publish never ran
-    fresh = cp.SQLiteStore(store)
+    fresh = stores.open()
     try:
         stored = fresh.load_run(rec.run_key)
     finally:
@@ -190,7 +190,7 @@ def test_reject_in_another_process_fails_the_agent(review_env):
 
 def test_above_threshold_passes_straight_through(review_env, monkeypatch):
     monkeypatch.setenv("DRAFT_CONF", "0.9")
-    module, store, log_lines, _ = review_env
+    module, store, log_lines, _, stores = review_env
     app = module.build(store)
     assert app.invoke("topic") == "published(draft(facts(topic)))"
     assert log_lines() == ["research", "draft", "publish"]
@@ -199,12 +199,12 @@ def test_above_threshold_passes_straight_through(review_env, monkeypatch):
 
 def test_threshold_is_strict_below(review_env, monkeypatch):
     monkeypatch.setenv("DRAFT_CONF", "0.7")  # equal to `below`: not below, so no review
-    module, store, _, _ = review_env
+    module, store, _, _, _ = review_env
     assert module.build(store).invoke("t") == "published(draft(facts(t)))"
 
 
 def test_resume_in_process_with_a_decision(review_env):
-    module, store, log_lines, _ = review_env
+    module, store, log_lines, _, stores = review_env
     app = module.build(store)
     rec = app.run("topic")
     with pytest.raises(ValueError, match="pass a decision"):
@@ -215,7 +215,7 @@ def test_resume_in_process_with_a_decision(review_env):
         app.resume(rec.run_key, cp.approve())
 
 
-def test_several_pending_reviews_need_a_decision_each(tmp_path):
+def test_several_pending_reviews_need_a_decision_each(stores):
     ran = []
     g = (
         cp.Graph()
@@ -225,7 +225,7 @@ def test_several_pending_reviews_need_a_decision_each(tmp_path):
         .add("join", lambda d: ran.append(d) or {k: cp.value_of(v) for k, v in d.items()},
              after=["a", "b", "c"])
     )
-    app = g.compile(store=tmp_path / "r.db")
+    app = g.compile(store=stores.location())
     rec = app.run("x")
     assert rec.status == "needs_review"
     assert sorted(p.agent for p in rec.pending_reviews) == ["a", "b"]
@@ -241,9 +241,9 @@ def test_several_pending_reviews_need_a_decision_each(tmp_path):
     assert len(ran) == 1
 
 
-def test_no_confidence_reported_is_reviewed(tmp_path):
+def test_no_confidence_reported_is_reviewed(stores):
     g = cp.Graph().add("a", lambda x: "no confidence here", review=cp.Review(below=0.5))
-    rec = g.compile(store=tmp_path / "r.db").run("x")
+    rec = g.compile(store=stores.location()).run("x")
     assert rec.status == "needs_review"
     assert rec.pending_reviews[0].confidence is None
     assert "no confidence" in rec.pending_reviews[0].reason
@@ -360,10 +360,10 @@ def test_review_policy_with_a_reviewer_works_through_cp_policy():
     assert app.invoke("x") == "fixed"
 
 
-def test_review_gate_fails_closed_at_interpreter_exit(tmp_path):
+def test_review_gate_fails_closed_at_interpreter_exit(stores):
     """A low-confidence output that arrives during the exit drain is not let through:
     it is kept as awaiting review, and resuming it needs a human decision."""
-    store = tmp_path / "runs.db"
+    store = stores.location()
     code = textwrap.dedent(
         f"""
         import time
@@ -383,7 +383,7 @@ def test_review_gate_fails_closed_at_interpreter_exit(tmp_path):
                           timeout=60, env=dict(os.environ, COUNTERPOINT_EXIT_DRAIN_SECONDS="5"))
     assert proc.returncode == 0, proc.stderr
     run_key = proc.stdout.split("KEY ", 1)[1].split()[0]
-    reader = cp.SQLiteStore(store)
+    reader = stores.open()
     try:
         stored = reader.load_run(run_key)
         draft = stored.outcomes.get("draft")

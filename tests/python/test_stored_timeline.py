@@ -11,13 +11,14 @@ import pytest
 from timeline_runs import durable_app, edges_of
 
 import counterpoint as cp
+from conftest import Stores
 from counterpoint._audit import AuditEvent
 from counterpoint._critical_path import critical_path
 from counterpoint._stored_timeline import timeline_from_store
 
 
-def test_a_finished_run_has_its_agents_times_and_retries(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_a_finished_run_has_its_agents_times_and_retries(stores: Stores) -> None:
+    store = stores.open()
     app = durable_app(store)
     record = app.run("x")
     assert record.status == "succeeded"
@@ -58,8 +59,8 @@ def test_a_finished_run_has_its_agents_times_and_retries(tmp_path):
     store.close()
 
 
-def test_a_resumed_run_shows_its_latest_session_with_restored_agents(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_a_resumed_run_shows_its_latest_session_with_restored_agents(stores: Stores) -> None:
+    store = stores.open()
     app = (cp.Graph()
            .add("research", lambda x: f"facts on {x}")
            .add("draft", lambda facts: cp.Result(f"draft of {facts}", confidence=0.2),
@@ -85,9 +86,9 @@ def test_a_resumed_run_shows_its_latest_session_with_restored_agents(tmp_path):
     store.close()
 
 
-def test_a_session_without_end_entries_knows_outcomes_but_not_times(tmp_path):
+def test_a_session_without_end_entries_knows_outcomes_but_not_times(stores: Stores) -> None:
     # What a killed process leaves: the run's start and the outcomes written live.
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+    store = stores.open()
     store.record_start("k", "graph", "input", [AuditEvent("run_started", None, {})])
     store.record_outcomes("k", [cp.StoredOutcome("a", "succeeded", 1),
                                 cp.StoredOutcome("b", "failed", message="ValueError: no")],
@@ -142,10 +143,10 @@ def test_a_store_without_an_audit_log_gives_untimed_lanes():
     assert critical_path(timeline).agents == ()
 
 
-def test_errors(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_errors(stores: Stores) -> None:
+    store = stores.open()
     with pytest.raises(cp.StoreError, match="no run 'missing'"):
         timeline_from_store(store, "missing")
     with pytest.raises(TypeError, match="timeline_from_store needs a counterpoint Store"):
-        timeline_from_store(str(tmp_path / "runs.db"), "k")  # type: ignore[arg-type]
+        timeline_from_store(stores.location(), "k")  # type: ignore[arg-type]
     store.close()
