@@ -10,9 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import Stores
 
 import counterpoint as cp
-from conftest import Stores
 from counterpoint._audit import entry_hash, genesis_hash
 
 
@@ -366,7 +366,7 @@ def test_a_deleted_run_record_is_detected(finished) -> None:
 
 def test_the_log_refuses_updates_through_sql(finished, stores: Stores) -> None:
     _store, _tamper, key, _entries = finished
-    with stores.connect() as db, pytest.raises(Exception, match="append-only"):  # noqa: PT011
+    with stores.connect() as db, pytest.raises(Exception, match="append-only"):
         db.execute("UPDATE audit_log SET kind = 'x' WHERE run_key = ?", (key,))
 
 

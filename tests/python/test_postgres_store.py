@@ -11,9 +11,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import Stores, postgres_server
 
 import counterpoint as cp
-from conftest import Stores, postgres_server
 
 
 @pytest.fixture
@@ -165,6 +165,6 @@ def test_the_log_is_append_only_and_outputs_are_bytea(pg: Stores) -> None:
         kinds = dict(db.execute("SELECT column_name, data_type FROM information_schema.columns "
                                 "WHERE table_name = 'outcomes'").fetchall())
         assert kinds["output"] == "bytea" and kinds["updated"] == "double precision"
-        with pytest.raises(Exception, match="append-only"):  # noqa: PT011
+        with pytest.raises(Exception, match="append-only"):
             db.execute("UPDATE audit_log SET kind = 'x' WHERE run_key = ?", (key,))
     assert store.verify_audit(key).ok

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Stores
 
 import counterpoint as cp
-from conftest import Stores
 from counterpoint._leases import LEASE_SECONDS
 from counterpoint._store import LeaseHolder
 

@@ -155,7 +155,7 @@ def test_invoke_raises_needs_review(review_env):
     ],
 )
 def test_resume_in_another_process_runs_only_what_is_left(review_env, action, expected):
-    module, store, log_lines, resume_in_child, stores = review_env
+    module, store, log_lines, resume_in_child, _ = review_env
     app = module.build(store)
     rec = app.run("topic")
     assert rec.status == "needs_review"
@@ -190,7 +190,7 @@ def test_reject_in_another_process_fails_the_agent(review_env):
 
 def test_above_threshold_passes_straight_through(review_env, monkeypatch):
     monkeypatch.setenv("DRAFT_CONF", "0.9")
-    module, store, log_lines, _, stores = review_env
+    module, store, log_lines, _, _ = review_env
     app = module.build(store)
     assert app.invoke("topic") == "published(draft(facts(topic)))"
     assert log_lines() == ["research", "draft", "publish"]
@@ -204,7 +204,7 @@ def test_threshold_is_strict_below(review_env, monkeypatch):
 
 
 def test_resume_in_process_with_a_decision(review_env):
-    module, store, log_lines, _, stores = review_env
+    module, store, log_lines, _, _ = review_env
     app = module.build(store)
     rec = app.run("topic")
     with pytest.raises(ValueError, match="pass a decision"):

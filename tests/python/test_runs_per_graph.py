@@ -3,8 +3,9 @@ meets another graph's run; the store itself still lists them all."""
 
 from __future__ import annotations
 
-import counterpoint as cp
 from conftest import Stores
+
+import counterpoint as cp
 
 
 def _chain():

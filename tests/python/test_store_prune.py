@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import pytest
+from conftest import Stores
 
 import counterpoint as cp
-from conftest import Stores
 
 
 def _statuses(stores: Stores) -> tuple[cp.Store, dict[str, str]]:

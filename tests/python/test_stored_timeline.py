@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import pytest
+from conftest import Stores
 from timeline_runs import durable_app, edges_of
 
 import counterpoint as cp
-from conftest import Stores
 from counterpoint._audit import AuditEvent
 from counterpoint._critical_path import critical_path
 from counterpoint._stored_timeline import timeline_from_store
