@@ -56,13 +56,12 @@ def _chain(log=None):
 # ---- checkpoints --------------------------------------------------------------------
 
 
-def test_each_finished_output_is_persisted(tmp_path):
-    path = tmp_path / "runs.db"
-    app = _chain().compile(store=path)
+def test_each_finished_output_is_persisted(stores):
+    app = _chain().compile(store=stores.location())
     rec = app.run({"q": 1})
     assert rec.status == "succeeded"
     assert rec.run_key
-    store = cp.SQLiteStore(path)
+    store = stores.open()
     try:
         stored = store.load_run(rec.run_key)
     finally:
@@ -75,18 +74,15 @@ def test_each_finished_output_is_persisted(tmp_path):
     assert stored.outcomes["c"].output == rec.output
 
 
-def test_each_output_is_written_before_the_next_agent_sees_it(tmp_path):
-    path = tmp_path / "runs.db"
+def test_each_output_is_written_before_the_next_agent_sees_it(stores):
+    path = stores.location()
     seen = {}
 
     def check_predecessor(name, pred):
         def agent(x):
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
+            with stores.connect() as db:
                 rows = dict(db.execute(
                     "SELECT agent, status FROM outcomes WHERE agent = ?", (pred,)).fetchall())
-            finally:
-                db.close()
             seen[name] = rows.get(pred)
             return name
 
@@ -102,7 +98,7 @@ def test_each_output_is_written_before_the_next_agent_sees_it(tmp_path):
     assert seen == {"b": "succeeded", "c": "succeeded"}
 
 
-def test_failures_and_statuses_are_persisted(tmp_path):
+def test_failures_and_statuses_are_persisted(stores):
     def boom(x):
         raise ValueError("kaput")
 
@@ -112,7 +108,7 @@ def test_failures_and_statuses_are_persisted(tmp_path):
         .add("bad", boom)
         .add("after_bad", lambda x: x, after="bad")
     )
-    app = g.compile(store=tmp_path / "runs.db")
+    app = g.compile(store=stores.location())
     rec = app.run("x")
     stored = app.store.load_run(rec.run_key)
     assert stored.status == rec.status == "succeeded"
@@ -122,20 +118,20 @@ def test_failures_and_statuses_are_persisted(tmp_path):
     assert [r.run_key for r in app.runs()] == [rec.run_key]
 
 
-def test_stored_status_is_final_when_the_result_is_returned(tmp_path):
+def test_stored_status_is_final_when_the_result_is_returned(stores):
     # Once invoke()/run()/result() has returned, the store must say how the run ended:
     # a dashboard or another process listing runs("running") right then must not see it.
     def boom(x):
         raise ValueError("no")
 
-    ok_app = _chain().compile(store=tmp_path / "ok.db")
-    bad_app = cp.Graph().add("bad", boom).compile(store=tmp_path / "bad.db")
+    ok_app = _chain().compile(store=stores.location("ok.db"))
+    bad_app = cp.Graph().add("bad", boom).compile(store=stores.location("bad.db"))
     skip_app = (
         cp.Graph(on_error="continue")
         .add("ok", lambda x: x)
         .add("bad", boom)
         .add("after_bad", lambda x: x, after="bad")
-        .compile(store=tmp_path / "skip.db")
+        .compile(store=stores.location("skip.db"))
     )
     for _ in range(40):
         rec = ok_app.run("x")
@@ -149,9 +145,9 @@ def test_stored_status_is_final_when_the_result_is_returned(tmp_path):
         assert app.runs("running") == []
 
 
-def test_resuming_a_finished_run_reruns_nothing(tmp_path):
+def test_resuming_a_finished_run_reruns_nothing(stores):
     log = []
-    app = _chain(log).compile(store=tmp_path / "runs.db")
+    app = _chain(log).compile(store=stores.location())
     rec = app.run("x")
     log.clear()
     again = app.start_resumed(rec.run_key).record()
@@ -212,10 +208,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_run_then_resume_reruns_only_unfinished_agents(tmp_path):
+def test_sigkill_mid_run_then_resume_reruns_only_unfinished_agents(stores, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    store = tmp_path / "runs.db"
+    store = stores.location()
     log = tmp_path / "agents.log"
     log.write_text("")
 
@@ -263,7 +259,7 @@ def test_sigkill_mid_run_then_resume_reruns_only_unfinished_agents(tmp_path):
     assert lines.count("start d") == 1 and lines.count("done d") == 1
     assert "first process finished (it should have been killed)" not in lines
 
-    store_obj = cp.SQLiteStore(store)
+    store_obj = stores.open()
     try:
         assert store_obj.load_run(run_key).status == "succeeded"
         assert store_obj.runs("running") == []
@@ -274,14 +270,14 @@ def test_sigkill_mid_run_then_resume_reruns_only_unfinished_agents(tmp_path):
 # ---- JSON default, pickle opt-in -----------------------------------------------------
 
 
-def test_json_store_fails_an_agent_whose_output_it_cannot_store(tmp_path):
+def test_json_store_fails_an_agent_whose_output_it_cannot_store(stores):
     g = (
         cp.Graph(on_error="continue")
         .add("maker", lambda x: Custom(x))
         .add("fine", lambda x: "fine")
         .add("user", lambda x: x, after="maker")
     )
-    app = g.compile(store=tmp_path / "runs.db")
+    app = g.compile(store=stores.location())
     rec = app.run("x")
     assert rec.agents["maker"].status == "failed"
     message = rec.agents["maker"].error
@@ -291,20 +287,19 @@ def test_json_store_fails_an_agent_whose_output_it_cannot_store(tmp_path):
     assert rec.agents["user"].status == "skipped"
     assert rec.agents["fine"].status == "succeeded"
     with pytest.raises(cp.AgentError) as info:
-        cp.Graph().add("maker", lambda x: Custom(x)).compile(store=tmp_path / "r2.db").invoke("x")
+        cp.Graph().add("maker", lambda x: Custom(x)).compile(store=stores.location("r2.db")).invoke("x")
     assert info.value.agent == "maker"
     assert "maker" in str(info.value)
 
 
-def test_json_store_refuses_input_it_cannot_store(tmp_path):
-    app = cp.Graph().add("a", lambda x: x).compile(store=tmp_path / "runs.db")
+def test_json_store_refuses_input_it_cannot_store(stores):
+    app = cp.Graph().add("a", lambda x: x).compile(store=stores.location())
     with pytest.raises(cp.StoreError, match="pickle=True"):
         app.invoke(Custom(1))
 
 
-def test_pickle_store_round_trips_a_custom_object(tmp_path):
-    path = tmp_path / "runs.db"
-    store = cp.SQLiteStore(path, pickle=True)
+def test_pickle_store_round_trips_a_custom_object(stores):
+    store = stores.open(pickle=True)
     log = []
 
     def make(x):
@@ -318,7 +313,7 @@ def test_pickle_store_round_trips_a_custom_object(tmp_path):
     assert rec.output == Custom([{"n": 2}])
     store.close()
 
-    fresh = cp.SQLiteStore(path, pickle=True)
+    fresh = stores.open(pickle=True)
     try:
         stored = fresh.load_run(rec.run_key)
         assert stored.input == Custom(1)
@@ -333,12 +328,11 @@ def test_pickle_store_round_trips_a_custom_object(tmp_path):
         fresh.close()
 
 
-def test_pickled_store_is_not_unpickled_without_opt_in(tmp_path):
-    path = tmp_path / "runs.db"
-    store = cp.SQLiteStore(path, pickle=True)
+def test_pickled_store_is_not_unpickled_without_opt_in(stores):
+    store = stores.open(pickle=True)
     rec = cp.Graph().add("a", lambda x: Custom(x)).compile(store=store).run(1)
     store.close()
-    json_store = cp.SQLiteStore(path)
+    json_store = stores.open()
     try:
         with pytest.raises(cp.StoreError, match="pickle=True"):
             json_store.load_run(rec.run_key)
@@ -435,8 +429,8 @@ def test_empty_file_becomes_a_store(tmp_path):
 # ---- resuming with the wrong graph or key ---------------------------------------------
 
 
-def test_resume_with_a_graph_of_a_different_shape_is_refused(tmp_path):
-    path = tmp_path / "runs.db"
+def test_resume_with_a_graph_of_a_different_shape_is_refused(stores):
+    path = stores.location()
     log = []
     rec = _chain(log).compile(store=path).run("x")
     other_shapes = [
@@ -451,8 +445,8 @@ def test_resume_with_a_graph_of_a_different_shape_is_refused(tmp_path):
     assert log == ["a", "b", "c"]
 
 
-def test_resume_of_an_unknown_run_is_a_store_error(tmp_path):
-    app = _chain().compile(store=tmp_path / "runs.db")
+def test_resume_of_an_unknown_run_is_a_store_error(stores):
+    app = _chain().compile(store=stores.location())
     with pytest.raises(cp.StoreError, match="no run"):
         app.resume("does-not-exist")
 
@@ -481,11 +475,11 @@ def _spending_graph(calls):
     )
 
 
-def test_resumed_run_keeps_the_usage_of_restored_agents(tmp_path):
+def test_resumed_run_keeps_the_usage_of_restored_agents(stores):
     # The store keeps every outcome's usage; a resumed run should report it, so that
     # rec.usage is what the whole run spent.
     calls = []
-    app = _spending_graph(calls).compile(store=tmp_path / "runs.db")
+    app = _spending_graph(calls).compile(store=stores.location())
     rec = app.run("x")
     assert rec.status == "needs_review"
     assert rec.usage == {"tokens": 120.0}
@@ -498,11 +492,11 @@ def test_resumed_run_keeps_the_usage_of_restored_agents(tmp_path):
     assert resumed.usage == {"tokens": 180.0}
 
 
-def test_resumed_run_does_not_get_a_fresh_budget(tmp_path):
+def test_resumed_run_does_not_get_a_fresh_budget(stores):
     # 120 tokens of a 100-token budget were spent before the pause: after approval,
     # no new agent should start.
     calls = []
-    app = _spending_graph(calls).compile(store=tmp_path / "runs.db", budget={"tokens": 100})
+    app = _spending_graph(calls).compile(store=stores.location(), budget={"tokens": 100})
     rec = app.run("x")
     assert rec.status == "needs_review"
     assert rec.budget_exhausted

@@ -1,5 +1,6 @@
-"""Every run store failure is a StoreError naming the file, the cause and the fix, with
-the underlying exception chained; none leaks as a raw OSError or sqlite3 error."""
+"""Every run store failure is a StoreError naming the store, the cause and the fix, with
+the underlying exception chained; none leaks as a raw OSError or sqlite3 error. (The
+failures only PostgreSQL has are in test_postgres_store.py.)"""
 
 from __future__ import annotations
 
@@ -60,9 +61,8 @@ def test_a_path_of_the_wrong_type_is_a_type_error():
         cp.SQLiteStore(42)
 
 
-def test_every_method_of_a_closed_store(tmp_path):
-    path = tmp_path / "runs.db"
-    store = cp.SQLiteStore(path)
+def test_every_method_of_a_closed_store(stores):
+    store = stores.open()
     app = _app(store)
     key = app.run(1).run_key
     store.close()
@@ -81,8 +81,8 @@ def test_every_method_of_a_closed_store(tmp_path):
             result = call()
         except cp.StoreError as exc:
             assert "closed" in str(exc), name
-            assert str(path) in str(exc), name
-            assert "SQLiteStore(" in str(exc), name  # the fix: open it again
+            assert store.location in str(exc), name
+            assert f"{type(store).__name__}(" in str(exc), name  # the fix: open it again
         else:
             # save_outcomes reports per outcome instead of raising
             assert name == "save_outcomes", name
@@ -156,53 +156,46 @@ def test_a_file_damaged_after_it_was_opened(tmp_path):
         store.close()
 
 
-def test_a_damaged_value(tmp_path):
-    path = tmp_path / "runs.db"
-    app = _app(path)
+def test_a_damaged_value(stores):
+    app = _app(stores.location())
     key = app.run({"q": 1}).run_key
-    db = sqlite3.connect(path)
-    db.execute("UPDATE outcomes SET output = ? WHERE agent = 'a'", (b"{not json",))
-    db.commit()
-    db.close()
+    with stores.connect() as db:
+        db.execute("UPDATE outcomes SET output = ? WHERE agent = 'a'", (b"{not json",))
     with pytest.raises(cp.StoreError) as info:
         app.store.load_run(key)
     message = str(info.value)
-    assert str(path) in message and "agent 'a'" in message and key in message
+    assert app.store.location in message and "backup" in message and "agent 'a'" in message and key in message
     with pytest.raises(cp.StoreError):
         app.resume(key)
 
 
-def test_a_pickled_store_opened_without_pickle(tmp_path):
-    path = tmp_path / "runs.db"
-    store = cp.SQLiteStore(path, pickle=True)
+def test_a_pickled_store_opened_without_pickle(stores):
+    store = stores.open(pickle=True)
     rec = cp.Graph().add("a", lambda x: Custom(x)).compile(store=store).run(Custom(1))
     store.close()
-    plain = cp.SQLiteStore(path)
+    plain = stores.open()
     try:
         with pytest.raises(cp.StoreError) as info:
             plain.load_run(rec.run_key)
         message = str(info.value)
-        assert str(path) in message
+        assert plain.location in message
         assert "pickle=True" in message
         assert "trust" in message
     finally:
         plain.close()
 
 
-def test_an_unknown_value_format(tmp_path):
-    path = tmp_path / "runs.db"
-    app = _app(path)
+def test_an_unknown_value_format(stores):
+    app = _app(stores.location())
     key = app.run(1).run_key
-    db = sqlite3.connect(path)
-    db.execute("UPDATE runs SET format = 'yaml' WHERE run_key = ?", (key,))
-    db.commit()
-    db.close()
+    with stores.connect() as db:
+        db.execute("UPDATE runs SET format = 'yaml' WHERE run_key = ?", (key,))
     with pytest.raises(cp.StoreError, match="upgrade counterpoint"):
         app.store.load_run(key)
 
 
-def test_an_output_that_cannot_be_encoded_names_the_agent_and_the_fix(tmp_path):
-    app = cp.Graph().add("maker", lambda x: Custom(x)).compile(store=tmp_path / "r.db")
+def test_an_output_that_cannot_be_encoded_names_the_agent_and_the_fix(stores):
+    app = cp.Graph().add("maker", lambda x: Custom(x)).compile(store=stores.location())
     with pytest.raises(cp.AgentError) as info:
         app.invoke(1)
     assert isinstance(info.value.__cause__, cp.StoreError)
