@@ -168,7 +168,9 @@ class _Statements:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
         rows = list(parameters)
-        if rows:
+        if len(rows) == 1:  # one round trip; executemany's pipeline takes two
+            self._cursor.execute(_placeholders(sql), rows[0])
+        elif rows:
             self._cursor.executemany(_placeholders(sql), rows)
 
 
