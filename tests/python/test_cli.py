@@ -615,6 +615,21 @@ def test_prune_asks_for_confirmation_when_it_cannot_ask(work):
                               cwd=work).stdout)["runs"]) == 1
 
 
+def test_runs_and_prune_keep_on_either_store(work, stores):
+    store = stores.location()
+    for _ in range(3):
+        done = cli(*run_args("simple.yaml", "--store", store), cwd=work)
+        assert done.returncode == 0, done.stderr
+    listed = json.loads(cli("runs", "list", "--store", store, "--json", cwd=work).stdout)
+    newest = [run["run_key"] for run in listed["runs"]]
+    assert len(newest) == 3
+    proc = cli("runs", "prune", "--store", store, "--keep", "1", "--json", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["deleted"] == 2
+    left = json.loads(cli("runs", "list", "--store", store, "--json", cwd=work).stdout)
+    assert [run["run_key"] for run in left["runs"]] == newest[:1]
+
+
 # ---- graph -------------------------------------------------------------------------------
 
 MERMAID_NODE = re.compile(r'^\s*(\w+)\["(.*)"\]$')

@@ -29,6 +29,8 @@ def add_parser(runs: Any) -> None:
     parser.add_argument("--status", action="append", choices=STATUSES, metavar="STATUS",
                         help=f"only runs with this status (default: {', '.join(ENDED)}); "
                              "repeatable")
+    parser.add_argument("--keep", type=int, metavar="N",
+                        help="keep the N newest of the runs --status selects; delete older ones")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add_output_flags(parser)
     parser.set_defaults(handler=prune_command)
@@ -37,9 +39,12 @@ def add_parser(runs: Any) -> None:
 def prune_command(args: argparse.Namespace, out: Output) -> int:
     before = None if args.before is None else parse_when(args.before, "--before")
     statuses = list(args.status or ENDED)
+    if args.keep is not None and args.keep < 0:
+        raise usage_error(f"--keep {args.keep}: expected a number of runs >= 0")
     store = open_store(args.store)
     try:
-        matching = [r for r in store.runs(statuses) if before is None or r.updated < before]
+        matching = [r for r in store.runs(statuses)[args.keep or 0:]
+                    if before is None or r.updated < before]
         if not out.json and not args.yes:
             if not matching:
                 out.note(f"no run of {args.store} matches; nothing to delete")
@@ -47,6 +52,8 @@ def prune_command(args: argparse.Namespace, out: Output) -> int:
             what = f"{len(matching)} run(s) of {args.store} with status {', '.join(statuses)}"
             if before is not None:
                 what += f" last updated before {timestamp(before)}"
+            if args.keep:
+                what += f" (keeping the {args.keep} newest)"
             if not sys.stdin.isatty():
                 raise usage_error(f"prune would delete {what}; confirm with --yes (stdin is "
                                   "not a terminal to ask)")
@@ -55,12 +62,12 @@ def prune_command(args: argparse.Namespace, out: Output) -> int:
             if sys.stdin.readline().strip().lower() not in ("y", "yes"):
                 out.note("nothing deleted")
                 return OK
-        deleted = store.prune(before=before, status=statuses)
+        deleted = store.prune(before=before, status=statuses, keep=args.keep)
     finally:
         store.close()
     if out.json:
         out.document({"deleted": deleted, "store": args.store, "before": before,
-                      "status": statuses})
+                      "status": statuses, "keep": args.keep})
     else:
         out.line(f"deleted {deleted} run(s) from {args.store}")
     return OK

@@ -65,7 +65,7 @@ def add_parsers(runs: Any) -> None:
 
 def add_store_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", metavar="PATH", required=True,
-                        help="the run store (SQLite file)")
+                        help="the run store: a SQLite file, or a postgresql:// URI")
 
 
 def add_resume_flags(parser: argparse.ArgumentParser) -> None:
