@@ -17,7 +17,8 @@ one, the PostgreSQL rows are left out.
 
 Sections (see benchmarks/README.md for what each figure means):
     checkpoint  1. a 20-agent chain and a 10-way fan-out + join of no-op agents, with no
-                   store, SQLiteStore and PostgresStore: time per run and added per agent
+                   store, SQLiteStore and PostgresStore: time per run and added per agent;
+                   and each store's transaction for one agent, called directly
     resume      2. resume of a 1,000-agent fan-out + join whose 1,001 outcomes are all
                    stored: the whole resume() call, and load_run() alone
 
@@ -138,6 +139,18 @@ LABELS = {"sqlite": "SQLiteStore", "postgres": "PostgresStore",
 # --------------------------------------------------------------------------------------
 
 
+def direct_write(store: cp.Store) -> Callable[[], Any]:
+    """One chained agent's checkpoint, as the writer thread makes it: its outcome and its
+    audit entry in one transaction (private helper of the writer, for the entry)."""
+    from counterpoint._durable import outcome_events
+
+    key = uuid.uuid4().hex
+    store.begin_run(key, "bench", 1)
+    outcomes = [cp.StoredOutcome("a0", "succeeded", 1)]
+    events = [outcome_events(outcomes[0], None)]
+    return lambda: store.record_outcomes(key, outcomes, events)
+
+
 def bench_checkpoint(res: Results, cfg: dict[str, Any]) -> None:
     print(f"[1] checkpoints: every outcome written before the run sees it; {CHAIN}-agent "
           f"chain and {FANOUT}-way fan-out + join, no store vs "
@@ -156,6 +169,12 @@ def bench_checkpoint(res: Results, cfg: dict[str, Any]) -> None:
                 h.warm(fn, cfg["warmup_invokes"], cfg["warmup_seconds"])
                 candidates[f"{shape}.{variant}"] = (
                     fn, h.calibrate(fn, cfg["repeat_seconds"], minimum=cfg["minimum_calls"]))
+        for backend in backends():
+            # The store alone, called directly with no engine and no thread hand-off: the
+            # transaction of one chained agent (its outcome and its audit entry).
+            fn = direct_write(make(backend, f"direct-{backend}"))
+            candidates[f"direct.{backend}"] = (
+                fn, h.calibrate(fn, cfg["repeat_seconds"], minimum=cfg["minimum_calls"]))
         samples = h.interleaved(candidates, cfg["repeats"])
     m = {key: h.summary(values) for key, values in samples.items()}
     med = {key: s["median"] for key, s in m.items()}
@@ -176,6 +195,12 @@ def bench_checkpoint(res: Results, cfg: dict[str, Any]) -> None:
             print(f"    {title}: {LABELS[backend]} {h.fmt(med[key], 's')} per run vs "
                   f"{h.fmt(med[f'{shape}.none'], 's')} without = {h.fmt(added, DELTA)} per "
                   "agent", flush=True)
+    for backend in backends():
+        key = f"direct.{backend}"
+        res.add(f"checkpoint.{key}", f"1. for reference: one outcome transaction called "
+                f"directly, {LABELS[backend]}", med[key], "s", details={"direct": m[key]})
+        print(f"    {LABELS[backend]} alone (record_outcomes of 1 outcome, no engine): "
+              f"{h.fmt(med[key], 's')}", flush=True)
 
 
 # --------------------------------------------------------------------------------------

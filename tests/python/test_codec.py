@@ -395,10 +395,9 @@ def test_every_listed_type_round_trips_exactly_through_the_codec(name):
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A real store; the round-trip test takes any Store (parametrize this fixture to run
-    it against other backends)."""
-    opened = cp.SQLiteStore(tmp_path / "runs.db")
+def store(stores):
+    """A real store of each backend (SQLite, PostgreSQL: see conftest.py)."""
+    opened = stores.open()
     yield opened
     opened.close()
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import Stores
 
 import counterpoint as cp
-from counterpoint._leases import LEASE_SECONDS
+from counterpoint._leases import LEASE_SECONDS, renew_leases
 from counterpoint._store import LeaseHolder
 
 SCRIPT = textwrap.dedent("""
@@ -105,6 +105,34 @@ def test_a_second_resume_in_the_same_process_is_refused_until_the_run_ends(
     assert run.result() == 1
     assert app.resume(key) == 1  # the lease ended with the run; nothing runs again
     assert len(calls) == 2
+
+
+def test_the_checkpoint_writer_renews_the_lease_of_a_live_resumed_run(stores: Stores) -> None:
+    release = threading.Event()
+    calls = []
+
+    def b(x):
+        calls.append(x)
+        if len(calls) == 1:
+            raise RuntimeError("fails the first run")
+        release.wait(30)
+        return x
+
+    store = stores.open()
+    app = cp.Graph().add("a", lambda x: x).add("b", b, after="a").compile(store=store)
+    key = app.run(1).run_key
+    run = app.start_resumed(key)
+    try:
+        probe = _holder(2, "elsewhere", time.time(), time.time() + 1)
+        first = store.acquire_lease(key, probe)
+        assert first.pid == os.getpid()
+        time.sleep(0.01)
+        renew_leases(store)  # what the writer thread does every RENEW_SECONDS
+        assert store.acquire_lease(key, probe).expires > first.expires
+    finally:
+        release.set()
+    assert run.result() == 1
+    assert store.acquire_lease(key, probe) == probe  # released at the run's end
 
 
 def test_a_failed_resume_leaves_no_lease(stores: Stores) -> None:
