@@ -40,9 +40,9 @@ def _no_calls():
     calls.clear()
 
 
-def test_a_second_run_on_the_same_input_is_a_hit(tmp_path):
+def test_a_second_run_on_the_same_input_is_a_hit(stores):
     cache = cp.Cache()
-    app = _embedding_graph(tmp_path / "runs.db", cache)
+    app = _embedding_graph(stores.location(), cache)
     first = app.run("hello world")
     second = app.run("hello world")
     assert calls["embed"] == 1
@@ -59,30 +59,30 @@ def test_a_second_run_on_the_same_input_is_a_hit(tmp_path):
     assert "cached" not in first_finished[0]
 
 
-def test_different_inputs_miss(tmp_path):
+def test_different_inputs_miss(stores):
     cache = cp.Cache()
-    app = _embedding_graph(tmp_path / "runs.db", cache)
+    app = _embedding_graph(stores.location(), cache)
     app.batch(["a", "b", "a c"])
     app.invoke("b")
     assert calls["embed"] == 3
     assert (cache.misses, cache.hits) == (3, 1)
 
 
-def test_dict_inputs_hit_whatever_their_key_order(tmp_path):
+def test_dict_inputs_hit_whatever_their_key_order(stores):
     count: Counter = Counter()
 
     def join(parts):
         count["join"] += 1
         return sorted(parts.items())
 
-    app = cp.Graph().add("join", join, cache=cp.Cache()).compile(store=tmp_path / "r.db")
+    app = cp.Graph().add("join", join, cache=cp.Cache()).compile(store=stores.location("r.db"))
     app.invoke({"x": 1, "y": 2})
     app.invoke({"y": 2, "x": 1})
     assert count["join"] == 1
 
 
-def test_a_version_bump_misses_and_a_shared_key_hits(tmp_path):
-    path = tmp_path / "runs.db"
+def test_a_version_bump_misses_and_a_shared_key_hits(stores):
+    path = stores.location()
     _embedding_graph(path).invoke("text")
     _embedding_graph(path, cp.Cache(version=2)).invoke("text")
     assert calls["embed"] == 2
@@ -97,7 +97,7 @@ def test_a_version_bump_misses_and_a_shared_key_hits(tmp_path):
     assert (shared.misses, shared.hits) == (1, 1)
 
 
-def test_agents_of_one_class_do_not_share_entries(tmp_path):
+def test_agents_of_one_class_do_not_share_entries(stores):
     class Prompted:
         def __init__(self, prompt):
             self.prompt = prompt
@@ -109,7 +109,7 @@ def test_agents_of_one_class_do_not_share_entries(tmp_path):
     g = cp.Graph()
     g.add("polite", Prompted("please"), cache=cp.Cache())
     g.add("terse", Prompted("now"), cache=cp.Cache())
-    app = g.compile(store=tmp_path / "runs.db")
+    app = g.compile(store=stores.location())
     assert app.invoke("x") == {"polite": "please: x", "terse": "now: x"}
     assert app.invoke("x") == {"polite": "please: x", "terse": "now: x"}
     assert calls == Counter({"please": 1, "now": 1})
@@ -117,17 +117,17 @@ def test_agents_of_one_class_do_not_share_entries(tmp_path):
         "terse:test_cache.test_agents_of_one_class_do_not_share_entries.<locals>.Prompted"
 
 
-def test_entries_expire_after_their_ttl(tmp_path):
+def test_entries_expire_after_their_ttl(stores):
     cache = cp.Cache(ttl=0.001)
-    app = _embedding_graph(tmp_path / "runs.db", cache)
+    app = _embedding_graph(stores.location(), cache)
     app.invoke("soon stale")
     time.sleep(0.01)  # past the ttl: no timing is asserted, only that it expired
     app.invoke("soon stale")
     assert calls["embed"] == 2 and cache.hits == 0
 
 
-def test_the_store_reads_expiry_against_the_time_it_is_given(tmp_path):
-    store = cp.SQLiteStore(tmp_path / "runs.db")
+def test_the_store_reads_expiry_against_the_time_it_is_given(stores):
+    store = stores.open()
     now = time.time()
     store.cache_put("k1", {"v": 1}, owner="a", expires=now + 60)
     store.cache_put("k2", [1, 2], owner="b", expires=None)
@@ -144,12 +144,12 @@ def test_the_store_reads_expiry_against_the_time_it_is_given(tmp_path):
     store.close()
 
 
-def test_usage_is_not_counted_again_on_a_hit(tmp_path):
+def test_usage_is_not_counted_again_on_a_hit(stores):
     def priced(text):
         calls["priced"] += 1
         return cp.Result(text.upper(), confidence=0.9, usage={"tokens": 7})
 
-    app = cp.Graph().add("priced", priced, cache=cp.Cache()).compile(store=tmp_path / "r.db")
+    app = cp.Graph().add("priced", priced, cache=cp.Cache()).compile(store=stores.location("r.db"))
     first, second = app.run("q"), app.run("q")
     assert first.usage == {"tokens": 7}
     assert second.usage == {}
@@ -159,13 +159,13 @@ def test_usage_is_not_counted_again_on_a_hit(tmp_path):
     assert calls["priced"] == 1
 
 
-def test_async_agents_are_cached(tmp_path):
+def test_async_agents_are_cached(stores):
     async def answer(question):
         calls["answer"] += 1
         return f"answer to {question}"
 
     cache = cp.Cache()
-    app = cp.Graph().add("answer", answer, cache=cache).compile(store=tmp_path / "r.db")
+    app = cp.Graph().add("answer", answer, cache=cache).compile(store=stores.location("r.db"))
     assert app.invoke("q") == app.invoke("q") == "answer to q"
 
     import asyncio
@@ -174,7 +174,7 @@ def test_async_agents_are_cached(tmp_path):
     assert calls["answer"] == 1 and (cache.misses, cache.hits) == (1, 2)
 
 
-def test_a_routers_choice_is_cached_with_its_output(tmp_path):
+def test_a_routers_choice_is_cached_with_its_output(stores):
     def triage(text):
         calls["triage"] += 1
         return cp.route(text, to=["billing"] if "card" in text else ["support"])
@@ -182,14 +182,14 @@ def test_a_routers_choice_is_cached_with_its_output(tmp_path):
     g = cp.Graph().add("triage", triage, cache=cp.Cache())
     g.add("billing", lambda t: f"billing: {t}", after="triage")
     g.add("support", lambda t: f"support: {t}", after="triage")
-    app = g.compile(store=tmp_path / "r.db")
+    app = g.compile(store=stores.location("r.db"))
     first, second = app.run("card"), app.run("card")
     assert calls["triage"] == 1
     assert second.output == first.output == {"billing": "billing: card"}
     assert second.agents["support"].status == "skipped"
 
 
-def test_retries_apply_to_real_calls_only(tmp_path):
+def test_retries_apply_to_real_calls_only(stores):
     def flaky(x):
         calls["flaky"] += 1
         if calls["flaky"] == 1:
@@ -198,15 +198,15 @@ def test_retries_apply_to_real_calls_only(tmp_path):
 
     cache = cp.Cache()
     app = cp.Graph().add("flaky", flaky, cache=cache, retry=cp.Retry(3, initial_backoff=0)) \
-        .compile(store=tmp_path / "r.db")
+        .compile(store=stores.location("r.db"))
     assert app.invoke(4) == 8 and calls["flaky"] == 2
     assert app.invoke(4) == 8 and calls["flaky"] == 2
     assert (cache.misses, cache.hits) == (2, 1)
 
 
-def test_a_cache_given_with_cp_policy_works(tmp_path):
+def test_a_cache_given_with_cp_policy_works(stores):
     app = cp.Graph().add("embed", cp.policy(embed, cache=cp.Cache())) \
-        .compile(store=tmp_path / "r.db")
+        .compile(store=stores.location("r.db"))
     app.invoke("p")
     app.invoke("p")
     assert calls["embed"] == 1
@@ -233,10 +233,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_processes_sharing_a_store_file_share_the_cache(tmp_path):
+def test_processes_sharing_a_store_file_share_the_cache(tmp_path, stores):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    store = tmp_path / "runs.db"
+    store = stores.location()
 
     def run(*texts):
         done = subprocess.run([sys.executable, str(worker), str(store), *texts],
@@ -252,9 +252,9 @@ def test_processes_sharing_a_store_file_share_the_cache(tmp_path):
 # ---- what is refused ------------------------------------------------------------------
 
 
-def test_an_output_the_store_cannot_encode_fails_the_agent_clearly(tmp_path):
+def test_an_output_the_store_cannot_encode_fails_the_agent_clearly(stores):
     app = cp.Graph().add("opaque", lambda x: object(), cache=cp.Cache()) \
-        .compile(store=tmp_path / "r.db")
+        .compile(store=stores.location("r.db"))
     with pytest.raises(cp.AgentError) as failed:
         app.invoke(1)
     cause = failed.value.__cause__
@@ -272,11 +272,11 @@ def test_a_cached_agent_needs_a_store():
         g.compile()
 
 
-def test_a_compiled_graph_cannot_be_cached(tmp_path):
+def test_a_compiled_graph_cannot_be_cached(stores):
     inner = cp.Graph().add("x", embed).compile()
     g = cp.Graph().add("inner", inner, cache=cp.Cache())
     with pytest.raises(cp.GraphError, match=r"agent 'inner': .*cannot be cached"):
-        g.compile(store=tmp_path / "r.db")
+        g.compile(store=stores.location("r.db"))
 
 
 @pytest.mark.parametrize(("settings", "problem"), [
