@@ -32,17 +32,24 @@ NodeStatus outcome_status(const Outcome& outcome) {
   return NodeStatus::Failed;
 }
 
-// One agent outcome waiting to be written.
+// One agent outcome waiting to be written. It names its run by id and key rather than
+// holding it: once delivered, nothing here keeps the run alive. (A held run would keep
+// its agents' failures, and a store's StoreError holds, through its traceback, the
+// writer's frame that holds this object: a cycle through C++ that no GC can break.)
 class PendingCheckpoint {
  public:
-  PendingCheckpoint(RunHandle run, std::uint32_t node, Outcome outcome, Completion deliver)
-      : run_(std::move(run)), node_(node), outcome_(std::move(outcome)), deliver_(std::move(deliver)) {}
+  PendingCheckpoint(const RunHandle& run, std::uint32_t node, Outcome outcome, Completion deliver)
+      : run_id_(run.id()),
+        run_key_(run.key()),
+        agent_(run.checkpoint_path(node)),
+        outcome_(std::move(outcome)),
+        deliver_(std::move(deliver)) {}
 
-  std::uint64_t run_id() const { return run_.id(); }
-  const std::string& run_key() const { return run_.key(); }
+  std::uint64_t run_id() const { return run_id_; }
+  const std::string& run_key() const { return run_key_; }
   // The agent's checkpoint path: its name in a root run, "<delegating agent>/<agent>"
   // (and "#<n>" for a loop's n-th iteration) in a child run.
-  std::string agent() const { return run_.checkpoint_path(node_); }
+  const std::string& agent() const { return agent_; }
   NodeStatus status() const { return outcome_status(outcome_); }
   py::object output() const { return from_payload(outcome_.output); }
   py::object routes() const {
@@ -70,8 +77,9 @@ class PendingCheckpoint {
   }
 
  private:
-  RunHandle run_;
-  std::uint32_t node_;
+  std::uint64_t run_id_;
+  std::string run_key_;
+  std::string agent_;
   Outcome outcome_;
   Completion deliver_;
 };

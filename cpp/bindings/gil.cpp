@@ -31,6 +31,16 @@ thread_local ThreadState t_state;
 std::mutex g_released_mutex;
 std::vector<PyObject*> g_released;
 std::atomic<bool> g_has_released{false};
+// A drain is scheduled on the main thread (Py_AddPendingCall) whenever objects queue up:
+// without it, what the last run released (a failed agent's exception, whose traceback
+// holds the agent's locals) would stay alive until some later run drains the queue.
+std::atomic<bool> g_drain_scheduled{false};
+
+int drain_pending(void* /*unused*/) {
+  g_drain_scheduled.store(false, std::memory_order_release);
+  drain_released_objects();
+  return 0;
+}
 
 }  // namespace
 
@@ -90,9 +100,17 @@ void release_object(PyObject* object) noexcept {
     return;
   }
   if (!Py_IsInitialized() || interpreter_finalizing()) return;  // the heap goes with the process
-  std::lock_guard<std::mutex> lock(g_released_mutex);
-  g_released.push_back(object);
-  g_has_released.store(true, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(g_released_mutex);
+    g_released.push_back(object);
+    g_has_released.store(true, std::memory_order_release);
+  }
+  // Needs no GIL; the main thread runs it at its next bytecode boundary.
+  if (!g_shutting_down.load(std::memory_order_acquire) &&
+      !g_drain_scheduled.exchange(true, std::memory_order_acq_rel) &&
+      Py_AddPendingCall(&drain_pending, nullptr) != 0) {
+    g_drain_scheduled.store(false, std::memory_order_release);  // its queue is full: next time
+  }
 }
 
 void drain_released_objects() noexcept {

@@ -543,9 +543,16 @@ def audit_finish(audited: AuditedRun, report: Any = None) -> None:
             del _audited[audited.run_key]
             lease, audited.lease = audited.lease, None
         store = audited.store()
-        if store is not None:
-            with contextlib.suppress(Exception):  # the audit log never fails a finished run
-                store.append_audit(audited.run_key, end_events(audited, report, store))
+        try:
+            if store is not None:
+                with contextlib.suppress(Exception):  # the audit log never fails a finished run
+                    store.append_audit(audited.run_key, end_events(audited, report, store))
+        finally:
+            # Written: the run is no business of the log any more. Whatever still holds
+            # this record (a closure of the run's start) must not keep the run alive, nor
+            # what its agents left: a StoreError's traceback holds its store.
+            audited.handle = None
+            audited.notes = []
         if lease is not None:
             lease.release()  # after the end's status and entries: the next resume sees them
 

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -60,6 +61,40 @@ def test_twenty_compiles_with_a_store_path_leave_no_threads_behind(stores):
     assert _settle(lambda: _native_threads() - native_before
                    <= max(0, _engine_pool_threads() - pool_before)), (
         _native_threads(), native_before, _engine_pool_threads(), pool_before)
+
+
+def test_a_store_whose_agent_failed_to_store_its_output_is_freed(stores):
+    """The failed agent's StoreError (its traceback holds the store) is released once the
+    run is dropped, not kept until some later run: the store and its writer go."""
+    store = stores.open()
+    app = cp.Graph().add("a", lambda x: object()).compile(store=store)  # not storable
+    with pytest.raises(cp.AgentError) as caught:
+        app.invoke(1)
+    assert isinstance(caught.value.__cause__, cp.StoreError)
+    alive = weakref.ref(store)
+    del app, store, caught
+    for _ in range(3):  # the release queued off the GIL runs on this thread's next steps
+        gc.collect()
+        time.sleep(0.01)
+    assert _settle(lambda: gc.collect() >= 0 and alive() is None)
+    assert _settle(lambda: len(_checkpoint_threads()) == 0), _checkpoint_threads()
+
+
+def test_a_failed_agents_locals_are_freed_with_its_run():
+    freed = []
+
+    class Held:
+        def __del__(self):
+            freed.append(True)
+
+    def boom(x):
+        held = Held()  # noqa: F841 - kept alive by the traceback's frame
+        raise ValueError("boom")
+
+    app = cp.Graph().add("a", boom).compile()
+    with pytest.raises(cp.AgentError):
+        app.invoke(1)
+    assert _settle(lambda: gc.collect() >= 0 and freed == [True])
 
 
 def test_a_live_store_has_one_writer_however_many_graphs_use_it(stores):
