@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -41,8 +40,8 @@ def depth_log(tmp_path, monkeypatch):
 # ---- checkpoints at every depth ------------------------------------------------------
 
 
-def test_nested_agents_are_checkpointed_under_their_paths(tmp_path, depth_log):
-    app = depth_agents.nested_graph().compile(store=tmp_path / "runs.db")
+def test_nested_agents_are_checkpointed_under_their_paths(stores, depth_log):
+    app = depth_agents.nested_graph().compile(store=stores.location())
     assert app.invoke(3) == depth_agents.expected(3)
     [run] = app.runs()
     stored = app.store.load_run(run.run_key).outcomes
@@ -58,14 +57,14 @@ def test_nested_agents_are_checkpointed_under_their_paths(tmp_path, depth_log):
     assert len(called) == len(set(called))  # each user agent ran once
 
 
-def test_resuming_restores_nested_outcomes_instead_of_calling_agents(tmp_path, depth_log):
-    app = depth_agents.nested_graph().compile(store=tmp_path / "runs.db")
+def test_resuming_restores_nested_outcomes_instead_of_calling_agents(stores, depth_log):
+    app = depth_agents.nested_graph().compile(store=stores.location())
     app.invoke(3)
     [run] = app.runs()
     depth_log.unlink()
     # Forget the top-level outcomes of the two patterns: their inner agents' outcomes
     # are all the resume has to go on.
-    with sqlite3.connect(tmp_path / "runs.db") as db:  # as a kill before they were written
+    with stores.connect() as db:  # as a kill before they were written
         db.execute("DELETE FROM outcomes WHERE run_key = ? AND agent IN "
                    "('plan', 'drafts', 'combine', 'drafts/loop')", (run.run_key,))
     record = app.start_resumed(run.run_key).record()
@@ -87,7 +86,7 @@ _KILLED = textwrap.dedent(
 )
 
 
-def _kill_after(script: Path, store: Path, log: Path, task: int, calls: int) -> bool:
+def _kill_after(script: Path, store: str, log: Path, task: int, calls: int) -> bool:
     """Runs the graph in a child process and kills it (SIGKILL) once ``calls`` agents
     have started; False if the run finished first."""
     env = {**os.environ, "DEPTH_LOG": str(log)}
@@ -113,7 +112,8 @@ def _kill_after(script: Path, store: Path, log: Path, task: int, calls: int) -> 
 
 
 @pytest.mark.timeout(900)  # 50 child processes; about a minute on a quiet 2-core machine
-def test_sigkill_at_random_moments_never_reruns_a_committed_agent(tmp_path, monkeypatch):
+def test_sigkill_at_random_moments_never_reruns_a_committed_agent(stores, tmp_path,
+                                                                   monkeypatch):
     """50 runs of a supervisor and a fan_out inside a loop, each killed after a random
     number of agent calls, then resumed: no agent whose outcome was committed runs
     again, at any depth, and every run completes with the right result."""
@@ -122,7 +122,7 @@ def test_sigkill_at_random_moments_never_reruns_a_committed_agent(tmp_path, monk
     rng = random.Random(20261202)
     trials, killed, restored_total = 50, 0, 0
     for trial in range(trials):
-        store, log = tmp_path / f"runs{trial}.db", tmp_path / f"first{trial}.log"
+        store, log = stores.location(f"runs{trial}.db"), tmp_path / f"first{trial}.log"
         task = rng.randrange(10)
         killed += _kill_after(script, store, log, task, calls=rng.randrange(1, 24))
         app = depth_agents.nested_graph().compile(store=store)
@@ -141,14 +141,14 @@ def test_sigkill_at_random_moments_never_reruns_a_committed_agent(tmp_path, monk
     # Most kills land mid-run, with outcomes committed at several depths.
     assert killed >= trials * 0.8, killed
     assert restored_total >= killed * 5, restored_total
-    print(f"{killed} of {trials} runs killed mid-run; {restored_total} committed outcomes, "
-          "none run again")
+    print(f"{stores.kind}: {killed} of {trials} runs killed mid-run; {restored_total} "
+          "committed outcomes, none run again")
 
 
 # ---- interrupts inside agents --------------------------------------------------------
 
 
-def test_an_agent_asks_a_question_and_gets_the_answer_on_resume(tmp_path):
+def test_an_agent_asks_a_question_and_gets_the_answer_on_resume(stores):
     calls = []
 
     def draft(topic):
@@ -158,7 +158,7 @@ def test_an_agent_asks_a_question_and_gets_the_answer_on_resume(tmp_path):
         return f"{topic}: {tone}, {length}"
 
     app = cp.Graph().add("draft", draft).add("send", lambda d: d.upper(), after="draft") \
-        .compile(store=tmp_path / "runs.db")
+        .compile(store=stores.location())
     with pytest.raises(cp.NeedsInput) as paused:
         app.invoke("refund")
     key = paused.value.run_key
@@ -178,7 +178,7 @@ def test_an_agent_asks_a_question_and_gets_the_answer_on_resume(tmp_path):
     assert ("input_requested", "draft") in kinds and ("input_given", "draft") in kinds
 
 
-def test_async_agents_ask_too_and_retries_do_not_retry_a_question(tmp_path):
+def test_async_agents_ask_too_and_retries_do_not_retry_a_question(stores):
     attempts = []
 
     async def check(x):
@@ -187,7 +187,7 @@ def test_async_agents_ask_too_and_retries_do_not_retry_a_question(tmp_path):
         return {"ok": cp.interrupt(f"approve {x}?")}
 
     app = cp.Graph().add("check", check, retry=cp.Retry(max_attempts=3, initial_backoff=0.0)) \
-        .compile(store=tmp_path / "runs.db")
+        .compile(store=stores.location())
 
     async def main():
         with pytest.raises(cp.NeedsInput) as paused:
@@ -200,10 +200,10 @@ def test_async_agents_ask_too_and_retries_do_not_retry_a_question(tmp_path):
 
 
 def test_parallel_questions_in_a_fan_out_answered_in_random_order_by_another_process(
-        tmp_path):
+        stores, tmp_path):
     """Ten items ask at once; another process answers them one resume at a time, in a
     random order; every item gets its own answer."""
-    store = tmp_path / "runs.db"
+    store = stores.location()
     log = tmp_path / "calls.log"
     first = textwrap.dedent(f"""
         import json, sys
@@ -251,9 +251,8 @@ def test_parallel_questions_in_a_fan_out_answered_in_random_order_by_another_pro
     assert sorted(called) == sorted([f"ask/fan_out/worker[{i}]" for i in range(10)] * 2)
 
 
-def test_resume_refuses_answers_that_match_nothing(tmp_path):
-    app = depth_agents.asking_graph(3).compile(store=tmp_path / "runs.db")
-    os.environ.setdefault("DEPTH_LOG", str(tmp_path / "calls.log"))
+def test_resume_refuses_answers_that_match_nothing(stores, depth_log):
+    app = depth_agents.asking_graph(3).compile(store=stores.location())
     record = app.run(2)
     assert record.status == "needs_input" and len(record.pending_inputs) == 2
     with pytest.raises(ValueError, match="awaits input"):
@@ -283,7 +282,7 @@ def test_interrupt_and_current_need_a_durable_run():
 # ---- review gates inside nested graphs -----------------------------------------------
 
 
-def test_a_review_gate_of_a_nested_graph_pauses_the_run(tmp_path):
+def test_a_review_gate_of_a_nested_graph_pauses_the_run(stores):
     calls = []
 
     def draft(x):
@@ -293,7 +292,7 @@ def test_a_review_gate_of_a_nested_graph_pauses_the_run(tmp_path):
     inner = cp.Graph().add("draft", draft, review=cp.Review(below=0.8)) \
         .add("polish", lambda d: f"polished {d}", after="draft").compile()
     app = cp.Graph().add("write", inner).add("send", lambda d: f"sent {d}", after="write") \
-        .compile(store=tmp_path / "runs.db")
+        .compile(store=stores.location())
     with pytest.raises(cp.NeedsReview) as paused:
         app.invoke("x")
     [request] = paused.value.pending
@@ -306,13 +305,13 @@ def test_a_review_gate_of_a_nested_graph_pauses_the_run(tmp_path):
     assert calls == ["draft"]  # approved, not run again
 
 
-def test_a_fan_out_of_reviewed_workers_pauses_for_each(tmp_path):
+def test_a_fan_out_of_reviewed_workers_pauses_for_each(stores):
     def worker(x):
         return cp.Result(x * 10, confidence=0.9 if x % 2 else 0.1)
 
     reviewed = cp.policy(worker, review=cp.Review(below=0.5))
     app = cp.Graph().add("all", cp.fan_out(reviewed, over=lambda n: list(range(n)))) \
-        .compile(store=tmp_path / "runs.db")
+        .compile(store=stores.location())
     record = app.run(4)
     assert record.status == "needs_review"
     assert sorted(r.agent for r in record.pending_reviews) == \
@@ -325,7 +324,7 @@ def test_a_fan_out_of_reviewed_workers_pauses_for_each(tmp_path):
 # ---- idempotency keys ------------------------------------------------------------------
 
 
-def test_the_idempotency_key_is_stable_across_retries_and_resumes(tmp_path):
+def test_the_idempotency_key_is_stable_across_retries_and_resumes(stores):
     seen = []
 
     def charge(x):
@@ -338,7 +337,7 @@ def test_the_idempotency_key_is_stable_across_retries_and_resumes(tmp_path):
         return "charged"
 
     inner = cp.Graph().add("charge", charge, retry=cp.Retry(max_attempts=2, initial_backoff=0.0)).compile()
-    app = cp.Graph().add("pay", inner).compile(store=tmp_path / "runs.db")
+    app = cp.Graph().add("pay", inner).compile(store=stores.location())
     record = app.run("x")
     assert record.status == "needs_input"
     assert app.resume(record.run_key, True) == "charged"
@@ -351,9 +350,9 @@ def test_the_idempotency_key_is_stable_across_retries_and_resumes(tmp_path):
     assert other.status == "succeeded"
 
 
-def test_a_question_is_an_input_event_and_a_needs_input_lane(tmp_path):
+def test_a_question_is_an_input_event_and_a_needs_input_lane(stores):
     app = cp.Graph().add("ask", lambda x: cp.interrupt({"ask": "tone?"})) \
-        .add("other", lambda x: x).compile(store=tmp_path / "runs.db")
+        .add("other", lambda x: x).compile(store=stores.location())
     events = []
     with pytest.raises(cp.NeedsInput):
         for event in app.stream("x", stream_mode="events"):
@@ -366,7 +365,7 @@ def test_a_question_is_an_input_event_and_a_needs_input_lane(tmp_path):
     assert "needs_input" in record._repr_html_()
 
 
-def test_an_interrupted_run_resumes_while_a_question_keeps_waiting(tmp_path):
+def test_an_interrupted_run_resumes_while_a_question_keeps_waiting(stores):
     calls = []
 
     def slow(x):
@@ -374,12 +373,12 @@ def test_an_interrupted_run_resumes_while_a_question_keeps_waiting(tmp_path):
         return "slow done"
 
     app = cp.Graph().add("ask", lambda x: cp.interrupt("go on?")).add("slow", slow) \
-        .compile(store=tmp_path / "runs.db")
+        .compile(store=stores.location())
     record = app.run("x")
     assert record.status == "needs_input"
     # As if Ctrl-C had stopped the run while "slow" was still running.
     app.store.set_status(record.run_key, "interrupted")
-    with sqlite3.connect(tmp_path / "runs.db") as db:
+    with stores.connect() as db:
         db.execute("DELETE FROM outcomes WHERE agent = 'slow'")
     resumed = app.start_resumed(record.run_key).record()
     assert resumed.status == "needs_input" and calls == ["slow", "slow"]
