@@ -73,6 +73,25 @@ def check_agent(owner: str, role: str, agent: Any) -> None:
 Checked = Callable[[Callable[[Any], Any], bool], Callable[[Any], Any]]
 
 
+def entry_point(agent: Any) -> tuple[Any, bool]:
+    """``(call, is_async)``: what the engine calls for an agent that is not a compiled
+    graph, and whether it is a coroutine function. A runnable's ``ainvoke`` when it is a
+    real async path (see :func:`_async_path_is_real`), else its ``invoke``, else its
+    ``ainvoke``; the agent itself otherwise."""
+    if type(agent) is FunctionType:  # the common case, without probing for methods
+        return agent, inspect.iscoroutinefunction(agent)
+    if not inspect.isclass(agent):
+        if _async_path_is_real(agent):
+            return agent.ainvoke, True
+        invoke = getattr(agent, "invoke", None)
+        if callable(invoke):
+            return invoke, False
+        ainvoke = getattr(agent, "ainvoke", None)
+        if callable(ainvoke) and _is_coroutine_function(ainvoke):
+            return ainvoke, True
+    return agent, _is_coroutine_function(agent)
+
+
 def native_agent(name: str, agent: Any, dispatch: _core.Dispatch,
                  checked: Checked | None = None) -> tuple[Any, bool]:
     """Returns ``(native_agent, is_async)`` for a callable, coroutine function or runnable.
@@ -90,24 +109,15 @@ def native_agent(name: str, agent: Any, dispatch: _core.Dispatch,
     def coroutine(call: Any) -> tuple[Any, bool]:
         return _core.AsyncAgent(call if checked is None else checked(call, True)), True
 
-    if type(agent) is FunctionType:  # the common case, without probing for methods
-        return coroutine(agent) if inspect.iscoroutinefunction(agent) else sync(agent)
-    graph = _native_graph(agent)
-    if graph is not None:
-        return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)
-    if not inspect.isclass(agent):
-        if _async_path_is_real(agent):
-            return coroutine(agent.ainvoke)
-        invoke = getattr(agent, "invoke", None)
-        if callable(invoke):
-            return sync(invoke)
-        ainvoke = getattr(agent, "ainvoke", None)
-        if callable(ainvoke) and _is_coroutine_function(ainvoke):
-            return coroutine(ainvoke)
-    if _is_coroutine_function(agent):
-        return coroutine(agent)
-    if callable(agent):
-        return sync(agent)
+    if type(agent) is not FunctionType:  # the common case needs no probing for a graph
+        graph = _native_graph(agent)
+        if graph is not None:
+            return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)
+    call, is_async = entry_point(agent)
+    if is_async:
+        return coroutine(call)
+    if callable(call):
+        return sync(call)
     raise GraphError(
         f"agent '{name}': a {type(agent).__name__} is not callable; pass a function, an "
         "`async def` function, or an object with an invoke() or ainvoke() method",

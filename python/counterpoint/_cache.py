@@ -12,10 +12,9 @@ import pickle
 import time
 import weakref
 from collections.abc import Callable
-from types import FunctionType
 from typing import Any
 
-from ._agents import _async_path_is_real, _declares_loop, _is_coroutine_function
+from ._agents import _declares_loop, entry_point
 from ._codec import Codec
 from ._errors import StoreError
 from ._native import _core
@@ -60,23 +59,6 @@ def entry_key(identity: str, version: str | int, input: Any) -> str:
     digest.update(b"\0")
     digest.update(_input_bytes(input))
     return digest.hexdigest()
-
-
-def _entry_point(agent: Any) -> tuple[Callable[[Any], Any], bool]:
-    """What the engine calls for ``agent`` (as ``native_agent`` chooses it), and whether
-    it is a coroutine function."""
-    if type(agent) is FunctionType:
-        return agent, inspect.iscoroutinefunction(agent)
-    if not inspect.isclass(agent):
-        if _async_path_is_real(agent):
-            return agent.ainvoke, True
-        invoke = getattr(agent, "invoke", None)
-        if callable(invoke):
-            return invoke, False
-        ainvoke = getattr(agent, "ainvoke", None)
-        if callable(ainvoke) and _is_coroutine_function(ainvoke):
-            return ainvoke, True
-    return agent, _is_coroutine_function(agent)
 
 
 class _Entries:
@@ -146,7 +128,7 @@ def cached_agent(store: Store, name: str, declared: Any, agent: Any, cache: Cach
         agent: What to call on a miss (the declared agent, or its executor's binding).
     """
     entries = _Entries(store, name, cache_identity(name, declared, cache), cache)
-    call, is_async = _entry_point(agent)
+    call, is_async = entry_point(agent)
     if is_async:
         @functools.wraps(call)
         async def cached_async(input: Any) -> Any:

@@ -362,12 +362,13 @@ def call_scope(run_key: str, answers: dict[str, list[Any]], inner: Any) -> CallS
     return CallScope(run_key, answers, inner)
 
 
-def check_resumable(stored: StoredRun, graph_fingerprint: str) -> None:
+def check_resumable(stored: StoredRun, graph_fingerprint: str, doing: str = "resume") -> None:
+    """Refuses a run another graph made (``doing``: what the caller would do to it)."""
     if stored.graph != graph_fingerprint:
         raise StoreError(
             f"run {stored.run_key!r} was made by a different graph (fingerprint "
-            f"{stored.graph}, this graph {graph_fingerprint}); resume it with the graph that "
-            "started it"
+            f"{stored.graph}, this graph {graph_fingerprint}); {doing} it with the graph "
+            "that started it"
         )
 
 

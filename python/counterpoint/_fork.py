@@ -10,21 +10,11 @@ from typing import Any
 
 from ._audit import AuditEvent
 from ._durable import outcome_events
-from ._errors import StoreError
 from ._native import _core
 from ._store import Store, StoredOutcome, StoredRun
 
 # The message of an outcome a fork's override set.
 OVERRIDDEN = "set by a fork override"
-
-
-def check_forkable(stored: StoredRun, graph_fingerprint: str) -> None:
-    if stored.graph != graph_fingerprint:
-        raise StoreError(
-            f"run {stored.run_key!r} was made by a different graph (fingerprint "
-            f"{stored.graph}, this graph {graph_fingerprint}); fork it with the graph that "
-            "started it"
-        )
 
 
 def fork_arguments(agents: Sequence[str], rerun: str | Iterable[str] | None,

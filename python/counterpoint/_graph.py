@@ -38,7 +38,7 @@ from ._durable import (
 )
 from ._errors import GraphError
 from ._executors import Executor, RayBatch, connect, run_batch_on
-from ._fork import begin_fork, check_forkable, fork_arguments
+from ._fork import begin_fork, fork_arguments
 from ._handoffs import Node, mismatches
 from ._leases import take_lease
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
@@ -695,7 +695,7 @@ class CompiledGraph:
         names, given = fork_arguments(self.agents, rerun, overrides)
         settled_budget = self._settings(budget, deadline)[0]
         stored = self._store.load_run(run_key)
-        check_forkable(stored, self._fingerprint)
+        check_resumable(stored, self._fingerprint, "fork")
         after = {node["name"]: node["after"] for node in self.describe()["nodes"]}
         fork_key = begin_fork(self._store, self._fingerprint, stored, after, names, given,
                               inputs, settled_budget)

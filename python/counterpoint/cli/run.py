@@ -100,19 +100,15 @@ def _stream(app: CompiledGraph, data: Any, budget: dict[str, float] | None,
                 output = event.output
     except KeyboardInterrupt:
         raise _interrupted(None, context) from None
-    except NeedsReview as exc:
+    except (NeedsReview, NeedsInput) as exc:  # paused for a person: a result, not an error
         if out.json:
             out.document(stream_failure_doc(exc, context))
         elif exc.run_key is not None:
             out.line()
-            print_review(out, exc.run_key, exc.pending, context)
-        return NEEDS_REVIEW
-    except NeedsInput as exc:
-        if out.json:
-            out.document(stream_failure_doc(exc, context))
-        elif exc.run_key is not None:
-            out.line()
-            print_questions(out, exc.run_key, exc.pending, context)
+            if isinstance(exc, NeedsInput):
+                print_questions(out, exc.run_key, exc.pending, context)
+            else:
+                print_review(out, exc.run_key, exc.pending, context)
         return NEEDS_REVIEW
     except Exception as exc:
         if out.json:

@@ -9,7 +9,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..._agents import _async_path_is_real, _is_coroutine_function, _native_graph
+from ..._agents import _is_coroutine_function, _native_graph, entry_point
 
 
 def is_factory(agent: Any) -> bool:
@@ -22,15 +22,7 @@ def calling(agent: Any) -> tuple[Callable[[Any], Any], bool]:
     """``(call, is_async)``: how to call an agent (not a factory) with its input."""
     if _native_graph(agent) is not None:
         return agent.invoke, False
-    if _async_path_is_real(agent):
-        return agent.ainvoke, True
-    invoke = getattr(agent, "invoke", None)
-    if callable(invoke):
-        return invoke, False
-    ainvoke = getattr(agent, "ainvoke", None)
-    if callable(ainvoke) and _is_coroutine_function(ainvoke):
-        return ainvoke, True
-    return agent, _is_coroutine_function(agent)
+    return entry_point(agent)
 
 
 def class_is_async(factory: Any) -> bool:
