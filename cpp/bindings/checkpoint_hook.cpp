@@ -58,6 +58,9 @@ class PendingCheckpoint {
   }
   py::dict usage() const { return usage_to_python(outcome_.usage); }
   std::string message() const { return outcome_.failure.message; }
+  // A failure's exception; for an output paused for review, what its gate recorded
+  // (ReviewSpec::pause_details); else None.
+  py::object error() const { return from_payload(outcome_.failure.error); }
   py::object confidence() const {
     return outcome_.confidence < 0 ? py::object(py::none()) : py::object(py::float_(outcome_.confidence));
   }
@@ -168,6 +171,7 @@ void register_checkpoints(py::module_& m) {
       .def_property_readonly("routes", &PendingCheckpoint::routes)
       .def_property_readonly("usage", &PendingCheckpoint::usage)
       .def_property_readonly("message", &PendingCheckpoint::message)
+      .def_property_readonly("error", &PendingCheckpoint::error)
       .def_property_readonly("confidence", &PendingCheckpoint::confidence)
       .def("deliver", &PendingCheckpoint::deliver)
       .def("fail", &PendingCheckpoint::fail, py::arg("message"), py::arg("error") = py::none());

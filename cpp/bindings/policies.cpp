@@ -45,8 +45,8 @@ std::function<bool(const Failure&)> python_predicate(const py::object& retry_on)
 // or a pause for human review.
 class ReviewGate final : public Resolver, public std::enable_shared_from_this<ReviewGate> {
  public:
-  ReviewGate(double below, std::shared_ptr<PyRef> reviewer)
-      : below_(below), reviewer_(std::move(reviewer)) {}
+  ReviewGate(double below, std::shared_ptr<PyRef> reviewer, Payload pause_details)
+      : below_(below), reviewer_(std::move(reviewer)), pause_details_(std::move(pause_details)) {}
 
   // Takes the agent's real completion and returns the one the agent should report to.
   Completion intercept(Completion outer) {
@@ -105,6 +105,7 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
         return;
       }
       outcome.kind = Outcome::Kind::NeedsReview;
+      outcome.failure.error = pause_details_;
       outer_.resolve(std::move(outcome));
       return;
     }
@@ -153,6 +154,7 @@ class ReviewGate final : public Resolver, public std::enable_shared_from_this<Re
 
   const double below_;
   std::shared_ptr<PyRef> reviewer_;
+  const Payload pause_details_;
   Completion outer_;
   Outcome pending_;
 };
@@ -162,10 +164,11 @@ class ReviewAgent final : public Agent {
   ReviewAgent(std::shared_ptr<Agent> inner, const ReviewSpec& spec)
       : inner_(std::move(inner)),
         below_(spec.below),
-        reviewer_(spec.reviewer.is_none() ? nullptr : std::make_shared<PyRef>(spec.reviewer)) {}
+        reviewer_(spec.reviewer.is_none() ? nullptr : std::make_shared<PyRef>(spec.reviewer)),
+        pause_details_(spec.pause_details.is_none() ? Payload() : to_payload(spec.pause_details)) {}
 
   void invoke(Invocation invocation) override {
-    auto gate = std::make_shared<ReviewGate>(below_, reviewer_);
+    auto gate = std::make_shared<ReviewGate>(below_, reviewer_, pause_details_);
     invocation.completion = gate->intercept(std::move(invocation.completion));
     inner_->invoke(std::move(invocation));
   }
@@ -175,6 +178,7 @@ class ReviewAgent final : public Agent {
   std::shared_ptr<Agent> inner_;
   const double below_;
   std::shared_ptr<PyRef> reviewer_;
+  const Payload pause_details_;
 };
 
 }  // namespace
@@ -280,10 +284,11 @@ void register_policies(py::module_& m) {
            py::arg("fallback") = nullptr)
       .def_readonly("timeout", &PolicySpec::timeout);
   py::class_<ReviewSpec>(m, "ReviewSpec", "A confidence gate.")
-      .def(py::init([](double below, py::object reviewer) {
-             return ReviewSpec{below, std::move(reviewer)};
+      .def(py::init([](double below, py::object reviewer, py::object pause_details) {
+             return ReviewSpec{below, std::move(reviewer), std::move(pause_details)};
            }),
-           py::kw_only(), py::arg("below"), py::arg("reviewer") = py::none())
+           py::kw_only(), py::arg("below"), py::arg("reviewer") = py::none(),
+           py::arg("pause_details") = py::none())
       .def_readonly("below", &ReviewSpec::below);
   py::class_<ReviewVerdict>(m, "ReviewVerdict", "A reviewer's decision on one output.")
       .def(py::init([](bool approved, py::object output, std::string reason) {

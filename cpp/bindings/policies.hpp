@@ -45,6 +45,10 @@ struct PolicySpec {
 struct ReviewSpec {
   double below = 0.7;
   py::object reviewer = py::none();
+  // What a pause records for the person who decides (the gate's threshold and
+  // approvers): the paused outcome carries it as its failure's `error`, so a gate at any
+  // depth, even one a pattern builds while running, is known when the decision comes.
+  py::object pause_details = py::none();
 };
 
 struct ReviewVerdict {

@@ -333,7 +333,7 @@ class ReviewSpec:
     """
     A confidence gate.
     """
-    def __init__(self, *, below: typing.SupportsFloat | typing.SupportsIndex, reviewer: typing.Any = None) -> None:
+    def __init__(self, *, below: typing.SupportsFloat | typing.SupportsIndex, reviewer: typing.Any = None, pause_details: typing.Any = None) -> None:
         ...
     @property
     def below(self) -> float:
@@ -510,6 +510,9 @@ class PendingCheckpoint:
         ...
     @property
     def confidence(self) -> typing.Any:
+        ...
+    @property
+    def error(self) -> typing.Any:
         ...
     @property
     def message(self) -> str:

@@ -10,12 +10,12 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._agent_call import AgentCall, enter_call
-from ._audit import AuditEvent, json_safe
+from ._audit import AuditEntry, AuditEvent, json_safe
 from ._errors import StoreError
 from ._leases import RENEW_SECONDS, Lease, release_leases, renew_leases
 from ._native import _core
@@ -85,7 +85,8 @@ class CheckpointWriter:
                                       item.usage, item.message, item.confidence)
                         for item in items]
             audited = _audited.get(run_key)
-            events = [outcome_events(outcome, audited) for outcome in outcomes]
+            events = [outcome_events(outcome, audited, item.error)
+                      for outcome, item in zip(outcomes, items)]
             errors: list[Exception | None]
             if store is None:
                 errors = [StoreError(f"{self._name} was closed (garbage-collected) while run "
@@ -285,13 +286,13 @@ def restored_outcomes(stored: StoredRun, decision: Any,
     questions = [o for o in stored.outcomes.values() if o.status == "needs_input"]
     decisions, answers = _decisions(stored, decision, reviews, questions)
     for outcome in reviews:
-        gate = (gates or {}).get(gate_path(outcome.agent))
+        gate = _gate_of(gates, outcome.agent)
         if gate is not None:
             check_decider(outcome.agent, gate.approvers, decisions[outcome.agent])
     now = time.time()
     for outcome in reviews:
         decided = decisions[outcome.agent]
-        gate = (gates or {}).get(gate_path(outcome.agent))
+        gate = _gate_of(gates, outcome.agent)
         resumption.events.append([decision_event(outcome.agent, decided, now, gate,
                                                  outcome.output)])
         if decided.approved:
@@ -322,6 +323,24 @@ def restored_outcomes(stored: StoredRun, decision: Any,
             "question": json_safe(asked["ask"]), "time": now},
             {"answer": answers[outcome.agent]}, time=now)])
     return resumption
+
+
+def _gate_of(gates: dict[str, Review] | None, path: str) -> Review | None:
+    gates = gates or {}
+    return gates.get(path) or gates.get(gate_path(path))
+
+
+def paused_gates(entries: Sequence[AuditEntry]) -> dict[str, Review]:
+    """The gates of the outputs a run paused on, as their ``review_requested`` audit
+    entries recorded them, by path: the gates of graphs a pattern builds while it runs
+    (a ``fan_out``'s workers) are known nowhere else."""
+    gates: dict[str, Review] = {}
+    for entry in entries:
+        if entry.kind == "review_requested" and entry.agent is not None and \
+                entry.data.get("threshold") is not None and not entry.data.get("in_process"):
+            gates[entry.agent] = Review(below=float(entry.data["threshold"]),
+                                        approvers=tuple(entry.data.get("approvers") or ()))
+    return gates
 
 
 def gate_path(path: str) -> str:
@@ -420,8 +439,10 @@ def _cache_hit(audited: AuditedRun, agent: str) -> bool:
                for note in list(audited.notes))
 
 
-def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[AuditEvent]:
-    """The live audit entries of one agent outcome."""
+def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None,
+                   paused_by: Any = None) -> list[AuditEvent]:
+    """The live audit entries of one agent outcome; ``paused_by``: for an output paused
+    for review, what its gate recorded (``{"threshold", "approvers"}``)."""
     agent, status = outcome.agent, outcome.status
     usage = dict(outcome.usage)
     if status == "succeeded":
@@ -441,11 +462,15 @@ def outcome_events(outcome: StoredOutcome, audited: AuditedRun | None) -> list[A
             events.append(AuditEvent("merge_resolved", agent, merged))
         return events
     if status == "needs_review":
-        gate = audited.gates.get(agent) if audited is not None else None
+        if isinstance(paused_by, dict):  # the gate itself said, at any depth
+            threshold, approvers = paused_by.get("threshold"), paused_by.get("approvers", [])
+        else:
+            gate = audited.gates.get(agent) if audited is not None else None
+            threshold = gate.below if gate is not None else None
+            approvers = list(gate.approvers) if gate is not None else []
         return [AuditEvent("review_requested", agent, {
             "confidence": outcome.confidence, "reason": outcome.message, "usage": usage,
-            "threshold": gate.below if gate is not None else None,
-            "approvers": list(gate.approvers) if gate is not None else []},
+            "threshold": threshold, "approvers": list(approvers)},
             {"output": outcome.output})]
     if status == "needs_input":
         question = asked_question(outcome)

@@ -33,6 +33,7 @@ from ._durable import (
     check_resumable,
     fingerprint,
     hold_until_end,
+    paused_gates,
     restored_outcomes,
     writer_for,
 )
@@ -632,7 +633,12 @@ class CompiledGraph:
         try:
             stored = self._store.load_run(run_key)
             check_resumable(stored, self._fingerprint)
-            resumed = restored_outcomes(stored, decision, self._gates())
+            gates = self._gates()
+            if any(outcome.status == "needs_review" for outcome in stored.outcomes.values()):
+                # Paused gates as they recorded themselves: those of graphs a pattern
+                # built while running are in no graph the resuming process holds.
+                gates.update(paused_gates(self._store.audit(run_key)))
+            resumed = restored_outcomes(stored, decision, gates)
             if resumed.recorded:
                 errors = self._store.record_outcomes(run_key, resumed.recorded, resumed.events)
                 for error in errors:

@@ -460,7 +460,8 @@ class Review:
         any, is called on a pool thread with a :class:`ReviewRequest`."""
         reviewer = self.reviewer
         if reviewer is None:
-            return _core.ReviewSpec(below=float(self.below))
+            return _core.ReviewSpec(below=float(self.below), pause_details={
+                "threshold": float(self.below), "approvers": list(self.approvers)})
         approvers, threshold = self.approvers, self.below
 
         def ask(pending: Any) -> Any:
