@@ -64,7 +64,7 @@ class AsyncCall {
     const TakeFollows take_follows(dispatcher_);
     resolve([&] { deliver(completion_, interpret_result(std::move(value)), cancellation_); });
   }
-  void fail(py::object error) {
+  void fail(const py::object& error) {
     std::string message = py::str(py::type::handle_of(error).attr("__name__"));
     const std::string text = py::str(error);
     if (!text.empty()) message += ": " + text;

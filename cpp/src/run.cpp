@@ -500,7 +500,7 @@ std::function<void()> Completion::delegate(std::shared_ptr<CompiledGraph> graph,
     options.node_hook = run->node_hook;
     std::string prefix = checkpoint_path();
     if (delegations_ > 0) prefix += "#" + std::to_string(delegations_ + 1);
-    prefix += "/";
+    prefix += '/';
     const auto& below = run->checkpoints ? run->checkpoints->restored_below : nullptr;
     if (below) {
       const Plan& child_plan = graph->plan();
