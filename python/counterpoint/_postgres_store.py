@@ -304,16 +304,8 @@ class PostgresStore(SQLStore):
             db.execute("UPDATE counterpoint_meta SET value = %s WHERE key = 'schema_version' "
                        "AND CAST(value AS INTEGER) < %s", (str(SCHEMA_VERSION), SCHEMA_VERSION))
 
-    def close(self) -> None:
-        """Stops the store's checkpoint writer and closes the connection. Idempotent; any
-        later use raises :class:`StoreError`."""
-        if self._closed:
-            return
-        super().close()
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
+    def _disconnect(self) -> None:
+        self._conn.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _reconnect, (type(self), self.dsn, self.codec.use_pickle, self.audit_content,

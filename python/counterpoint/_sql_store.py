@@ -10,6 +10,7 @@ import base64
 import datetime
 import hashlib
 import json
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
@@ -155,6 +156,26 @@ class SQLStore(Store):
     _lock_row = ""
     # Where to restore a damaged store from, in the fix of a read error.
     _restore = "Restore the store from a backup"
+
+    # Set by each backend's constructor: the lock around its connection, and whether
+    # close() was called.
+    _lock: threading.Lock
+    _closed: bool
+
+    @abstractmethod
+    def _disconnect(self) -> None:
+        """Closes the backend's connection (called once, under the lock)."""
+
+    def close(self) -> None:
+        """Stops the store's checkpoint writer and closes its connection. Idempotent; any
+        later use raises :class:`StoreError`."""
+        if self._closed:
+            return
+        super().close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._disconnect()
 
     @abstractmethod
     def _using(self, doing: str) -> AbstractContextManager[Connection]:

@@ -266,16 +266,8 @@ class SQLiteStore(SQLStore):
                     db.execute("ROLLBACK")
                 raise
 
-    def close(self) -> None:
-        """Stops the store's checkpoint writer and closes the file. Idempotent; any later
-        use raises :class:`StoreError`."""
-        if self._closed:
-            return
-        super().close()
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
+    def _disconnect(self) -> None:
+        self._db.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
         if self.path == ":memory:":
