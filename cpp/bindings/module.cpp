@@ -5,6 +5,7 @@ PYBIND11_MODULE(_core, m) {
   using namespace counterpoint::bindings;
   register_enums(m);
   register_records(m);
+  register_event_type(m);  // counterpoint.Event
   register_events(m);    // EventKinds, EventForm, EventBatch: what streams carry
   register_agents(m);    // Agent, the base every other agent binding refers to
   register_policies(m);  // PolicySpec, ReviewSpec: parts of a NodeSpec
@@ -14,5 +15,6 @@ PYBIND11_MODULE(_core, m) {
   register_observer(m);
   register_checkpoints(m);
   register_runs(m);
+  register_streams(m);  // Stream, start_stream: runs streamed to Python
   register_runtime(m);
 }

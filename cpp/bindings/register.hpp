@@ -7,6 +7,7 @@ namespace py = pybind11;
 // One per binding file; module.cpp calls them in dependency order.
 void register_enums(py::module_& m);
 void register_records(py::module_& m);
+void register_event_type(py::module_& m);
 void register_events(py::module_& m);
 void register_agents(py::module_& m);
 void register_results(py::module_& m);
@@ -16,5 +17,6 @@ void register_checkpoints(py::module_& m);
 void register_policies(py::module_& m);
 void register_graph(py::module_& m);
 void register_runs(py::module_& m);
+void register_streams(py::module_& m);
 void register_runtime(py::module_& m);
 }  // namespace counterpoint::bindings

@@ -36,13 +36,6 @@ constexpr auto kWaitSlice = 20ms;
 // wake takes the GIL from the threads running agents, so one per run would make them
 // queue for it once per run.
 constexpr std::size_t kReportGroup = 64;
-// Spinning this long before sleeping is cheaper than a sleep and a wake-up.
-constexpr auto kSpin = 50us;
-
-std::chrono::nanoseconds seconds_of(double seconds) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::duration<double>(seconds));
-}
 
 // Set on the thread that runs the engine's own event loop (see _loops.py).
 thread_local bool t_engine_loop_thread = false;
@@ -82,6 +75,14 @@ void refuse_wait_on_engine_thread(RunHandle run) {
       "give this agent dispatch='thread'");
 }
 
+RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
+                             std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
+                             double deadline, EventKinds record_events) {
+  return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), record_events,
+                                       std::move(budget), deadline, py::none(), nullptr, {},
+                                       py::none()});
+}
+
 bool wait_run(RunHandle run, double timeout_seconds) {
   if (run.done()) {
     drain_released_objects();
@@ -93,7 +94,7 @@ bool wait_run(RunHandle run, double timeout_seconds) {
                             : std::chrono::steady_clock::now() +
                                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                       std::chrono::duration<double>(timeout_seconds));
-  auto spin = std::chrono::nanoseconds(kSpin);
+  auto spin = std::chrono::nanoseconds(kWaitSpin);
   const bool sees_signals = PyThread_get_thread_ident() == g_main_thread;
   for (;;) {
     bool finished;
@@ -186,14 +187,6 @@ namespace {
 // The options of a run that is not durable: the hot paths of invoke, ainvoke, stream and
 // astream, which take their few arguments directly instead of a RunRequest (making one
 // costs more than a no-op agent's whole run).
-RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
-                             std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
-                             double deadline, EventKinds record_events = {}) {
-  return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), record_events,
-                                       std::move(budget), deadline, py::none(), nullptr, {},
-                                       py::none()});
-}
-
 // What a run that could not start (shutting down, a durable run whose record could not be
 // written) reports in its batch slot.
 RunReport unstarted_report(const std::string& error) {
@@ -421,7 +414,7 @@ void register_runs(py::module_& m) {
               refuse_wait_on_engine_thread(run);
               py::gil_scoped_release nogil;
               more = run.next_events(events, seconds_of(timeout_seconds),
-                                     seconds_of(gather_seconds), kSpin);
+                                     seconds_of(gather_seconds), kWaitSpin);
             } else {
               // Nothing to wait for, only a lock no holder keeps while it needs the GIL:
               // letting go of the GIL here would hand it to an agent and queue for it back.
@@ -447,46 +440,6 @@ void register_runs(py::module_& m) {
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("request"), "Starts a run and returns its handle at once.");
-  py::class_<StartedStream>(m, "StartedStream", "A streamed run and its first events.")
-      .def_readonly("handle", &StartedStream::handle)
-      .def_readonly("events", &StartedStream::events,
-                    "An EventBatch, as RunHandle.next_events gives.");
-  m.def(
-      "start_stream",
-      [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-         py::object budget, double deadline, double timeout_seconds, double gather_seconds,
-         EventKinds record_events, EventForm form) {
-        if (record_events.none()) {
-          throw py::value_error("start_stream: a stream records events; record_events is empty");
-        }
-        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline, record_events);
-        refuse_wait_on_engine_thread({});
-        RunHandle run;
-        bool more = true;
-        std::vector<Event> events;
-        {
-          // Started and first waited for in one release of the GIL, as invoke does: the
-          // first agents want the GIL at once, and one taken back in between makes them
-          // queue for it and be woken, which costs more than a run of no-op agents.
-          py::gil_scoped_release nogil;
-          run = graph.start(std::move(options));
-          more = run.next_events(events, seconds_of(timeout_seconds),
-                                 seconds_of(gather_seconds), kSpin);
-        }
-        drain_released_objects();
-        if (PyErr_CheckSignals() != 0) {
-          // Ctrl-C while it waited: the caller has no handle yet to interrupt the run with.
-          run.interrupt();
-          throw py::error_already_set();
-        }
-        return StartedStream{std::move(run), event_batch(std::move(events), form, more)};
-      },
-      py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
-      py::arg("deadline"), py::arg("timeout"), py::arg("gather"),
-      py::arg("record_events") = EventKinds::all(), py::arg("form") = EventForm::Event,
-      "Starts a run that is not durable and records events of the kinds `record_events`; "
-      "its first events come with it, as RunHandle.next_events gives them.");
   m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,

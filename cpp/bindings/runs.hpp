@@ -1,5 +1,6 @@
 #pragma once
 // Starting and waiting for runs from Python (register_runs.cpp).
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -12,6 +13,14 @@
 namespace counterpoint::bindings {
 
 namespace py = pybind11;
+
+// Spinning this long before sleeping is cheaper than a sleep and a wake-up.
+constexpr std::chrono::microseconds kWaitSpin{50};
+
+inline std::chrono::nanoseconds seconds_of(double seconds) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(seconds));
+}
 
 // How to start one run, as Python describes it.
 struct RunRequest {
@@ -36,6 +45,11 @@ struct StartedStream {
 // caller's current contextvars context, observed by the request's observer.
 RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
                        std::shared_ptr<RunContext> context = nullptr);
+
+// Requires the GIL. Options for a plain run: not durable, not observed.
+RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
+                             std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
+                             double deadline, EventKinds record_events = {});
 
 // A thread that must never wait for a run: an inline agent on an engine thread, or the
 // engine's own event loop. Throws EngineError (cancelling `run`, if given).

@@ -94,7 +94,6 @@ from .specs import schema as spec_schema
 # shutdown, or an inline agent waiting for a run.
 EngineError = _core.EngineError
 _core.set_result_type(Result)
-_core.set_event_type(Event)
 _core.set_confidence_reader(confidence_of)
 
 

@@ -1,58 +1,50 @@
-"""Events a run reports while it executes."""
+"""Events a run reports while it executes: :class:`Event`, a native type.
+
+A stream yields one per agent start and finish; the engine makes thousands a second, so
+an event keeps the engine's own fields and makes each Python value when it is first
+read (see cpp/bindings/event_type.hpp). It behaves as the frozen dataclass it replaced:
+fields by keyword or position, equality, hashing, ``repr``, pickling, ``match``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._native import _core
 
-# slots=True: the engine fills each field through its slot (see set_event_type in
-# cpp/bindings/records.cpp) instead of running the frozen dataclass's __init__, which
-# cost most of what streaming fast agents did.
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened to one agent of one run.
+if TYPE_CHECKING:
 
-    Attributes:
-        kind: ``"start"``, ``"finish"``, ``"error"``, ``"cancel"``, ``"skip"``,
-            ``"review"`` or ``"input"`` (it asked a person a question with
-            ``cp.interrupt``: ``output`` is ``{"ask": question, "answers": [the answers
-            it got so far]}``) for an agent, and ``"end"`` once, last, for a run that
-            succeeded
-            (``output`` holds its result). Agents of child runs (nested graphs and
-            patterns) are named ``"<parent agent>/<agent>"``.
-        agent: Name of the agent (``None`` for ``"end"``).
-        run_id: The run it belongs to.
-        time: Seconds since the run started.
-        output: The agent's output (``"finish"``) or the run's result (``"end"``).
-        error: The exception the agent raised (``"error"``).
-        message: Summary of the error (``"error"``), why it was skipped (``"skip"``) or
-            why it needs review (``"review"``); the routes taken (a router's ``"finish"``).
-        priority: The agent's priority.
-        attempt: For a run's timeline (``app.run``, ``app.start``): the attempt's number,
-            from 1 (``"attempt"``), or the number of the attempt that failed (``"retry"``).
-        delay: For ``"retry"``: the seconds of backoff before the next attempt.
+    class Event:
+        """Something that happened to one agent of one run (see ``_core.Event``'s doc)."""
 
-    A run that records its timeline also has the steps its agents' policies take:
-    ``"queued"`` (waiting for a slot of the limit named in ``message``), ``"attempt"``,
-    ``"retry"`` (``error`` and ``message``: the failure), ``"fallback"`` (``message``: the
-    failure that led to it) and ``"reviewing"`` (its output waits for a reviewer;
-    ``message``: why). Streams do not carry these.
-    """
+        __match_args__ = ("kind", "agent", "run_id", "time", "output", "error", "message",
+                          "priority", "attempt", "delay")
 
-    kind: str
-    agent: str | None
-    run_id: int
-    time: float
-    output: Any = None
-    error: BaseException | None = field(default=None, repr=False)
-    message: str = ""
-    priority: int = 0
-    attempt: int = 0
-    delay: float = 0.0
+        def __init__(self, kind: str, agent: str | None, run_id: int, time: float,
+                     output: Any = None, error: BaseException | None = None,
+                     message: str = "", priority: int = 0, attempt: int = 0,
+                     delay: float = 0.0) -> None: ...
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Frozen dataclasses with slots do not unpickle on Python 3.10 by default.
-        return (type(self), (self.kind, self.agent, self.run_id, self.time, self.output,
-                             self.error, self.message, self.priority, self.attempt,
-                             self.delay))
+        @property
+        def kind(self) -> str: ...
+        @property
+        def agent(self) -> str | None: ...
+        @property
+        def run_id(self) -> int: ...
+        @property
+        def time(self) -> float: ...
+        @property
+        def output(self) -> Any: ...
+        @property
+        def error(self) -> BaseException | None: ...
+        @property
+        def message(self) -> str: ...
+        @property
+        def priority(self) -> int: ...
+        @property
+        def attempt(self) -> int: ...
+        @property
+        def delay(self) -> float: ...
+
+else:
+    Event = _core.Event

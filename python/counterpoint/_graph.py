@@ -68,6 +68,12 @@ DEFAULT_BATCH_WINDOW: int = _core.DEFAULT_BATCH_WINDOW
 _RunReport = _core.RunReport
 
 
+def _raise_failure(report: Any) -> None:
+    """Raises what invoke would for a streamed run that did not succeed (the end of a
+    native stream, ``_core.stream``)."""
+    raise failure_exception(report)
+
+
 def _nested_graph(agent: Any) -> CompiledGraph | None:
     """The graph whose child runs an agent starts, when it is known before any run: a
     compiled graph added as an agent, or a loop's or group chat's iteration."""
@@ -834,6 +840,18 @@ class CompiledGraph:
 
     def _stream(self, input: Any, modes: StreamModes, observer: Any, budget: Any = None,
                 deadline: Any = None) -> Iterator[Any]:
+        if (modes.batches_are_chunks and observer is None and self._store is None
+                and _tracing.tracer is None):
+            # "events" or "updates" alone, of a plain run: a native iterator makes each
+            # chunk from the run's events, with no Python frame per chunk.
+            budget, deadline = self._settings(budget, deadline)
+            return _core.stream(self._native, input, self._dispatcher(), budget, deadline,
+                                _EVENT_SLICE, EVENT_GATHER, modes.recorded, modes.form,
+                                _raise_failure)
+        return self._stream_chunks(input, modes, observer, budget, deadline)
+
+    def _stream_chunks(self, input: Any, modes: StreamModes, observer: Any, budget: Any,
+                       deadline: Any) -> Iterator[Any]:
         if not modes.records_events and observer is None:  # "values" alone: one result
             yield modes.chunk("values", CompiledGraph.invoke(self, input, budget=budget,
                                                              deadline=deadline))
