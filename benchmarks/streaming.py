@@ -5,10 +5,11 @@ of `invoke`.
 The same graph runs through `app.invoke(x)`, `for c in app.stream(x, stream_mode=mode)`
 and `async for c in app.astream(x, stream_mode=mode)` for the modes "events" and "updates"
 (every chunk consumed), plus `await app.ainvoke(x)` on the same event loop as the baseline
-of the asynchronous path, interleaved repeat by repeat in one process. Every figure is a median over the repeats with its spread (min..max), next
-to its baseline measured in the same run: invoke for stream, ainvoke for astream. A
-measurement tool, not a test suite: a missed target is reported as MISS, never as a
-failure, and the exit status is 0.
+of the asynchronous path, interleaved repeat by repeat in one process. Every figure is a
+median over the repeats with its spread (min..max); each ratio is the median of the
+repeats' own ratios to the baseline measured beside them: invoke for stream, ainvoke for
+astream. A measurement tool, not a test suite: a missed target is reported as MISS, never
+as a failure, and the exit status is 0.
 
 Usage:
     python benchmarks/streaming.py [--quick] [--json out.json] [--only SECTION ...]
@@ -24,11 +25,12 @@ Sections (see benchmarks/README.md for what each figure means):
                    subjects): cp.fan_out over a 3-agent subgraph whose last agent loops
                    through delegations
 
-Methodology as in engine.py: warm up first, time many back-to-back runs per repeat with
-the garbage collector paused, take the median over repeats, and interleave the
-candidates (rotating their order every repeat). The asynchronous candidates run their
-repeat's runs inside one `run_until_complete`, so the loop's start and stop are not
-counted per run.
+Methodology as in engine.py: warm up first, time back-to-back runs per repeat with the
+garbage collector paused, take the median over repeats, and interleave the candidates
+(rotating their order every repeat). Repeats are many and short (61 of about 30 ms each)
+so that a slow phase of a shared machine spoils a few of them rather than a whole one.
+The asynchronous candidates run their repeat's runs inside one `run_until_complete`, so
+the loop's start and stop are not counted per run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import statistics
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -206,6 +209,9 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
             "s",
             baseline=None if base is None else stats[base]["median"],
             baseline_label=base or "",
+            # The median of the repeats' own ratios: each repeat ran the two side by
+            # side, so a slow phase of the machine scales both and cancels out.
+            ratio=None if base is None else statistics.median(ratios[name]),
             target=target,
             target_on="ratio",
             target_label="" if target is None else f"<= {target:g}x {base}",
@@ -214,7 +220,7 @@ def bench_shape(res: Results, cfg: dict[str, Any], key: str, label: str,
     line = "; ".join(
         f"{name} {fmt(stats[name]['median'], 's')}"
         + ("" if base is None else
-           f" = {stats[name]['median'] / stats[base]['median']:.2f}x {base} "
+           f" = {statistics.median(ratios[name]):.2f}x {base} "
            f"({min(ratios[name]):.2f}..{max(ratios[name]):.2f}x)")
         for name, (_, base, _, _) in rows.items()
     )
@@ -254,9 +260,11 @@ def bench_fanout_to_subgraph(res: Results, cfg: dict[str, Any]) -> None:
 
 
 def config(quick: bool) -> dict[str, Any]:
+    # Many short repeats rather than a few long ones: on a shared machine a slow phase
+    # then spoils a few repeats, which the median leaves out, instead of a whole one.
     if quick:
-        return dict(quick=True, repeats=5, repeat_seconds=0.05, warmup_seconds=0.5)
-    return dict(quick=False, repeats=9, repeat_seconds=0.2, warmup_seconds=2.0)
+        return dict(quick=True, repeats=15, repeat_seconds=0.02, warmup_seconds=0.5)
+    return dict(quick=False, repeats=61, repeat_seconds=0.03, warmup_seconds=2.0)
 
 
 def print_table(results: Results) -> None:

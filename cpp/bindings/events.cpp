@@ -16,39 +16,42 @@ namespace {
 
 constexpr std::size_t kEventKinds = kEventKindCount;
 
-// The agent names of a stream's updates as Python strings, each made once per run: an
-// agent's name comes back with each of its calls (a loop's, a retried one's). Compared
-// by node first: the same node of different child runs has different names.
+// Agent names as Python strings, made once and kept for the life of the process, by
+// node: an update is a dict keyed by its agent's name, and making that string (and
+// hashing it, and freeing it) was most of what an update cost; a kept one carries its
+// hash. Slots are shared by nodes of different graphs and child runs alike: a name that
+// differs from the slot's replaces it. Used with the GIL held only.
 class AgentNames {
  public:
   // A new reference, or null with the Python error set.
   PyObject* get(const Event& event) {
-    for (const Entry& entry : recent_) {
-      if (entry.text && entry.node == event.node && entry.name == event.agent) {
-        return new_ref(entry.text.ptr());
-      }
-    }
+    Entry& entry = entries_[event.node % entries_.size()];
+    if (entry.text != nullptr && entry.name == event.agent) return new_ref(entry.text);
     PyObject* text = new_str(event.agent);
     if (text == nullptr) return nullptr;
-    recent_[next_] = Entry{event.node, event.agent, py::reinterpret_borrow<py::object>(text)};
-    next_ = (next_ + 1) % recent_.size();
+    Py_XSETREF(entry.text, new_ref(text));
+    entry.name = event.agent;
     return text;
   }
 
  private:
   struct Entry {
-    std::uint32_t node = 0;
     std::string name;
-    py::object text;
+    PyObject* text = nullptr;  // a strong reference, kept (never released: see agent_names())
   };
-  std::array<Entry, 8> recent_;
-  std::size_t next_ = 0;
+  std::array<Entry, 4096> entries_;
 };
 
+// Never destroyed: its strings would be released after the interpreter is gone.
+AgentNames& agent_names() {
+  static auto* names = new AgentNames();  // NOLINT(cppcoreguidelines-owning-memory)
+  return *names;
+}
+
 // {agent path: output}, a new reference (null with the Python error set).
-PyObject* update_object(const Event& event, AgentNames& names) {
+PyObject* update_object(const Event& event) {
   const py::object update = py::reinterpret_steal<py::object>(PyDict_New());
-  const py::object name = py::reinterpret_steal<py::object>(names.get(event));
+  const py::object name = py::reinterpret_steal<py::object>(agent_names().get(event));
   if (!update || !name) return nullptr;
   PyObject* output = event.payload ? static_cast<PyObject*>(event.payload.get()) : Py_None;
   if (PyDict_SetItem(update.ptr(), name.ptr(), output) != 0) return nullptr;
@@ -98,7 +101,6 @@ struct EventChunks::State {
   std::vector<Event> events;
   std::size_t next = 0;
   EventForm form = EventForm::Event;
-  AgentNames names;
   py::object run_id;  // every event of a stream carries its root run's id
   std::uint64_t run_id_of = 0;
 };
@@ -120,7 +122,7 @@ PyObject* EventChunks::next() {
     Event& event = batch.events[batch.next++];
     if (batch.form == EventForm::Update) {
       if (event.kind != EventKind::Finish) continue;
-      return update_object(event, batch.names);
+      return update_object(event);
     }
     if (!batch.run_id || event.run_id != batch.run_id_of) {
       batch.run_id = py::int_(event.run_id);

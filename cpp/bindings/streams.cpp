@@ -111,7 +111,7 @@ struct StreamState {
 
   // A new reference to the next chunk, or null: the end (no error set) or an error.
   PyObject* next() {
-    if (phase == Phase::NotStarted) {
+    if (phase == Phase::NotStarted && options) {
       phase = Phase::Streaming;
       std::vector<Event> events;
       RunOptions starting = std::move(*options);

@@ -5,9 +5,10 @@ counterpoint's native engine (private; use the `counterpoint` package)
 """
 from __future__ import annotations
 import collections.abc
+from counterpoint import Event
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_event_type', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -635,6 +636,23 @@ class RunHandle:
         """
         Whether the run ended and succeeded: `status` without making an enum member (a call into Python's enum machinery, most of a microsecond).
         """
+class Stream:
+    """
+    A run streamed in one mode (events or updates): each chunk made as it is reached. The run starts at the first next(); close() or dropping it cancels a run still going.
+    """
+    @staticmethod
+    def close(*args, **kwargs):
+        """
+        Ends the stream; a run still going is cancelled, as closing a generator did.
+        """
+    def __iter__(self):
+        """
+        Implement iter(self).
+        """
+    def __next__(self):
+        """
+        Implement next(self).
+        """
 class StartedStream:
     """
     A streamed run and its first events.
@@ -663,10 +681,6 @@ def set_confidence_reader(arg0: typing.Any) -> None:
     """
     Tells review gates how to read an output's confidence (counterpoint.confidence_of).
     """
-def set_event_type(arg0: type) -> None:
-    """
-    Tells the engine which class its streamed events are (counterpoint.Event).
-    """
 def set_interrupt_type(arg0: type) -> None:
     """
     Tells the engine which exception asks a person a question (cp.interrupt's).
@@ -693,6 +707,10 @@ def start_stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispat
     """
 def stats() -> dict:
     ...
+def stream(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, timeout: typing.SupportsFloat | typing.SupportsIndex, gather: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds, form: EventForm, on_failure: typing.Any) -> typing.Any:
+    """
+    A Stream of a run that is not durable, recording `record_events` and yielding chunks in `form`; `on_failure(report)` raises for a run that did not succeed.
+    """
 def tbb_compiled_interface_version() -> int:
     ...
 def tbb_runtime_interface_version() -> int:

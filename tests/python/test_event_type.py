@@ -58,7 +58,7 @@ def test_engine_events_read_as_values():
 def test_equality_hash_and_repr():
     a = cp.Event("finish", "a", 1, 0.5, output=2)
     b = cp.Event("finish", "a", 1, 0.5, output=2)
-    assert a == b and not a != b and hash(a) == hash(b)
+    assert a == b and (a != b) is False and hash(a) == hash(b)
     assert a != cp.Event("finish", "a", 1, 0.5, output=3)
     assert a != ("finish", "a", 1, 0.5)
     assert repr(a) == ("Event(kind='finish', agent='a', run_id=1, time=0.5, output=2, "
