@@ -59,9 +59,32 @@ bool may_be_tracked(PyObject* object) {
          (!PyTuple_CheckExact(object) || PyObject_GC_IsTracked(object) != 0);
 }
 
+// Freed events kept for reuse, as CPython keeps floats and tuples: a stream makes an
+// event, its consumer drops it, and the next one takes its memory instead of a trip
+// through the allocator and the cycle collector's bookkeeping. Used with the GIL held.
+class FreeEvents {
+ public:
+  EventObject* take() noexcept { return count_ == 0 ? nullptr : kept_[--count_]; }
+  bool keep(EventObject* event) noexcept {
+    if (count_ == kept_.size()) return false;
+    kept_[count_++] = event;
+    return true;
+  }
+
+ private:
+  std::array<EventObject*, 64> kept_{};
+  std::size_t count_ = 0;
+};
+FreeEvents g_free_events;
+
 EventObject* allocate() {
-  EventObject* self = PyObject_GC_New(EventObject, &g_event_type);
-  if (self == nullptr) return nullptr;
+  EventObject* self = g_free_events.take();
+  if (self != nullptr) {
+    PyObject_Init(reinterpret_cast<PyObject*>(self), &g_event_type);
+  } else {
+    self = PyObject_GC_New(EventObject, &g_event_type);
+    if (self == nullptr) return nullptr;
+  }
   self->fields.fill(nullptr);
   new (&self->unmade) Unmade();
   return self;
@@ -165,7 +188,7 @@ void event_dealloc(PyObject* object) {
   if (PyObject_GC_IsTracked(object) != 0) PyObject_GC_UnTrack(object);
   for (PyObject*& value : self->fields) Py_CLEAR(value);
   self->unmade.~Unmade();
-  PyObject_GC_Del(object);
+  if (!g_free_events.keep(self)) PyObject_GC_Del(object);
 }
 
 int event_traverse(PyObject* self, visitproc visit, void* arg) {

@@ -241,3 +241,68 @@ def test_many_streams_in_parallel_threads():
     for t in threads:
         t.join(10)
     assert results == {i: i for i in range(8)}
+
+
+@pytest.mark.parametrize("mode", ["events", "updates"])
+def test_one_mode_stream_is_an_iterator_that_ends_once(mode):
+    app = cp.Graph().add("a", lambda x: x + 1).add("b", lambda x: x * 2, after="a").compile()
+    stream = app.stream(1, stream_mode=mode)
+    assert iter(stream) is stream
+    chunks = list(stream)
+    if mode == "updates":
+        assert chunks == [{"a": 2}, {"b": 4}]
+    else:
+        assert [c.kind for c in chunks] == ["start", "finish", "start", "finish", "end"]
+    assert list(stream) == []  # exhausted: stays so
+    with pytest.raises(StopIteration):
+        next(stream)
+    stream.close()  # closing an ended stream does nothing
+
+
+@pytest.mark.parametrize("mode", ["events", "updates"])
+def test_failure_is_raised_after_the_chunks_before_it(mode):
+    def boom(x):
+        raise ValueError("boom")
+
+    app = cp.Graph().add("a", lambda x: x + 1).add("b", boom, after="a").compile()
+    seen = []
+    with pytest.raises(cp.AgentError, match="boom") as failure:
+        for chunk in app.stream(1, stream_mode=mode):
+            seen.append(chunk)
+    assert isinstance(failure.value.__cause__, ValueError)
+    if mode == "updates":
+        assert seen == [{"a": 2}]
+    else:
+        assert [(e.kind, e.agent) for e in seen][-1] == ("error", "b")
+
+
+@pytest.mark.parametrize("mode", ["events", "updates"])
+def test_a_stream_closed_before_its_first_chunk_never_runs(mode):
+    calls = []
+    app = cp.Graph().add("a", lambda x: calls.append(x)).compile()
+    stream = app.stream(1, stream_mode=mode)
+    stream.close()
+    assert list(stream) == []
+    time.sleep(0.05)
+    assert calls == []
+
+
+def test_an_error_in_the_consumer_cancels_the_run():
+    later = []
+
+    def slow(x):
+        time.sleep(0.2)
+        return x
+
+    app = (cp.Graph().add("slow", slow)
+           .add("later", lambda x: later.append(x), after="slow").compile())
+
+    def consume():
+        for update in app.stream(1, stream_mode="events"):
+            if update.kind == "start":
+                raise RuntimeError("consumer failed")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        consume()
+    time.sleep(0.4)
+    assert later == []
