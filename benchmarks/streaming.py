@@ -24,6 +24,8 @@ Sections (see benchmarks/README.md for what each figure means):
                 4. peers.py's port of LangGraph's bench graph fanout_to_subgraph (10
                    subjects): cp.fan_out over a 3-agent subgraph whose last agent loops
                    through delegations
+    chunk_costs 5. where a chunk's cost goes on the 1,000-agent chain: recorded by the
+                   engine, made into chunks, taken while the run goes
 
 Methodology as in engine.py: warm up first, time back-to-back runs per repeat with the
 garbage collector paused, take the median over repeats, and interleave the candidates
@@ -254,6 +256,63 @@ def bench_fanout_to_subgraph(res: Results, cfg: dict[str, Any]) -> None:
                 app, state)
 
 
+def bench_chunk_costs(res: Results, cfg: dict[str, Any]) -> None:
+    """Where a streamed chunk's cost goes, on the 1,000-agent chain: a run that records
+    a mode's events but is read only at its end (the engine's recording), the same run
+    with its chunks then made and dropped (the caller's making), and the stream itself
+    (taking them while the run goes). Reaches into the private `_core` module for the
+    first two, which no public call separates."""
+    from counterpoint._native import _core
+    from counterpoint._streaming import StreamModes
+
+    print(f"[5] where a chunk's cost goes, {CHAIN_LONG:,}-agent chain", flush=True)
+    app = chain_graph(CHAIN_LONG)[0]
+    budget, deadline = app._settings(None, None)
+
+    def recorded(mode: str, take: bool) -> Callable[[], None]:
+        modes = StreamModes.of(mode)
+
+        def run() -> None:
+            handle = _core.start(app._native, 1, None, budget, deadline, modes.recorded)
+            handle.wait()
+            if take:
+                for _chunk in handle.next_events(0.0, 0.0, modes.form):
+                    pass
+        return run
+
+    def stream(mode: str) -> Callable[[], None]:
+        def run() -> None:
+            for _chunk in app.stream(1, stream_mode=mode):
+                pass
+        return run
+
+    ways: dict[str, tuple[Callable[[], Any], int]] = {"invoke": (lambda: app.invoke(1), 1)}
+    for mode in MODES:
+        ways[f"{mode}_recorded"] = (recorded(mode, take=False), 1)
+        ways[f"{mode}_made"] = (recorded(mode, take=True), 1)
+        ways[f"{mode}_streamed"] = (stream(mode), 1)
+    for fn, _ in ways.values():
+        for _ in range(max(3, int(cfg["warmup_seconds"] / 0.01))):
+            fn()
+    samples = interleaved(ways, cfg["repeats"] * 5)
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    chunks = {"events": 2 * CHAIN_LONG + 1, "updates": CHAIN_LONG}
+    steps = (("recorded", "invoke", "recording them in the engine (the agents' thread)"),
+             ("made", "recorded", "making and dropping the chunks (the caller's thread)"),
+             ("streamed", "made", "taking them while the run goes"))
+    for mode in MODES:
+        parts = []
+        for step, before, label in steps:
+            added = median[f"{mode}_{step}"] - median[before if before == "invoke"
+                                                     else f"{mode}_{before}"]
+            per_chunk = added / chunks[mode]
+            parts.append(f"{step} +{fmt(added, 's')} ({fmt(per_chunk, 's')} a chunk)")
+            res.add(f"chunk_costs.{mode}.{step}", f"5. {mode}: {label}, per chunk",
+                    per_chunk, "s", details={"added_per_run": added})
+        print(f"    {mode} ({chunks[mode]} chunks; invoke {fmt(median['invoke'], 's')}): "
+              + "; ".join(parts), flush=True)
+
+
 # --------------------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------------------
@@ -284,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     import _harness
 
     sections = {"fanout5": bench_fanout5, "chain1000": bench_chain1000,
-                "subgraphs10": bench_subgraphs10, "fanout_to_subgraph": bench_fanout_to_subgraph}
+                "subgraphs10": bench_subgraphs10, "fanout_to_subgraph": bench_fanout_to_subgraph,
+                "chunk_costs": bench_chunk_costs}
     return _harness.main(
         __doc__, sections, config, argv,
         quick_help="fewer and shorter repeats (about 15 s instead of about 2 minutes)",
