@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "register.hpp"
+
 namespace counterpoint::bindings {
 
 namespace {
@@ -354,7 +356,7 @@ void register_event_type(py::module_& m) {
   g_event_type.tp_repr = event_repr;
   g_event_type.tp_methods = event_methods;
   g_event_type.tp_getset = event_getset;
-  if (PyType_Ready(&g_event_type) != 0) throw py::error_already_set();
+  add_static_type(m, g_event_type, "Event");
   // Positional patterns (`case Event("finish", agent)`), as the dataclass allowed.
   py::tuple match_args(static_cast<std::size_t>(kFieldCount));
   for (std::size_t i = 0; i < kFieldCount; ++i) match_args[i] = py::str(kFieldNames[i]);
@@ -362,8 +364,6 @@ void register_event_type(py::module_& m) {
     throw py::error_already_set();
   }
   PyType_Modified(&g_event_type);
-  Py_INCREF(&g_event_type);  // static: held for the life of the process
-  m.add_object("Event", reinterpret_cast<PyObject*>(&g_event_type));
 }
 
 }  // namespace counterpoint::bindings

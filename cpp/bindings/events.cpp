@@ -183,9 +183,7 @@ void register_events(py::module_& m) {
   g_batch_type.tp_iter = PyObject_SelfIter;
   g_batch_type.tp_iternext = batch_next;
   g_batch_type.tp_getset = batch_getset;
-  if (PyType_Ready(&g_batch_type) != 0) throw py::error_already_set();
-  Py_INCREF(&g_batch_type);  // static: held for the life of the process
-  m.add_object("EventBatch", reinterpret_cast<PyObject*>(&g_batch_type));
+  add_static_type(m, g_batch_type, "EventBatch");
 }
 
 }  // namespace counterpoint::bindings

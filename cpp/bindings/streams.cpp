@@ -207,9 +207,7 @@ void register_streams(py::module_& m) {
   g_stream_type.tp_iter = PyObject_SelfIter;
   g_stream_type.tp_iternext = stream_next;
   g_stream_type.tp_methods = stream_methods;
-  if (PyType_Ready(&g_stream_type) != 0) throw py::error_already_set();
-  Py_INCREF(&g_stream_type);  // static: held for the life of the process
-  m.add_object("Stream", reinterpret_cast<PyObject*>(&g_stream_type));
+  add_static_type(m, g_stream_type, "Stream");
 
   m.def(
       "stream",
