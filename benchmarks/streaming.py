@@ -258,10 +258,10 @@ def bench_fanout_to_subgraph(res: Results, cfg: dict[str, Any]) -> None:
 
 def bench_chunk_costs(res: Results, cfg: dict[str, Any]) -> None:
     """Where a streamed chunk's cost goes, on the 1,000-agent chain: a run that records
-    a mode's events but is read only at its end (the engine's recording), the same run
-    with its chunks then made and dropped (the caller's making), and the stream itself
-    (taking them while the run goes). Reaches into the private `_core` module for the
-    first two, which no public call separates."""
+    a mode's events but is read only at its end (the engine's recording, against the same
+    run recording nothing), the same run with its chunks then made and dropped (the
+    caller's making), and the stream itself (taking them while the run goes). Reaches
+    into the private `_core` module for the first two, which no public call separates."""
     from counterpoint._native import _core
     from counterpoint._streaming import StreamModes
 
@@ -269,14 +269,15 @@ def bench_chunk_costs(res: Results, cfg: dict[str, Any]) -> None:
     app = chain_graph(CHAIN_LONG)[0]
     budget, deadline = app._settings(None, None)
 
-    def recorded(mode: str, take: bool) -> Callable[[], None]:
-        modes = StreamModes.of(mode)
+    def recorded(mode: str | None, take: bool) -> Callable[[], None]:
+        kinds = _core.EventKinds([]) if mode is None else StreamModes.of(mode).recorded
+        form = None if mode is None else StreamModes.of(mode).form
 
         def run() -> None:
-            handle = _core.start(app._native, 1, None, budget, deadline, modes.recorded)
+            handle = _core.start(app._native, 1, None, budget, deadline, kinds)
             handle.wait()
             if take:
-                for _chunk in handle.next_events(0.0, 0.0, modes.form):
+                for _chunk in handle.next_events(0.0, 0.0, form):
                     pass
         return run
 
@@ -286,7 +287,10 @@ def bench_chunk_costs(res: Results, cfg: dict[str, Any]) -> None:
                 pass
         return run
 
-    ways: dict[str, tuple[Callable[[], Any], int]] = {"invoke": (lambda: app.invoke(1), 1)}
+    # "started": started and waited for as the recording runs are (a start, then a wait:
+    # a hand-over of the GIL more than invoke), recording nothing.
+    ways: dict[str, tuple[Callable[[], Any], int]] = {
+        "invoke": (lambda: app.invoke(1), 1), "started": (recorded(None, take=False), 1)}
     for mode in MODES:
         ways[f"{mode}_recorded"] = (recorded(mode, take=False), 1)
         ways[f"{mode}_made"] = (recorded(mode, take=True), 1)
@@ -297,19 +301,20 @@ def bench_chunk_costs(res: Results, cfg: dict[str, Any]) -> None:
     samples = interleaved(ways, cfg["repeats"] * 5)
     median = {name: statistics.median(values) for name, values in samples.items()}
     chunks = {"events": 2 * CHAIN_LONG + 1, "updates": CHAIN_LONG}
-    steps = (("recorded", "invoke", "recording them in the engine (the agents' thread)"),
+    steps = (("recorded", "started", "recording them in the engine (the agents' thread)"),
              ("made", "recorded", "making and dropping the chunks (the caller's thread)"),
              ("streamed", "made", "taking them while the run goes"))
     for mode in MODES:
         parts = []
         for step, before, label in steps:
-            added = median[f"{mode}_{step}"] - median[before if before == "invoke"
+            added = median[f"{mode}_{step}"] - median[before if before == "started"
                                                      else f"{mode}_{before}"]
             per_chunk = added / chunks[mode]
             parts.append(f"{step} +{fmt(added, 's')} ({fmt(per_chunk, 's')} a chunk)")
             res.add(f"chunk_costs.{mode}.{step}", f"5. {mode}: {label}, per chunk",
                     per_chunk, "s", details={"added_per_run": added})
-        print(f"    {mode} ({chunks[mode]} chunks; invoke {fmt(median['invoke'], 's')}): "
+        print(f"    {mode} ({chunks[mode]} chunks; invoke {fmt(median['invoke'], 's')}, "
+              f"started {fmt(median['started'], 's')}): "
               + "; ".join(parts), flush=True)
 
 
