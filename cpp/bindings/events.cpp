@@ -14,8 +14,6 @@ namespace counterpoint::bindings {
 
 namespace {
 
-constexpr std::size_t kEventKinds = kEventKindCount;
-
 // Agent names as Python strings, made once and kept for the life of the process, by
 // node: an update is a dict keyed by its agent's name, and making that string (and
 // hashing it, and freeing it) was most of what an update cost; a kept one carries its
@@ -111,6 +109,8 @@ EventChunks::EventChunks(EventForm form) : state_(std::make_unique<State>()) {
 
 EventChunks::~EventChunks() = default;
 
+EventForm EventChunks::form() const noexcept { return state_->form; }
+
 void EventChunks::refill(std::vector<Event>&& events) {
   state_->events = std::move(events);
   state_->next = 0;
@@ -169,7 +169,7 @@ void register_events(py::module_& m) {
       .def("__eq__", &EventKinds::operator==)
       .def("__repr__", [](const EventKinds& kinds) {
         std::string names;
-        for (std::size_t k = 0; k < kEventKinds; ++k) {
+        for (std::size_t k = 0; k < kEventKindCount; ++k) {
           const auto kind = static_cast<EventKind>(k);
           if (kinds.contains(kind)) names += std::string(names.empty() ? "" : ", ") + to_string(kind);
         }

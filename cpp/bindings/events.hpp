@@ -31,6 +31,7 @@ class EventChunks {
   EventChunks(const EventChunks&) = delete;
   EventChunks& operator=(const EventChunks&) = delete;
 
+  EventForm form() const noexcept;
   // The next events to make chunks of; any not reached of the last ones are dropped.
   void refill(std::vector<Event>&& events);
   // A new reference to the next chunk; null once every event was made (no error set) or

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -45,6 +46,17 @@ RunHandle start_and_take(CompiledGraph& graph, RunOptions options, std::vector<E
   return run;
 }
 
+// Requires the GIL. A streamed run's options; `what` names the entry point in the error.
+RunOptions stream_options(const CompiledGraph& graph, py::object input,
+                          std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
+                          double deadline, EventKinds record_events, const char* what) {
+  if (record_events.none()) {
+    throw py::value_error(std::string(what) + ": a stream records events; record_events is empty");
+  }
+  return plain_run_options(graph, std::move(input), std::move(dispatcher), std::move(budget),
+                           deadline, record_events);
+}
+
 // counterpoint._core.Stream: what `graph.stream(x, stream_mode="events" or "updates")`
 // returns for a run that is not durable, observed or traced. A generator would cost a
 // frame resumption per chunk and a few microseconds per run; this makes each chunk
@@ -58,7 +70,6 @@ struct StreamState {
   std::optional<RunOptions> options;  // until the run starts
   RunHandle run;
   EventChunks chunks;
-  EventForm form;
   bool more = true;  // the run has events still to come
   Phase phase = Phase::NotStarted;
   double timeout_seconds;
@@ -70,7 +81,6 @@ struct StreamState {
       : graph(std::move(graph_)),
         options(std::move(options_)),
         chunks(form_),
-        form(form_),
         timeout_seconds(timeout),
         gather_seconds(gather),
         on_failure(std::move(on_failure_)) {}
@@ -130,7 +140,8 @@ struct StreamState {
       phase = Phase::Ended;
       if (run.status() == RunStatus::Succeeded) {
         // A stream of events ends with the run's "end" event; one of updates just ends.
-        return form == EventForm::Event ? end_event_or_report(run).release().ptr() : nullptr;
+        return chunks.form() == EventForm::Event ? end_event_or_report(run).release().ptr()
+                                                 : nullptr;
       }
       on_failure(py::cast(run_report(run)));  // raises what invoke would
       return nullptr;
@@ -215,11 +226,8 @@ void register_streams(py::module_& m) {
          std::shared_ptr<LoopDispatcher> dispatcher, py::object budget, double deadline,
          double timeout_seconds, double gather_seconds, EventKinds record_events,
          EventForm form, py::object on_failure) {
-        if (record_events.none()) {
-          throw py::value_error("stream: a stream records events; record_events is empty");
-        }
-        RunOptions options = plain_run_options(*graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline, record_events);
+        RunOptions options = stream_options(*graph, std::move(input), std::move(dispatcher),
+                                            std::move(budget), deadline, record_events, "stream");
         auto state = std::make_unique<StreamState>(std::move(graph), std::move(options), form,
                                                    timeout_seconds, gather_seconds,
                                                    std::move(on_failure));
@@ -243,11 +251,9 @@ void register_streams(py::module_& m) {
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
          py::object budget, double deadline, double timeout_seconds, double gather_seconds,
          EventKinds record_events, EventForm form) {
-        if (record_events.none()) {
-          throw py::value_error("start_stream: a stream records events; record_events is empty");
-        }
-        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline, record_events);
+        RunOptions options = stream_options(graph, std::move(input), std::move(dispatcher),
+                                            std::move(budget), deadline, record_events,
+                                            "start_stream");
         std::vector<Event> events;
         bool more = true;
         RunHandle run = start_and_take(graph, std::move(options), events, more, timeout_seconds,
