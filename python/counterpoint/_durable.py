@@ -651,6 +651,9 @@ def end_events(audited: AuditedRun, report: Any = None,
     if audited.budget:
         events.append(AuditEvent("budget_spent", None, {
             "usage": usage, "budget": dict(audited.budget), "exhausted": bool(exhausted)}))
+    # "origin": the wall time the agents' entries count from, so a timeline rebuilt
+    # from them lines up with "elapsed" (the run_started entry is written earlier, by
+    # a store write whose time varies).
     events.append(AuditEvent("run_finished", None, {
-        "status": status, "usage": usage, "elapsed": elapsed}))
+        "status": status, "usage": usage, "elapsed": elapsed, "origin": t0}))
     return events

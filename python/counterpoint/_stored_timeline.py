@@ -54,7 +54,7 @@ def timeline_from_store(store: Store, run_key: str, *,
     # The log times top-level agents only (their run's handle reports them at its end):
     # nested agents' checkpoints say how they ended, but not when.
     outcomes = {path: outcome for path, outcome in run.outcomes.items() if "/" not in path}
-    lanes = _Session(session, outcomes).lanes() if session else \
+    lanes = _Session(session, outcomes, _origin(session)).lanes() if session else \
         [_untimed(outcome) for outcome in outcomes.values()]
     elapsed = _elapsed(session, lanes, run.updated - run.created)
     known = edges or {}
@@ -89,14 +89,23 @@ def _elapsed(session: list[AuditEntry], lanes: list[AgentLane], stored: float) -
     return max([session[-1].time - session[0].time, *ends, 0.0])
 
 
-class _Session:
-    """One session's audit entries folded into lanes. Times are seconds from the
-    session's first entry (written as the run starts, a fraction of a millisecond
-    before the engine's clock starts)."""
+def _origin(session: list[AuditEntry]) -> float:
+    """The wall time the session's agent entries count from: the one its end entry
+    names; else (a session whose process died before its end) its first entry's,
+    written as the run starts, before the engine's clock starts."""
+    for entry in reversed(session):
+        if entry.kind == "run_finished" and isinstance(entry.data.get("origin"), (int, float)):
+            return float(entry.data["origin"])
+    return session[0].time
 
-    def __init__(self, session: list[AuditEntry], outcomes: Mapping[str, StoredOutcome]
-                 ) -> None:
-        self.t0 = session[0].time
+
+class _Session:
+    """One session's audit entries folded into lanes. Times are seconds from
+    ``origin`` (see ``_origin``)."""
+
+    def __init__(self, session: list[AuditEntry], outcomes: Mapping[str, StoredOutcome],
+                 origin: float) -> None:
+        self.t0 = origin
         self.outcomes = outcomes
         self.restored: list[str] = [str(a) for a in session[0].data.get("restored", ())
                                     if "/" not in str(a)] \

@@ -150,3 +150,26 @@ def test_errors(stores: Stores) -> None:
     with pytest.raises(TypeError, match="timeline_from_store needs a counterpoint Store"):
         timeline_from_store(stores.location(), "k")  # type: ignore[arg-type]
     store.close()
+
+
+def test_lanes_line_up_with_elapsed_however_long_the_start_entry_took(
+        stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run_started entry is written before the engine's clock starts; a slow write
+    (a loaded disk) must not shift the lanes past the run's end."""
+    store = stores.open()
+    record_start = store.record_start
+
+    def slow_record_start(*args: Any, **kwargs: Any) -> Any:
+        result = record_start(*args, **kwargs)
+        time.sleep(0.2)
+        return result
+
+    monkeypatch.setattr(store, "record_start", slow_record_start)
+    app = durable_app(store)
+    record = app.run("x")
+    timeline = timeline_from_store(store, record.run_key, edges=edges_of(app))
+    assert max(lane.end for lane in timeline.lanes if lane.end is not None) \
+        <= timeline.elapsed + 1e-6
+    assert timeline.lane("a").start < 0.2
+    assert critical_path(timeline).agents[-1] == "w"
+    store.close()
