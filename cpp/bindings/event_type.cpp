@@ -105,6 +105,15 @@ PyObject* tracked_if_needed(EventObject* self) {
   return reinterpret_cast<PyObject*>(self);
 }
 
+// The same for an event the engine made: its kind is a str and its run id an int, so
+// only its output or error can hold anything the collector tracks.
+PyObject* tracked_if_payload_needs(EventObject* self) {
+  if (may_be_tracked(self->fields[kOutput]) || may_be_tracked(self->fields[kError])) {
+    PyObject_GC_Track(self);
+  }
+  return reinterpret_cast<PyObject*>(self);
+}
+
 // A borrowed reference to field `index`, made from `unmade` on first read; null with the
 // Python error set if making it failed.
 PyObject* field(EventObject* self, std::size_t index) {
@@ -305,12 +314,13 @@ PyObject* new_engine_event(Event&& event, PyObject* run_id) {
   self->fields[kError] = new_ref(failed ? payload : Py_None);
   Unmade& unmade = self->unmade;
   unmade.agent = std::move(event.agent);
-  unmade.message = std::move(event.message);
+  // Most events have no message; a move, even of an empty string, is a call into libstdc++.
+  if (!event.message.empty()) unmade.message = std::move(event.message);
   unmade.time = event.seconds;
   unmade.delay = event.delay;
   unmade.priority = event.priority;
   unmade.attempt = event.attempt;
-  return tracked_if_needed(self);
+  return tracked_if_payload_needs(self);
 }
 
 py::object new_end_event(std::uint64_t run_id, double seconds, py::object output) {
@@ -324,7 +334,7 @@ py::object new_end_event(std::uint64_t run_id, double seconds, py::object output
   self->fields[kOutput] = output.release().ptr();
   self->fields[kError] = new_ref(Py_None);
   self->unmade.time = seconds;
-  tracked_if_needed(self);
+  tracked_if_payload_needs(self);
   return event;
 }
 

@@ -176,27 +176,17 @@ bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
   return std::find(routes.begin(), routes.end(), node) != routes.end();
 }
 
-void RunState::push_event(Event&& event) {
-  bool first;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    first = events.empty();
-    // Room for the run's events up front (a start and an end per agent, within bounds):
-    // growing one event at a time moves the whole queue at each doubling, under this
-    // lock, which every agent recording an event takes.
-    if (events.capacity() == 0) {
-      events.reserve(std::clamp<std::size_t>(2 * plan.size(), kEventQueueRoom,
-                                             kEventQueueRoomMax));
-    }
-    events.push_back(std::move(event));
-    events_recorded.store(events_recorded.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_release);
-  }
+std::size_t RunState::event_room() const noexcept {
+  const std::size_t expected = 2 * plan.size();
+  const std::size_t left = expected > events_taken_count ? expected - events_taken_count : 0;
+  return std::clamp<std::size_t>(left, kEventQueueRoom, kEventQueueRoomMax);
+}
+
+void RunState::announce_event() {
   // Only an event into an empty queue wakes anyone: a reader waiting in next_events
   // gathers the ones that follow without a wake-up each, and an event loop takes all of
   // a run's queued events at once. A wake per event cost a futex call here and a thread
   // switch there, per event.
-  if (!first) return;
   changed.notify_all();
   if (context_observer) context_observer->on_event_recorded(id);
 }
@@ -218,9 +208,26 @@ void RunState::emit(EventKind kind, std::uint32_t node, const Payload& payload,
   // tenth of what a no-op agent costs.
   const std::int64_t at_ns = (kind == EventKind::Start ? slot.started_ns : slot.finished_ns) +
                              (&target == this ? 0 : target.ns_at(started_at));
-  target.push_event(Event{kind, target.id, node, slot.event_mark, event_prefix + spec.name,
-                          static_cast<double>(at_ns) * 1e-9, spec.priority, payload,
-                          std::move(message)});
+  target.push_event([&](Event& event) {
+    event.kind = kind;
+    event.run_id = target.id;
+    event.node = node;
+    event.after = slot.event_mark;
+    set_agent_path(event, spec);
+    event.seconds = static_cast<double>(at_ns) * 1e-9;
+    event.priority = spec.priority;
+    event.payload = payload;
+    event.message = std::move(message);
+  });
+}
+
+void RunState::set_agent_path(Event& event, const PlanNode& spec) const {
+  if (event_prefix.empty()) {
+    event.agent = spec.name;
+    return;
+  }
+  event.agent.reserve(event_prefix.size() + spec.name.size());
+  event.agent.append(event_prefix).append(spec.name);
 }
 
 namespace {
@@ -580,12 +587,20 @@ bool EventChannel::push(EventKind kind, Payload payload, std::string message,
   detail::RunState& root = run->root();
   if (!root.running()) return false;  // its reader may already have taken the last events
   const PlanNode& spec = run->plan.nodes()[node_];
-  Event event{kind, root.id, node_, run->slots[node_].event_mark, run->event_prefix + spec.name,
-              static_cast<double>(root.now_ns()) * 1e-9, spec.priority, std::move(payload),
-              std::move(message)};
-  event.attempt = attempt;
-  event.delay = delay;
-  root.push_event(std::move(event));
+  const double seconds = static_cast<double>(root.now_ns()) * 1e-9;
+  root.push_event([&](Event& event) {
+    event.kind = kind;
+    event.run_id = root.id;
+    event.node = node_;
+    event.after = run->slots[node_].event_mark;
+    run->set_agent_path(event, spec);
+    event.seconds = seconds;
+    event.priority = spec.priority;
+    event.payload = std::move(payload);
+    event.message = std::move(message);
+    event.attempt = attempt;
+    event.delay = delay;
+  });
   return true;
 }
 
@@ -802,8 +817,8 @@ bool RunHandle::next_events(std::vector<Event>& out, std::chrono::nanoseconds ti
   const std::size_t first = out.size();
   if (first == 0) {
     out.swap(run.events);
-    // The queue left behind keeps room for a batch like this one.
-    if (!ended) run.events.reserve(std::max(out.size(), detail::kEventQueueRoom));
+    // The queue left behind keeps room for the events still to come.
+    if (!ended) run.events.reserve(run.event_room());
   } else {
     for (auto& event : run.events) out.push_back(std::move(event));
     run.events.clear();

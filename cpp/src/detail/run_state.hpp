@@ -97,7 +97,32 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // record costs the check alone: the payload is shared only once it is recorded.
   void emit(EventKind kind, std::uint32_t node, const Payload& payload = {},
             std::string message = {});
-  void push_event(Event&& event);
+  // Appends an event to the root run's queue, filled in place by `fill(Event&)` under
+  // the queue's lock: built elsewhere and moved in, each event cost two moves of its two
+  // strings (calls into libstdc++) more than the agent's name copied once.
+  template <class Fill>
+  void push_event(Fill&& fill) {
+    bool first = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      first = events.empty();
+      // Room for the run's events up front (a start and an end per agent, within
+      // bounds): growing one event at a time moves the whole queue at each doubling,
+      // under this lock, which every agent recording an event takes.
+      if (events.capacity() == 0) events.reserve(event_room());
+      fill(events.emplace_back());
+      events_recorded.store(events_recorded.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_release);
+    }
+    if (first) announce_event();
+  }
+  // Sets `event.agent` to the path of this run's `spec` ("<delegating agent>/<name>" in
+  // a child run).
+  void set_agent_path(Event& event, const PlanNode& spec) const;
+  // Requires `mutex`: the room a queue should have for the events still to come.
+  std::size_t event_room() const noexcept;
+  // Wakes a reader of the queue (which had been empty) and tells the context observer.
+  void announce_event();
   bool running() const noexcept {
     return status.load(std::memory_order_acquire) == RunStatus::Running;
   }
