@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <system_error>
 #include <stdexcept>
+#include <optional>
 #include <string>
 
 #include "counterpoint/timer_queue.hpp"
@@ -200,6 +201,42 @@ void LoopDispatcher::events_due() {
   if (!closed_ && !event_runs_.empty()) wake_locked();
 }
 
+py::object LoopDispatcher::call_of(Start& start) {
+  py::object input = inputs_to_python(start.invocation.inputs);
+  observe_call(start.invocation, input);
+  start.invocation.inputs.items.clear();
+  PyObject* context = copy_run_context(start.invocation);
+  if (context == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  return py::cast(AsyncCall(this, py::reinterpret_borrow<py::object>(start.function->get()),
+                            std::move(input),
+                            context ? py::reinterpret_steal<py::object>(context) : py::none(),
+                            start.invocation.run_id, start.id,
+                            std::move(start.invocation.completion),
+                            std::move(start.invocation.cancellation)));
+}
+
+py::object LoopDispatcher::continuation(std::uint64_t run_id) {
+  std::optional<Start> start;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!signalled_ || starts_.size() != 1 || !ends_.empty() || !event_runs_.empty() ||
+        !cancels_.empty() || starts_.front().invocation.run_id != run_id ||
+        starts_.front().id != 0) {
+      return py::none();
+    }
+    if (fd_armed_) {
+      std::uint64_t counter = 0;
+      [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
+      fd_armed_ = false;
+    }
+    signalled_ = false;
+    start.emplace(std::move(starts_.front()));
+    starts_.clear();
+  }
+  drain_released_objects();
+  return call_of(*start);
+}
+
 py::object LoopDispatcher::take() {
   std::vector<Start> starts;
   std::vector<std::uint64_t> ends;
@@ -225,18 +262,7 @@ py::object LoopDispatcher::take() {
     return a.invocation.priority > b.invocation.priority;
   });
   LoopWork work;
-  for (Start& start : starts) {
-    py::object input = inputs_to_python(start.invocation.inputs);
-    observe_call(start.invocation, input);
-    start.invocation.inputs.items.clear();
-    PyObject* context = copy_run_context(start.invocation);
-    if (context == nullptr && PyErr_Occurred()) throw py::error_already_set();
-    work.calls.append(py::cast(AsyncCall(
-        this, py::reinterpret_borrow<py::object>(start.function->get()), std::move(input),
-        context ? py::reinterpret_steal<py::object>(context) : py::none(),
-        start.invocation.run_id, start.id, std::move(start.invocation.completion),
-        std::move(start.invocation.cancellation))));
-  }
+  for (Start& start : starts) work.calls.append(call_of(start));
   for (std::uint64_t id : cancels) work.cancels.append(id);
   for (std::uint64_t run_id : event_runs) work.events.append(run_id);
   for (std::uint64_t run_id : ends) work.ended.append(run_id);
@@ -280,6 +306,11 @@ void register_loop_dispatcher(py::module_& m) {
       .def(py::init<double>(), py::arg("event_gather") = 0.0)
       .def("fileno", &LoopDispatcher::fileno)
       .def("take", &LoopDispatcher::take)
+      .def("continuation", &LoopDispatcher::continuation, py::arg("run_id"),
+           "The one call queued, if it is all that is queued, belongs to run `run_id` and no "
+           "timeout may cancel it on its own (taken); else None, and the queue is left as "
+           "it is. The agent task that just ran an agent of that run runs it next: a chain "
+           "of coroutine agents then skips take()'s batch.")
       .def("close", &LoopDispatcher::close, py::call_guard<py::gil_scoped_release>());
 }
 

@@ -36,6 +36,9 @@ class LoopDispatcher final : public RunObserver,
   // With the GIL: everything queued since the last call (a LoopWork), or None if
   // nothing was.
   py::object take();
+  // With the GIL: the one queued call, if it is all that is queued, is of run `run_id`
+  // and may not be cancelled on its own (an AsyncCall, taken); else None, nothing taken.
+  py::object continuation(std::uint64_t run_id);
   // The loop is going away: fail what is queued and refuse what comes later.
   void close();
 
@@ -45,6 +48,8 @@ class LoopDispatcher final : public RunObserver,
     Invocation invocation;
     std::uint64_t id;  // 0 unless the invocation can be cancelled on its own
   };
+  // With the GIL: the AsyncCall that runs `start` (its input made, its call observed).
+  py::object call_of(Start& start);
   void wake_locked();
   void events_due();  // the gather window of recorded events has passed
 

@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   register_graph(m);
   register_results(m);
   register_loop_dispatcher(m);
+  register_in_context(m);  // InContext: a coroutine call stepped in its own context
   register_observer(m);
   register_checkpoints(m);
   register_runs(m);

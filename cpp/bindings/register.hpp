@@ -20,6 +20,7 @@ void register_events(py::module_& m);
 void register_agents(py::module_& m);
 void register_results(py::module_& m);
 void register_loop_dispatcher(py::module_& m);
+void register_in_context(py::module_& m);
 void register_observer(py::module_& m);
 void register_checkpoints(py::module_& m);
 void register_policies(py::module_& m);

@@ -8,7 +8,7 @@ import collections.abc
 from counterpoint import Event
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InContext', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -454,10 +454,50 @@ class LoopDispatcher:
         ...
     def close(self) -> None:
         ...
+    def continuation(self, run_id: typing.SupportsInt | typing.SupportsIndex) -> typing.Any:
+        """
+        The one call queued, if it is all that is queued, belongs to run `run_id` and no timeout may cancel it on its own (taken); else None, and the queue is left as it is. The agent task that just ran an agent of that run runs it next: a chain of coroutine agents then skips take()'s batch.
+        """
     def fileno(self) -> int:
         ...
     def take(self) -> typing.Any:
         ...
+class InContext:
+    """
+    InContext(context, awaitable): awaits `awaitable` with each step run in `context`.
+    """
+    @staticmethod
+    def __new__(type, *args, **kwargs):
+        """
+        Create and return a new object.  See help(type) for accurate signature.
+        """
+    @staticmethod
+    def close(*args, **kwargs):
+        """
+        Closes the awaitable, in the context.
+        """
+    @staticmethod
+    def send(*args, **kwargs):
+        """
+        Steps the awaitable with a value, in the context.
+        """
+    @staticmethod
+    def throw(*args, **kwargs):
+        """
+        Raises into the awaitable, in the context.
+        """
+    def __await__(self):
+        """
+        Return an iterator to be used in await expression.
+        """
+    def __iter__(self):
+        """
+        Implement iter(self).
+        """
+    def __next__(self):
+        """
+        Implement next(self).
+        """
 class EventChannel:
     """
     Publishes an agent's own events into its run's event stream.

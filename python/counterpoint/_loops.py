@@ -9,11 +9,8 @@ descriptor, so no engine thread needs the GIL to hand work over.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
-import types
 import weakref
-from collections.abc import Generator
 from typing import Any
 
 from ._native import _core
@@ -25,36 +22,12 @@ from ._native import _core
 EVENT_GATHER = 0.001
 
 
-@types.coroutine
-def _in_context(context: contextvars.Context, awaitable: Any) -> Generator[Any, Any, Any]:
-    """Awaits ``awaitable`` with every step of it run in ``context``: how an agent call
-    continued inside another call's task still runs in its own run's context."""
-    steps = awaitable.__await__()
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            if error is None:
-                yielded = context.run(steps.send, value)
-            else:
-                yielded = context.run(steps.throw, error)
-        except StopIteration as stop:
-            return stop.value
-        value, error = None, None
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the task's cancellation, passed on
-            error = exc
-
-
 async def _run_agents(call: Any, bridge: LoopBridge) -> None:
     """One agent task: runs ``call``, then, while the outcome unlocked another call of the
     same run, that one too, in the same task (each in its own context). A chain of
     coroutine agents thus costs no task and no loop iteration per agent."""
     run_id = call.run_id
+    dispatcher = bridge.dispatcher
     continued = False
     try:
         while call is not None:
@@ -63,12 +36,13 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
             if call.run_ended:
                 call.cancelled()
                 return
+            context = call.context if continued else None
             try:
-                if continued and call.context is not None:
+                if context is not None:
                     # Calling a coroutine function runs none of its body (coroutine
                     # agents are `async def` functions or methods), so only the steps
                     # need the call's context.
-                    result = await _in_context(call.context, call.function(call.argument))
+                    result = await _core.InContext(context, call.function(call.argument))
                 else:
                     result = await call.function(call.argument)
             except asyncio.CancelledError:
@@ -81,12 +55,15 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
             else:
                 call.succeed(result)
             finally:
-                if call.invocation_id:
+                # A continued call has no invocation id (drain and continuation see to it).
+                if not continued and call.invocation_id:
                     bridge.forget_cancellable(call.invocation_id)
             # The engine tells coroutine successors on this thread (FlowGraph::forward),
             # so the work this outcome unlocked, or its run's end, is queued by now: take
-            # it in this step instead of after a trip through the selector.
-            call = bridge.drain(continue_run=run_id)
+            # it in this step instead of after a trip through the selector. In a chain it
+            # is one call of this run and nothing else, which continuation() takes alone.
+            next_call = dispatcher.continuation(run_id)
+            call = next_call if next_call is not None else bridge.drain(continue_run=run_id)
             continued = True
     except BaseException:
         # Leaving early (cancelled, or the engine refused an outcome): what the last
