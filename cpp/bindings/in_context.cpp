@@ -4,7 +4,7 @@
 // a Python generator it cost two frames and a Context.run per step, about a third of what
 // a chain of coroutine agents spent per agent; as a type with am_send a step is a
 // context switch around the awaitable's own send.
-#include <pybind11/pybind11.h>
+#include "in_context.hpp"
 
 #include "register.hpp"
 
@@ -114,7 +114,10 @@ PyObject* in_context_close(PyObject* self, PyObject* /*unused*/) {
 
 PyObject* in_context_await(PyObject* self) { return Py_NewRef(self); }
 
-PyObject* in_context_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
+// Filled in by register_in_context (a static type, as CPython's own are).
+PyTypeObject g_in_context_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
+
+PyObject* in_context_new(PyTypeObject* /*type*/, PyObject* args, PyObject* kwargs) {
   PyObject* context = nullptr;
   PyObject* awaitable = nullptr;
   if ((kwargs != nullptr && PyDict_GET_SIZE(kwargs) != 0) ||
@@ -124,6 +127,12 @@ PyObject* in_context_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     }
     return nullptr;
   }
+  return new_in_context(context, awaitable);
+}
+
+}  // namespace
+
+PyObject* new_in_context(PyObject* context, PyObject* awaitable) {
   PyObject* steps = nullptr;
   if (PyCoro_CheckExact(awaitable)) {
     steps = Py_NewRef(awaitable);  // a coroutine steps itself, send included
@@ -137,7 +146,7 @@ PyObject* in_context_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     steps = async->am_await(awaitable);
     if (steps == nullptr) return nullptr;
   }
-  auto* self = PyObject_GC_New(InContextObject, type);
+  auto* self = PyObject_GC_New(InContextObject, &g_in_context_type);
   if (self == nullptr) {
     Py_DECREF(steps);
     return nullptr;
@@ -147,6 +156,8 @@ PyObject* in_context_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
   PyObject_GC_Track(self);
   return reinterpret_cast<PyObject*>(self);
 }
+
+namespace {
 
 int in_context_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(as_in_context(self)->context);
@@ -175,9 +186,6 @@ PyMethodDef in_context_methods[] = {
 // NOLINTEND(cppcoreguidelines-avoid-c-arrays)
 
 PyAsyncMethods in_context_async = {in_context_await, nullptr, nullptr, in_context_send};
-
-// Filled in by register_in_context (a static type, as CPython's own are).
-PyTypeObject g_in_context_type = {PyVarObject_HEAD_INIT(nullptr, 0)};
 
 }  // namespace
 

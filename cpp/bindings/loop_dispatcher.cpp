@@ -14,6 +14,7 @@
 
 #include "counterpoint/timer_queue.hpp"
 #include "gil.hpp"
+#include "in_context.hpp"
 #include "observer.hpp"
 #include "py_agents.hpp"
 #include "py_payload.hpp"
@@ -73,7 +74,22 @@ class AsyncCall {
     resolve([&] { completion_.resolve(std::move(outcome)); });
   }
   void cancelled() { resolve([&] { completion_.cancelled(); }); }
-  bool run_ended() const noexcept { return completion_.run_ended(); }
+  // What the agent task awaits for this call: its coroutine, stepped in the call's own
+  // context when `continued` (a task started for the call runs in that context already);
+  // None if its run ended meanwhile, the call then cancelled, as its body must not start.
+  // One crossing instead of reading the ended flag, the function, the argument and the
+  // context one by one.
+  py::object begin(bool continued) {
+    if (completion_.run_ended()) {
+      cancelled();
+      return py::none();
+    }
+    py::object coroutine = function(argument);
+    if (!continued || context.is_none()) return coroutine;
+    PyObject* stepped = new_in_context(context.ptr(), coroutine.ptr());
+    if (stepped == nullptr) throw py::error_already_set();
+    return py::reinterpret_steal<py::object>(stepped);
+  }
 
   py::object function;
   py::object argument;
@@ -288,15 +304,13 @@ void LoopDispatcher::close() {
 
 void register_loop_dispatcher(py::module_& m) {
   py::class_<AsyncCall>(m, "AsyncCall", "One coroutine agent invocation for the event loop.")
-      .def_readonly("function", &AsyncCall::function)
-      .def_readonly("argument", &AsyncCall::argument)
       .def_readonly("context", &AsyncCall::context)
       .def_readonly("run_id", &AsyncCall::run_id)
       .def_readonly("invocation_id", &AsyncCall::invocation_id)
       .def("succeed", &AsyncCall::succeed, py::arg("value"))
       .def("fail", &AsyncCall::fail, py::arg("error"))
       .def("cancelled", &AsyncCall::cancelled)
-      .def_property_readonly("run_ended", &AsyncCall::run_ended);
+      .def("begin", &AsyncCall::begin, py::arg("continued"));
   py::class_<LoopWork>(m, "LoopWork", "What an event loop has to do after a wake-up.")
       .def_readonly("calls", &LoopWork::calls)
       .def_readonly("cancels", &LoopWork::cancels)

@@ -409,6 +409,8 @@ class AsyncCall:
     """
     One coroutine agent invocation for the event loop.
     """
+    def begin(self, continued: bool) -> typing.Any:
+        ...
     def cancelled(self) -> None:
         ...
     def fail(self, error: typing.Any) -> None:
@@ -416,19 +418,10 @@ class AsyncCall:
     def succeed(self, value: typing.Any) -> None:
         ...
     @property
-    def argument(self) -> typing.Any:
-        ...
-    @property
     def context(self) -> typing.Any:
         ...
     @property
-    def function(self) -> typing.Any:
-        ...
-    @property
     def invocation_id(self) -> int:
-        ...
-    @property
-    def run_ended(self) -> bool:
         ...
     @property
     def run_id(self) -> int:

@@ -31,20 +31,16 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
     continued = False
     try:
         while call is not None:
-            # The run may have ended (cancel() returned True) between the hand-off and
-            # this step: then the body must not start at all.
-            if call.run_ended:
-                call.cancelled()
-                return
-            context = call.context if continued else None
             try:
-                if context is not None:
-                    # Calling a coroutine function runs none of its body (coroutine
-                    # agents are `async def` functions or methods), so only the steps
-                    # need the call's context.
-                    result = await _core.InContext(context, call.function(call.argument))
-                else:
-                    result = await call.function(call.argument)
+                # None if the run ended (cancel() returned True) between the hand-off and
+                # this step: then the body must not start at all (the call is cancelled).
+                # A continued call's coroutine is stepped in its own context; calling a
+                # coroutine function runs none of its body (coroutine agents are `async
+                # def` functions or methods), so only the steps need that context.
+                awaitable = call.begin(continued)
+                if awaitable is None:
+                    return
+                result = await awaitable
             except asyncio.CancelledError:
                 call.cancelled()
                 raise
