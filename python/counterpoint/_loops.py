@@ -113,7 +113,9 @@ class LoopBridge:
         """The current agent task of ``run_id`` is finishing: stop tracking it."""
         tasks = self._tasks.get(run_id)
         if tasks is not None:
-            tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            # With its loop: asked without one, current_task() looks up the running loop,
+            # which costs CPython 3.11 a getpid() system call each time.
+            tasks.discard(asyncio.current_task(self._loop()))  # type: ignore[arg-type]
             if not tasks:
                 del self._tasks[run_id]
 
