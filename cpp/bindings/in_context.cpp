@@ -1,7 +1,7 @@
 // counterpoint._core.InContext(context, awaitable): awaits `awaitable` with each of its
 // steps run in the contextvars `context`. An agent task that goes on to the next call of
 // its run (counterpoint/_loops.py) steps that call in the call's own context this way. As
-// a Python generator it cost two frames and a Context.run per step, about a third of what
+// a Python generator it cost two frames and a Context.run per step, a large part of what
 // a chain of coroutine agents spent per agent; as a type with am_send a step is a
 // context switch around the awaitable's own send.
 #include "in_context.hpp"

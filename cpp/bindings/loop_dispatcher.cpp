@@ -217,6 +217,15 @@ void LoopDispatcher::events_due() {
   if (!closed_ && !event_runs_.empty()) wake_locked();
 }
 
+void LoopDispatcher::taken_locked() {
+  if (fd_armed_) {
+    std::uint64_t counter = 0;
+    [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
+    fd_armed_ = false;
+  }
+  signalled_ = false;
+}
+
 py::object LoopDispatcher::call_of(Start& start) {
   py::object input = inputs_to_python(start.invocation.inputs);
   observe_call(start.invocation, input);
@@ -240,12 +249,7 @@ py::object LoopDispatcher::continuation(std::uint64_t run_id) {
         starts_.front().id != 0) {
       return py::none();
     }
-    if (fd_armed_) {
-      std::uint64_t counter = 0;
-      [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
-      fd_armed_ = false;
-    }
-    signalled_ = false;
+    taken_locked();
     start.emplace(std::move(starts_.front()));
     starts_.clear();
   }
@@ -261,12 +265,7 @@ py::object LoopDispatcher::take() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!signalled_) return py::none();
-    if (fd_armed_) {
-      std::uint64_t counter = 0;
-      [[maybe_unused]] ssize_t got = ::read(event_fd_, &counter, sizeof(counter));
-      fd_armed_ = false;
-    }
-    signalled_ = false;
+    taken_locked();
     starts.swap(starts_);
     ends.swap(ends_);
     event_runs.swap(event_runs_);

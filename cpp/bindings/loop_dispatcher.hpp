@@ -51,6 +51,8 @@ class LoopDispatcher final : public RunObserver,
   // With the GIL: the AsyncCall that runs `start` (its input made, its call observed).
   py::object call_of(Start& start);
   void wake_locked();
+  // Everything signalled is being taken: the eventfd is read if it was written.
+  void taken_locked();
   void events_due();  // the gather window of recorded events has passed
 
   int event_fd_ = -1;
