@@ -110,7 +110,13 @@ struct RunState : std::enable_shared_from_this<RunState> {
       // bounds): growing one event at a time moves the whole queue at each doubling,
       // under this lock, which every agent recording an event takes.
       if (events.capacity() == 0) events.reserve(event_room());
-      fill(events.emplace_back());
+      Event& event = events.emplace_back();
+      try {
+        fill(event);
+      } catch (...) {
+        events.pop_back();  // no half-made event in the queue (filling can run out of memory)
+        throw;
+      }
       events_recorded.store(events_recorded.load(std::memory_order_relaxed) + 1,
                             std::memory_order_release);
     }
