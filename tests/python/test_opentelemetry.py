@@ -728,7 +728,10 @@ def test_a_batch_run_s_spans_have_the_engine_s_record(provider):
         calls["n"] += 1
         if calls["n"] == 1:
             raise ValueError("first call fails")
-        time.sleep(0.01)
+        # Held well past the retry's 10 ms backoff: the other run's call then holds the
+        # limit when the retry comes, which must queue (at 10 ms, the two ended together
+        # often enough that nothing queued).
+        time.sleep(0.05)
         return x
 
     app = cp.Graph().add("f", flaky, limits=[limit],
