@@ -202,32 +202,36 @@ void RunState::emit(EventKind kind, std::uint32_t node, const Payload& payload,
     slot.event_mark = target.events_recorded.load(std::memory_order_acquire);
   }
   if (!record_events.contains(kind)) return;
-  const PlanNode& spec = plan.nodes()[node];
   // Stamped with the time the caller has just recorded in the slot (the node's start, or
   // its end), from the root run's start: a clock read of its own cost each event about a
   // tenth of what a no-op agent costs.
   const std::int64_t at_ns = (kind == EventKind::Start ? slot.started_ns : slot.finished_ns) +
                              (&target == this ? 0 : target.ns_at(started_at));
+  record_event(kind, node, static_cast<double>(at_ns) * 1e-9, payload, std::move(message));
+}
+
+void RunState::record_event(EventKind kind, std::uint32_t node, double seconds, Payload payload,
+                            std::string message, std::uint32_t attempt, double delay) {
+  RunState& target = root();
+  const PlanNode& spec = plan.nodes()[node];
   target.push_event([&](Event& event) {
     event.kind = kind;
     event.run_id = target.id;
     event.node = node;
-    event.after = slot.event_mark;
-    set_agent_path(event, spec);
-    event.seconds = static_cast<double>(at_ns) * 1e-9;
+    event.after = slots[node].event_mark;
+    if (event_prefix.empty()) {
+      event.agent = spec.name;
+    } else {
+      event.agent.reserve(event_prefix.size() + spec.name.size());
+      event.agent.append(event_prefix).append(spec.name);
+    }
+    event.seconds = seconds;
     event.priority = spec.priority;
-    event.payload = payload;
+    event.payload = std::move(payload);
     event.message = std::move(message);
+    event.attempt = attempt;
+    event.delay = delay;
   });
-}
-
-void RunState::set_agent_path(Event& event, const PlanNode& spec) const {
-  if (event_prefix.empty()) {
-    event.agent = spec.name;
-    return;
-  }
-  event.agent.reserve(event_prefix.size() + spec.name.size());
-  event.agent.append(event_prefix).append(spec.name);
 }
 
 namespace {
@@ -586,21 +590,8 @@ bool EventChannel::push(EventKind kind, Payload payload, std::string message,
   if (!run || !run->record_events.contains(kind)) return false;
   detail::RunState& root = run->root();
   if (!root.running()) return false;  // its reader may already have taken the last events
-  const PlanNode& spec = run->plan.nodes()[node_];
-  const double seconds = static_cast<double>(root.now_ns()) * 1e-9;
-  root.push_event([&](Event& event) {
-    event.kind = kind;
-    event.run_id = root.id;
-    event.node = node_;
-    event.after = run->slots[node_].event_mark;
-    run->set_agent_path(event, spec);
-    event.seconds = seconds;
-    event.priority = spec.priority;
-    event.payload = std::move(payload);
-    event.message = std::move(message);
-    event.attempt = attempt;
-    event.delay = delay;
-  });
+  run->record_event(kind, node_, static_cast<double>(root.now_ns()) * 1e-9, std::move(payload),
+                    std::move(message), attempt, delay);
   return true;
 }
 

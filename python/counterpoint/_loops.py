@@ -27,7 +27,6 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
     same run, that one too, in the same task (each in its own context). A chain of
     coroutine agents thus costs no task and no loop iteration per agent."""
     run_id = call.run_id
-    dispatcher = bridge.dispatcher
     continued = False
     try:
         while call is not None:
@@ -56,10 +55,8 @@ async def _run_agents(call: Any, bridge: LoopBridge) -> None:
                     bridge.forget_cancellable(call.invocation_id)
             # The engine tells coroutine successors on this thread (FlowGraph::forward),
             # so the work this outcome unlocked, or its run's end, is queued by now: take
-            # it in this step instead of after a trip through the selector. In a chain it
-            # is one call of this run and nothing else, which continuation() takes alone.
-            next_call = dispatcher.continuation(run_id)
-            call = next_call if next_call is not None else bridge.drain(continue_run=run_id)
+            # it in this step instead of after a trip through the selector.
+            call = bridge.drain(continue_run=run_id)
             continued = True
     except BaseException:
         # Leaving early (cancelled, or the engine refused an outcome): what the last
@@ -127,6 +124,12 @@ class LoopBridge:
         call of that run that no timeout may cancel on its own, for the calling task to
         run itself instead of starting a task for it; None if there is none.
         """
+        if continue_run:
+            # In a chain the queue holds one call of this run and nothing else, which
+            # continuation() hands over alone, without take()'s batch of lists.
+            call = self.dispatcher.continuation(continue_run)
+            if call is not None:
+                return call
         work = self.dispatcher.take()
         if work is None:
             return None

@@ -78,11 +78,19 @@ def _with_after(lane: AgentLane, after: tuple[str, ...]) -> AgentLane:
                      message=lane.message, restored=lane.restored, priority=lane.priority)
 
 
+def _reported(session: list[AuditEntry], field: str) -> float | None:
+    """The number the session's ``run_finished`` entry reports as ``field``, if any."""
+    for entry in reversed(session):
+        if entry.kind == "run_finished" and isinstance(entry.data.get(field), (int, float)):
+            return float(entry.data[field])
+    return None
+
+
 def _elapsed(session: list[AuditEntry], lanes: list[AgentLane], stored: float) -> float:
     """The run's elapsed time as it reported it at its end; else up to its last entry."""
-    for entry in reversed(session):
-        if entry.kind == "run_finished" and isinstance(entry.data.get("elapsed"), (int, float)):
-            return float(entry.data["elapsed"])
+    reported = _reported(session, "elapsed")
+    if reported is not None:
+        return reported
     if not session:
         return max(0.0, stored)
     ends = [lane.end for lane in lanes if lane.end is not None]
@@ -93,10 +101,8 @@ def _origin(session: list[AuditEntry]) -> float:
     """The wall time the session's agent entries count from: the one its end entry
     names; else (a session whose process died before its end) its first entry's,
     written as the run starts, before the engine's clock starts."""
-    for entry in reversed(session):
-        if entry.kind == "run_finished" and isinstance(entry.data.get("origin"), (int, float)):
-            return float(entry.data["origin"])
-    return session[0].time
+    reported = _reported(session, "origin")
+    return reported if reported is not None else session[0].time
 
 
 class _Session:

@@ -122,9 +122,10 @@ struct RunState : std::enable_shared_from_this<RunState> {
     }
     if (first) announce_event();
   }
-  // Sets `event.agent` to the path of this run's `spec` ("<delegating agent>/<name>" in
-  // a child run).
-  void set_agent_path(Event& event, const PlanNode& spec) const;
+  // Records an event of this run's `node` at `seconds` from the root run's start, in the
+  // root run's queue (agent path "<delegating agent>/<name>" in a child run).
+  void record_event(EventKind kind, std::uint32_t node, double seconds, Payload payload,
+                    std::string message, std::uint32_t attempt = 0, double delay = 0.0);
   // Requires `mutex`: the room a queue should have for the events still to come.
   std::size_t event_room() const noexcept;
   // Wakes a reader of the queue (which had been empty) and tells the context observer.
