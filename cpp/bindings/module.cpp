@@ -17,5 +17,6 @@ PYBIND11_MODULE(_core, m) {
   register_checkpoints(m);
   register_runs(m);
   register_streams(m);  // Stream, start_stream: runs streamed to Python
+  register_async_chunks(m);  // AsyncChunks: what astream returns
   register_runtime(m);
 }

@@ -27,5 +27,6 @@ void register_policies(py::module_& m);
 void register_graph(py::module_& m);
 void register_runs(py::module_& m);
 void register_streams(py::module_& m);
+void register_async_chunks(py::module_& m);
 void register_runtime(py::module_& m);
 }  // namespace counterpoint::bindings

@@ -84,6 +84,9 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
     failed_node = failed;
     ended_ns = now_ns();
     status.store(final_status, std::memory_order_release);
+    if (final_status == RunStatus::Succeeded && !event_root && !record_events.none()) {
+      graph->set_events_last_run(events_recorded.load(std::memory_order_relaxed));
+    }
     orphans.swap(children);
     timer = deadline_timer;
     callbacks.swap(end_callbacks);
@@ -177,7 +180,7 @@ bool RunState::delivers(std::uint32_t pred, std::uint32_t node) const noexcept {
 }
 
 std::size_t RunState::event_room() const noexcept {
-  const std::size_t expected = 2 * plan.size();
+  const std::size_t expected = std::max<std::size_t>(2 * plan.size(), graph->events_last_run());
   const std::size_t left = expected > events_taken_count ? expected - events_taken_count : 0;
   return std::clamp<std::size_t>(left, kEventQueueRoom, kEventQueueRoomMax);
 }

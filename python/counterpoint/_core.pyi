@@ -8,7 +8,7 @@ import collections.abc
 from counterpoint import Event
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InContext', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'AsyncChunks', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'InContext', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -698,6 +698,41 @@ class StartedStream:
     @property
     def handle(self) -> RunHandle:
         ...
+class AsyncChunks:
+    """
+    AsyncChunks(refill, close): the async iterator of a stream's chunks (astream).
+    """
+    @staticmethod
+    def __new__(type, *args, **kwargs):
+        """
+        Create and return a new object.  See help(type) for accurate signature.
+        """
+    @staticmethod
+    def aclose(*args, **kwargs):
+        """
+        Ends the stream, cancelling its run if still going; await the result.
+        """
+    @staticmethod
+    def take(*args, **kwargs):
+        """
+        take(batch): the chunks to hand out next; returns the first, or this object if none.
+        """
+    def __aiter__(self):
+        """
+        Return an awaitable, that resolves in asynchronous iterator.
+        """
+    def __anext__(self):
+        """
+        Return a value or raise StopAsyncIteration.
+        """
+    def __await__(self):
+        """
+        Return an iterator to be used in await expression.
+        """
+    def __next__(self):
+        """
+        Implement next(self).
+        """
 def batch(graph: CompiledGraph, inputs: list, shared: RunRequest, window: typing.SupportsInt | typing.SupportsIndex = 0, prepare: typing.Any = None, on_finished: typing.Any = None) -> list[RunReport]:
     """
     Runs the graph once per input, at most `window` runs at once (0: DEFAULT_BATCH_WINDOW); reports in input order. `on_finished(indices, reports, events, elapsed)` is called with the GIL after each group of runs that ended.

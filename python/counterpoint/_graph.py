@@ -21,6 +21,7 @@ from collections.abc import (
 from typing import Any
 
 from . import _tracing
+from ._async_stream import AsyncStream
 from ._audit import AuditEvent
 from ._cache import cached_agent
 from ._durable import (
@@ -894,53 +895,26 @@ class CompiledGraph:
         modes = StreamModes.of(stream_mode)
         return self._astream(input, modes, self._observer_for(modes), budget, deadline)
 
-    async def _astream(self, input: Any, modes: StreamModes, observer: Any,
-                       budget: Any = None, deadline: Any = None) -> AsyncIterator[Any]:
+    def _astream(self, input: Any, modes: StreamModes, observer: Any,
+                 budget: Any = None, deadline: Any = None) -> AsyncIterator[Any]:
         if not modes.records_events and observer is None:  # "values" alone: one result
-            result = await CompiledGraph.ainvoke(self, input, budget=budget, deadline=deadline)
-            yield modes.chunk("values", result)
-            return
-        bridge = bridge_for_running_loop()
-        run = None
-        if self._store is None and observer is None and _tracing.tracer is None:
-            budget, deadline = self._settings(budget, deadline)
-            handle = _core.start(self._native, input, bridge.dispatcher, budget, deadline,
-                                 modes.recorded)
-        else:
-            run = self._launch(input, bridge.dispatcher, record_events=modes.recorded,
+            return self._astream_values(input, modes, budget, deadline)
+
+        def launch(dispatcher: Any) -> tuple[Any, Run | None]:
+            if self._store is None and observer is None and _tracing.tracer is None:
+                limits, until = self._settings(budget, deadline)
+                return _core.start(self._native, input, dispatcher, limits, until,
+                                   modes.recorded), None
+            run = self._launch(input, dispatcher, record_events=modes.recorded,
                                budget=budget, deadline=deadline, observer=observer)
-            handle = run._handle
-        run_id = handle.id
-        try:
-            if modes.records_events:
-                ready = bridge.events_ready(run_id)
-                # Nothing to take yet, and the agents want the GIL this task holds: the
-                # first events come when the loop is told of them, or of the run's end.
-                await ready.wait()
-                more = True
-                while more:
-                    ready.clear()
-                    events = handle.next_events(0.0, 0.0, modes.form)
-                    taken = False
-                    for chunk in events if modes.batches_are_chunks else modes.chunks(events):
-                        taken = True
-                        yield chunk
-                    more = events.more
-                    if more and not taken:
-                        await ready.wait()
-            else:
-                finished = bridge.run_finished(run_id)
-                bridge.drain()  # coroutine entries were queued by the start itself
-                if not handle.done:
-                    await finished
-            for chunk in self._end_chunks(handle, run, modes):
-                yield chunk
-        finally:
-            if not handle.done:
-                handle.cancel()
-            bridge.forget(run_id)
-            if run is not None:
-                run._end_trace()
+            return run._handle, run
+
+        return AsyncStream(launch, modes, self._end_chunks).chunks()
+
+    async def _astream_values(self, input: Any, modes: StreamModes, budget: Any,
+                              deadline: Any) -> AsyncIterator[Any]:
+        result = await CompiledGraph.ainvoke(self, input, budget=budget, deadline=deadline)
+        yield modes.chunk("values", result)
 
     def batch(
         self,

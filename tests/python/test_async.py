@@ -417,6 +417,95 @@ def test_astream_aclose_early_cancels_run():
     assert "later" not in log
 
 
+def _slow_graph(log):
+    async def slow(x):
+        await asyncio.sleep(0.4)
+        log.append("slow.end")
+        return x
+
+    return (
+        cp.Graph()
+        .add("first", lambda x: x)
+        .add("slow", slow, after="first")
+        .add("later", lambda x: log.append("later"), after="slow")
+        .compile()
+    )
+
+
+def test_astream_dropped_early_cancels_run_at_once():
+    log = []
+    app = _slow_graph(log)
+
+    async def main():
+        stream = app.astream(1, stream_mode="events")
+        async for event in stream:
+            if event.kind == "start" and event.agent == "slow":
+                break
+        del stream  # no aclose(): dropping the iterator ends the run, as closing does
+        await asyncio.sleep(0.6)
+
+    asyncio.run(main())
+    assert log == []
+
+
+def test_astream_consumer_cancelled_while_waiting_cancels_run():
+    log = []
+    app = _slow_graph(log)
+    seen = []
+
+    async def consume():
+        async for event in app.astream(1, stream_mode="events"):
+            seen.append((event.kind, event.agent))
+
+    async def main():
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)  # the consumer now waits for "slow"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.6)
+
+    asyncio.run(main())
+    assert ("start", "slow") in seen
+    assert log == []
+
+
+def test_astream_starts_nothing_until_iterated_and_aclose_before_is_harmless():
+    ran = []
+    app = cp.Graph().add("a", lambda x: ran.append(x)).compile()
+
+    async def main():
+        stream = app.astream(1, stream_mode="updates")
+        await asyncio.sleep(0.05)
+        assert ran == []
+        assert await stream.aclose() is None
+        assert [c async for c in stream] == []  # closed: it ends at once
+
+    asyncio.run(main())
+    assert ran == []
+
+
+def test_astream_needs_async_for():
+    app = cp.Graph().add("a", lambda x: x).compile()
+    with pytest.raises(TypeError, match="not iterable"):
+        for _ in app.astream(1, stream_mode="events"):
+            pass
+
+
+def test_astream_hands_over_none_chunks():
+    async def agent(x):
+        cp.emit(None)
+        cp.emit(x)
+        return x
+
+    app = cp.Graph().add("a", agent).compile()
+
+    async def main():
+        return [c async for c in app.astream(3, stream_mode="custom")]
+
+    assert asyncio.run(main()) == [None, 3]
+
+
 def test_ainvoke_from_several_threads_each_with_its_own_loop():
     seen = []
 

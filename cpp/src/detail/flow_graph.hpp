@@ -7,6 +7,7 @@
 // the agent's executor and returns, so no TBB worker waits on agent work; completion
 // comes back through the node's gateway (try_put + release_wait) from whatever thread
 // finished the agent. Static node priorities order ready work across all runs.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -63,6 +64,16 @@ class FlowGraph {
   // Tells the node's successors, for this run, that it has resolved.
   void forward(const std::shared_ptr<RunState>& run, std::uint32_t node);
   Node::gateway_type& gateway(std::uint32_t node) { return nodes_[node]->gateway(); }
+  // How many events the last root run of this graph that recorded events recorded, its
+  // child runs' included: the room its next one's queue starts with (RunState::event_room).
+  // Two per agent undercounts a graph whose agents are graphs, and growing the queue
+  // moved every event recorded so far under the queue's lock, at each doubling.
+  std::uint32_t events_last_run() const noexcept {
+    return events_last_run_.load(std::memory_order_relaxed);
+  }
+  void set_events_last_run(std::uint32_t count) noexcept {
+    events_last_run_.store(count, std::memory_order_relaxed);
+  }
 
  private:
   explicit FlowGraph(std::shared_ptr<const Plan> plan);
@@ -73,6 +84,7 @@ class FlowGraph {
   std::shared_ptr<const Plan> plan_;
   std::unique_ptr<tbb::flow::graph> graph_;
   std::vector<std::unique_ptr<Node>> nodes_;
+  std::atomic<std::uint32_t> events_last_run_{0};
 };
 
 }  // namespace counterpoint::detail
