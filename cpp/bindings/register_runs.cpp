@@ -77,10 +77,11 @@ void refuse_wait_on_engine_thread(RunHandle run) {
 
 RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
-                             double deadline, EventKinds record_events) {
+                             double deadline, EventKinds record_events,
+                             bool announce_events) {
   return run_options(graph, RunRequest{std::move(input), std::move(dispatcher), record_events,
                                        std::move(budget), deadline, py::none(), nullptr, {},
-                                       py::none()});
+                                       py::none(), announce_events});
 }
 
 bool wait_run(RunHandle run, double timeout_seconds) {
@@ -172,6 +173,7 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
       context ? std::move(context) : make_run_context(request.dispatcher, request.observer);
   options.context_observer = request.dispatcher;
   options.record_events = request.record_events;
+  options.announce_events = request.announce_events;
   options.budget = usage_from_python(request.budget);
   options.deadline_seconds = request.deadline;
   // A checkpoint hook also records how the run ends.
@@ -341,15 +343,17 @@ void register_runs(py::module_& m) {
       .def(py::init([](py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
                        EventKinds record_events, py::object budget, double deadline,
                        py::object restored, std::shared_ptr<NodeHook> hook, std::string key,
-                       py::object observer) {
-             return RunRequest{std::move(input), std::move(dispatcher), record_events,
-                               std::move(budget), deadline, std::move(restored),
-                               std::move(hook), std::move(key), std::move(observer)};
+                       py::object observer, bool announce_events) {
+             return RunRequest{std::move(input),    std::move(dispatcher), record_events,
+                               std::move(budget),   deadline,              std::move(restored),
+                               std::move(hook),     std::move(key),        std::move(observer),
+                               announce_events};
            }),
            py::arg("input"), py::kw_only(), py::arg("dispatcher") = nullptr,
            py::arg("record_events") = EventKinds{}, py::arg("budget") = py::none(),
            py::arg("deadline") = 0.0, py::arg("restored") = py::none(),
-           py::arg("hook") = nullptr, py::arg("key") = "", py::arg("observer") = py::none())
+           py::arg("hook") = nullptr, py::arg("key") = "", py::arg("observer") = py::none(),
+           py::arg("announce_events") = false)
       .def_readonly("input", &RunRequest::input)
       .def_readonly("dispatcher", &RunRequest::dispatcher)
       .def_readwrite("restored", &RunRequest::restored)
@@ -443,15 +447,18 @@ void register_runs(py::module_& m) {
   m.def(
       "start",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,
-         py::object budget, double deadline, EventKinds record_events) {
-        RunOptions options = plain_run_options(graph, std::move(input), std::move(dispatcher),
-                                               std::move(budget), deadline, record_events);
+         py::object budget, double deadline, EventKinds record_events, bool announce_events) {
+        RunOptions options =
+            plain_run_options(graph, std::move(input), std::move(dispatcher), std::move(budget),
+                              deadline, record_events, announce_events);
         py::gil_scoped_release nogil;
         return graph.start(std::move(options));
       },
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"), py::arg("record_events") = EventKinds{},
-      "Starts a run that is not durable and returns its handle at once.");
+      py::arg("announce_events") = false,
+      "Starts a run that is not durable and returns its handle at once; with "
+      "`announce_events`, the dispatcher's loop is told of its events (an astream).");
   m.def(
       "invoke",
       [](CompiledGraph& graph, py::object input, std::shared_ptr<LoopDispatcher> dispatcher,

@@ -33,6 +33,8 @@ struct RunRequest {
   std::shared_ptr<NodeHook> hook;  // checkpoints of a durable run
   std::string key;                 // a durable run's key
   py::object observer = py::none();  // told of every agent call (observer.hpp)
+  // The events are read on the dispatcher's loop (astream), which is told of them.
+  bool announce_events = false;
 };
 
 // A run start_stream started, with the first events it took (an EventBatch).
@@ -49,7 +51,8 @@ RunOptions run_options(const CompiledGraph& graph, const RunRequest& request,
 // Requires the GIL. Options for a plain run: not durable, not observed.
 RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
-                             double deadline, EventKinds record_events = {});
+                             double deadline, EventKinds record_events = {},
+                             bool announce_events = false);
 
 // A thread that must never wait for a run: an inline agent on an engine thread, or the
 // engine's own event loop. Throws EngineError (cancelling `run`, if given).

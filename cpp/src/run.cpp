@@ -52,6 +52,7 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
       node_hook(std::move(options.node_hook)),
       budget(std::move(options.budget)),
       record_events(options.record_events),
+      announce_events(options.announce_events),
       started_at(Clock::now()),
       slots(new NodeSlot[plan.size()]),
       unresolved_sinks(static_cast<std::uint32_t>(plan.sinks().size())) {
@@ -191,7 +192,7 @@ void RunState::announce_event() {
   // a run's queued events at once. A wake per event cost a futex call here and a thread
   // switch there, per event.
   changed.notify_all();
-  if (context_observer) context_observer->on_event_recorded(id);
+  if (announce_events && context_observer) context_observer->on_event_recorded(id);
 }
 
 void RunState::emit(EventKind kind, std::uint32_t node, const Payload& payload,
@@ -506,6 +507,7 @@ std::function<void()> Completion::delegate(std::shared_ptr<CompiledGraph> graph,
   options.context = run->context;
   options.context_observer = run->context_observer;
   options.record_events = run->record_events;
+  options.announce_events = run->announce_events;
   std::unique_ptr<const detail::CheckpointScope> checkpoints;
   if (run->node_hook) {
     // A durable run checkpoints its child runs' agents too, under their paths, and a

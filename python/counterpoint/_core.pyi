@@ -593,7 +593,7 @@ class RunRequest:
     key: str
     observer: typing.Any
     restored: typing.Any
-    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: EventKinds = ..., budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '', observer: typing.Any = None) -> None:
+    def __init__(self, input: typing.Any, *, dispatcher: LoopDispatcher = None, record_events: EventKinds = ..., budget: typing.Any = None, deadline: typing.SupportsFloat | typing.SupportsIndex = 0.0, restored: typing.Any = None, hook: NodeHook = None, key: str = '', observer: typing.Any = None, announce_events: bool = False) -> None:
         ...
     @property
     def dispatcher(self) -> LoopDispatcher:
@@ -761,9 +761,9 @@ def shutdown(drain_timeout: typing.SupportsFloat | typing.SupportsIndex) -> bool
     """
     Interrupts every run and waits up to drain_timeout seconds for running agents to return.
     """
-def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ...) -> RunHandle:
+def start(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, budget: typing.Any, deadline: typing.SupportsFloat | typing.SupportsIndex, record_events: EventKinds = ..., announce_events: bool = False) -> RunHandle:
     """
-    Starts a run that is not durable and returns its handle at once.
+    Starts a run that is not durable and returns its handle at once; with `announce_events`, the dispatcher's loop is told of its events (an astream).
     """
 def start_run(graph: CompiledGraph, request: RunRequest) -> RunHandle:
     """

@@ -475,10 +475,12 @@ class CompiledGraph:
         return budget, deadline
 
     def _request(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
-                 budget: Any = None, deadline: Any = None, observer: Any = None) -> Any:
+                 budget: Any = None, deadline: Any = None, observer: Any = None,
+                 announce_events: bool = False) -> Any:
         budget, deadline = self._settings(budget, deadline)
         return _core.RunRequest(input, dispatcher=dispatcher, record_events=record_events,
-                                budget=budget, deadline=deadline, observer=observer)
+                                budget=budget, deadline=deadline, observer=observer,
+                                announce_events=announce_events)
 
     def _gates(self) -> dict[str, Review]:
         """The review gates of this graph's agents, by path: its own, and those of the
@@ -526,19 +528,21 @@ class CompiledGraph:
     def _launch(self, input: Any, dispatcher: Any, *, record_events: Any = _NO_EVENTS,
                 budget: Any = None, deadline: Any = None, run_key: str | None = None,
                 resumed: Resumption | None = None, observer: Any = None,
-                timeline: bool = False) -> Run:
+                timeline: bool = False, announce_events: bool = False) -> Run:
         """Starts a run; with ``timeline``, one whose record keeps every agent's steps
         (``record_events`` is then the timeline's). A traced run that nobody streams
-        keeps them too: its spans are completed from them."""
+        keeps them too: its spans are completed from them. With ``announce_events``,
+        the loop of ``dispatcher`` is told of its events (an astream reads them there)."""
         tracer = _tracing.tracer
         if tracer is None:
             return self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
-                                   resumed, observer, timeline)
+                                   resumed, observer, timeline, announce_events=announce_events)
         trace = tracer.trace(self, observer)
         try:
             run = self._start_run(input, dispatcher, record_events, budget, deadline, run_key,
                                   resumed, trace.observer,
-                                  timeline or record_events is _NO_EVENTS, trace)
+                                  timeline or record_events is _NO_EVENTS, trace,
+                                  announce_events=announce_events)
         except BaseException as exc:
             trace.abandoned(exc)
             raise
@@ -547,13 +551,14 @@ class CompiledGraph:
 
     def _start_run(self, input: Any, dispatcher: Any, record_events: Any, budget: Any,
                    deadline: Any, run_key: str | None, resumed: Resumption | None,
-                   observer: Any, timeline: bool, trace: _tracing.RunTrace | None = None
-                   ) -> Run:
+                   observer: Any, timeline: bool, trace: _tracing.RunTrace | None = None,
+                   *, announce_events: bool = False) -> Run:
         if timeline:
             record_events = TIMELINE_EVENTS
         edges = self._edges if timeline else None
         request = self._request(input, dispatcher, record_events=record_events, budget=budget,
-                                deadline=deadline, observer=observer)
+                                deadline=deadline, observer=observer,
+                                announce_events=announce_events)
         if self._store is None:
             return Run(_core.start_run(self._native, request), edges=edges, trace=trace)
         request, run_key, audited = self._durable_request(
@@ -904,9 +909,10 @@ class CompiledGraph:
             if self._store is None and observer is None and _tracing.tracer is None:
                 limits, until = self._settings(budget, deadline)
                 return _core.start(self._native, input, dispatcher, limits, until,
-                                   modes.recorded), None
+                                   modes.recorded, announce_events=True), None
             run = self._launch(input, dispatcher, record_events=modes.recorded,
-                               budget=budget, deadline=deadline, observer=observer)
+                               budget=budget, deadline=deadline, observer=observer,
+                               announce_events=True)
             return run._handle, run
 
         return AsyncStream(launch, modes, self._end_chunks).chunks()

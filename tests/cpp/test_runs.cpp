@@ -1123,6 +1123,46 @@ TEST(run_cancel_reaches_delegated_child) {
   CHECK_EQ(observer->calls(), 2);
 }
 
+namespace {
+// Counts the events it is told of (one per batch: an event into an empty queue).
+class EventCounter final : public RunObserver {
+ public:
+  void on_run_finished(const RunHandle&) override {}
+  void on_event_recorded(std::uint64_t) override { told_.fetch_add(1); }
+  int told() const { return told_.load(); }
+
+ private:
+  std::atomic<int> told_{0};
+};
+}  // namespace
+
+// A context observer hears of events only for a run started with announce_events (an
+// astream's, read on its loop); a run read by next_events alone wakes nobody per batch.
+TEST(run_announces_events_only_when_asked) {
+  GraphSpec spec;
+  spec.add("a", inline_agent(append("a")));
+  spec.add("b", inline_agent(append("b")), {"a"});
+  auto graph = CompiledGraph::compile(spec);
+  for (const bool announce : {false, true}) {
+    auto counter = std::make_shared<EventCounter>();
+    RunOptions options;
+    options.input = make(std::string("x"));
+    options.record_events = EventKinds::all();
+    options.context_observer = counter;
+    options.announce_events = announce;
+    RunHandle run = graph->start(std::move(options));
+    REQUIRE(run.wait_for(kRunTimeout));
+    std::vector<Event> events;
+    run.next_events(events, std::chrono::nanoseconds(0));
+    CHECK_EQ(events.size(), std::size_t{4});
+    if (announce) {
+      CHECK(counter->told() >= 1);
+    } else {
+      CHECK_EQ(counter->told(), 0);
+    }
+  }
+}
+
 // ---- agent policies -----------------------------------------------------------------
 // Retries and timeouts hop between the timer thread, the oneTBB arena and the pool, so
 // they are here mostly for the sanitizers.
@@ -1543,6 +1583,7 @@ TEST(run_cancel_before_hand_off_starts_no_agent) {
   RunOptions o3;
   o3.record_events = EventKinds::all();
   o3.context_observer = observer3;
+  o3.announce_events = true;
   RunHandle r3 = graph3->start(std::move(o3));
   REQUIRE(eventually([&] { return is_parked->load(); }));
   observer3->arm(r3, 1);

@@ -91,6 +91,11 @@ struct RunOptions {
   // The kinds of event to queue for next_events(), for this run and its child runs;
   // none: no queue.
   EventKinds record_events;
+  // Tell `context_observer` of the events recorded (on_event_recorded): for a reader that
+  // waits for them through it rather than in next_events. Off, the observer is told of
+  // none: waking it per batch for a reader that does not listen cost an event loop a
+  // wake-up and the agents the GIL.
+  bool announce_events = false;
   std::shared_ptr<NodeHook> node_hook;      // may be null
   // Agents whose outcome is already known: they resolve without running.
   std::vector<Restored> restored;

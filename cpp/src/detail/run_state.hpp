@@ -150,6 +150,7 @@ struct RunState : std::enable_shared_from_this<RunState> {
   const std::shared_ptr<NodeHook> node_hook;
   const Usage budget;
   const EventKinds record_events;
+  const bool announce_events;  // RunOptions::announce_events
   const Clock::time_point started_at;
   std::unique_ptr<NodeSlot[]> slots;
   std::atomic<std::uint32_t> unresolved_sinks;
