@@ -185,7 +185,9 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // A vector, not a deque: libstdc++'s deque allocates 576 bytes on construction, in
   // every run, though most runs record no events.
   std::vector<Event> events;
-  std::uint32_t events_taken_count = 0;  // guarded by `mutex`: taken by next_events so far
+  // Taken by next_events so far: written under `mutex`, read without it to decide
+  // whether to spin before taking it.
+  std::atomic<std::uint32_t> events_taken_count{0};
   // How many events were recorded into `events`, written under `mutex`; read without it
   // when a node starts (NodeSlot::event_mark).
   std::atomic<std::uint32_t> events_recorded{0};
