@@ -18,7 +18,8 @@ Sections (see benchmarks/README.md for what each figure means):
                   invoke, peak memory, and peak memory for 10,000 and 100,000 inputs
                   with the default in-flight window
     batchwait  6. batch of 10,000 runs whose agents time.sleep(0.010), 256 in flight:
-                  throughput against the ideal, pool threads used
+                  throughput against the ideal and against threads and plain asyncio
+                  written by hand, pool threads used
     memory     7. bytes per in-flight run: native (engine) side and Python side
     coroutines 8. coroutine agents against plain asyncio: a 5-way fan-out + join awaited
                   with ainvoke vs asyncio.gather, a 100-agent chain vs awaiting in turn
@@ -1017,6 +1018,23 @@ class PlainWaitBatch:
         self.workers.shutdown()
 
 
+def plain_async_wait_batch(inputs: list[Any]) -> list[Any]:
+    """The same batch with coroutines in plain asyncio: a semaphore lets WAIT_CONCURRENCY
+    runs in at once, each awaiting its source, gathering its workers, then its join."""
+
+    async def one(x: Any, gate: asyncio.Semaphore) -> Any:
+        async with gate:
+            x = await wait_async_sleeper(x)
+            outs = await asyncio.gather(*(wait_async_sleeper(x) for _ in range(WAIT_WIDTH)))
+            return await wait_async_sleeper({f"w{i}": o for i, o in enumerate(outs)})
+
+    async def all_runs() -> list[Any]:
+        gate = asyncio.Semaphore(WAIT_CONCURRENCY)
+        return await asyncio.gather(*(one(x, gate) for x in inputs))
+
+    return asyncio.run(all_runs())
+
+
 def _pool_threads() -> int | None:
     """Threads of the engine's pool for blocking agents (idle ones included: they exit
     after 10 s idle, so right after a batch this is the most it needed at once)."""
@@ -1046,12 +1064,14 @@ def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
         fn(warm, max_concurrency=WAIT_CONCURRENCY)
     assert plain([7]) == [expected]
     plain(warm)
+    assert plain_async_wait_batch([7]) == [expected]
     slept = statistics.median(once(lambda: time.sleep(WAIT_SLEEP)) for _ in range(20))
 
     candidates: dict[str, Callable[[], Any]] = {
         "engine": lambda: app.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
         "threads": lambda: plain(inputs),
         "engine_async": lambda: app_async.batch(inputs, max_concurrency=WAIT_CONCURRENCY),
+        "asyncio": lambda: plain_async_wait_batch(inputs),
     }
     wall: dict[str, list[float]] = {name: [] for name in candidates}
     cpu: dict[str, list[float]] = {name: [] for name in candidates}
@@ -1106,6 +1126,11 @@ def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
             rate("engine_async"), "runs/s", baseline=ideal,
             baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
             higher_is_better=True)
+    res.add("batchwait.asyncio", "6.   the same in plain asyncio (semaphore + gather) (info)",
+            rate("asyncio"), "runs/s", baseline=ideal,
+            baseline_label=f"ideal {WAIT_CONCURRENCY}/{critical * 1e3:.0f} ms",
+            higher_is_better=True, details={"engine_async_speed_up": rate("engine_async")
+                                            / rate("asyncio")})
     if pool is not None:
         res.add("batchwait.pool_threads", "6.   engine pool threads after the batch (info)",
                 float(pool), "threads", baseline=steady,
@@ -1115,7 +1140,8 @@ def bench_batchwait(res: Results, cfg: dict[str, Any]) -> None:
         f"    engine {rate('engine'):,.0f} runs/s = {rate('engine') / ideal:.2f}x ideal "
         f"({ideal:,.0f}; {WAIT_CONCURRENCY / (WAIT_LEVELS * slept):,.0f} with the measured "
         f"sleep of {fmt(slept, 's')}); by hand with threads {rate('threads'):,.0f} runs/s; "
-        f"async agents {rate('engine_async'):,.0f} runs/s\n"
+        f"async agents {rate('engine_async'):,.0f} runs/s; the same in plain asyncio "
+        f"{rate('asyncio'):,.0f} runs/s\n"
         f"    CPU per agent call: engine {fmt(cpu_per_agent('engine'), 's')}, threads "
         f"{fmt(cpu_per_agent('threads'), 's')}, async {fmt(cpu_per_agent('engine_async'), 's')}; "
         f"the {cores} cores allow at most {cpu_ceiling:,.0f} runs/s at the engine's CPU per run\n"
