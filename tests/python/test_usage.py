@@ -75,10 +75,14 @@ def test_by_graph_and_by_run(store, tmp_path: Path) -> None:
 
 
 def test_since(store) -> None:
-    newest = store.runs()[0]
+    newest, before = store.runs()[:2]
     assert len(cp.usage(store, by="run", since=newest.created, as_frame=False)) == 1
     assert cp.usage(store, since=newest.created + 1, as_frame=False) == []
-    as_datetime = datetime.datetime.fromtimestamp(newest.created - 0.001)  # microseconds
+    # A datetime keeps microseconds: a moment between the two newest runs (which can be
+    # well under a millisecond apart) still tells them apart.
+    gap = newest.created - before.created
+    assert gap > 2e-6
+    as_datetime = datetime.datetime.fromtimestamp(newest.created - min(0.001, gap / 2))
     assert len(cp.usage(store, by="run", since=as_datetime, as_frame=False)) == 1
     assert len(cp.usage(store, by="run", since=datetime.timedelta(hours=1),
                         as_frame=False)) == 4
