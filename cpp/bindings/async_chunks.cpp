@@ -7,6 +7,7 @@
 // returns the first chunk, or raises StopAsyncIteration once there are none. `close()`
 // ends the run early; it is called once, by aclose() or when the iterator is dropped
 // before its end (a generator's finally clause did it before).
+#include "awaitables.hpp"
 #include "register.hpp"
 
 namespace counterpoint::bindings {
@@ -68,17 +69,11 @@ PySendResult chunks_send(PyObject* self, PyObject* /*arg*/, PyObject** result) {
 }
 
 // The iterator protocol, for callers that step an awaitable with next(): the chunk
-// leaves in a StopIteration (wrapped, so a tuple or an exception stays one value).
+// leaves in a StopIteration.
 PyObject* chunks_next(PyObject* self) {
   PyObject* chunk = nullptr;
   if (chunks_send(self, Py_None, &chunk) == PYGEN_ERROR) return nullptr;
-  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, chunk);
-  Py_DECREF(chunk);
-  if (stop != nullptr) {
-    PyErr_SetObject(PyExc_StopIteration, stop);
-    Py_DECREF(stop);
-  }
-  return nullptr;
+  return raise_stop_iteration(chunk);
 }
 
 PyObject* chunks_self(PyObject* self) { return Py_NewRef(self); }

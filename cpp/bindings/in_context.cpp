@@ -6,6 +6,7 @@
 // context switch around the awaitable's own send.
 #include "in_context.hpp"
 
+#include "awaitables.hpp"
 #include "register.hpp"
 
 namespace counterpoint::bindings {
@@ -57,21 +58,9 @@ PySendResult in_context_send(PyObject* self, PyObject* arg, PyObject** result) {
 }
 
 // The iterator protocol, for callers that step it with next() or send(): a return is a
-// StopIteration carrying the value (wrapped, so a tuple or an exception stays one value).
+// StopIteration carrying the value.
 PyObject* finished(PySendResult status, PyObject* made) {
-  if (status != PYGEN_RETURN) return made;
-  if (made == Py_None) {
-    Py_DECREF(made);
-    PyErr_SetNone(PyExc_StopIteration);
-    return nullptr;
-  }
-  PyObject* stop = PyObject_CallOneArg(PyExc_StopIteration, made);
-  Py_DECREF(made);
-  if (stop != nullptr) {
-    PyErr_SetObject(PyExc_StopIteration, stop);
-    Py_DECREF(stop);
-  }
-  return nullptr;
+  return status == PYGEN_RETURN ? raise_stop_iteration(made) : made;
 }
 
 PyObject* in_context_next(PyObject* self) {
