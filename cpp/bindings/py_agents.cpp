@@ -213,6 +213,8 @@ void register_agents(py::module_& m) {
       .def_static("inline_threshold", &SyncAgent::inline_threshold);
   py::class_<AsyncAgent, Agent, std::shared_ptr<AsyncAgent>>(m, "AsyncAgent")
       .def(py::init<py::object>(), py::arg("coroutine_function"));
+  py::class_<FutureAgent, Agent, std::shared_ptr<FutureAgent>>(m, "FutureAgent")
+      .def(py::init<py::object>(), py::arg("submit"));
 }
 
 }  // namespace counterpoint::bindings

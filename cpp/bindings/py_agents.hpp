@@ -110,6 +110,21 @@ class AsyncAgent final : public Agent {
 };
 
 
+// An agent whose work runs elsewhere (a Ray task or actor): `submit(input)` starts it and
+// returns a concurrent.futures.Future, and the agent is resolved from that future's done
+// callback, on whichever thread completes it. No thread and no event loop waits for the
+// work, which saves the two thread hops a coroutine agent awaiting it would cost.
+// Abandoning the invocation (a timeout) or ending its run cancels the future, whose
+// cancel() must stop the work. `submit` runs inline: it must only start the work.
+class FutureAgent final : public Agent {
+ public:
+  explicit FutureAgent(py::object submit) : submit_(std::move(submit)) {}
+  void invoke(Invocation invocation) override;
+
+ private:
+  PyRef submit_;
+};
+
 // A compiled graph used as one agent of another graph: each call is a child run.
 class SubgraphAgent final : public Agent {
  public:

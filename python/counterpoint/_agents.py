@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
+from concurrent.futures import Future
 from types import FunctionType
 from typing import Any
 
@@ -19,6 +21,25 @@ def _is_coroutine_function(obj: Any) -> bool:
     # The class's __call__, not callable(obj): is *calling* it a coroutine function?
     call = getattr(type(obj), "__call__", None)  # noqa: B004
     return call is not None and not inspect.isroutine(obj) and inspect.iscoroutinefunction(call)
+
+
+class SubmittingAgent:
+    """An agent whose calls run elsewhere (a Ray task or actor, see
+    counterpoint.integrations.ray). :meth:`submit` starts one call and returns a
+    ``concurrent.futures.Future``; the engine resolves the agent from that future's done
+    callback, so neither a thread nor an event loop waits for the work. The future's
+    ``cancel()`` (a timeout, the run's end) must stop the work.
+
+    Wrapped in something that calls it (typed handoff checks, a cache, counted attempts),
+    the agent runs as the coroutine :meth:`__call__`, which awaits the same future.
+    """
+
+    def submit(self, argument: Any) -> Future[Any]:
+        raise NotImplementedError
+
+    async def __call__(self, argument: Any) -> Any:
+        # Cancelling this await cancels the future: asyncio.wrap_future chains cancels.
+        return await asyncio.wrap_future(self.submit(argument))
 
 
 def _native_graph(agent: Any) -> Any:
@@ -113,6 +134,8 @@ def native_agent(name: str, agent: Any, dispatch: _core.Dispatch,
         graph = _native_graph(agent)
         if graph is not None:
             return _core.SubgraphAgent(graph), bool(agent.uses_event_loop)
+        if isinstance(agent, SubmittingAgent) and checked is None:
+            return _core.FutureAgent(agent.submit), False  # no event loop needed
     call, is_async = entry_point(agent)
     if is_async:
         return coroutine(call)

@@ -14,11 +14,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ._agents import check_agent, uses_event_loop
+from ._agents import SubmittingAgent, check_agent, uses_event_loop
 from ._errors import AgentTimeout, GraphError, ReviewRefused
 from ._native import _core
 from ._results import ReviewRequest
@@ -378,6 +379,8 @@ def counted_attempts(name: str, agent: Any) -> Any:
     """``agent`` (a function, or an object whose ``__call__`` is a coroutine function,
     such as a Ray agent) noting each attempt in the running durable run's audit notes,
     so retries can be audited."""
+    if isinstance(agent, SubmittingAgent):
+        return _CountedSubmissions(name, agent)
     if inspect.iscoroutinefunction(agent) or \
             inspect.iscoroutinefunction(getattr(type(agent), "__call__", None)):  # noqa: B004
         @functools.wraps(agent)
@@ -411,6 +414,27 @@ def counted_attempts(name: str, agent: Any) -> Any:
         return result
 
     return counted
+
+
+class _CountedSubmissions(SubmittingAgent):
+    """A submitting agent (a Ray agent) noting each attempt when its call settles: it
+    stays a submitting agent, which the engine follows without an event loop."""
+
+    def __init__(self, name: str, agent: SubmittingAgent) -> None:
+        self.name = name
+        self.agent = agent
+
+    def submit(self, argument: Any) -> Future[Any]:
+        notes = audit_notes.get()  # submit runs in the run's context; settling may not
+        begun = time.time()
+        call = self.agent.submit(argument)
+        if notes is not None:
+            def note(settled: Future[Any]) -> None:  # before the engine's own callback
+                error = CancelledError() if settled.cancelled() else settled.exception()
+                _note_attempt(notes, self.name, begun, error)
+
+            call.add_done_callback(note)
+        return call
 
 
 @dataclass(frozen=True)

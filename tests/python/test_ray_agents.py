@@ -40,7 +40,7 @@ def test_a_task_agent_runs_in_a_ray_worker_between_local_agents():
     pid, value = app.invoke(1)
     assert value == 20
     assert pid != os.getpid()
-    assert app.uses_event_loop  # awaited on the loop: no thread held per call
+    assert not app.uses_event_loop  # followed from its object ref: no loop, no thread
 
 
 def test_coroutine_and_runnable_agents_run_as_tasks():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -10,9 +9,12 @@ from typing import Any
 
 import ray
 
+from ..._agents import SubmittingAgent
 from ..._executors import RayActors
 from ._calls import calling, class_is_async, is_factory
-from ._session import LOST, connect, raise_agent_failure
+from ._chores import run_chore
+from ._ray_call import RayCall, Started
+from ._session import connect
 
 
 class _Host:
@@ -49,12 +51,12 @@ class _Slot:
     ready: bool = False
 
 
-class RayActorAgent:
-    """The coroutine agent the engine runs for ``executor=cp.ray_actors(...)``.
+class RayActorAgent(SubmittingAgent):
+    """The agent the engine runs for ``executor=cp.ray_actors(...)``.
 
     Calls wait in the pool (not in Ray's actor queues) until an actor has room, so an
     actor replaced after a hung call or a crash takes only the calls it was running
-    with it. Calls may come from several event loops (the engine's and callers' own).
+    with it. Calls are submitted from any thread (engine workers, Ray's callbacks).
     """
 
     def __init__(self, name: str, agent: Any, executor: RayActors) -> None:
@@ -69,7 +71,7 @@ class RayActorAgent:
         self._host = ray.remote(max_restarts=0, max_task_retries=0)(host).options(
             max_concurrency=executor.max_concurrency, **executor.options.ray_options())
         self._lock = threading.Lock()
-        self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[_Slot]]] = deque()
+        self._waiting: deque[tuple[RayCall, Any]] = deque()  # calls with no room yet
         self._slots = [_Slot(None) for _ in range(executor.num_actors)]
         for slot in self._slots:
             self._spawn(slot)
@@ -84,44 +86,72 @@ class RayActorAgent:
 
         actor.ready.remote().future().add_done_callback(built)
 
-    async def _acquire(self) -> _Slot:
-        limit = self.executor.max_concurrency
+    def submit(self, argument: Any) -> RayCall:
+        call = RayCall(self.name, "actor")
         with self._lock:
-            slot = min(self._slots, key=lambda s: (s.running >= limit, not s.ready, s.running))
-            if slot.running < limit:
-                slot.running += 1
-                return slot
-            loop = asyncio.get_running_loop()
-            granted: asyncio.Future[_Slot] = loop.create_future()
-            self._waiting.append((loop, granted))
-        try:
-            return await granted
-        except asyncio.CancelledError:
-            with self._lock:
-                if (loop, granted) in self._waiting:
-                    self._waiting.remove((loop, granted))
-                    raise
-            # Granted a slot, then cancelled before taking it: pass it on. (Cancelled
-            # before it was granted: _grant passes it on.)
-            if not granted.cancelled():
-                self._release(granted.result())
-            raise
+            slot = min(self._slots, key=lambda s: (not self._has_room(s), not s.ready,
+                                                   s.running))
+            if not self._has_room(slot):
+                call.wait_for_room(lambda: self._withdraw(call))
+                self._waiting.append((call, argument))
+                return call
+            slot.running += 1
+        self._start(slot, call, argument)
+        return call
 
-    def _release(self, slot: _Slot) -> None:
+    def _has_room(self, slot: _Slot) -> bool:
+        """With the lock: ``slot`` has a live actor that may take one more call."""
+        return slot.actor is not None and slot.running < self.executor.max_concurrency
+
+    def _start(self, slot: _Slot, call: RayCall, argument: Any) -> bool:
+        """Runs ``call`` on ``slot``'s actor, whose count already includes it; False if
+        the call was cancelled while it waited."""
+        actor = slot.actor
+
+        def submit() -> Started:
+            ref = actor.call.remote(argument)
+            return ref, lambda: self._abandon(slot, actor, ref)
+
+        return call.start(submit, leave=lambda lost: self._leave(slot, actor, lost))
+
+    def _withdraw(self, call: RayCall) -> None:
         with self._lock:
-            while self._waiting:
-                loop, granted = self._waiting.popleft()
-                if not loop.is_closed():
-                    # Handed over as is: the slot's count already includes this call.
-                    loop.call_soon_threadsafe(self._grant, granted, slot)
+            for entry in self._waiting:
+                if entry[0] is call:
+                    self._waiting.remove(entry)
                     return
-            slot.running -= 1
 
-    def _grant(self, granted: asyncio.Future[_Slot], slot: _Slot) -> None:
-        if granted.cancelled():  # its waiter left meanwhile: the next one gets the slot
-            self._release(slot)
-        else:
-            granted.set_result(slot)
+    def _leave(self, slot: _Slot, actor: Any, lost: bool) -> None:
+        """A call left ``actor`` (told on the thread it settled on: often Ray's own)."""
+        with self._lock:
+            slot.running -= 1
+            # A lost actor takes no more calls; the first of its calls to say so has it
+            # replaced.
+            replace = lost and slot.actor is actor
+            if replace:
+                slot.actor = None
+            if not replace and not self._waiting:
+                return
+        # Replacing an actor and starting waiting calls may wait on Ray, which must not
+        # happen on Ray's callback thread (see _chores).
+        run_chore(lambda: self._renew(slot, actor if replace else None))
+
+    def _renew(self, slot: _Slot, dead: Any) -> None:
+        """Replaces the ``dead`` actor of ``slot``, if any, then starts the waiting calls
+        its room allows."""
+        if dead is not None:
+            with self._lock:
+                self._spawn(slot)
+            ray.kill(dead, no_restart=True)
+        while True:
+            with self._lock:
+                if not self._waiting or not self._has_room(slot):
+                    return
+                call, argument = self._waiting.popleft()
+                slot.running += 1
+            if not self._start(slot, call, argument):  # cancelled while it waited
+                with self._lock:
+                    slot.running -= 1
 
     def _replace(self, slot: _Slot, actor: Any) -> None:
         """Puts a new actor in ``slot`` if ``actor`` is still there (once per death)."""
@@ -130,22 +160,6 @@ class RayActorAgent:
                 return
             self._spawn(slot)
         ray.kill(actor, no_restart=True)
-
-    async def __call__(self, argument: Any) -> Any:
-        slot = await self._acquire()
-        actor = slot.actor
-        ref = actor.call.remote(argument)
-        try:
-            return await ref
-        except asyncio.CancelledError:
-            self._abandon(slot, actor, ref)
-            raise
-        except Exception as error:  # noqa: BLE001 - sorted into the agent's own or lost
-            if isinstance(error, LOST):
-                self._replace(slot, actor)
-            raise_agent_failure(self.name, error, "actor")
-        finally:
-            self._release(slot)
 
     def _abandon(self, slot: _Slot, actor: Any, ref: Any) -> None:
         """A call cancelled (timed out, or its run ended): an async one is cancelled in

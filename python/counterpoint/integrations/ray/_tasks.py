@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from typing import Any
 
 import ray
 
+from ..._agents import SubmittingAgent
 from ..._errors import GraphError
 from ..._executors import RayTasks
 from ._calls import blocking, is_factory
-from ._session import connect, raise_agent_failure
+from ._ray_call import RayCall, Started
+from ._session import connect
 
 
-class RayTaskAgent:
-    """The coroutine agent the engine runs for ``executor=cp.ray(...)``: it submits the
-    call as a Ray task and awaits its object ref, holding no thread meanwhile."""
+class RayTaskAgent(SubmittingAgent):
+    """The agent the engine runs for ``executor=cp.ray(...)``: each call submits a Ray
+    task, and the engine follows its object ref without holding a thread."""
 
     def __init__(self, name: str, agent: Any, executor: RayTasks) -> None:
         if is_factory(agent):
@@ -37,17 +38,16 @@ class RayTaskAgent:
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(call).options(
             name=name, **executor.options.ray_options())
 
-    async def __call__(self, argument: Any) -> Any:
-        ref = self._remote.remote(argument)
-        try:
-            return await ref
-        except asyncio.CancelledError:
-            # A timeout or the run's end: stop the task (and its worker process, which is
-            # the only way to stop a blocking call), then let the engine see the cancel.
-            ray.cancel(ref, force=True)
-            raise
-        except Exception as error:  # noqa: BLE001 - sorted into the agent's own or lost
-            raise_agent_failure(self.name, error, "worker")
+    def submit(self, argument: Any) -> RayCall:
+        def submit() -> Started:
+            ref = self._remote.remote(argument)
+            # Cancelled (a timeout, the run's end): the task and its worker process are
+            # stopped, the only way to stop a blocking call.
+            return ref, lambda: ray.cancel(ref, force=True)
+
+        call = RayCall(self.name, "worker")
+        call.start(submit)
+        return call
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The remote function is this process's; a copy elsewhere makes its own.

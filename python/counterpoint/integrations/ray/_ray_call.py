@@ -1,0 +1,83 @@
+"""One call of a Ray agent as the engine follows it: a future settled from the call's
+object ref, whose ``cancel()`` stops the Ray work."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from typing import Any
+
+from ._session import LOST, raise_agent_failure
+
+# What starting a call gives: its object ref, and how to stop the Ray work behind it.
+Started = tuple[Any, Callable[[], None]]
+
+
+class RayCall(Future):  # type: ignore[type-arg]
+    """The future a Ray agent's ``submit`` returns (see counterpoint's SubmittingAgent).
+
+    It settles with the agent's output or with what the run should see of its failure
+    (:func:`raise_agent_failure`); ``cancel()`` stops the Ray work. A call may wait for
+    room before it starts (an actor pool with every actor busy). The one who started it
+    hears, exactly once, that the call no longer occupies its Ray worker (``leave``):
+    when it settles (with whether the worker was lost) or is cancelled.
+    """
+
+    def __init__(self, name: str, where: str) -> None:
+        super().__init__()
+        self._name = name
+        self._where = where  # "worker" or "actor", for WorkerLost's message
+        # Guards the steps below against a concurrent cancel(): a call is cancelled
+        # before it starts, or after, never half-started.
+        self._steps = threading.Lock()
+        self._stop: Callable[[], None] | None = None
+        self._leave: Callable[[bool], None] | None = None
+        self._left = False
+
+    def wait_for_room(self, withdraw: Callable[[], None]) -> None:
+        """The call waits to start; ``withdraw`` takes it out of the queue it waits in."""
+        with self._steps:
+            self._stop = withdraw
+
+    def start(self, submit: Callable[[], Started],
+              leave: Callable[[bool], None] | None = None) -> bool:
+        """Submits the Ray work and follows its ref; False, submitting nothing, if the
+        call was cancelled already."""
+        with self._steps:
+            if self._left:
+                return False
+            ref, self._stop = submit()
+            self._leave = leave
+        ref.future().add_done_callback(self._settle)
+        return True
+
+    def cancel(self) -> bool:
+        with self._steps:
+            if self._left or self.done():
+                return False
+            self._left = True
+            stop, leave = self._stop, self._leave
+        if stop is not None:
+            stop()
+        if leave is not None:
+            leave(False)
+        return super().cancel()
+
+    def _settle(self, ref_future: Future) -> None:  # type: ignore[type-arg]
+        error = ref_future.exception()
+        with self._steps:
+            leave = None if self._left else self._leave
+            self._left = True
+        if leave is not None:
+            leave(error is not None and isinstance(error, LOST))
+        try:
+            if error is None:
+                self.set_result(ref_future.result())
+                return
+            try:
+                raise_agent_failure(self._name, error, self._where)
+            except BaseException as failure:  # noqa: BLE001 - the call's own outcome
+                self.set_exception(failure)
+        except InvalidStateError:
+            pass  # cancelled meanwhile: the run has stopped waiting for it
