@@ -157,9 +157,27 @@ void FutureAgent::invoke(Invocation invocation) {
     invocation.cancellation->on_cancel([weak] { cancel_submitted(weak); });
   }
   call->completion = std::move(invocation.completion);
-  // Settles at once, on this thread, if the work is already done.
-  future.attr("add_done_callback")(
-      py::cpp_function([call](py::handle done) { settle(*call, done); }));
+  try {
+    // Settles at once, on this thread, if the work is already done.
+    future.attr("add_done_callback")(
+        py::cpp_function([call](py::handle done) { settle(*call, done); }));
+  } catch (py::error_already_set& error) {  // a Future subclass refusing the callback
+    Failure failure = failure_from(error);
+    Outcome failed = raised_outcome(error.value(), std::move(failure));
+    Completion completion;
+    {
+      std::lock_guard<std::mutex> lock(call->mutex);
+      call->future.reset();
+      completion = std::move(call->completion);
+    }
+    try {
+      future.attr("cancel")();  // nobody will follow the work
+    } catch (py::error_already_set& unraisable) {
+      unraisable.discard_as_unraisable("counterpoint: cancelling a submitted agent call");
+    }
+    py::gil_scoped_release release;
+    completion.resolve(std::move(failed));
+  }
 }
 
 }  // namespace counterpoint::bindings

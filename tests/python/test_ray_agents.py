@@ -237,6 +237,27 @@ def test_a_timed_out_blocking_call_does_not_hold_the_pool():
     assert time.monotonic() - started < 20
 
 
+def test_calls_beyond_the_pools_room_wait_their_turn():
+    app = cp.Graph().add("judge", agents.spans, executor=cp.ray_actors(1)).compile()
+    spans = sorted(app.batch(range(5), max_concurrency=5))
+    assert len(spans) == 5
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end - 0.01, spans  # one actor, one call at a time: none overlap
+
+
+def test_a_call_cancelled_while_it_waits_for_an_actor_never_runs(tmp_path):
+    app = cp.Graph().add("slow", agents.sleep_then_touch, executor=cp.ray_actors(1)).compile()
+    busy = app.start(str(tmp_path / "first"))
+    time.sleep(1.0)  # the actor has the first call
+    waiting = app.start(str(tmp_path / "second"))
+    time.sleep(0.2)
+    assert waiting.cancel()
+    assert busy.result(timeout=30) == "finished"
+    time.sleep(5)  # past the moment the second call would have finished
+    assert not (tmp_path / "second").exists(), "the cancelled waiting call ran"
+    assert app.invoke(str(tmp_path / "third")) == "finished"  # the pool still serves
+
+
 # ---- misuse -------------------------------------------------------------------------------
 
 
