@@ -13,7 +13,9 @@ Sections:
     call     1. per call: a one-agent graph whose agent is a Ray task (cp.ray()) or on a
                 Ray actor (cp.ray_actors(1)), invoked, against the same function called
                 with a bare `ray.get(f.remote(x))` (or actor method); and awaited with
-                `ainvoke` against `await f.remote(x)` on the same loop; target <= 1.1x
+                `ainvoke` against `await f.remote(x)` on the same loop; target <= 1.1x.
+                Info rows: the bare calls followed by `ref.future().result()`, Ray's own
+                way to wait without blocking in `ray.get`, which the agents use
     batch    2. 1,000 runs (200 with --quick) whose agent uses 20 ms of CPU, sharded
                 with cp.ray_batch on 1 and on 2 actors, against a plain loop calling the
                 agent in this process (the ideal on one core); target: 2 actors >= 1.8x
@@ -102,6 +104,10 @@ def bench_call(res: Results, cfg: dict[str, Any]) -> None:
         "cp.ray() agent": (lambda: task_app.invoke(1), calls),
         "bare actor": (lambda: ray.get(actor.__call__.remote(1)), calls),
         "cp.ray_actors(1) agent": (lambda: actor_app.invoke(1), calls),
+        # Ray's own way to follow a ref without a thread blocked in ray.get, the one the
+        # agents use: what a bare call costs that way is the floor of an agent's call.
+        "bare task, future": (lambda: bare_task.remote(1).future().result(), calls),
+        "bare actor, future": (lambda: actor.__call__.remote(1).future().result(), calls),
         "awaited bare task": (on_loop(lambda: bare_task.remote(1)), 1),
         "awaited cp.ray() agent": (on_loop(lambda: task_app.ainvoke(1)), 1),
         "awaited bare actor": (on_loop(lambda: actor.__call__.remote(1)), 1),
@@ -130,6 +136,17 @@ def bench_call(res: Results, cfg: dict[str, Any]) -> None:
                 ratio=statistics.median(ratios), target=CALL_TARGET, target_on="ratio",
                 target_label=f"<= {CALL_TARGET}x",
                 details={"summary": summary(samples[ours]), "ratio_min": min(ratios),
+                         "ratio_max": max(ratios), "calls_per_repeat": calls})
+    for key, figure, bare, followed in (
+            ("task_future", "a bare Ray task followed by ref.future() (info)", "bare task",
+             "bare task, future"),
+            ("actor_future", "a bare actor call followed by ref.future() (info)",
+             "bare actor", "bare actor, future")):
+        ratios = [a / b for a, b in zip(samples[followed], samples[bare])]
+        res.add(f"call_{key}", f"1. {figure}", statistics.median(samples[followed]), "s",
+                baseline=statistics.median(samples[bare]), baseline_label=bare,
+                ratio=statistics.median(ratios),
+                details={"summary": summary(samples[followed]), "ratio_min": min(ratios),
                          "ratio_max": max(ratios), "calls_per_repeat": calls})
     ray.kill(actor)
 
