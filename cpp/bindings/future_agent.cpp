@@ -101,14 +101,7 @@ void cancel_submitted(const std::weak_ptr<SubmittedCall>& weak) {
 }  // namespace
 
 void FutureAgent::invoke(Invocation invocation) {
-  if (invocation.completion.run_ended()) {
-    invocation.completion.cancelled();
-    return;
-  }
-  if (!python_alive()) {
-    invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
-    return;
-  }
+  if (ended_before_call(invocation.completion)) return;
   ScopedGil gil;
   py::object future;
   try {

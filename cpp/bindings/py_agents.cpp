@@ -97,15 +97,20 @@ void SyncAgent::note_wait_for_run() noexcept {
   }
 }
 
-void SyncAgent::call(Invocation& invocation) {
-  if (invocation.completion.run_ended()) {
-    invocation.completion.cancelled();
-    return;
+bool ended_before_call(Completion& completion) {
+  if (completion.run_ended()) {
+    completion.cancelled();
+    return true;
   }
   if (!python_alive()) {
-    invocation.completion.fail(Failure{"the Python interpreter is shutting down", {}});
-    return;
+    completion.fail(Failure{"the Python interpreter is shutting down", {}});
+    return true;
   }
+  return false;
+}
+
+void SyncAgent::call(Invocation& invocation) {
+  if (ended_before_call(invocation.completion)) return;
   AgentResult output;
   Outcome failed;
   bool succeeded = false;

@@ -58,6 +58,10 @@ std::shared_ptr<RunContext> make_run_context(std::shared_ptr<LoopDispatcher> dis
 // the invocation carries none.
 PyObject* copy_run_context(const Invocation& invocation);
 
+// Resolves an invocation that must not call into Python: its run has ended (the call is
+// cancelled) or the interpreter is shutting down (it fails). True if it did so.
+bool ended_before_call(Completion& completion);
+
 // How a sync agent is executed.
 enum class Dispatch : std::uint8_t {
   Auto,    // inline on the oneTBB worker while measured fast, else on the thread pool

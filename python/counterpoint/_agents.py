@@ -30,8 +30,8 @@ class SubmittingAgent:
     callback, so neither a thread nor an event loop waits for the work. The future's
     ``cancel()`` (a timeout, the run's end) must stop the work.
 
-    Wrapped in something that calls it (typed handoff checks, a cache, counted attempts),
-    the agent runs as the coroutine :meth:`__call__`, which awaits the same future.
+    Wrapped in something that calls it (typed handoff checks, a cache), the agent runs
+    as the coroutine :meth:`__call__`, which awaits the same future.
     """
 
     def submit(self, argument: Any) -> Future[Any]:

@@ -83,7 +83,8 @@ class Executor:
     options: RayOptions
 
     def bind(self, name: str, agent: Any) -> Any:
-        """The coroutine agent the engine runs in place of ``agent`` (node ``name``)."""
+        """The agent the engine runs in place of ``agent`` (node ``name``): a
+        SubmittingAgent, which starts each call remotely and returns its future."""
         raise NotImplementedError
 
     def __call__(self, agent: Any) -> Any:

@@ -377,8 +377,8 @@ def _note_attempt(notes: list[dict[str, Any]], name: str, begun: float,
 
 def counted_attempts(name: str, agent: Any) -> Any:
     """``agent`` (a function, a submitting agent such as a Ray agent, or an object whose
-    ``__call__`` is a coroutine function) noting each attempt in the running durable run's audit notes,
-    so retries can be audited."""
+    ``__call__`` is a coroutine function) noting each attempt in the running durable
+    run's audit notes, so retries can be audited."""
     if isinstance(agent, SubmittingAgent):
         return _CountedSubmissions(name, agent)
     if inspect.iscoroutinefunction(agent) or \
