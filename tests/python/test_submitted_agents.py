@@ -318,3 +318,40 @@ def test_typed_handoffs_still_check_a_submitted_agents_output(service):
         bad.invoke("hello")
     good = cp.Graph().add("remote", Typed(service, Answer)).compile()
     assert good.invoke("hello") == Answer("hello")
+
+
+def test_tracing_and_events_see_a_submitted_call_end(service):
+    otel = pytest.importorskip("opentelemetry.sdk.trace")
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = otel.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    def fail(x: Any) -> Any:
+        raise KeyError(x)
+
+    good = cp.Graph().add("remote", Remote(service, lambda x: x + 1, delay=0.05)).compile()
+    bad = cp.Graph().add("remote", Remote(service, fail)).compile()
+    hung = cp.Graph().add("remote", Pending(), timeout=0.1).compile()
+    cp.instrument(provider)
+    try:
+        assert good.invoke(1) == 2
+        with pytest.raises(cp.AgentError):
+            bad.invoke(1)
+        assert hung.run(1).status == "failed"
+    finally:
+        cp.uninstrument()
+        provider.shutdown()
+    calls = sorted((span for span in exporter.get_finished_spans()
+                    if span.name == "invoke_agent remote"), key=lambda span: span.start_time)
+    assert [span.attributes["counterpoint.agent.status"] for span in calls] == \
+        ["succeeded", "failed", "timed_out"]
+    assert calls[0].end_time - calls[0].start_time >= 0.04e9  # ended when the work did
+    assert calls[1].status.status_code is StatusCode.ERROR
+    assert calls[1].attributes["error.type"] == "KeyError"
+
+    events = [(event.kind, event.agent) for event in good.stream(1, stream_mode="events")]
+    assert ("start", "remote") in events and ("finish", "remote") in events
