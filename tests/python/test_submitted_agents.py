@@ -238,6 +238,29 @@ def test_cancelling_the_run_cancels_the_future():
     assert record.agents["after"].status == "not_started"
 
 
+def test_work_that_cannot_be_cancelled_does_not_hold_the_runs_end():
+    class Running(Pending):
+        def submit(self, argument: Any) -> Future:
+            future = super().submit(argument)
+            future.set_running_or_notify_cancel()  # cancel() now refuses, as for work
+            return future                           # already running in a pool
+
+    running = Running()
+    app = cp.Graph().add("remote", running).compile()
+    run = app.start(1)
+    assert _eventually(lambda: len(running.submitted) == 1)
+    started = time.monotonic()
+    assert run.cancel()
+    with pytest.raises(cp.RunCancelled):
+        run.result(timeout=5)
+    assert time.monotonic() - started < 3
+    running.submitted[0].set_result("late")  # settles after the run: nothing to deliver
+    timed = cp.Graph().add("remote", running, timeout=0.1).compile()
+    with pytest.raises(cp.AgentError, match="timed out"):
+        timed.invoke(2)
+    running.submitted[1].set_result("late")
+
+
 def test_a_failing_sibling_ends_the_run_and_cancels_the_future(service):
     pending = Pending()
 
