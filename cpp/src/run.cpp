@@ -50,7 +50,6 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
       observer(std::move(options.observer)),
       context_observer(std::move(options.context_observer)),
       node_hook(std::move(options.node_hook)),
-      budget(std::move(options.budget)),
       record_events(options.record_events),
       announce_events(options.announce_events),
       started_at(Clock::now()),
@@ -67,6 +66,7 @@ RunState::RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOpt
       slots[known.node].restored = std::make_unique<Outcome>(std::move(known.outcome));
     }
   }
+  if (!options.budget.empty()) extras_to_write().budget = std::move(options.budget);
   if (options.restored_below) {
     checkpoints = std::make_unique<const CheckpointScope>(
         CheckpointScope{{}, std::move(options.restored_below)});
@@ -88,9 +88,11 @@ bool RunState::end(RunStatus final_status, std::int64_t failed) {
     if (final_status == RunStatus::Succeeded && !event_root && !record_events.none()) {
       graph->set_events_last_run(events_recorded.load(std::memory_order_relaxed));
     }
-    orphans.swap(children);
+    if (extras) {
+      orphans.swap(extras->children);
+      callbacks.swap(extras->end_callbacks);
+    }
     timer = deadline_timer;
-    callbacks.swap(end_callbacks);
   }
   changed.notify_all();
   if (timer != 0) TimerQueue::instance().cancel(timer);
@@ -129,6 +131,7 @@ void RunState::adopt_child(const std::shared_ptr<RunState>& child) {
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (status.load(std::memory_order_relaxed) == RunStatus::Running) {
+      auto& children = extras_to_write().children;
       children.erase(std::remove_if(children.begin(), children.end(),
                                     [](const std::weak_ptr<RunState>& c) { return c.expired(); }),
                      children.end());
@@ -143,7 +146,7 @@ void RunState::when_ended(std::function<void()> callback) {
   {
     std::lock_guard<std::mutex> lock(mutex);
     if (status.load(std::memory_order_relaxed) == RunStatus::Running) {
-      end_callbacks.push_back(std::move(callback));
+      extras_to_write().end_callbacks.push_back(std::move(callback));
       return;
     }
   }
@@ -154,6 +157,7 @@ void RunState::add_usage(const Usage& usage) {
   if (usage.empty()) return;
   if (event_root) event_root->add_usage(usage);  // the root's budget covers its children
   std::lock_guard<std::mutex> lock(mutex);
+  Usage& usage_total = extras_to_write().usage_total;
   for (const auto& [name, amount] : usage) {
     auto found = std::find_if(usage_total.begin(), usage_total.end(),
                               [&](const auto& entry) { return entry.first == name; });
@@ -163,7 +167,7 @@ void RunState::add_usage(const Usage& usage) {
       found->second += amount;
     }
   }
-  for (const auto& [name, limit] : budget) {
+  for (const auto& [name, limit] : extras->budget) {
     for (const auto& [spent_name, spent] : usage_total) {
       if (spent_name == name && spent >= limit) {
         budget_exhausted.store(true, std::memory_order_release);
@@ -753,7 +757,7 @@ double RunHandle::elapsed() const {
 
 Usage RunHandle::usage() const {
   std::lock_guard<std::mutex> lock(state_->mutex);
-  return state_->usage_total;
+  return state_->extras ? state_->extras->usage_total : Usage{};
 }
 
 bool RunHandle::budget_exhausted() const noexcept { return state_->budget_spent(); }

@@ -71,6 +71,16 @@ struct CheckpointScope {
   std::shared_ptr<const RestoredPaths> restored_below;
 };
 
+// What only some runs need, made when first needed: most runs delegate nothing, have
+// nobody waiting for their end, report no usage and have no budget, and this keeps
+// those 96 bytes out of each of them (8 for the pointer instead).
+struct RunExtras {
+  std::vector<std::weak_ptr<RunState>> children;     // child runs, cancelled with this one
+  std::vector<std::function<void()>> end_callbacks;  // when_ended
+  Usage budget;                                      // RunOptions::budget
+  Usage usage_total;                                 // what the run's agents reported
+};
+
 struct RunState : std::enable_shared_from_this<RunState> {
   RunState(std::uint64_t run_id, std::shared_ptr<FlowGraph> flow, RunOptions&& options);
   ~RunState();
@@ -148,7 +158,6 @@ struct RunState : std::enable_shared_from_this<RunState> {
   const std::shared_ptr<RunObserver> observer;
   const std::shared_ptr<RunObserver> context_observer;
   const std::shared_ptr<NodeHook> node_hook;
-  const Usage budget;
   const EventKinds record_events;
   const bool announce_events;  // RunOptions::announce_events
   const Clock::time_point started_at;
@@ -191,9 +200,13 @@ struct RunState : std::enable_shared_from_this<RunState> {
   // How many events were recorded into `events`, written under `mutex`; read without it
   // when a node starts (NodeSlot::event_mark).
   std::atomic<std::uint32_t> events_recorded{0};
-  std::vector<std::weak_ptr<RunState>> children;
-  std::vector<std::function<void()>> end_callbacks;
-  Usage usage_total;
+  std::unique_ptr<RunExtras> extras;  // guarded by `mutex`; null until needed
+
+  // Requires `mutex`.
+  RunExtras& extras_to_write() {
+    if (!extras) extras = std::make_unique<RunExtras>();
+    return *extras;
+  }
 };
 
 // Resolves a node of a run; called through Completion from any thread. `invoked` is
