@@ -130,3 +130,19 @@ def append_line(item):
     with open(path, "a") as calls:
         calls.write(f"{value}\n")
     return value
+
+
+class AsyncNap:
+    """Sleeps as long as its input says, in seconds, without holding its actor's loop."""
+
+    async def __call__(self, seconds):
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+class Nap:
+    """AsyncNap's blocking twin: a timed-out call costs its actor."""
+
+    def __call__(self, seconds):
+        time.sleep(seconds)
+        return seconds

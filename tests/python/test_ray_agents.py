@@ -258,6 +258,29 @@ def test_a_call_cancelled_while_it_waits_for_an_actor_never_runs(tmp_path):
     assert app.invoke(str(tmp_path / "third")) == "finished"  # the pool still serves
 
 
+@pytest.mark.parametrize("napper", [agents.AsyncNap, agents.Nap])
+def test_a_pool_under_timeouts_and_cancels_keeps_its_count(napper):
+    pool = cp.ray_actors(2, max_concurrency=3)(napper)
+    # Both actors up first: the timeout covers the wait for an actor's start too.
+    cp.Graph().add("nap", pool).compile().batch([0.3] * 6, max_concurrency=6)
+    app = cp.Graph().add("nap", pool, timeout=1.0).compile()
+    naps = [2.0 if i % 10 == 9 else 0.05 for i in range(30)]  # three time out
+    runs = [app.start(seconds) for seconds in naps]
+    for run in runs[::7]:
+        run.cancel()
+    ended = {"succeeded": 0, "failed": 0, "cancelled": 0}
+    for run in runs:
+        assert run.wait(timeout=30), "a run of the pool did not end"
+        ended[run.record().status] += 1
+    assert ended["succeeded"] >= 15 and ended["failed"] >= 3 and ended["cancelled"] >= 1, ended
+    # Every call left its actor's count, whichever way it ended; none waits any more.
+    deadline = time.monotonic() + 10
+    while any(slot.running for slot in pool._slots) or pool._waiting:
+        assert time.monotonic() < deadline, [slot.running for slot in pool._slots]
+        time.sleep(0.05)
+    assert app.batch([0.01] * 12, max_concurrency=12) == [0.01] * 12
+
+
 # ---- misuse -------------------------------------------------------------------------------
 
 
@@ -302,6 +325,44 @@ def test_executors_round_trip_through_specs():
     loaded = cp.load(spec, allow=["ray_agents"])
     assert loaded.to_spec() == spec
     assert loaded.invoke(2)["judge"]["input"] == 4
+
+
+def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
+    # ray.shutdown() drops the callbacks of every ref in flight: the run must still end.
+    code = textwrap.dedent("""
+        import time
+        import ray
+        import counterpoint as cp
+
+        def slow(x):
+            time.sleep(30)
+            return x
+
+        class Slow:
+            def __call__(self, x):
+                time.sleep(30)
+                return x
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        task = cp.Graph().add("slow", slow, executor=cp.ray()).compile()
+        actor = cp.Graph().add("slow", Slow, executor=cp.ray_actors(1)).compile()
+        runs = [task.start(1), actor.start(1)]
+        time.sleep(3)
+        ray.shutdown()
+        for run in runs:
+            try:
+                run.result(timeout=15)
+            except cp.AgentError as error:
+                assert isinstance(error.__cause__, cp.WorkerLost), repr(error.__cause__)
+                assert "Ray was shut down" in str(error.__cause__)
+            else:
+                raise AssertionError("a run finished although Ray was shut down under it")
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
 
 
 def test_counterpoint_imports_nothing_of_ray_until_a_graph_uses_it():

@@ -3,11 +3,16 @@ object ref, whose ``cancel()`` stops the Ray work."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+import ray
+
+from ..._errors import WorkerLost
 from ._session import LOST, raise_agent_failure
 
 # What starting a call gives: its object ref, and how to stop the Ray work behind it.
@@ -49,6 +54,7 @@ class RayCall(Future):  # type: ignore[type-arg]
                 return False
             ref, self._stop = submit()
             self._leave = leave
+            _in_flight.add(self)  # before a cancel() can take it out
         ref.future().add_done_callback(self._settle)
         return True
 
@@ -58,13 +64,27 @@ class RayCall(Future):  # type: ignore[type-arg]
                 return False
             self._left = True
             stop, leave = self._stop, self._leave
+        _in_flight.discard(self)
         if stop is not None:
             stop()
         if leave is not None:
             leave(False)
         return super().cancel()
 
+    def _lose(self, detail: str) -> None:
+        """Fails the call whose ref will never settle (Ray is gone)."""
+        with self._steps:
+            if self._left:
+                return
+            self._left = True
+            leave = self._leave
+        if leave is not None:
+            leave(False)  # not lost to the pool: a new actor would start a new Ray
+        with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+            self.set_exception(WorkerLost(self._name, detail))
+
     def _settle(self, ref_future: Future) -> None:  # type: ignore[type-arg]
+        _in_flight.discard(self)
         error = ref_future.exception()
         with self._steps:
             leave = None if self._left else self._leave
@@ -81,3 +101,47 @@ class RayCall(Future):  # type: ignore[type-arg]
                 self.set_exception(failure)
         except InvalidStateError:
             pass  # cancelled meanwhile: the run has stopped waiting for it
+
+
+class _InFlight:
+    """The calls whose refs are being followed, watched for Ray shutting down under them:
+    ``ray.shutdown()`` drops every ref's callback without calling it, which would leave
+    their runs waiting forever. While calls are in flight, a daemon thread checks once a
+    second that Ray is still up, and fails them with WorkerLost if it is not."""
+
+    _PERIOD = 1.0
+
+    def __init__(self) -> None:
+        self._calls: set[RayCall] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, call: RayCall) -> None:
+        with self._changed:
+            self._calls.add(call)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, daemon=True,
+                                                name="counterpoint-ray-watch")
+                self._thread.start()
+            elif len(self._calls) == 1:
+                self._changed.notify()
+
+    def discard(self, call: RayCall) -> None:
+        with self._changed:
+            self._calls.discard(call)
+
+    def _watch(self) -> None:
+        while True:
+            with self._changed:
+                while not self._calls:
+                    self._changed.wait()  # idle: no wake-ups without calls in flight
+            time.sleep(self._PERIOD)
+            if ray.is_initialized():
+                continue
+            with self._changed:
+                lost, self._calls = self._calls, set()
+            for call in lost:
+                call._lose("Ray was shut down (ray.shutdown()) while the call ran")
+
+
+_in_flight = _InFlight()
