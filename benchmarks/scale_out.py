@@ -75,7 +75,7 @@ def _ray() -> Any:
 def _start_local_ray() -> None:
     ray = _ray()
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 def bench_call(res: Results, cfg: dict[str, Any]) -> None:

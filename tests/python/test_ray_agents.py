@@ -25,8 +25,9 @@ HERE = Path(__file__).parent
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     # The workers import the test agents from here (ray_agents.py).
-    ray.init(num_cpus=2, resources={"io": 4}, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})
+    # address="local": a Ray of this module's own, even if another runs on the machine.
+    ray.init(address="local", num_cpus=2, resources={"io": 4}, include_dashboard=False,
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(HERE)}})
     yield
     ray.shutdown()
 
@@ -343,7 +344,7 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
                 time.sleep(30)
                 return x
 
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         task = cp.Graph().add("slow", slow, executor=cp.ray()).compile()
         actor = cp.Graph().add("slow", Slow, executor=cp.ray_actors(1)).compile()
         runs = [task.start(1), actor.start(1)]
