@@ -282,6 +282,19 @@ def test_a_pool_under_timeouts_and_cancels_keeps_its_count(napper):
     assert app.batch([0.01] * 12, max_concurrency=12) == [0.01] * 12
 
 
+def test_a_call_ray_refuses_frees_its_place_in_the_pool():
+    import threading
+
+    app = cp.Graph().add("judge", agents.Model, executor=cp.ray_actors(1)).compile()
+    for _ in range(3):  # one place in the pool: a leaked one would leave the next waiting
+        refused = app.start(threading.Lock())  # cannot be pickled to the actor
+        assert refused.wait(timeout=30)
+        assert refused.record().status == "failed"
+        answered = app.start("q")
+        assert answered.wait(timeout=30), "the refused call kept its place in the pool"
+        assert answered.result()["input"] == "q"
+
+
 # ---- misuse -------------------------------------------------------------------------------
 
 
@@ -362,6 +375,39 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_an_actor_pool_outlives_a_ray_shutdown_and_init():
+    # As in a notebook: ray.shutdown(), ray.init(), and the compiled graph is used again.
+    code = textwrap.dedent("""
+        import ray
+        import counterpoint as cp
+
+        class Echo:
+            def __call__(self, x):
+                return x
+
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        pool = cp.ray_actors(1)
+        app = cp.Graph().add("echo", Echo, executor=pool).compile()
+        retried = cp.Graph().add("echo", Echo, executor=pool,
+                                 retry=cp.Retry(max_attempts=2, initial_backoff=0)).compile()
+        assert app.invoke(1) == 1 and retried.invoke(1) == 1
+        ray.shutdown()
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        run = app.start(2)
+        assert run.wait(timeout=30)
+        error = run.record().error
+        assert isinstance(error.__cause__, cp.WorkerLost), repr(error)
+        assert "belonged to a Ray that was shut down" in str(error.__cause__)
+        assert app.invoke(3) == 3  # on a new actor
+        assert retried.invoke(4) == 4  # its retry lands on the new actor
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
 

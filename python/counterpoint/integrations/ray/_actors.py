@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
+from concurrent.futures import InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from ..._agents import SubmittingAgent
+from ..._errors import WorkerLost
 from ..._executors import RayActors
 from ._calls import calling, class_is_async, is_factory
 from ._chores import run_chore
@@ -51,6 +54,14 @@ class _Slot:
     ready: bool = False
 
 
+def _connection() -> tuple[str, str]:
+    """Which Ray this process is connected to, and as which job: a pool's actors live as
+    long as both (a new local Ray numbers its jobs from 1 again, hence the session)."""
+    context = ray.get_runtime_context()
+    session = getattr(context, "get_session_name", lambda: "")()
+    return session, context.get_job_id()
+
+
 class RayActorAgent(SubmittingAgent):
     """The agent the engine runs for ``executor=cp.ray_actors(...)``.
 
@@ -72,6 +83,7 @@ class RayActorAgent(SubmittingAgent):
             max_concurrency=executor.max_concurrency, **executor.options.ray_options())
         self._lock = threading.Lock()
         self._waiting: deque[tuple[RayCall, Any]] = deque()  # calls with no room yet
+        self._ray: tuple[str, str] | None = None  # the Ray the actors were started on
         self._slots = [_Slot(None) for _ in range(executor.num_actors)]
         for slot in self._slots:
             self._spawn(slot)
@@ -79,6 +91,7 @@ class RayActorAgent(SubmittingAgent):
     def _spawn(self, slot: _Slot) -> None:
         actor = self._host.remote(self.agent)
         slot.actor, slot.ready = actor, False
+        self._ray = _connection()
 
         def built(_: Any) -> None:
             if slot.actor is actor:
@@ -112,7 +125,24 @@ class RayActorAgent(SubmittingAgent):
             ref = actor.call.remote(argument)
             return ref, lambda: self._abandon(slot, actor, ref)
 
-        return call.start(submit, leave=lambda lost: self._leave(slot, actor, lost))
+        try:
+            return call.start(submit, leave=lambda lost: self._leave(slot, actor, lost))
+        except Exception as refused:
+            # Ray refused the call (its argument does not pickle, or the actor is gone):
+            # its place is freed. An actor of a Ray shut down since (ray.shutdown() and
+            # ray.init() in a notebook) is replaced, and the call lost, as if it had died.
+            stale = self._from_an_earlier_ray()
+            self._leave(slot, actor, stale)
+            if stale:
+                raise WorkerLost(self.name, "its actor belonged to a Ray that was shut "
+                                 "down; the pool starts a new one") from refused
+            raise
+
+    def _from_an_earlier_ray(self) -> bool:
+        try:
+            return _connection() != self._ray
+        except Exception:  # noqa: BLE001 - no Ray to ask: not the pool's either
+            return True
 
     def _withdraw(self, call: RayCall) -> None:
         with self._lock:
@@ -142,14 +172,21 @@ class RayActorAgent(SubmittingAgent):
         if dead is not None:
             with self._lock:
                 self._spawn(slot)
-            ray.kill(dead, no_restart=True)
+            with contextlib.suppress(Exception):  # gone already (a Ray shut down since)
+                ray.kill(dead, no_restart=True)
         while True:
             with self._lock:
                 if not self._waiting or not self._has_room(slot):
                     return
                 call, argument = self._waiting.popleft()
                 slot.running += 1
-            if not self._start(slot, call, argument):  # cancelled while it waited
+            try:
+                started = self._start(slot, call, argument)
+            except Exception as refused:  # noqa: BLE001 - the call's outcome; freed already
+                with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+                    call.set_exception(refused)
+                continue
+            if not started:  # cancelled while it waited
                 with self._lock:
                     slot.running -= 1
 
