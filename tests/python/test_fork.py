@@ -3,6 +3,7 @@ the agents named to run again, with overrides and new inputs."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 import pytest
@@ -192,12 +193,18 @@ def test_async_agents_fork(tmp_path):
 def test_a_fork_reuses_the_finished_agents_inside_a_pattern(tmp_path):
     calls: Counter = Counter()
     broken = {"style"}
+    sec_done = threading.Event()
 
     def step(name):
         def agent(x):
             calls[name] += 1
             if name in broken:
+                # Fails once its sibling has finished: failing first would cancel the
+                # sibling before it starts, and there would be nothing to reuse.
+                sec_done.wait(10)
                 raise RuntimeError(f"{name} is broken")
+            if name == "sec":
+                sec_done.set()
             return f"{name}({x})"
 
         return agent

@@ -367,8 +367,9 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
             try:
                 run.result(timeout=15)
             except cp.AgentError as error:
+                # Lost either way: its actor or worker may die (and say so) before Ray
+                # drops the ref's callback.
                 assert isinstance(error.__cause__, cp.WorkerLost), repr(error.__cause__)
-                assert "Ray was shut down" in str(error.__cause__)
             else:
                 raise AssertionError("a run finished although Ray was shut down under it")
         print("ok")
