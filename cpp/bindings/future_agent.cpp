@@ -20,6 +20,13 @@ struct SubmittedCall {
   Completion completion;
   std::shared_ptr<CancelToken> cancellation;
   std::shared_ptr<const PyRef> future;  // null once settled: nothing left to cancel
+
+  // Requires the GIL. Takes the completion to resolve, once, and drops the future.
+  Completion take_completion() {
+    std::lock_guard<std::mutex> lock(mutex);
+    future.reset();
+    return std::move(completion);
+  }
 };
 
 py::handle future_type() {
@@ -32,13 +39,7 @@ py::handle future_type() {
 // Requires the GIL. Resolves the call with the future's outcome; the GIL is released
 // around the resolution, which may take engine locks.
 void settle(SubmittedCall& call, py::handle future) {
-  std::shared_ptr<const PyRef> kept;
-  Completion completion;
-  {
-    std::lock_guard<std::mutex> lock(call.mutex);
-    kept = std::move(call.future);
-    completion = std::move(call.completion);
-  }
+  Completion completion = call.take_completion();
   if (completion.resolved()) return;  // a future calls its callbacks once; defensive
   AgentResult output;
   Outcome failed;
@@ -64,7 +65,6 @@ void settle(SubmittedCall& call, py::handle future) {
     failed = Outcome::failed(Failure{error.what(), {}});
   }
   const std::shared_ptr<CancelToken> cancellation = call.cancellation;
-  kept.reset();  // with the GIL
   py::gil_scoped_release release;
   if (cancelled) {
     completion.cancelled();
@@ -157,12 +157,7 @@ void FutureAgent::invoke(Invocation invocation) {
   } catch (py::error_already_set& error) {  // a Future subclass refusing the callback
     Failure failure = failure_from(error);
     Outcome failed = raised_outcome(error.value(), std::move(failure));
-    Completion completion;
-    {
-      std::lock_guard<std::mutex> lock(call->mutex);
-      call->future.reset();
-      completion = std::move(call->completion);
-    }
+    Completion completion = call->take_completion();
     try {
       future.attr("cancel")();  // nobody will follow the work
     } catch (py::error_already_set& unraisable) {

@@ -341,6 +341,15 @@ def test_executors_round_trip_through_specs():
     assert loaded.invoke(2)["judge"]["input"] == 4
 
 
+def _run_script(code: str, timeout: float) -> str:
+    """Runs ``code`` in a fresh interpreter (what could hang, or must start without Ray);
+    its stripped output, once it exited cleanly."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip()
+
+
 def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
     # ray.shutdown() drops the callbacks of every ref in flight: the run must still end.
     code = textwrap.dedent("""
@@ -374,10 +383,7 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
                 raise AssertionError("a run finished although Ray was shut down under it")
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
+    assert _run_script(code, timeout=120).endswith("ok")
 
 
 def test_an_actor_pool_outlives_a_ray_shutdown_and_init():
@@ -407,10 +413,7 @@ def test_an_actor_pool_outlives_a_ray_shutdown_and_init():
         assert retried.invoke(4) == 4  # its retry lands on the new actor
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
+    assert _run_script(code, timeout=180).endswith("ok")
 
 
 def test_counterpoint_imports_nothing_of_ray_until_a_graph_uses_it():
@@ -422,7 +425,4 @@ def test_counterpoint_imports_nothing_of_ray_until_a_graph_uses_it():
         assert not any(name == "ray" or name.startswith("ray.") for name in sys.modules)
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    assert _run_script(code, timeout=60) == "ok"

@@ -121,12 +121,12 @@ class RayActorAgent(SubmittingAgent):
         the call was cancelled while it waited."""
         actor = slot.actor
 
-        def submit() -> Started:
+        def send() -> Started:
             ref = actor.call.remote(argument)
             return ref, lambda: self._abandon(slot, actor, ref)
 
         try:
-            return call.start(submit, leave=lambda lost: self._leave(slot, actor, lost))
+            return call.start(send, leave=lambda lost: self._leave(slot, actor, lost))
         except Exception as refused:
             # Ray refused the call (its argument does not pickle, or the actor is gone):
             # its place is freed. An actor of a Ray shut down since (ray.shutdown() and
@@ -155,16 +155,20 @@ class RayActorAgent(SubmittingAgent):
         """A call left ``actor`` (told on the thread it settled on: often Ray's own)."""
         with self._lock:
             slot.running -= 1
-            # A lost actor takes no more calls; the first of its calls to say so has it
-            # replaced.
-            replace = lost and slot.actor is actor
-            if replace:
-                slot.actor = None
+            replace = lost and self._retire(slot, actor)
             if not replace and not self._waiting:
                 return
         # Replacing an actor and starting waiting calls may wait on Ray, which must not
         # happen on Ray's callback thread (see _chores).
         run_chore(lambda: self._renew(slot, actor if replace else None))
+
+    def _retire(self, slot: _Slot, actor: Any) -> bool:
+        """With the lock: ``actor`` takes no more calls. True for the first to say so,
+        who has it replaced (see _renew)."""
+        if slot.actor is not actor:
+            return False
+        slot.actor = None
+        return True
 
     def _renew(self, slot: _Slot, dead: Any) -> None:
         """Replaces the ``dead`` actor of ``slot``, if any, then starts the waiting calls
@@ -190,14 +194,6 @@ class RayActorAgent(SubmittingAgent):
                 with self._lock:
                     slot.running -= 1
 
-    def _replace(self, slot: _Slot, actor: Any) -> None:
-        """Puts a new actor in ``slot`` if ``actor`` is still there (once per death)."""
-        with self._lock:
-            if slot.actor is not actor:
-                return
-            self._spawn(slot)
-        ray.kill(actor, no_restart=True)
-
     def _abandon(self, slot: _Slot, actor: Any, ref: Any) -> None:
         """A call cancelled (timed out, or its run ended): an async one is cancelled in
         its actor; a blocking one cannot be interrupted, so unless it has finished, its
@@ -206,8 +202,12 @@ class RayActorAgent(SubmittingAgent):
             ray.cancel(ref)
             return
         finished, _ = ray.wait([ref], timeout=0)
-        if not finished:
-            self._replace(slot, actor)
+        if finished:
+            return
+        with self._lock:
+            replace = self._retire(slot, actor)
+        if replace:
+            run_chore(lambda: self._renew(slot, actor))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The actors are this process's; a copy elsewhere starts its own pool.

@@ -45,14 +45,14 @@ class RayCall(Future):  # type: ignore[type-arg]
         with self._steps:
             self._stop = withdraw
 
-    def start(self, submit: Callable[[], Started],
+    def start(self, send: Callable[[], Started],
               leave: Callable[[bool], None] | None = None) -> bool:
-        """Submits the Ray work and follows its ref; False, submitting nothing, if the
-        call was cancelled already."""
+        """Sends the Ray work and follows its ref; False, sending nothing, if the call
+        was cancelled already."""
         with self._steps:
             if self._left:
                 return False
-            ref, self._stop = submit()
+            ref, self._stop = send()
             self._leave = leave
             _in_flight.add(self)  # before a cancel() can take it out
         ref.future().add_done_callback(self._settle)

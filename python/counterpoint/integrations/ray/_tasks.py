@@ -39,14 +39,14 @@ class RayTaskAgent(SubmittingAgent):
             name=name, **executor.options.ray_options())
 
     def submit(self, argument: Any) -> RayCall:
-        def submit() -> Started:
+        def send() -> Started:
             ref = self._remote.remote(argument)
             # Cancelled (a timeout, the run's end): the task and its worker process are
             # stopped, the only way to stop a blocking call.
             return ref, lambda: ray.cancel(ref, force=True)
 
         call = RayCall(self.name, "worker")
-        call.start(submit)
+        call.start(send)
         return call
 
     def __reduce__(self) -> tuple[Any, ...]:
