@@ -124,6 +124,9 @@ class FutureAgent final : public Agent {
  public:
   explicit FutureAgent(py::object submit) : submit_(std::move(submit)) {}
   void invoke(Invocation invocation) override;
+  // submit() only sends the call (a Ray task or actor call): started where the run
+  // starts or its predecessor ended, the call is sent a thread hop sooner.
+  bool hands_off() const noexcept override { return true; }
 
  private:
   PyRef submit_;

@@ -75,6 +75,33 @@ void refuse_wait_on_engine_thread(RunHandle run) {
       "give this agent dispatch='thread'");
 }
 
+namespace {
+
+// Calls `callback()` with the GIL once the run has ended: at once if it has, else on
+// the pool, since the thread that ends a run (a timer, an agent's) must not wait for
+// the GIL.
+void call_when_ended(const RunHandle& run, py::object callback) {
+  if (run.done()) {
+    callback();
+    return;
+  }
+  auto held = std::make_shared<const PyRef>(std::move(callback));
+  run.when_ended([held] {
+    Runtime::instance().pool().submit([held] {
+      if (!python_alive()) return;
+      ScopedGil gil;
+      try {
+        held->get()();
+      } catch (py::error_already_set& error) {
+        error.discard_as_unraisable("counterpoint: a callback for a run's end");
+      }
+      drain_released_objects();
+    });
+  });
+}
+
+}  // namespace
+
 RunOptions plain_run_options(const CompiledGraph& graph, py::object input,
                              std::shared_ptr<LoopDispatcher> dispatcher, py::object budget,
                              double deadline, EventKinds record_events,
@@ -402,6 +429,9 @@ void register_runs(py::module_& m) {
            "Waits for the run to end (timeout < 0: no limit). True once it has ended.")
       .def("cancel", &RunHandle::cancel, py::call_guard<py::gil_scoped_release>())
       .def("interrupt", &RunHandle::interrupt, py::call_guard<py::gil_scoped_release>())
+      .def("when_ended", &call_when_ended, py::arg("callback"),
+           "Calls `callback()` once the run has ended: at once if it has, else soon after, "
+           "on a thread of the engine's pool.")
       .def("report", &run_report)
       .def("output_or_report", &output_or_report,
            "An ended run's output if it succeeded, else its RunReport.")
@@ -481,6 +511,10 @@ void register_runs(py::module_& m) {
       py::arg("graph"), py::arg("input"), py::arg("dispatcher"), py::arg("budget"),
       py::arg("deadline"),
       "Runs the graph: its output if the run succeeded, else the RunReport of how it ended.");
+  m.def(
+      "refuse_wait_here", [] { refuse_wait_on_engine_thread({}); },
+      "Raises EngineError if this thread must not wait for a run (an engine thread, the "
+      "engine's event loop), as invoke() does before it starts one.");
   m.attr("DEFAULT_BATCH_WINDOW") = BatchOptions::kDefaultWindow;
   m.def("batch", &run_batch, py::arg("graph"), py::arg("inputs"), py::arg("shared"),
         py::arg("window") = 0, py::arg("prepare") = py::none(),

@@ -677,6 +677,9 @@ void RunHandle::wait() const {
 
 bool RunHandle::cancel() { return state_->end(RunStatus::Cancelled); }
 bool RunHandle::interrupt() { return state_->end(RunStatus::Interrupted); }
+void RunHandle::when_ended(std::function<void()> callback) const {
+  state_->when_ended(std::move(callback));
+}
 
 std::vector<std::pair<std::string, Payload>> RunHandle::sink_outputs() const {
   std::vector<std::pair<std::string, Payload>> outputs;

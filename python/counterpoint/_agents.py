@@ -148,6 +148,12 @@ def native_agent(name: str, agent: Any, dispatch: _core.Dispatch,
     )
 
 
+def submits_calls(agent: Any) -> bool:
+    """True if running ``agent`` submits calls that run elsewhere (a submitting agent,
+    or a compiled graph with one at any depth)."""
+    return isinstance(agent, SubmittingAgent) or getattr(agent, "submits_calls", None) is True
+
+
 def uses_event_loop(agent: Any) -> bool:
     """True if running ``agent`` needs an event loop (a coroutine at any depth)."""
     if agent is None:

@@ -8,7 +8,7 @@ import collections.abc
 from counterpoint import Event
 import enum
 import typing
-__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'AsyncChunks', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'FutureAgent', 'InContext', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
+__all__: list[str] = ['Agent', 'AgentRecord', 'AsyncAgent', 'AsyncCall', 'AsyncChunks', 'CheckpointHook', 'CheckpointWork', 'CircuitBreaker', 'CompiledGraph', 'DEFAULT_BATCH_WINDOW', 'Delegation', 'Dispatch', 'EngineError', 'ErrorMode', 'Event', 'EventBatch', 'EventChannel', 'EventForm', 'EventKind', 'EventKinds', 'Failed', 'FailureInfo', 'FailureKind', 'FutureAgent', 'InContext', 'InvalidGraph', 'JoinMode', 'Limiter', 'LoopDispatcher', 'LoopWork', 'NodeHook', 'NodeSpec', 'NodeStatus', 'ObservedCall', 'PendingCheckpoint', 'PendingReview', 'PolicySpec', 'Restored', 'RetrySpec', 'RetryTimeouts', 'ReviewSpec', 'ReviewVerdict', 'Routed', 'RunEnd', 'RunHandle', 'RunReport', 'RunRequest', 'RunStatus', 'StartedStream', 'Stream', 'SubgraphAgent', 'SyncAgent', 'batch', 'invoke', 'mark_engine_loop_thread', 'refuse_wait_here', 'set_confidence_reader', 'set_interrupt_type', 'set_result_type', 'shutdown', 'start', 'start_run', 'start_stream', 'stats', 'stream', 'tbb_compiled_interface_version', 'tbb_runtime_interface_version', 'tbb_runtime_version']
 class RunStatus(enum.Enum):
     """
     How a run stands or ended.
@@ -649,6 +649,10 @@ class RunHandle:
         """
         Waits for the run to end (timeout < 0: no limit). True once it has ended.
         """
+    def when_ended(self, callback: typing.Any) -> None:
+        """
+        Calls `callback()` once the run has ended: at once if it has, else soon after, on a thread of the engine's pool.
+        """
     @property
     def budget_exhausted(self) -> bool:
         ...
@@ -747,6 +751,10 @@ def invoke(graph: CompiledGraph, input: typing.Any, dispatcher: LoopDispatcher, 
 def mark_engine_loop_thread() -> None:
     """
     Marks the calling thread as the one running the engine's event loop: a wait there would block every coroutine agent, so it fails at once.
+    """
+def refuse_wait_here() -> None:
+    """
+    Raises EngineError if this thread must not wait for a run (an engine thread, the engine's event loop), as invoke() does before it starts one.
     """
 def set_confidence_reader(arg0: typing.Any) -> None:
     """

@@ -43,6 +43,7 @@ from ._executors import Executor, RayBatch, connect, run_batch_on
 from ._fork import begin_fork, fork_arguments
 from ._handoffs import Node, mismatches
 from ._leases import take_lease
+from ._lent_thread import LentThread, lent_thread
 from ._loops import EVENT_GATHER, bridge_for_running_loop, engine_dispatcher
 from ._native import _core
 from ._perfetto import timeline_trace
@@ -319,26 +320,24 @@ class Graph:
                 cached[0],
             )
         caching = None if store is None else functools.partial(cached_agent, store)
-        native_nodes = []
-        has_async = False
-        for spec in self._nodes:
-            native, is_async = spec.to_native(caching)
-            has_async = has_async or is_async
-            native_nodes.append(native)
+        nodes = [spec.to_native(caching) for spec in self._nodes]
         try:
             budget = _check_budget(budget)
             deadline_seconds = _check_deadline(deadline)
         except ValueError as exc:
             raise GraphError(str(exc)) from None
         try:
-            native_graph = _core.CompiledGraph(native_nodes, GRAPH_ERROR_MODES[self._on_error])
+            native_graph = _core.CompiledGraph([node.spec for node in nodes],
+                                               GRAPH_ERROR_MODES[self._on_error])
         except _core.InvalidGraph as exc:
             message, node = exc.args
             raise GraphError(message, node or None) from None
         _check_handoffs(self._nodes)
-        return compiled_graph_class()(native_graph, has_async, store=store, budget=budget,
-                                      deadline=deadline_seconds, specs=tuple(self._nodes),
-                                      on_error=self._on_error)
+        return compiled_graph_class()(
+            native_graph, any(node.uses_event_loop for node in nodes),
+            submits_calls=any(node.submits_calls for node in nodes), store=store,
+            budget=budget, deadline=deadline_seconds, specs=tuple(self._nodes),
+            on_error=self._on_error)
 
 
 def _check_handoffs(specs: Sequence[NodeSpec]) -> None:
@@ -367,16 +366,19 @@ class CompiledGraph:
     """
 
     # What __init__ sets: compiling again makes them, so they are never pickled.
-    _COMPILED = frozenset({"_native", "_specs", "_has_async", "_store", "_budget",
-                           "_deadline", "_on_error", "_fingerprint", "_plan_edges_cache"})
+    _COMPILED = frozenset({"_native", "_specs", "_has_async", "_submits_calls", "_store",
+                           "_budget", "_deadline", "_on_error", "_fingerprint",
+                           "_plan_edges_cache"})
 
-    def __init__(self, native: Any, has_async: bool, *, store: Store | None = None,
-                 budget: dict[str, float] | None = None, deadline: float = 0.0,
-                 specs: tuple[NodeSpec, ...] = (), on_error: str = "fail") -> None:
+    def __init__(self, native: Any, has_async: bool, *, submits_calls: bool = False,
+                 store: Store | None = None, budget: dict[str, float] | None = None,
+                 deadline: float = 0.0, specs: tuple[NodeSpec, ...] = (),
+                 on_error: str = "fail") -> None:
         self._native = native
         # What it was built from: for pictures, schemas, specs and pickling.
         self._specs = specs
         self._has_async = has_async
+        self._submits_calls = submits_calls
         self._store = store
         self._budget = budget
         self._deadline = deadline
@@ -409,6 +411,11 @@ class CompiledGraph:
     def uses_event_loop(self) -> bool:
         """True if some agent (at any depth) is a coroutine."""
         return self._has_async
+
+    @property
+    def submits_calls(self) -> bool:
+        """True if some agent (at any depth) runs its calls elsewhere (on Ray)."""
+        return self._submits_calls
 
     @property
     def agents(self) -> list[str]:
@@ -613,11 +620,34 @@ class CompiledGraph:
         """
         if self._store is None and _tracing.tracer is None:
             budget, deadline = self._settings(budget, deadline)
-            result = _core.invoke(self._native, input, self._dispatcher(), budget, deadline)
+            if self._submits_calls:
+                result = self._invoke_lending_thread(input, budget, deadline)
+            else:
+                result = _core.invoke(self._native, input, self._dispatcher(), budget,
+                                      deadline)
             if type(result) is _RunReport:  # any other result is the output itself
                 raise failure_exception(result)
             return result
         return self.start(input, budget=budget, deadline=deadline).result()
+
+    def _invoke_lending_thread(self, input: Any, budget: dict[str, float] | None,
+                               deadline: float) -> Any:
+        """invoke() for a graph whose agents run elsewhere: this thread waits for their
+        calls itself while it waits for the run (see counterpoint._lent_thread)."""
+        _core.refuse_wait_here()
+        lender = LentThread()
+        token = lent_thread.set(lender)  # the run's agent calls copy this context
+        try:
+            run = _core.start(self._native, input, self._dispatcher(), budget, deadline)
+        finally:
+            lent_thread.reset(token)
+        try:
+            lender.serve(run)
+        except BaseException:  # Ctrl-C: as the engine's own wait does
+            run.interrupt()
+            raise
+        run.wait()
+        return run.output_or_report()
 
     def resume(self, run_key: str, decision: Any = None, *,
                budget: Mapping[str, float] | None = None, deadline: float | None = None) -> Any:

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import FunctionType
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._agents import DISPATCH, native_agent
+from ._agents import DISPATCH, native_agent, submits_calls
 from ._errors import GraphError
 from ._executors import Executor
 from ._handoffs import Annotations, annotations_of, checked
@@ -26,6 +26,14 @@ Caching = Callable[[str, Any, Any, Cache], Any]
 
 def _choices(options: Any) -> str:
     return ", ".join(repr(option) for option in options)
+
+
+class NativeNode(NamedTuple):
+    """A node as the engine takes it, and what running it needs from a run."""
+
+    spec: Any  # _core.NodeSpec
+    uses_event_loop: bool
+    submits_calls: bool  # see CompiledGraph.submits_calls
 
 
 @dataclass(frozen=True)
@@ -148,10 +156,10 @@ class NodeSpec:
         policed = self.policed
         return policed is not None and policed.cache is not None
 
-    def to_native(self, caching: Caching | None = None) -> tuple[Any, bool]:
-        """The engine's node spec, and whether the agent needs an event loop. Call
-        :meth:`validate` first; ``caching`` wraps a cached agent (compile() passes it
-        for graphs with a store)."""
+    def to_native(self, caching: Caching | None = None) -> NativeNode:
+        """The engine's node spec, and what running it needs. Call :meth:`validate`
+        first; ``caching`` wraps a cached agent (compile() passes it for graphs with a
+        store)."""
         policed = self.policed
         agent = policed.agent if policed is not None else self.agent
         dispatch = DISPATCH[self.dispatch]
@@ -167,6 +175,7 @@ class NodeSpec:
                 (type(agent) is FunctionType or self.executor is not None):
             agent = counted_attempts(self.name, agent)  # its retries reach the audit log
         native, is_async = native_agent(self.name, agent, dispatch, check)
+        submits = submits_calls(agent)
         policy_spec = review_spec = None
         if policed is not None:
             if policed.retry or policed.timeout or policed.fallback is not None or \
@@ -177,6 +186,7 @@ class NodeSpec:
                         self.name, policed.fallback, DISPATCH["auto"],
                         checked(self.name, annotations_of(policed.fallback)))
                     is_async = is_async or fallback_async
+                    submits = submits or submits_calls(policed.fallback)
                 policy_spec = _core.PolicySpec(
                     retry=policed.retry._native_spec() if policed.retry else None,
                     timeout=float(policed.timeout or 0.0),
@@ -189,5 +199,5 @@ class NodeSpec:
                               priority=self.priority, join=JOINS[self.join],
                               on_error=NODE_ERROR_MODES[self.on_error], policy=policy_spec,
                               review=review_spec)
-        return spec, is_async
+        return NativeNode(spec, is_async, submits)
 

@@ -353,7 +353,7 @@ def _run_script(code: str, timeout: float) -> str:
 def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
     # ray.shutdown() drops the callbacks of every ref in flight: the run must still end.
     code = textwrap.dedent("""
-        import time
+        import threading, time
         import ray
         import counterpoint as cp
 
@@ -370,17 +370,33 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
         task = cp.Graph().add("slow", slow, executor=cp.ray()).compile()
         actor = cp.Graph().add("slow", Slow, executor=cp.ray_actors(1)).compile()
         runs = [task.start(1), actor.start(1)]
+        # An invoke waits for its call in ray.get on its own thread (see _lent_thread).
+        invoked = []
+        def invoke():
+            try:
+                task.invoke(2)
+            except BaseException as error:
+                invoked.append(error)
+        invoking = threading.Thread(target=invoke)
+        invoking.start()
         time.sleep(3)
         ray.shutdown()
+        invoking.join(15)
+        assert not invoking.is_alive(), "invoke still waits although Ray was shut down"
+        assert len(invoked) == 1, "invoke returned although Ray was shut down under it"
+        outcomes = []
         for run in runs:
             try:
                 run.result(timeout=15)
             except cp.AgentError as error:
-                # Lost either way: its actor or worker may die (and say so) before Ray
-                # drops the ref's callback.
-                assert isinstance(error.__cause__, cp.WorkerLost), repr(error.__cause__)
+                outcomes.append(error)
             else:
                 raise AssertionError("a run finished although Ray was shut down under it")
+        for error in outcomes + invoked:
+            # Lost either way: its actor or worker may die (and say so) before Ray
+            # drops the ref's callback.
+            assert isinstance(error, cp.AgentError), repr(error)
+            assert isinstance(error.__cause__, cp.WorkerLost), repr(error.__cause__)
         print("ok")
     """)
     assert _run_script(code, timeout=120).endswith("ok")

@@ -1,6 +1,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -129,6 +130,9 @@ class RunHandle {
   bool cancel();
   // Like cancel(), but the run ends Interrupted: the caller did not mean to stop it.
   bool interrupt();
+  // Calls `callback` once the run has ended, on the thread that ends it (at once, on
+  // this thread, if it has): it must be quick and must not wait for the run.
+  void when_ended(std::function<void()> callback) const;
 
   // Results, meaningful once done(). sink_outputs() has the sinks that succeeded, by name.
   std::vector<std::pair<std::string, Payload>> sink_outputs() const;

@@ -8,12 +8,17 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from functools import partial
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError
 
 from ..._errors import WorkerLost
+from ..._lent_thread import lent_thread
 from ._session import LOST, raise_agent_failure
+
+_SHUT_DOWN = "Ray was shut down (ray.shutdown()) while the call ran"
 
 # What starting a call gives: its object ref, and how to stop the Ray work behind it.
 Started = tuple[Any, Callable[[], None]]
@@ -45,17 +50,26 @@ class RayCall(Future):  # type: ignore[type-arg]
         with self._steps:
             self._stop = withdraw
 
+    # How often a thread waiting in ray.get for this call looks up to see whether the
+    # call was cancelled (a cancel that Ray does not answer, such as one of an actor
+    # call already running, would otherwise hold it until the work ends).
+    _LOOK_UP = 0.01
+
     def start(self, send: Callable[[], Started],
               leave: Callable[[bool], None] | None = None) -> bool:
         """Sends the Ray work and follows its ref; False, sending nothing, if the call
-        was cancelled already."""
+        was cancelled already. The ref is waited for by the thread that invoked the run
+        when it is free (see counterpoint._lent_thread), else followed from Ray's
+        callback."""
         with self._steps:
             if self._left:
                 return False
             ref, self._stop = send()
             self._leave = leave
             _in_flight.add(self)  # before a cancel() can take it out
-        ref.future().add_done_callback(self._settle)
+        lender = lent_thread.get()
+        if lender is None or not lender.offer(lambda: self._wait_here(ref)):
+            ref.future().add_done_callback(self._settled_by)
         return True
 
     def cancel(self) -> bool:
@@ -83,9 +97,27 @@ class RayCall(Future):  # type: ignore[type-arg]
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
             self.set_exception(WorkerLost(self._name, detail))
 
-    def _settle(self, ref_future: Future) -> None:  # type: ignore[type-arg]
-        _in_flight.discard(self)
+    def _wait_here(self, ref: Any) -> Callable[[], None] | None:
+        """Waits for the call in ``ray.get`` on this thread; returns what settles it
+        (None if it was cancelled meanwhile)."""
+        while not self.done():
+            try:
+                output = ray.get(ref, timeout=self._LOOK_UP)
+            except GetTimeoutError:
+                continue
+            except Exception as error:  # noqa: BLE001 - the call's own outcome
+                if not ray.is_initialized():
+                    return partial(self._lose, _SHUT_DOWN)
+                return partial(self._settle, None, error)
+            return partial(self._settle, output, None)
+        return None
+
+    def _settled_by(self, ref_future: Future) -> None:  # type: ignore[type-arg]
         error = ref_future.exception()
+        self._settle(None if error is not None else ref_future.result(), error)
+
+    def _settle(self, output: Any, error: BaseException | None) -> None:
+        _in_flight.discard(self)
         with self._steps:
             leave = None if self._left else self._leave
             self._left = True
@@ -93,7 +125,7 @@ class RayCall(Future):  # type: ignore[type-arg]
             leave(error is not None and isinstance(error, LOST))
         try:
             if error is None:
-                self.set_result(ref_future.result())
+                self.set_result(output)
                 return
             try:
                 raise_agent_failure(self._name, error, self._where)
@@ -141,7 +173,7 @@ class _InFlight:
             with self._changed:
                 lost, self._calls = self._calls, set()
             for call in lost:
-                call._lose("Ray was shut down (ray.shutdown()) while the call ran")
+                call._lose(_SHUT_DOWN)
 
 
 _in_flight = _InFlight()
