@@ -15,7 +15,8 @@ Sections:
                 with a bare `ray.get(f.remote(x))` (or actor method); and awaited with
                 `ainvoke` against `await f.remote(x)` on the same loop; target <= 1.1x.
                 Info rows: the bare calls followed by `ref.future().result()`, Ray's own
-                way to wait without blocking in `ray.get`, which the agents use
+                way to wait without blocking in `ray.get`, which the agents use where no
+                invoke() thread waits for them (start, ainvoke, batch)
     batch    2. 1,000 runs (200 with --quick) whose agent uses 20 ms of CPU, sharded
                 with cp.ray_batch on 1 and on 2 actors, against a plain loop calling the
                 agent in this process (the ideal on one core); target: 2 actors >= 1.8x
@@ -105,7 +106,7 @@ def bench_call(res: Results, cfg: dict[str, Any]) -> None:
         "bare actor": (lambda: ray.get(actor.__call__.remote(1)), calls),
         "cp.ray_actors(1) agent": (lambda: actor_app.invoke(1), calls),
         # Ray's own way to follow a ref without a thread blocked in ray.get, the one the
-        # agents use: what a bare call costs that way is the floor of an agent's call.
+        # agents use where no invoke() thread waits for them.
         "bare task, future": (lambda: bare_task.remote(1).future().result(), calls),
         "bare actor, future": (lambda: actor.__call__.remote(1).future().result(), calls),
         "awaited bare task": (on_loop(lambda: bare_task.remote(1)), 1),
