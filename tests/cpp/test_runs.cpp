@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -496,6 +497,42 @@ TEST(run_cancel_after_success_is_a_no_op) {
   CHECK(!run.cancel());
   CHECK_EQ(run.status(), RunStatus::Succeeded);
   CHECK_EQ(run.sink_outputs().size(), std::size_t{1});
+}
+
+TEST(run_when_ended_calls_back_once_at_the_end_or_at_once_after_it) {
+  // An agent that holds its completion until told to resolve: the run stays in flight.
+  std::mutex mutex;
+  std::optional<Completion> held;
+  GraphSpec spec;
+  spec.add("held", lambda_agent([&](Invocation inv) {
+             std::lock_guard<std::mutex> lock(mutex);
+             held.emplace(std::move(inv.completion));
+           }));
+  auto graph = CompiledGraph::compile(spec);
+  RunHandle run = start(graph);
+  REQUIRE(eventually([&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    return held.has_value();
+  }));
+  std::atomic<int> calls{0};
+  std::atomic<bool> saw_done{false};
+  run.when_ended([&] {
+    saw_done = run.done();
+    ++calls;
+  });
+  std::this_thread::sleep_for(milliseconds(20));
+  CHECK_EQ(calls.load(), 0);  // not while the run is in flight
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    held->resolve(Outcome::success(make(7)));
+  }
+  REQUIRE(run.wait_for(kRunTimeout));
+  CHECK_EQ(calls.load(), 1);
+  CHECK(saw_done.load());  // called once the run's end is visible
+  int late = 0;
+  run.when_ended([&] { ++late; });  // the run has ended: called at once, on this thread
+  CHECK_EQ(late, 1);
+  CHECK_EQ(calls.load(), 1);
 }
 
 TEST(run_agent_reports_cancelled) {

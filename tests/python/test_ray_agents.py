@@ -56,6 +56,21 @@ def test_coroutine_and_runnable_agents_run_as_tasks():
     assert asyncio.run(app.ainvoke(4)) == 16
 
 
+def test_a_chain_of_ray_agents_runs_however_the_run_is_waited_for():
+    # Each call is sent from wherever its predecessor's call settled: invoke()'s own
+    # thread (which waits in ray.get), or Ray's callback thread (start, ainvoke, batch).
+    app = (cp.Graph()
+           .add("task", agents.double, executor=cp.ray())
+           .add("actor", agents.Nap, after="task", executor=cp.ray_actors(1))
+           .add("again", agents.double, after="actor", executor=cp.ray())
+           .compile())
+    assert app.submits_calls
+    assert app.invoke(0.01) == 0.04
+    assert app.start(0.02).result(timeout=60) == 0.08
+    assert asyncio.run(app.ainvoke(0.03)) == 0.12
+    assert app.batch([0.01, 0.02, 0.03]) == [0.04, 0.08, 0.12]
+
+
 def test_a_ray_agent_goes_anywhere_an_agent_goes():
     remote_double = cp.ray(num_cpus=1)(agents.double)
     app = cp.parallel(a=remote_double, b=agents.double, merge=lambda r: r["a"] + r["b"])
