@@ -18,7 +18,8 @@ from contextvars import ContextVar
 from typing import Any
 
 # What a call offers: a wait that blocks until the call's outcome is known and returns
-# what settles the call with it (None if there is nothing left to settle).
+# what settles the call with it (None if there is nothing left to settle, or if it gave
+# the call back because the thread is no longer lent).
 Wait = Callable[[], Callable[[], None] | None]
 
 
@@ -30,6 +31,13 @@ class LentThread:
         self._offered: Wait | None = None
         self._busy = False  # taken an offer whose outcome it has not had yet
         self._ended = False
+        self._run: Any = None  # the run it waits for, once started
+
+    def lent(self) -> bool:
+        """Whether the thread is still lent: its run has not ended. A wait it took for
+        a call of another run (one an agent started and left running) hands that call
+        back, to be followed from its callback, once this run has ended."""
+        return self._run is None or not self._run.done
 
     def offer(self, wait: Wait) -> bool:
         """Hands over ``wait``. False if the thread is busy with another call or its
@@ -49,8 +57,9 @@ class LentThread:
 
     def serve(self, run: Any) -> None:
         """Waits for the calls offered until ``run`` (a native run handle) has ended.
-        A wait already taken is finished even then: the run's end cancels its call,
-        which ends the wait."""
+        A wait already taken is finished even then: the run's end cancels its call, or
+        (for a call of another run) the wait sees :meth:`lent` turn false."""
+        self._run = run
         told_of_end = False  # asked to be: only when there is nothing to wait for
         while True:
             with self._changed:

@@ -44,6 +44,7 @@ class Waitable(SubmittingAgent):
         self.delay = delay
         self.waited_on: list[int] = []  # the threads that waited for calls, in order
         self.followed = 0  # calls no lent thread took
+        self.handed_back = 0  # calls a lent thread took, then gave back at its run's end
         self.submitted: list[Future] = []
 
     def submit(self, argument: Any) -> Future:
@@ -60,16 +61,21 @@ class Waitable(SubmittingAgent):
                 outcome["error"] = error
             finished.set()
 
+        def follow() -> None:
+            finished.wait()
+            _settle(future, outcome)
+
         def wait() -> Callable[[], None] | None:
-            while not future.done():  # looks up now and then: a cancel ends the wait
+            # Looks up now and then: a cancel, or the lender's run ending, ends the wait.
+            while not future.done():
+                if not lender.lent():  # handed back: followed on its own from now on
+                    self.handed_back += 1
+                    threading.Thread(target=follow, daemon=True).start()
+                    return None
                 if finished.wait(0.01):
                     self.waited_on.append(threading.get_ident())
                     return lambda: _settle(future, outcome)
             return None
-
-        def follow() -> None:
-            finished.wait()
-            _settle(future, outcome)
 
         threading.Thread(target=work, daemon=True).start()
         lender = lent_thread.get()
@@ -165,6 +171,30 @@ def test_retries_are_waited_for_on_the_same_thread():
     assert app.invoke(21) == 42
     assert len(attempts) == 3
     assert remote.waited_on == [threading.get_ident()] * 3
+
+
+def test_a_run_left_running_by_an_agent_does_not_hold_the_invoke():
+    # An agent starts a run of another graph and leaves it running: that run's calls
+    # copy the agent's context, lent thread included. The thread waits for them only
+    # while its own run is in flight; then it hands them back and invoke returns.
+    background = Waitable(lambda x: x * 2, delay=1.5)
+    other = cp.Graph().add("remote", background).compile()
+    runs: list[Any] = []
+
+    def fire_and_forget(x: Any) -> Any:
+        runs.append(other.start(x))
+        time.sleep(0.1)  # the background call is offered (and taken) meanwhile
+        return x
+
+    app = (cp.Graph()
+           .add("local", fire_and_forget, dispatch="thread")
+           .add("remote", Waitable(lambda x: x + 1), after="local")
+           .compile())
+    started = time.monotonic()
+    assert app.invoke(4) == 5
+    assert time.monotonic() - started < 1.0
+    assert runs[0].result(timeout=10) == 8
+    assert background.handed_back == 1 and background.waited_on == []
 
 
 def test_a_graph_knows_whether_its_agents_submit_calls():

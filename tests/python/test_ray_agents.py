@@ -71,6 +71,27 @@ def test_a_chain_of_ray_agents_runs_however_the_run_is_waited_for():
     assert app.batch([0.01, 0.02, 0.03]) == [0.04, 0.08, 0.12]
 
 
+def test_a_ray_call_of_a_run_left_running_does_not_hold_the_invoke():
+    # The background run's call copies the agent's context, and with it the outer
+    # invoke's lent thread; the thread gives the call back when its own run ends.
+    background = cp.Graph().add("nap", agents.Nap, executor=cp.ray_actors(1)).compile()
+    runs = []
+
+    def fire_and_forget(x):
+        runs.append(background.start(x))
+        time.sleep(0.2)
+        return x
+
+    app = (cp.Graph()
+           .add("local", fire_and_forget, dispatch="thread")
+           .add("remote", agents.double, after="local", executor=cp.ray())
+           .compile())
+    started = time.monotonic()
+    assert app.invoke(2.0) == 4.0
+    assert time.monotonic() - started < 1.8
+    assert runs[0].result(timeout=60) == 2.0
+
+
 def test_a_ray_agent_goes_anywhere_an_agent_goes():
     remote_double = cp.ray(num_cpus=1)(agents.double)
     app = cp.parallel(a=remote_double, b=agents.double, merge=lambda r: r["a"] + r["b"])

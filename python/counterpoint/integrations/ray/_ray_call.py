@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import GetTimeoutError
 
 from ..._errors import WorkerLost
-from ..._lent_thread import lent_thread
+from ..._lent_thread import LentThread, lent_thread
 from ._session import LOST, raise_agent_failure
 
 _SHUT_DOWN = "Ray was shut down (ray.shutdown()) while the call ran"
@@ -52,7 +52,8 @@ class RayCall(Future):  # type: ignore[type-arg]
 
     # How often a thread waiting in ray.get for this call looks up to see whether the
     # call was cancelled (a cancel that Ray does not answer, such as one of an actor
-    # call already running, would otherwise hold it until the work ends).
+    # call already running, would otherwise hold it until the work ends) or the thread
+    # is no longer lent (see LentThread.lent).
     _LOOK_UP = 0.01
 
     def start(self, send: Callable[[], Started],
@@ -68,7 +69,7 @@ class RayCall(Future):  # type: ignore[type-arg]
             self._leave = leave
             _in_flight.add(self)  # before a cancel() can take it out
         lender = lent_thread.get()
-        if lender is None or not lender.offer(lambda: self._wait_here(ref)):
+        if lender is None or not lender.offer(partial(self._wait_here, ref, lender)):
             ref.future().add_done_callback(self._settled_by)
         return True
 
@@ -97,10 +98,14 @@ class RayCall(Future):  # type: ignore[type-arg]
         with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
             self.set_exception(WorkerLost(self._name, detail))
 
-    def _wait_here(self, ref: Any) -> Callable[[], None] | None:
-        """Waits for the call in ``ray.get`` on this thread; returns what settles it
-        (None if it was cancelled meanwhile)."""
+    def _wait_here(self, ref: Any, lender: LentThread) -> Callable[[], None] | None:
+        """Waits for the call in ``ray.get`` on ``lender``'s thread; returns what
+        settles it (None if it was cancelled meanwhile, or handed back to Ray's
+        callback because the thread's own run has ended)."""
         while not self.done():
+            if not lender.lent():
+                ref.future().add_done_callback(self._settled_by)
+                return None
             try:
                 output = ray.get(ref, timeout=self._LOOK_UP)
             except GetTimeoutError:
