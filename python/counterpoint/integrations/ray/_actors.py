@@ -100,16 +100,23 @@ class RayActorAgent(SubmittingAgent):
         actor.ready.remote().future().add_done_callback(built)
 
     def submit(self, argument: Any) -> RayCall:
-        call = RayCall(self.name, "actor")
         with self._lock:
             slot = min(self._slots, key=lambda s: (not self._has_room(s), not s.ready,
                                                    s.running))
-            if not self._has_room(slot):
+            if self._has_room(slot):
+                slot.running += 1
+                actor = slot.actor
+            else:
+                call = RayCall(self.name, "actor")
                 call.wait_for_room(lambda: self._withdraw(call))
                 self._waiting.append((call, argument))
                 return call
-            slot.running += 1
-        self._start(slot, call, argument)
+        # Sent first, the call is on its way while the rest is set up: nobody else
+        # knows of it yet, so nothing can have cancelled it.
+        ref = self._send(slot, actor, argument)
+        call = RayCall(self.name, "actor")
+        call.follow(ref, lambda: self._abandon(slot, actor, ref),
+                    lambda lost: self._leave(slot, actor, lost))
         return call
 
     def _has_room(self, slot: _Slot) -> bool:
@@ -117,16 +124,21 @@ class RayActorAgent(SubmittingAgent):
         return slot.actor is not None and slot.running < self.executor.max_concurrency
 
     def _start(self, slot: _Slot, call: RayCall, argument: Any) -> bool:
-        """Runs ``call`` on ``slot``'s actor, whose count already includes it; False if
-        the call was cancelled while it waited."""
+        """Runs ``call``, which waited for room, on ``slot``'s actor, whose count
+        already includes it; False if the call was cancelled while it waited."""
         actor = slot.actor
 
         def send() -> Started:
-            ref = actor.call.remote(argument)
+            ref = self._send(slot, actor, argument)
             return ref, lambda: self._abandon(slot, actor, ref)
 
+        return call.start(send, leave=lambda lost: self._leave(slot, actor, lost))
+
+    def _send(self, slot: _Slot, actor: Any, argument: Any) -> Any:
+        """Sends one call to ``actor`` (``slot``'s, whose count includes the call);
+        its object ref."""
         try:
-            return call.start(send, leave=lambda lost: self._leave(slot, actor, lost))
+            return actor.call.remote(argument)
         except Exception as refused:
             # Ray refused the call (its argument does not pickle, or the actor is gone):
             # its place is freed. An actor of a Ray shut down since (ray.shutdown() and

@@ -28,8 +28,10 @@ class RayCall(Future):  # type: ignore[type-arg]
     """The future a Ray agent's ``submit`` returns (see counterpoint's SubmittingAgent).
 
     It settles with the agent's output or with what the run should see of its failure
-    (:func:`raise_agent_failure`); ``cancel()`` stops the Ray work. A call may wait for
-    room before it starts (an actor pool with every actor busy). The one who started it
+    (:func:`raise_agent_failure`); ``cancel()`` stops the Ray work. Most calls are sent
+    before their future is made (:meth:`follow`); one that must wait for room (an actor
+    pool with every actor busy) is made first and started later (:meth:`start`). The
+    one who started it
     hears, exactly once, that the call no longer occupies its Ray worker (``leave``):
     when it settles (with whether the worker was lost) or is cancelled.
     """
@@ -58,20 +60,33 @@ class RayCall(Future):  # type: ignore[type-arg]
 
     def start(self, send: Callable[[], Started],
               leave: Callable[[bool], None] | None = None) -> bool:
-        """Sends the Ray work and follows its ref; False, sending nothing, if the call
-        was cancelled already. The ref is waited for by the thread that invoked the run
-        when it is free (see counterpoint._lent_thread), else followed from Ray's
-        callback."""
+        """Sends the Ray work of a call made before it could start (one that waited for
+        room) and follows its ref; False, sending nothing, if the call was cancelled
+        meanwhile. ``send`` gives the ref and what stops the work."""
         with self._steps:
             if self._left:
                 return False
             ref, self._stop = send()
             self._leave = leave
             _in_flight.add(self)  # before a cancel() can take it out
+        self._follow(ref)
+        return True
+
+    def follow(self, ref: Any, stop: Callable[[], None],
+               leave: Callable[[bool], None] | None = None) -> None:
+        """Follows Ray work sent before this call was made (so before anyone could
+        cancel it): ``stop`` and ``leave`` as for :meth:`start`."""
+        with self._steps:
+            self._stop, self._leave = stop, leave
+            _in_flight.add(self)
+        self._follow(ref)
+
+    def _follow(self, ref: Any) -> None:
+        """The ref is waited for by the thread that invoked the run, when it is free
+        (see counterpoint._lent_thread), else followed from Ray's callback."""
         lender = lent_thread.get()
         if lender is None or not lender.offer(partial(self._wait_here, ref, lender)):
             ref.future().add_done_callback(self._settled_by)
-        return True
 
     def cancel(self) -> bool:
         with self._steps:

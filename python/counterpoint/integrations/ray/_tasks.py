@@ -11,7 +11,7 @@ from ..._agents import SubmittingAgent
 from ..._errors import GraphError
 from ..._executors import RayTasks
 from ._calls import blocking, is_factory
-from ._ray_call import RayCall, Started
+from ._ray_call import RayCall
 from ._session import connect
 
 
@@ -39,14 +39,11 @@ class RayTaskAgent(SubmittingAgent):
             name=name, **executor.options.ray_options())
 
     def submit(self, argument: Any) -> RayCall:
-        def send() -> Started:
-            ref = self._remote.remote(argument)
-            # Cancelled (a timeout, the run's end): the task and its worker process are
-            # stopped, the only way to stop a blocking call.
-            return ref, lambda: ray.cancel(ref, force=True)
-
+        ref = self._remote.remote(argument)  # sent first: on its way while we set up
         call = RayCall(self.name, "worker")
-        call.start(send)
+        # Cancelled (a timeout, the run's end): the task and its worker process are
+        # stopped, the only way to stop a blocking call.
+        call.follow(ref, lambda: ray.cancel(ref, force=True))
         return call
 
     def __reduce__(self) -> tuple[Any, ...]:
