@@ -433,6 +433,10 @@ def test_ray_shutting_down_under_a_call_fails_it_instead_of_hanging():
             # drops the ref's callback.
             assert isinstance(error, cp.AgentError), repr(error)
             assert isinstance(error.__cause__, cp.WorkerLost), repr(error.__cause__)
+        # Nothing of counterpoint's starts a new Ray behind the user's back (a ray.get
+        # after ray.shutdown() would, through Ray's auto-init).
+        time.sleep(0.5)
+        assert not ray.is_initialized(), "Ray was started again after ray.shutdown()"
         print("ok")
     """)
     assert _run_script(code, timeout=120).endswith("ok")

@@ -121,13 +121,17 @@ class RayCall(Future):  # type: ignore[type-arg]
             if not lender.lent():
                 ref.future().add_done_callback(self._settled_by)
                 return None
+            if not ray.is_initialized():  # shut down: a ray.get would start a new Ray
+                return partial(self._lose, _SHUT_DOWN)
             try:
                 output = ray.get(ref, timeout=self._LOOK_UP)
             except GetTimeoutError:
                 continue
-            except Exception as error:  # noqa: BLE001 - the call's own outcome
-                if not ray.is_initialized():
+            except (Exception, SystemExit) as error:  # the call's outcome, or Ray leaving
+                if not ray.is_initialized():  # Ray shut down under the get
                     return partial(self._lose, _SHUT_DOWN)
+                if isinstance(error, SystemExit):
+                    raise
                 return partial(self._settle, None, error)
             return partial(self._settle, output, None)
         return None
