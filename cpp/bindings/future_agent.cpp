@@ -1,7 +1,6 @@
 #include <memory>
 #include <mutex>
 
-#include "counterpoint/runtime.hpp"
 #include "gil.hpp"
 #include "observer.hpp"
 #include "py_agents.hpp"
@@ -86,16 +85,8 @@ void cancel_submitted(const std::weak_ptr<SubmittedCall>& weak) {
     future = call->future;
   }
   if (!future) return;
-  Runtime::instance().pool().submit([future] {
-    if (!python_alive()) return;
-    ScopedGil gil;
-    try {
-      future->get().attr("cancel")();
-    } catch (py::error_already_set& error) {
-      error.discard_as_unraisable("counterpoint: cancelling a submitted agent call");
-    }
-    drain_released_objects();
-  });
+  call_python_on_pool([future] { future->get().attr("cancel")(); },
+                      "counterpoint: cancelling a submitted agent call");
 }
 
 }  // namespace

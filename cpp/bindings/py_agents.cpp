@@ -97,6 +97,19 @@ void SyncAgent::note_wait_for_run() noexcept {
   }
 }
 
+void call_python_on_pool(std::function<void()> body, const char* what) {
+  Runtime::instance().pool().submit([body = std::move(body), what] {
+    if (!python_alive()) return;
+    ScopedGil gil;
+    try {
+      body();
+    } catch (py::error_already_set& error) {
+      error.discard_as_unraisable(what);
+    }
+    drain_released_objects();
+  });
+}
+
 bool ended_before_call(Completion& completion) {
   if (completion.run_ended()) {
     completion.cancelled();

@@ -2,6 +2,7 @@
 // Python callables as engine agents.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -61,6 +62,11 @@ PyObject* copy_run_context(const Invocation& invocation);
 // Resolves an invocation that must not call into Python: its run has ended (the call is
 // cancelled) or the interpreter is shutting down (it fails). True if it did so.
 bool ended_before_call(Completion& completion);
+
+// Runs `body` with the GIL on the runtime's pool, for signals that arrive on threads which
+// must not wait for the GIL (a timer, a run's end); skipped once the interpreter is
+// shutting down. A Python exception it raises is reported as unraisable, labelled `what`.
+void call_python_on_pool(std::function<void()> body, const char* what);
 
 // How a sync agent is executed.
 enum class Dispatch : std::uint8_t {

@@ -87,16 +87,7 @@ void call_when_ended(const RunHandle& run, py::object callback) {
   }
   auto held = std::make_shared<const PyRef>(std::move(callback));
   run.when_ended([held] {
-    Runtime::instance().pool().submit([held] {
-      if (!python_alive()) return;
-      ScopedGil gil;
-      try {
-        held->get()();
-      } catch (py::error_already_set& error) {
-        error.discard_as_unraisable("counterpoint: a callback for a run's end");
-      }
-      drain_released_objects();
-    });
+    call_python_on_pool([held] { held->get()(); }, "counterpoint: a callback for a run's end");
   });
 }
 

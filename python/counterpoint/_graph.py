@@ -646,7 +646,7 @@ class CompiledGraph:
         except BaseException:  # Ctrl-C: as the engine's own wait does
             run.interrupt()
             raise
-        run.wait()
+        run.wait()  # it has ended: this releases what the run let go of
         return run.output_or_report()
 
     def resume(self, run_key: str, decision: Any = None, *,

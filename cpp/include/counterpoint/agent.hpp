@@ -244,9 +244,10 @@ class Agent {
   virtual ~Agent() = default;
   virtual void invoke(Invocation invocation) = 0;
   // True if invoke() only hands the work to another executor (an event loop, a remote
-  // cluster) and returns at once: it runs no user code and never blocks. The engine then invokes it on the
-  // thread that resolved its predecessors (often that same event loop) instead of
-  // handing the message to a oneTBB worker first, which saves a thread hop per agent.
+  // cluster) and returns at once: it runs no user code and never blocks. The engine then
+  // invokes it on the thread that resolved its predecessors (often that same event loop)
+  // instead of handing the message to a oneTBB worker first, which saves a thread hop
+  // per agent.
   virtual bool hands_off() const noexcept { return false; }
 };
 
